@@ -1,0 +1,457 @@
+//! The configuration file of `mailprobe run` / `validate` (YAML). Unknown keys are errors that
+//! name the key, the file and the line; every other mistake names the field and the fix.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::model::{self, Protocol, Security, Target};
+use crate::net::DEFAULT_SERVER_BUDGET;
+use crate::profile::{DEFAULT_PROFILE, Profile};
+use crate::secret::{Environment, SecretSource};
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not a duration ({e}); write e.g. 30s, 5m or 1h"
+        ))
+    })
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_concurrency() -> usize {
+    32
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9925))
+}
+fn default_server_connections() -> usize {
+    DEFAULT_SERVER_BUDGET
+}
+fn default_profile() -> String {
+    DEFAULT_PROFILE.to_string()
+}
+
+/// The OTLP exporter. Where a field is absent, the standard `OTEL_EXPORTER_OTLP_*` variables apply.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`.
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub export_interval: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Base URL of Alertmanager (`/api/v2/alerts` is appended).
+    pub alertmanager: Option<String>,
+    /// A URL that receives the JSON report on every compliance transition.
+    pub webhook: Option<String>,
+    /// Consecutive failing runs before an alert fires.
+    #[serde(default = "default_alert_after")]
+    pub alert_after: u32,
+}
+
+fn default_alert_after() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    pub dir: Option<PathBuf>,
+}
+
+/// One mailbox to check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxConfig {
+    /// The `mailbox` label everywhere.
+    pub name: String,
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    pub imap: String,
+    pub imap_security: Option<Security>,
+    pub smtp: Option<String>,
+    pub smtp_security: Option<Security>,
+    pub user: String,
+    pub password: SecretSource,
+    /// The address to reach both hosts at (SNI and name checks still use the host names).
+    pub connect_to: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_insecure_cert: bool,
+    /// Overrides the file's `timeout` for this mailbox.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Connections the probe may hold to one server at once, across all mailboxes.
+    #[serde(default = "default_server_connections")]
+    pub server_connections: usize,
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
+    #[serde(default)]
+    pub alerts: Option<AlertsConfig>,
+    #[serde(default)]
+    pub plugins: Option<PluginsConfig>,
+    pub mailboxes: Vec<MailboxConfig>,
+}
+
+/// A configuration mistake: where it is and what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.file, self.message),
+            (Some(l), None) => write!(f, "{}:{l}: {}", self.file, self.message),
+            _ => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a file; see [`Config::parse`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: shown.clone(),
+            line: None,
+            column: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        Config::parse(&text, &shown)
+    }
+
+    /// Parses YAML text and checks everything that can be checked without the network.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_norway::from_str(text).map_err(|e| {
+            let loc = e.location();
+            let mut message = e.to_string();
+            // The location is shown in front; drop serde_norway's own " at line N column M".
+            if let Some(i) = message.find(" at line ") {
+                message.truncate(i);
+            }
+            if message.contains("unknown field") {
+                message.push_str("; remove it or correct its spelling");
+            }
+            if message.contains("missing field") {
+                message.push_str("; add it");
+            }
+            ConfigError {
+                file: file.to_string(),
+                line: loc.as_ref().map(|l| l.line()),
+                column: loc.as_ref().map(|l| l.column()),
+                message,
+            }
+        })?;
+        config.check(text, file)?;
+        Ok(config)
+    }
+
+    fn check(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let err = |line: Option<usize>, message: String| ConfigError {
+            file: file.to_string(),
+            line,
+            column: None,
+            message,
+        };
+        let top = |key: &str| find_key_line(text, 0, key);
+        if self.interval < Duration::from_secs(1) {
+            return Err(err(top("interval"), "interval must be at least 1s".into()));
+        }
+        if self.timeout < Duration::from_secs(1) {
+            return Err(err(top("timeout"), "timeout must be at least 1s".into()));
+        }
+        if self.concurrency == 0 {
+            return Err(err(
+                top("concurrency"),
+                "concurrency must be at least 1 (mailboxes checked at once)".into(),
+            ));
+        }
+        if self.server_connections < 2 {
+            return Err(err(
+                top("server_connections"),
+                "server_connections must be at least 2 (connections per server the probe may hold)"
+                    .into(),
+            ));
+        }
+        if self.mailboxes.is_empty() {
+            return Err(err(
+                top("mailboxes"),
+                "mailboxes is empty; list at least one mailbox to check".into(),
+            ));
+        }
+        if let Some(otlp) = &self.otlp {
+            if let Some(p) = &otlp.protocol {
+                if p != "grpc" && p != "http/protobuf" {
+                    return Err(err(
+                        top("otlp").and_then(|l| find_key_line(text, l, "protocol")),
+                        format!("otlp.protocol `{p}` is not supported; use grpc or http/protobuf"),
+                    ));
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            let start = mailbox_line(text, i);
+            let at = |key: &str| start.and_then(|l| find_key_line(text, l, key)).or(start);
+            let here = format!("mailboxes[{i}] ({})", m.name);
+            if m.name.trim().is_empty() {
+                return Err(err(at("name"), format!("mailboxes[{i}].name is empty; give the mailbox a name")));
+            }
+            if !names.insert(m.name.clone()) {
+                return Err(err(
+                    at("name"),
+                    format!("{here}: the name `{}` is used twice; mailbox names must be unique", m.name),
+                ));
+            }
+            if m.user.trim().is_empty() {
+                return Err(err(at("user"), format!("{here}.user is empty; give the login name")));
+            }
+            if let Err(e) = Profile::builtin(&m.profile) {
+                return Err(err(at("profile"), format!("{here}.profile: {e}")));
+            }
+            if let Err(e) = model::endpoint(Protocol::Imap, &m.imap, m.imap_security) {
+                return Err(err(at("imap"), format!("{here}.imap: {e}")));
+            }
+            if let Some(s) = &m.smtp {
+                if let Err(e) = model::endpoint(Protocol::Smtp, s, m.smtp_security) {
+                    return Err(err(at("smtp"), format!("{here}.smtp: {e}")));
+                }
+            } else if m.smtp_security.is_some() {
+                return Err(err(
+                    at("smtp_security"),
+                    format!("{here}: smtp_security is set but smtp is not; add smtp: HOST[:PORT]"),
+                ));
+            }
+            if let Some(t) = m.timeout {
+                if t < Duration::from_secs(1) {
+                    return Err(err(at("timeout"), format!("{here}.timeout must be at least 1s")));
+                }
+            }
+            if let Some(ca) = &m.ca_file {
+                if let Err(e) = crate::tls::Trust::load(Some(ca)) {
+                    return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The targets to check, with their secrets loaded from `env` or files.
+    pub fn targets(&self, file: &str, env: &dyn Environment) -> Result<Vec<Target>, ConfigError> {
+        self.mailboxes
+            .iter()
+            .map(|m| {
+                let err = |message: String| ConfigError {
+                    file: file.to_string(),
+                    line: None,
+                    column: None,
+                    message: format!("mailbox `{}`: {message}", m.name),
+                };
+                let profile = Profile::builtin(&m.profile).map_err(|e| err(e.to_string()))?;
+                let mut imap = model::endpoint(Protocol::Imap, &m.imap, m.imap_security)
+                    .map_err(|e| err(format!("imap: {e}")))?;
+                imap.connect_to = m.connect_to.clone();
+                let smtp = match &m.smtp {
+                    Some(s) => {
+                        let mut e = model::endpoint(Protocol::Smtp, s, m.smtp_security)
+                            .map_err(|e| err(format!("smtp: {e}")))?;
+                        e.connect_to = m.connect_to.clone();
+                        Some(e)
+                    }
+                    None => None,
+                };
+                let password = m
+                    .password
+                    .load(env)
+                    .map_err(|e| err(format!("password: {e}")))?;
+                Ok(Target {
+                    mailbox: m.name.clone(),
+                    profile: Arc::new(profile),
+                    imap,
+                    smtp,
+                    user: m.user.clone(),
+                    password,
+                    ca_file: m.ca_file.clone(),
+                    allow_insecure_cert: m.allow_insecure_cert,
+                    timeout: m.timeout.unwrap_or(self.timeout),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The 1-based line of `key:` at or after line `from` (1-based; 0 = from the top, top level only).
+fn find_key_line(text: &str, from: usize, key: &str) -> Option<usize> {
+    let needle = format!("{key}:");
+    for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let t = line.trim_start().trim_start_matches("- ");
+        if from == 0 && line.starts_with(' ') {
+            continue;
+        }
+        if t.starts_with(&needle) {
+            return Some(i + 1);
+        }
+        // Stop at the next list item of the mailboxes sequence.
+        if from > 0 && i + 1 > from && line.trim_start().starts_with("- ") && is_item_start(line) {
+            return None;
+        }
+    }
+    None
+}
+
+fn is_item_start(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("- ") && t[2..].contains(':')
+}
+
+/// The 1-based line where the `index`th entry of `mailboxes:` starts.
+fn mailbox_line(text: &str, index: usize) -> Option<usize> {
+    let mut in_list = false;
+    let mut seen = 0;
+    let mut indent = None;
+    for (i, line) in text.lines().enumerate() {
+        if !line.starts_with(' ') && !line.starts_with('-') && !line.trim().is_empty() {
+            in_list = line.starts_with("mailboxes:");
+            continue;
+        }
+        if !in_list {
+            continue;
+        }
+        let ind = line.len() - line.trim_start().len();
+        if line.trim_start().starts_with("- ") && indent.is_none_or(|x| x == ind) {
+            indent = Some(ind);
+            if seen == index {
+                return Some(i + 1);
+            }
+            seen += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const GOOD: &str = "\
+interval: 5m
+timeout: 30s
+mailboxes:
+  - name: sales
+    imap: imap.example.com:993
+    smtp: smtp.example.com:587
+    smtp_security: starttls
+    user: sales@example.com
+    password: { env: SALES_PASSWORD }
+    connect_to: 10.0.0.5
+  - name: support
+    imap: imap.example.com
+    user: support@example.com
+    password: { file: /run/secrets/support }
+";
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD, "c.yaml").unwrap();
+        assert_eq!(c.interval, Duration::from_secs(300));
+        assert_eq!(c.concurrency, 32);
+        assert_eq!(c.listen, "127.0.0.1:9925".parse().unwrap());
+        assert_eq!(c.mailboxes[1].profile, "hubspot");
+        let mut env = HashMap::new();
+        env.insert("SALES_PASSWORD".to_string(), "pw".to_string());
+        let e = Config { mailboxes: vec![c.mailboxes[0].clone()], ..c.clone() }
+            .targets("c.yaml", &env)
+            .unwrap();
+        assert_eq!(e[0].imap.connect_to.as_deref(), Some("10.0.0.5"));
+        assert_eq!(e[0].smtp.as_ref().unwrap().port, 587);
+    }
+
+    #[test]
+    fn spec_sample_parses() {
+        let sample = include_str!("../../deploy/examples/mailprobe.yaml");
+        Config::parse(sample, "mailprobe.yaml").unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_key_file_and_line() {
+        let text = GOOD.replace("    connect_to: 10.0.0.5\n", "    conect_to: 10.0.0.5\n");
+        let e = Config::parse(&text, "c.yaml").unwrap_err();
+        assert_eq!(e.line, Some(10), "{e}");
+        let s = e.to_string();
+        assert!(s.starts_with("c.yaml:10:"), "{s}");
+        assert!(s.contains("unknown field `conect_to`"), "{s}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field_and_line() {
+        let text = GOOD.replace("imap.example.com:993", "imap.example.com:99999");
+        let e = Config::parse(&text, "c.yaml").unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("out of range"), "{e}");
+
+        let text = GOOD.replace("  - name: support\n    imap: imap.example.com\n", "  - name: support\n    profile: nope\n    imap: imap.example.com\n");
+        let e = Config::parse(&text, "c.yaml").unwrap_err();
+        assert_eq!(e.line, Some(12), "{e}");
+        assert!(e.message.contains("unknown profile `nope`"), "{e}");
+    }
+
+    #[test]
+    fn missing_secret_says_what_to_set() {
+        let c = Config::parse(GOOD, "c.yaml").unwrap();
+        let e = c.targets("c.yaml", &HashMap::<String, String>::new()).unwrap_err();
+        assert!(e.message.contains("SALES_PASSWORD is not set"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let text = GOOD.replace("interval: 5m", "interval: five minutes");
+        let e = Config::parse(&text, "c.yaml").unwrap_err();
+        assert!(e.to_string().contains("not a duration"), "{e}");
+        assert_eq!(e.line, Some(1));
+    }
+}

@@ -1,0 +1,88 @@
+//! Network errors, each with a stable `error.type` value for spans and metrics.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What went wrong on the wire. Each variant carries what a user needs to act on it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NetError {
+    #[error("DNS lookup of {host} failed: {reason}")]
+    Dns { host: String, reason: String },
+    #[error("connection to {address} refused")]
+    Refused { address: SocketAddr },
+    #[error("connection to {address} timed out after {after:?} (from {local})")]
+    ConnectTimeout {
+        address: SocketAddr,
+        local: String,
+        after: Duration,
+    },
+    #[error("no route to {address}: {reason}")]
+    Unreachable { address: SocketAddr, reason: String },
+    #[error("timed out after {after:?} waiting for {waiting_for}")]
+    Timeout {
+        waiting_for: String,
+        after: Duration,
+    },
+    #[error("connection reset by the server")]
+    Reset,
+    #[error("the server closed the connection{0}")]
+    Closed(String),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("unexpected reply: {0}")]
+    Protocol(String),
+    #[error("the check's deadline passed while waiting for a connection slot to {server}")]
+    BudgetExhausted { server: String },
+    #[error("the server does not offer STARTTLS")]
+    StarttlsNotOffered,
+    #[error("{0}")]
+    Io(String),
+}
+
+impl NetError {
+    /// The stable `error.type` value.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            NetError::Dns { .. } => "dns_failure",
+            NetError::Refused { .. } => "connection_refused",
+            NetError::ConnectTimeout { .. } | NetError::Timeout { .. } => "timeout",
+            NetError::Unreachable { .. } => "host_unreachable",
+            NetError::Reset => "connection_reset",
+            NetError::Closed(_) => "connection_closed",
+            NetError::Tls(_) => "tls_handshake",
+            NetError::Protocol(_) => "protocol",
+            NetError::BudgetExhausted { .. } => "connection_budget",
+            NetError::StarttlsNotOffered => "starttls_not_offered",
+            NetError::Io(_) => "io",
+        }
+    }
+
+    /// Maps an I/O error during an exchange (not a connect) onto the variants above.
+    pub fn from_io(e: &std::io::Error) -> NetError {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            ConnectionReset | ConnectionAborted | BrokenPipe => NetError::Reset,
+            UnexpectedEof => NetError::Closed(String::new()),
+            TimedOut => NetError::Timeout {
+                waiting_for: "the server".into(),
+                after: Duration::ZERO,
+            },
+            _ => NetError::Io(e.to_string()),
+        }
+    }
+}
+
+/// Runs `fut` with a timeout, naming what it waited for when it expires.
+pub async fn within<T, F>(after: Duration, waiting_for: &str, fut: F) -> Result<T, NetError>
+where
+    F: std::future::Future<Output = Result<T, NetError>>,
+{
+    match tokio::time::timeout(after, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(NetError::Timeout {
+            waiting_for: waiting_for.to_string(),
+            after,
+        }),
+    }
+}

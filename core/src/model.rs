@@ -1,0 +1,278 @@
+//! The mailbox/target model: what one check run looks at.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::profile::Profile;
+use crate::secret::Secret;
+
+/// The mail protocols a mailbox is reached over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Imap,
+    Smtp,
+}
+
+impl Protocol {
+    /// The requirement-ID prefix: `imap` or `smtp`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Smtp => "smtp",
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Imap => "IMAP",
+            Protocol::Smtp => "SMTP",
+        }
+    }
+    /// `imap.login` from `login`.
+    pub fn requirement(self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.prefix())
+    }
+    pub fn default_port(self, security: Security) -> u16 {
+        match (self, security) {
+            (Protocol::Imap, Security::Tls) => 993,
+            (Protocol::Imap, Security::Starttls) => 143,
+            (Protocol::Smtp, Security::Tls) => 465,
+            (Protocol::Smtp, Security::Starttls) => 587,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// How the connection is encrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Tls,
+    /// A plain connection upgraded with STARTTLS.
+    Starttls,
+}
+
+impl Security {
+    /// The SPEC's rule when the user says nothing: ports 993 and 465 mean TLS, others STARTTLS.
+    pub fn for_port(port: u16) -> Security {
+        if port == 993 || port == 465 {
+            Security::Tls
+        } else {
+            Security::Starttls
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::Tls => "tls",
+            Security::Starttls => "starttls",
+        }
+    }
+}
+
+impl std::str::FromStr for Security {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tls" => Ok(Security::Tls),
+            "starttls" => Ok(Security::Starttls),
+            other => Err(format!("`{other}` is not a security mode; use tls or starttls")),
+        }
+    }
+}
+
+/// One server port of a mailbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub protocol: Protocol,
+    /// The host name the user gave: used for SNI and certificate name checks.
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// Where to connect instead of resolving `host` (an IP address or another name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_to: Option<String>,
+}
+
+impl Endpoint {
+    /// `host:port`, with IPv6 literals bracketed.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+    /// The name or address actually dialled.
+    pub fn dial_host(&self) -> &str {
+        self.connect_to.as_deref().unwrap_or(&self.host)
+    }
+}
+
+/// Parses `HOST[:PORT]`, `[V6]:PORT` or a bare IPv6 literal. The port is `None` when absent.
+pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("the server is empty; give HOST or HOST:PORT".into());
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            return Err(format!("`{s}`: an IPv6 address in brackets needs the closing `]`"));
+        };
+        if after.is_empty() {
+            return Ok((host.to_string(), None));
+        }
+        let Some(port) = after.strip_prefix(':') else {
+            return Err(format!("`{s}`: expected `:PORT` after `]`"));
+        };
+        return Ok((host.to_string(), Some(parse_port(s, port)?)));
+    }
+    match s.matches(':').count() {
+        0 => Ok((s.to_string(), None)),
+        1 => {
+            let (host, port) = s.split_once(':').unwrap_or((s, ""));
+            if host.is_empty() {
+                return Err(format!("`{s}`: the host name is missing before `:`"));
+            }
+            Ok((host.to_string(), Some(parse_port(s, port)?)))
+        }
+        // An IPv6 literal without brackets cannot carry a port.
+        _ => Ok((s.to_string(), None)),
+    }
+}
+
+fn parse_port(whole: &str, port: &str) -> Result<u16, String> {
+    match port.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        Ok(p) => Err(format!(
+            "`{whole}`: port {p} is out of range; use a port from 1 to 65535"
+        )),
+        Err(_) => Err(format!(
+            "`{whole}`: `{port}` is not a port number; use a port from 1 to 65535"
+        )),
+    }
+}
+
+/// Builds an endpoint from `HOST[:PORT]` and an optional security mode, applying the SPEC's
+/// defaults: without a port, 993/465 for tls and 143/587 for starttls (tls when neither is given).
+pub fn endpoint(
+    protocol: Protocol,
+    server: &str,
+    security: Option<Security>,
+) -> Result<Endpoint, String> {
+    let (host, port) = parse_host_port(server)?;
+    let (port, security) = match (port, security) {
+        (Some(p), Some(s)) => (p, s),
+        (Some(p), None) => (p, Security::for_port(p)),
+        (None, Some(s)) => (protocol.default_port(s), s),
+        (None, None) => (protocol.default_port(Security::Tls), Security::Tls),
+    };
+    Ok(Endpoint {
+        protocol,
+        host,
+        port,
+        security,
+        connect_to: None,
+    })
+}
+
+/// Everything one mailbox check needs.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The `mailbox` label everywhere (the config's `name`, or the user on the command line).
+    pub mailbox: String,
+    pub profile: Arc<Profile>,
+    pub imap: Endpoint,
+    pub smtp: Option<Endpoint>,
+    pub user: String,
+    pub password: Secret,
+    pub ca_file: Option<PathBuf>,
+    pub allow_insecure_cert: bool,
+    /// Deadline for the whole check of this mailbox.
+    pub timeout: Duration,
+}
+
+impl Target {
+    pub fn endpoint(&self, protocol: Protocol) -> Option<&Endpoint> {
+        match protocol {
+            Protocol::Imap => Some(&self.imap),
+            Protocol::Smtp => self.smtp.as_ref(),
+        }
+    }
+    /// The configured endpoints, IMAP first.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        std::iter::once(&self.imap).chain(self.smtp.as_ref())
+    }
+}
+
+/// What a dynamic plugin is told about the target: everything but the password is plain data;
+/// the password travels only because a plugin may need to log in, and is never logged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetView {
+    pub mailbox: String,
+    pub profile: String,
+    pub imap: Endpoint,
+    pub smtp: Option<Endpoint>,
+    pub user: String,
+    pub ca_file: Option<PathBuf>,
+    pub allow_insecure_cert: bool,
+    pub timeout_ms: u64,
+}
+
+impl From<&Target> for TargetView {
+    fn from(t: &Target) -> Self {
+        TargetView {
+            mailbox: t.mailbox.clone(),
+            profile: t.profile.name.clone(),
+            imap: t.imap.clone(),
+            smtp: t.smtp.clone(),
+            user: t.user.clone(),
+            ca_file: t.ca_file.clone(),
+            allow_insecure_cert: t.allow_insecure_cert,
+            timeout_ms: t.timeout.as_millis() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(parse_host_port("imap.x.com").unwrap(), ("imap.x.com".into(), None));
+        assert_eq!(
+            parse_host_port("imap.x.com:143").unwrap(),
+            ("imap.x.com".into(), Some(143))
+        );
+        assert_eq!(parse_host_port("[::1]:993").unwrap(), ("::1".into(), Some(993)));
+        assert_eq!(parse_host_port("::1").unwrap(), ("::1".into(), None));
+        assert!(parse_host_port("h:0").unwrap_err().contains("out of range"));
+        assert!(parse_host_port("h:70000").unwrap_err().contains("out of range"));
+        assert!(parse_host_port("h:abc").unwrap_err().contains("not a port"));
+        assert!(parse_host_port(":993").is_err());
+    }
+
+    #[test]
+    fn default_ports_and_security_follow_the_spec() {
+        let e = endpoint(Protocol::Imap, "h", None).unwrap();
+        assert_eq!((e.port, e.security), (993, Security::Tls));
+        let e = endpoint(Protocol::Imap, "h", Some(Security::Starttls)).unwrap();
+        assert_eq!((e.port, e.security), (143, Security::Starttls));
+        let e = endpoint(Protocol::Smtp, "h:465", None).unwrap();
+        assert_eq!(e.security, Security::Tls);
+        let e = endpoint(Protocol::Smtp, "h:2525", None).unwrap();
+        assert_eq!(e.security, Security::Starttls);
+        let e = endpoint(Protocol::Smtp, "h", Some(Security::Starttls)).unwrap();
+        assert_eq!(e.port, 587);
+    }
+}

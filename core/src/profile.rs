@@ -1,0 +1,227 @@
+//! Compliance profiles as data: which requirements a profile holds, which TLS versions its client
+//! speaks, how many connections it needs, and its thresholds. Built-in profiles are YAML files
+//! embedded in the binary.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A TLS (or SSL) protocol version, named as in the report's `versions` map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "SSLv3")]
+    Ssl3,
+    #[serde(rename = "TLSv1.0")]
+    Tls10,
+    #[serde(rename = "TLSv1.1")]
+    Tls11,
+    #[serde(rename = "TLSv1.2")]
+    Tls12,
+    #[serde(rename = "TLSv1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    pub const ALL: [TlsVersion; 5] = [
+        TlsVersion::Ssl3,
+        TlsVersion::Tls10,
+        TlsVersion::Tls11,
+        TlsVersion::Tls12,
+        TlsVersion::Tls13,
+    ];
+
+    /// The version as it travels on the wire.
+    pub fn wire(self) -> u16 {
+        match self {
+            TlsVersion::Ssl3 => 0x0300,
+            TlsVersion::Tls10 => 0x0301,
+            TlsVersion::Tls11 => 0x0302,
+            TlsVersion::Tls12 => 0x0303,
+            TlsVersion::Tls13 => 0x0304,
+        }
+    }
+
+    pub fn from_wire(v: u16) -> Option<Self> {
+        TlsVersion::ALL.into_iter().find(|t| t.wire() == v)
+    }
+
+    /// The report's name: `SSLv3`, `TLSv1.0` ... `TLSv1.3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Ssl3 => "SSLv3",
+            TlsVersion::Tls10 => "TLSv1.0",
+            TlsVersion::Tls11 => "TLSv1.1",
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+
+    /// A human name: `SSL 3.0`, `TLS 1.2`.
+    pub fn human(self) -> &'static str {
+        match self {
+            TlsVersion::Ssl3 => "SSL 3.0",
+            TlsVersion::Tls10 => "TLS 1.0",
+            TlsVersion::Tls11 => "TLS 1.1",
+            TlsVersion::Tls12 => "TLS 1.2",
+            TlsVersion::Tls13 => "TLS 1.3",
+        }
+    }
+
+    /// The OpenTelemetry `tls.protocol.version` value ("1.2", "3.0" for SSLv3).
+    pub fn semconv(self) -> &'static str {
+        match self {
+            TlsVersion::Ssl3 => "3.0",
+            TlsVersion::Tls10 => "1.0",
+            TlsVersion::Tls11 => "1.1",
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsRules {
+    pub client_versions: Vec<TlsVersion>,
+    pub weak_versions: Vec<TlsVersion>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRules {
+    pub require_common_name: bool,
+    pub warn_days: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionRules {
+    pub imap: u32,
+    pub imap_with_other_folders: u32,
+    pub smtp: u32,
+}
+
+/// A compliance profile.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub requirements: Vec<String>,
+    pub tls: TlsRules,
+    pub certificate: CertificateRules,
+    pub connections: ConnectionRules,
+    pub unsupported_software: Vec<String>,
+}
+
+const BUILTIN: &[(&str, &str)] = &[("hubspot", include_str!("../profiles/hubspot.yaml"))];
+
+/// The default profile's name.
+pub const DEFAULT_PROFILE: &str = "hubspot";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("unknown profile `{name}`; known profiles: {known}")]
+    Unknown { name: String, known: String },
+    #[error("built-in profile `{name}` is malformed: {reason}")]
+    Malformed { name: String, reason: String },
+}
+
+impl Profile {
+    /// Looks up a built-in profile by name.
+    pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
+        let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) else {
+            return Err(ProfileError::Unknown {
+                name: name.to_string(),
+                known: Profile::names().join(", "),
+            });
+        };
+        let p: Profile = serde_norway::from_str(text).map_err(|e| ProfileError::Malformed {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(p)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        BUILTIN.iter().map(|(n, _)| *n).collect()
+    }
+
+    pub fn holds(&self, requirement: &str) -> bool {
+        self.requirements.iter().any(|r| r == requirement)
+    }
+
+    pub fn warn_days(&self) -> u32 {
+        self.certificate.warn_days
+    }
+}
+
+impl FromStr for TlsVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TlsVersion::ALL
+            .into_iter()
+            .find(|v| v.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown TLS version `{s}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::requirement::CATALOG;
+
+    #[test]
+    fn every_builtin_profile_parses_and_names_known_requirements() {
+        for name in Profile::names() {
+            let p = Profile::builtin(name).unwrap();
+            assert_eq!(p.name, name);
+            for r in &p.requirements {
+                assert!(
+                    CATALOG.iter().any(|c| c.id == r),
+                    "profile {name} holds unknown requirement {r}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hubspot_profile_matches_the_source() {
+        let p = Profile::builtin("hubspot").unwrap();
+        assert_eq!(
+            p.tls.client_versions,
+            vec![
+                TlsVersion::Ssl3,
+                TlsVersion::Tls10,
+                TlsVersion::Tls11,
+                TlsVersion::Tls12
+            ]
+        );
+        assert!(!p.tls.client_versions.contains(&TlsVersion::Tls13));
+        assert_eq!(p.connections.imap + p.connections.smtp, 4);
+        assert_eq!(p.connections.imap_with_other_folders + p.connections.smtp, 5);
+        assert_eq!(p.certificate.warn_days, 30);
+        assert_eq!(p.unsupported_software, vec!["Courier-IMAP".to_string()]);
+    }
+
+    #[test]
+    fn unknown_profile_lists_the_known_ones() {
+        let e = Profile::builtin("salesforce").unwrap_err().to_string();
+        assert!(e.contains("unknown profile `salesforce`") && e.contains("hubspot"), "{e}");
+    }
+
+    #[test]
+    fn version_names_round_trip() {
+        for v in TlsVersion::ALL {
+            assert_eq!(v.name().parse::<TlsVersion>().unwrap(), v);
+            assert_eq!(TlsVersion::from_wire(v.wire()), Some(v));
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The report of one mailbox run, and its renderings: text, JSON (the SPEC schema) and Nagios.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::model::{Protocol, Target};
+use crate::requirement::{RequirementResult, Status, Verdict};
+
+pub const SCHEMA: &str = "mailprobe.report/v1";
+
+/// The JSON report (`mailprobe.report/v1`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub mailbox: String,
+    pub profile: String,
+    pub verdict: Verdict,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub requirements: Vec<RequirementResult>,
+    /// The servers checked, for grouping and labels: `imap` and `smtp` as `host:port`.
+    #[serde(default, skip_serializing_if = "Servers::is_empty")]
+    pub servers: Servers,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Servers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<String>,
+}
+
+impl Servers {
+    fn is_empty(&self) -> bool {
+        self.imap.is_none() && self.smtp.is_none()
+    }
+}
+
+/// RFC 3339 in UTC with seconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    let t = OffsetDateTime::from(t).replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+impl Report {
+    pub fn new(
+        target: &Target,
+        started_at: SystemTime,
+        duration: Duration,
+        requirements: Vec<RequirementResult>,
+    ) -> Report {
+        Report {
+            schema: SCHEMA.to_string(),
+            mailbox: target.mailbox.clone(),
+            profile: target.profile.name.clone(),
+            verdict: Verdict::of(&requirements),
+            started_at: rfc3339(started_at),
+            duration_ms: duration.as_millis() as u64,
+            requirements,
+            servers: Servers {
+                imap: Some(target.imap.authority()),
+                smtp: target.smtp.as_ref().map(|e| e.authority()),
+            },
+        }
+    }
+
+    pub fn has_warnings(&self) -> bool {
+        self.requirements.iter().any(|r| r.status == Status::Warn)
+    }
+
+    /// The Nagios plugin exit code: 0 compliant, 1 compliant with warnings, 2 non-compliant.
+    pub fn exit_code(&self) -> i32 {
+        match self.verdict {
+            Verdict::NonCompliant => 2,
+            Verdict::Compliant if self.has_warnings() => 1,
+            Verdict::Compliant => 0,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    fn count(&self, s: Status) -> usize {
+        self.requirements.iter().filter(|r| r.status == s).count()
+    }
+
+    /// One Nagios status line with perfdata.
+    pub fn to_nagios(&self) -> String {
+        let state = match self.exit_code() {
+            0 => "OK",
+            1 => "WARNING",
+            _ => "CRITICAL",
+        };
+        let failing: Vec<&str> = self
+            .requirements
+            .iter()
+            .filter(|r| r.status == Status::Fail)
+            .map(|r| r.id.as_str())
+            .collect();
+        let warning: Vec<&str> = self
+            .requirements
+            .iter()
+            .filter(|r| r.status == Status::Warn)
+            .map(|r| r.id.as_str())
+            .collect();
+        let mut detail = String::new();
+        if !failing.is_empty() {
+            let _ = write!(detail, "; failing: {}", failing.join(", "));
+        }
+        if !warning.is_empty() {
+            let _ = write!(detail, "; warnings: {}", warning.join(", "));
+        }
+        let mut perf = format!(
+            "compliant={} pass={} warn={} fail={} skip={} duration={:.3}s",
+            u8::from(self.verdict == Verdict::Compliant),
+            self.count(Status::Pass),
+            self.count(Status::Warn),
+            self.count(Status::Fail),
+            self.count(Status::Skip),
+            self.duration_ms as f64 / 1000.0
+        );
+        for p in ["imap", "smtp"] {
+            if let Some(days) = self
+                .requirements
+                .iter()
+                .find(|r| r.id == format!("{p}.certificate.expiry"))
+                .and_then(|r| r.evidence.get("days_left"))
+                .and_then(|v| v.as_i64())
+            {
+                let _ = write!(perf, " {p}_cert_days={days}");
+            }
+        }
+        if let Some(r) = self
+            .requirements
+            .iter()
+            .find(|r| r.id == "connections.concurrent")
+        {
+            if let (Some(a), Some(req)) = (
+                r.evidence.get("achieved").and_then(|v| v.as_u64()),
+                r.evidence.get("required").and_then(|v| v.as_u64()),
+            ) {
+                let _ = write!(perf, " connections={a};;{req}");
+            }
+        }
+        format!(
+            "MAILPROBE {state} - {} {}{detail} | {perf}",
+            self.mailbox,
+            self.verdict.as_str()
+        )
+    }
+
+    /// The human report, grouped by server, with a remedy under each warning or failure.
+    pub fn to_text(&self, colour: bool) -> String {
+        let paint = |s: Status, text: &str| -> String {
+            if !colour {
+                return text.to_string();
+            }
+            let code = match s {
+                Status::Pass => "32",
+                Status::Warn => "33",
+                Status::Fail => "31",
+                Status::Skip => "90",
+            };
+            format!("\x1b[{code}m{text}\x1b[0m")
+        };
+        let mut out = String::new();
+        let verdict = match self.verdict {
+            Verdict::Compliant if self.has_warnings() => "COMPLIANT (with warnings)",
+            Verdict::Compliant => "COMPLIANT",
+            Verdict::NonCompliant => "NON-COMPLIANT",
+        };
+        let vstatus = match self.exit_code() {
+            0 => Status::Pass,
+            1 => Status::Warn,
+            _ => Status::Fail,
+        };
+        let _ = writeln!(
+            out,
+            "mailprobe: {} against profile {}: {}",
+            self.mailbox,
+            self.profile,
+            paint(vstatus, verdict)
+        );
+        let groups: [(&str, Option<Protocol>); 3] = [
+            ("imap", Some(Protocol::Imap)),
+            ("smtp", Some(Protocol::Smtp)),
+            ("other", None),
+        ];
+        for (prefix, proto) in groups {
+            let items: Vec<&RequirementResult> = self
+                .requirements
+                .iter()
+                .filter(|r| match proto {
+                    Some(_) => r.id.starts_with(&format!("{prefix}.")),
+                    None => !r.id.starts_with("imap.") && !r.id.starts_with("smtp."),
+                })
+                .collect();
+            if items.is_empty() {
+                continue;
+            }
+            let heading = match proto {
+                Some(Protocol::Imap) => format!(
+                    "IMAP {}",
+                    self.servers.imap.as_deref().unwrap_or("(server)")
+                ),
+                Some(Protocol::Smtp) => match &self.servers.smtp {
+                    Some(s) => format!("SMTP {s}"),
+                    None => "SMTP (not configured)".to_string(),
+                },
+                None => "Mailbox".to_string(),
+            };
+            let _ = writeln!(out, "\n{heading}");
+            for r in items {
+                let tag = format!("{:<4}", r.status.as_str().to_uppercase());
+                let _ = writeln!(out, "  [{}] {:<26} {}", paint(r.status, &tag), r.id, r.summary);
+                if matches!(r.status, Status::Warn | Status::Fail) {
+                    if let Some(remedy) = &r.remedy {
+                        let _ = writeln!(out, "         remedy: {remedy}");
+                    }
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n{} pass, {} warn, {} fail, {} skip in {} ms",
+            self.count(Status::Pass),
+            self.count(Status::Warn),
+            self.count(Status::Fail),
+            self.count(Status::Skip),
+            self.duration_ms
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(results: Vec<RequirementResult>) -> Report {
+        Report {
+            schema: SCHEMA.into(),
+            mailbox: "alice@example.com".into(),
+            profile: "hubspot".into(),
+            verdict: Verdict::of(&results),
+            started_at: rfc3339(SystemTime::UNIX_EPOCH),
+            duration_ms: 412,
+            requirements: results,
+            servers: Servers {
+                imap: Some("imap.example.com:993".into()),
+                smtp: None,
+            },
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_nagios() {
+        let ok = report(vec![RequirementResult::pass("imap.reachable", "ok")]);
+        assert_eq!(ok.exit_code(), 0);
+        let warn = report(vec![RequirementResult::warn("imap.tls_versions", "weak", "raise")]);
+        assert_eq!(warn.exit_code(), 1);
+        let fail = report(vec![RequirementResult::fail("imap.reachable", "refused", "open it")]);
+        assert_eq!(fail.exit_code(), 2);
+    }
+
+    #[test]
+    fn json_has_the_spec_fields() {
+        let r = report(vec![RequirementResult::pass("imap.reachable", "connected")]);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["schema"], "mailprobe.report/v1");
+        assert_eq!(v["verdict"], "compliant");
+        assert_eq!(v["started_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["requirements"][0]["remedy"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn text_shows_remedies_under_failures_and_no_colour_off_terminal() {
+        let r = report(vec![RequirementResult::fail(
+            "imap.reachable",
+            "connection refused",
+            "open port 993",
+        )]);
+        let t = r.to_text(false);
+        assert!(t.contains("NON-COMPLIANT"));
+        assert!(t.contains("IMAP imap.example.com:993"));
+        assert!(t.contains("remedy: open port 993"));
+        assert!(!t.contains('\x1b'));
+        assert!(r.to_text(true).contains('\x1b'));
+    }
+
+    #[test]
+    fn nagios_line_has_state_and_perfdata() {
+        let r = report(vec![RequirementResult::fail("imap.login", "refused", "fix")]);
+        let line = r.to_nagios();
+        assert!(line.starts_with("MAILPROBE CRITICAL - alice@example.com non_compliant; failing: imap.login | "), "{line}");
+        assert!(line.contains("compliant=0"));
+    }
+}

@@ -1,1 +1,133 @@
-fn main() {}
+//! `mailprobe`: checks that mailboxes' IMAP and SMTP servers meet a CRM's connection
+//! requirements, once (`check`, Nagios-compatible) or on a schedule (`run`).
+#![forbid(unsafe_code)]
+
+mod builtins;
+mod cli;
+mod daemon;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, Format};
+
+/// Nagios' UNKNOWN: the check could not run (bad usage or configuration).
+const EXIT_UNKNOWN: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => EXIT_UNKNOWN,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli.command);
+    mailprobe_core::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailprobe: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_UNKNOWN);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    // Do not wait for lingering blocking tasks (a plugin stuck past its deadline).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Check(args) => match cli::check_setup(&args) {
+            Err(msg) => usage_error(&msg),
+            Ok(setup) => {
+                let outcome = cli::run_check(setup).await;
+                let report = &outcome.report;
+                match args.format {
+                    Format::Json => println!("{}", report.to_json()),
+                    Format::Nagios => println!("{}", report.to_nagios()),
+                    Format::Text => {
+                        let colour = std::io::stdout().is_terminal()
+                            && std::env::var_os("NO_COLOR").is_none();
+                        print!("{}", report.to_text(colour));
+                    }
+                }
+                report.exit_code() as u8
+            }
+        },
+        Command::Validate(args) => match daemon::load(&args.config) {
+            Ok(loaded) => {
+                println!(
+                    "{}: OK, {} mailbox(es), checked every {}",
+                    args.config.display(),
+                    loaded.targets.len(),
+                    humantime::format_duration(loaded.config.interval)
+                );
+                0
+            }
+            Err(msg) => usage_error(&msg),
+        },
+        Command::Run(args) => match daemon::load(&args.config) {
+            Ok(loaded) => daemon::run(loaded).await,
+            Err(msg) => usage_error(&msg),
+        },
+        Command::Plugins(cli::PluginsCommand::List(args)) => {
+            let registry = match builtins::registry() {
+                Ok(r) => r,
+                Err(e) => return usage_error(&e),
+            };
+            let infos = registry.infos();
+            match args.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&infos).unwrap_or_else(|_| "[]".into())
+                ),
+                _ => {
+                    for i in infos {
+                        println!(
+                            "{:<14} {:<8} {:<8} {}",
+                            i.name,
+                            match i.kind {
+                                mailprobe_core::plugin::PluginKind::Builtin => "builtin",
+                                mailprobe_core::plugin::PluginKind::Dynamic => "dynamic",
+                            },
+                            i.version,
+                            i.requirements.join(", ")
+                        );
+                    }
+                }
+            }
+            0
+        }
+    }
+}
+
+fn usage_error(msg: &str) -> u8 {
+    eprintln!("mailprobe: {msg}");
+    EXIT_UNKNOWN
+}
+
+fn init_logging(command: &Command) {
+    use tracing_subscriber::EnvFilter;
+    let default = match command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_env("MAILPROBE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

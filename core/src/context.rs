@@ -175,6 +175,13 @@ impl RunContext {
             .max(Duration::from_millis(1))
     }
 
+    /// The bound for one network exchange (a read, a handshake): half the check's timeout, and
+    /// never past the deadline. A silent server then fails that step with a timeout of its own
+    /// while time is left to report it.
+    pub fn io_timeout(&self) -> Duration {
+        (self.target.timeout / 2).min(self.remaining())
+    }
+
     /// The plugin now running (steps are attributed to it).
     pub fn current_plugin(&self) -> &str {
         &self.current_plugin
@@ -340,7 +347,7 @@ impl RunContext {
             Err(e) => return Err(NetErrorView::from(&e)),
         };
         let conn = if endpoint.security == Security::Starttls {
-            let wait = self.remaining();
+            let wait = self.io_timeout();
             let pre = match protocol {
                 Protocol::Imap => self
                     .step("starttls", Some(&endpoint), async {
@@ -367,7 +374,7 @@ impl RunContext {
             conn
         };
         let timer = StepTimer::start();
-        let out = tls::handshake(conn, &endpoint.host, &self.trust, self.remaining())
+        let out = tls::handshake(conn, &endpoint.host, &self.trust, self.io_timeout())
             .await
             .map(|(_stream, h)| h);
         self.note_handshake(timer, &endpoint, &out);

@@ -1,0 +1,12 @@
+//! The built-in plugins, in run order (a plugin after those it depends on).
+
+use std::sync::Arc;
+
+use mailprobe_core::Registry;
+
+pub fn registry() -> Result<Registry, String> {
+    let mut r = Registry::new();
+    r.register(Arc::new(mailprobe_plugin_reachability::Reachability))
+        .map_err(|e| e.to_string())?;
+    Ok(r)
+}

@@ -54,15 +54,16 @@ async fn dispatch(cli: Cli) -> u8 {
             Ok(setup) => {
                 let outcome = cli::run_check(setup).await;
                 let report = &outcome.report;
-                match args.format {
-                    Format::Json => println!("{}", report.to_json()),
-                    Format::Nagios => println!("{}", report.to_nagios()),
+                let text = match args.format {
+                    Format::Json => report.to_json() + "\n",
+                    Format::Nagios => report.to_nagios() + "\n",
                     Format::Text => {
                         let colour = std::io::stdout().is_terminal()
                             && std::env::var_os("NO_COLOR").is_none();
-                        print!("{}", report.to_text(colour));
+                        report.to_text(colour)
                     }
-                }
+                };
+                out(&text);
                 report.exit_code() as u8
             }
         },
@@ -89,14 +90,14 @@ async fn dispatch(cli: Cli) -> u8 {
             };
             let infos = registry.infos();
             match args.format {
-                Format::Json => println!(
-                    "{}",
+                Format::Json => out(&format!(
+                    "{}\n",
                     serde_json::to_string_pretty(&infos).unwrap_or_else(|_| "[]".into())
-                ),
+                )),
                 _ => {
                     for i in infos {
-                        println!(
-                            "{:<14} {:<8} {:<8} {}",
+                        out(&format!(
+                            "{:<14} {:<8} {:<8} {}\n",
                             i.name,
                             match i.kind {
                                 mailprobe_core::plugin::PluginKind::Builtin => "builtin",
@@ -104,13 +105,20 @@ async fn dispatch(cli: Cli) -> u8 {
                             },
                             i.version,
                             i.requirements.join(", ")
-                        );
+                        ));
                     }
                 }
             }
             0
         }
     }
+}
+
+/// Writes to stdout; a closed pipe (`mailprobe check | head`) is not an error worth a panic.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
 }
 
 fn usage_error(msg: &str) -> u8 {

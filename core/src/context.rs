@@ -87,6 +87,9 @@ pub struct Reach {
 pub struct NetErrorView {
     pub error_type: String,
     pub message: String,
+    /// The step that failed (`connect`, `starttls`, `tls_handshake`), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 impl From<&NetError> for NetErrorView {
@@ -94,7 +97,15 @@ impl From<&NetError> for NetErrorView {
         NetErrorView {
             error_type: e.error_type().to_string(),
             message: e.to_string(),
+            step: None,
         }
+    }
+}
+
+impl NetErrorView {
+    pub fn at(mut self, step: &str) -> Self {
+        self.step = Some(step.to_string());
+        self
     }
 }
 
@@ -133,11 +144,22 @@ pub struct HeldSession {
     pub close: fn(Box<dyn Any + Send>) -> crate::plugin::BoxFuture<'static, ()>,
 }
 
+/// A run's share of one server's connection budget.
+struct Reservation {
+    size: usize,
+    local: Arc<tokio::sync::Semaphore>,
+    _global: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
 /// Everything one run of one mailbox shares.
 pub struct RunContext {
     pub target: Arc<Target>,
     pub trust: Trust,
     pub budgets: Arc<Budgets>,
+    /// This run's share of each server's budget, taken whole at the start of the run (IMAP
+    /// before SMTP, always in that order), so that runs waiting for each other's connections
+    /// cannot deadlock. Every connection of the run takes a slot from here.
+    slots: BTreeMap<Protocol, Reservation>,
     deadline: Instant,
     pub facts: Facts,
     pub held: Vec<HeldSession>,
@@ -154,6 +176,7 @@ impl RunContext {
             target,
             trust,
             budgets,
+            slots: BTreeMap::new(),
             deadline,
             facts: Facts::default(),
             held: Vec::new(),
@@ -173,6 +196,61 @@ impl RunContext {
         self.deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1))
+    }
+
+    /// Takes this run's share of each configured server's budget: as many connections as the
+    /// profile's client holds at once to that port, capped by the budget.
+    pub async fn reserve_slots(&mut self) {
+        let endpoints: Vec<Endpoint> = self.target.endpoints().cloned().collect();
+        for ep in endpoints {
+            let rules = &self.target.profile.connections;
+            let want = match ep.protocol {
+                Protocol::Imap => rules.imap_with_other_folders.max(rules.imap),
+                Protocol::Smtp => rules.smtp,
+            }
+            .max(1) as usize;
+            let n = want.min(self.budgets.per_server());
+            let wait = self.remaining();
+            let global = self.budgets.acquire(&ep, n as u32, wait).await;
+            self.slots.insert(
+                ep.protocol,
+                Reservation {
+                    size: if global.is_ok() { n } else { 0 },
+                    local: Arc::new(tokio::sync::Semaphore::new(if global.is_ok() { n } else { 0 })),
+                    _global: global.ok(),
+                },
+            );
+        }
+    }
+
+    /// How many connections this run may hold at once to a protocol's server.
+    pub fn reserved(&self, protocol: Protocol) -> usize {
+        self.slots.get(&protocol).map_or(0, |r| r.size)
+    }
+
+    /// Takes one of this run's connection slots for a protocol's server, waiting at most `wait`.
+    /// Pass the permit to [`net::connect`]; the connection holds it until dropped.
+    pub fn slot(
+        &self,
+        protocol: Protocol,
+        wait: Duration,
+    ) -> impl Future<Output = Result<tokio::sync::OwnedSemaphorePermit, NetError>> + Send + 'static
+    {
+        let sem = self.slots.get(&protocol).map(|r| r.local.clone());
+        let server = self
+            .target
+            .endpoint(protocol)
+            .map(|e| e.authority())
+            .unwrap_or_default();
+        async move {
+            let Some(sem) = sem else {
+                return Err(NetError::BudgetExhausted { server });
+            };
+            match tokio::time::timeout(wait, sem.acquire_owned()).await {
+                Ok(Ok(p)) => Ok(p),
+                _ => Err(NetError::BudgetExhausted { server }),
+            }
+        }
     }
 
     /// The bound for one network exchange (a read, a handshake): half the check's timeout, and
@@ -292,7 +370,10 @@ impl RunContext {
     pub async fn connect(&mut self, endpoint: &Endpoint) -> Result<Conn, NetError> {
         let timer = StepTimer::start();
         let wait = self.remaining();
-        let out = net::connect(endpoint, &self.budgets, None, wait).await;
+        let out = match self.slot(endpoint.protocol, wait).await {
+            Ok(slot) => net::connect(endpoint, &self.budgets, Some(slot), wait).await,
+            Err(e) => Err(e),
+        };
         let mut attrs = BTreeMap::new();
         if let Ok(c) = &out {
             attrs.insert("network.peer.address".into(), c.peer.ip().to_string());
@@ -323,7 +404,7 @@ impl RunContext {
             .entry(endpoint.protocol)
             .or_insert_with(|| match outcome {
                 Ok(h) => Ok(h.clone()),
-                Err(e) => Err(NetErrorView::from(e)),
+                Err(e) => Err(NetErrorView::from(e).at("tls_handshake")),
             });
     }
 
@@ -340,11 +421,16 @@ impl RunContext {
             return Err(NetErrorView {
                 error_type: "not_configured".into(),
                 message: format!("no {protocol} server configured"),
+                step: None,
             });
         };
         let conn = match self.connect(&endpoint).await {
             Ok(c) => c,
-            Err(e) => return Err(NetErrorView::from(&e)),
+            Err(e) => {
+                let view = NetErrorView::from(&e).at("connect");
+                self.facts.handshake.insert(protocol, Err(view.clone()));
+                return Err(view);
+            }
         };
         let conn = if endpoint.security == Security::Starttls {
             let wait = self.io_timeout();
@@ -365,7 +451,7 @@ impl RunContext {
             match pre {
                 Ok(c) => c,
                 Err(e) => {
-                    let view = NetErrorView::from(&e);
+                    let view = NetErrorView::from(&e).at("starttls");
                     self.facts.handshake.insert(protocol, Err(view.clone()));
                     return Err(view);
                 }

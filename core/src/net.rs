@@ -212,7 +212,8 @@ pub async fn dial(addr: SocketAddr, wait: Duration) -> Result<TcpStream, NetErro
 }
 
 /// Resolves and connects to an endpoint within its server budget: one slot is taken from
-/// `budgets` (waiting at most `wait`) unless `slot` already holds one.
+/// `budgets` (waiting at most `wait`) unless `slot` already holds one (a slot of a run's
+/// reservation, see `RunContext::slot`).
 pub async fn connect(
     endpoint: &Endpoint,
     budgets: &Budgets,

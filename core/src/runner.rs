@@ -33,6 +33,7 @@ pub async fn run_target(
     let started_at = SystemTime::now();
     let start = Instant::now();
     let mut cx = RunContext::new(target.clone(), trust, budgets);
+    cx.reserve_slots().await;
 
     for plugin in plugins {
         let info = plugin.info();

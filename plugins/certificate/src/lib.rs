@@ -1,1 +1,326 @@
+//! The `certificate` check: the server certificate's name, trust and expiry, for the IMAP and
+//! the SMTP port. The chain comes from the run's shared TLS handshake, or, for a server that
+//! speaks only TLS ≤ 1.1 (which rustls cannot), from the clear-text Certificate message of the
+//! `tls` plugin's raw probe. Each of the three is always reported on its own: an untrusted
+//! certificate still gets its name and expiry checked.
 #![forbid(unsafe_code)]
+
+pub mod x509;
+
+use mailprobe_core::context::NetErrorView;
+use mailprobe_core::plugin::{BoxFuture, PluginError};
+use mailprobe_core::report::rfc3339;
+use mailprobe_core::{CheckPlugin, Endpoint, PluginInfo, Protocol, RequirementResult, RunContext, Status};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use x509::{CertInfo, NameMatch, TrustOutcome};
+
+pub const NAME: &str = "certificate";
+
+const REQUIREMENTS: [&str; 6] = [
+    "imap.certificate.name",
+    "imap.certificate.trust",
+    "imap.certificate.expiry",
+    "smtp.certificate.name",
+    "smtp.certificate.trust",
+    "smtp.certificate.expiry",
+];
+
+#[derive(Debug, Default)]
+pub struct Certificate;
+
+impl CheckPlugin for Certificate {
+    fn info(&self) -> PluginInfo {
+        PluginInfo::builtin(NAME, &REQUIREMENTS, &["reachability"])
+    }
+
+    fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(async move {
+            let endpoints: Vec<Endpoint> = cx.target.endpoints().cloned().collect();
+            for ep in endpoints {
+                check(cx, &ep).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn ids(p: Protocol) -> [String; 3] {
+    [
+        p.requirement("certificate.name"),
+        p.requirement("certificate.trust"),
+        p.requirement("certificate.expiry"),
+    ]
+}
+
+async fn check(cx: &mut RunContext, ep: &Endpoint) {
+    let p = ep.protocol;
+    let ids = ids(p);
+    if ids.iter().all(|id| cx.blocked_by(id).is_some()) {
+        for id in &ids {
+            cx.skip_if_blocked(id);
+        }
+        return;
+    }
+    let chain = match cx.tls_handshake(p).await {
+        Ok(h) if !h.chain.is_empty() => Ok(h.chain),
+        other => match cx.facts.legacy_chain.get(&p) {
+            Some(c) if !c.is_empty() => Ok(c.clone()),
+            _ => Err(match other {
+                Err(e) => e,
+                Ok(_) => NetErrorView {
+                    error_type: "no_certificate".into(),
+                    message: "the server sent no certificate".into(),
+                    step: Some("tls_handshake".into()),
+                },
+            }),
+        },
+    };
+    let chain = match chain {
+        Ok(c) => c,
+        Err(e) => {
+            // Without a chain nothing can be said; when encryption itself already failed, name
+            // that as the cause rather than repeating the failure three times.
+            let enc = p.requirement("encryption");
+            for id in &ids {
+                if cx.status(&enc) == Some(Status::Fail) {
+                    cx.report(RequirementResult::skip(
+                        id,
+                        &enc,
+                        format!("not evaluated: {enc} failed, so no certificate could be read"),
+                    ));
+                } else {
+                    cx.report(
+                        RequirementResult::fail(
+                            id,
+                            format!("no certificate could be read: {}", e.message),
+                            format!(
+                                "Make TLS work on {} (see {enc}) so the certificate can be checked.",
+                                ep.authority()
+                            ),
+                        )
+                        .with("error", e.message.clone())
+                        .with("error_type", e.error_type.clone()),
+                    );
+                }
+            }
+            return;
+        }
+    };
+    let infos: Vec<Result<CertInfo, x509::CertError>> =
+        chain.iter().map(|d| x509::parse_certificate(d)).collect();
+    let leaf = match infos.first() {
+        Some(Ok(l)) => l.clone(),
+        Some(Err(e)) => {
+            for id in &ids {
+                cx.report(RequirementResult::fail(
+                    id,
+                    format!("the server's certificate cannot be parsed: {e}"),
+                    "Install a valid X.509 certificate on the server.",
+                ));
+            }
+            return;
+        }
+        None => return,
+    };
+    let parsed: Vec<CertInfo> = infos.into_iter().filter_map(Result::ok).collect();
+    let [name_id, trust_id, expiry_id] = ids;
+    let require_cn = cx.target.profile.certificate.require_common_name;
+    let warn_days = cx.target.profile.warn_days();
+    cx.report(judge_name(&name_id, &leaf, &ep.host, require_cn));
+    let trust = x509::verify_trust(&chain, &cx.trust.roots);
+    cx.report(judge_trust(
+        &trust_id,
+        &trust,
+        &leaf,
+        chain.len(),
+        cx.target.allow_insecure_cert,
+        ep,
+    ));
+    cx.report(judge_expiry(
+        &expiry_id,
+        &parsed,
+        OffsetDateTime::now_utc(),
+        warn_days,
+        ep,
+    ));
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn names_of(leaf: &CertInfo) -> String {
+    let mut v: Vec<String> = leaf.subject_cn.iter().map(|c| format!("CN={c}")).collect();
+    v.extend(leaf.san_dns.iter().map(|s| format!("DNS:{s}")));
+    v.extend(leaf.san_ip.iter().map(|s| format!("IP:{s}")));
+    if v.is_empty() { "no names".into() } else { v.join(", ") }
+}
+
+pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> RequirementResult {
+    let san: Vec<Value> = leaf
+        .san_dns
+        .iter()
+        .chain(leaf.san_ip.iter())
+        .map(|s| Value::String(s.clone()))
+        .collect();
+    let r = match x509::match_name(leaf, host) {
+        NameMatch::CommonName => RequirementResult::pass(
+            id,
+            format!("Common Name {} matches {host}", leaf.subject_cn.as_deref().unwrap_or("")),
+        ),
+        NameMatch::SanOnly if require_cn => RequirementResult::warn(
+            id,
+            format!(
+                "only a subjectAltName matches {host}; the Common Name is {}",
+                leaf.subject_cn.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "absent".into())
+            ),
+            format!("Reissue the certificate with Common Name (CN) = {host}: the CRM checks the CN, not only the subjectAltName."),
+        ),
+        NameMatch::SanOnly => {
+            RequirementResult::pass(id, format!("a subjectAltName matches {host}"))
+        }
+        NameMatch::NoMatch => RequirementResult::fail(
+            id,
+            format!("the certificate is for {}, not {host}", names_of(leaf)),
+            format!("Install a certificate whose Common Name is {host} (and list it in subjectAltName), or configure the CRM with a host name the certificate carries."),
+        ),
+    };
+    r.with("host", host)
+        .with("subject_cn", leaf.subject_cn.clone())
+        .with("san", Value::Array(san))
+        .with("subject", leaf.subject.clone())
+        .with("issuer", leaf.issuer.clone())
+}
+
+fn server_hint(ep: &Endpoint) -> &'static str {
+    match ep.protocol {
+        Protocol::Imap => "Dovecot: ssl_cert = </path/fullchain.pem",
+        Protocol::Smtp => "Postfix: smtpd_tls_chain_files = /path/key.pem, /path/fullchain.pem",
+    }
+}
+
+pub fn judge_trust(
+    id: &str,
+    outcome: &TrustOutcome,
+    leaf: &CertInfo,
+    chain_len: usize,
+    allow_insecure: bool,
+    ep: &Endpoint,
+) -> RequirementResult {
+    let (why, remedy) = match outcome {
+        TrustOutcome::Trusted => {
+            return RequirementResult::pass(
+                id,
+                format!("the chain verifies to a trusted root (issuer {})", leaf.issuer),
+            )
+            .with("issuer", leaf.issuer.clone())
+            .with("chain_length", chain_len)
+            .with("self_signed", leaf.self_signed)
+            .with("key_type", leaf.key_type.clone())
+            .with("key_bits", leaf.key_bits)
+            .with("signature_algorithm", leaf.signature_algorithm.clone());
+        }
+        TrustOutcome::SelfSigned => (
+            "the certificate is self-signed".to_string(),
+            "Install a certificate signed by a public CA (e.g. Let's Encrypt); otherwise the user must allow an insecure certificate when connecting the inbox.".to_string(),
+        ),
+        TrustOutcome::UnknownIssuer { issuer } => (
+            format!("the chain ends at `{issuer}`, which is not a trusted root"),
+            "Install a certificate from a CA the CRM trusts (a public CA); for a private CA, the user must allow an insecure certificate (and mailprobe needs --ca-file to trust it).".to_string(),
+        ),
+        TrustOutcome::IncompleteChain { missing_issuer } => (
+            format!("the issuer `{missing_issuer}` is neither sent by the server nor a trusted root (a missing intermediate, or a private CA)"),
+            format!("If `{missing_issuer}` is an intermediate of a public CA, configure the server to send the full chain ({}); if it is a private CA, install a certificate from a public CA or let the user allow an insecure certificate (and give mailprobe --ca-file).", server_hint(ep)),
+        ),
+        TrustOutcome::Invalid { reason } => (
+            format!("the chain is invalid: {reason}"),
+            "Install a valid certificate chain issued for TLS server use.".to_string(),
+        ),
+    };
+    let reason = match outcome {
+        TrustOutcome::SelfSigned => "self_signed",
+        TrustOutcome::UnknownIssuer { .. } => "unknown_issuer",
+        TrustOutcome::IncompleteChain { .. } => "incomplete_chain",
+        _ => "invalid",
+    };
+    let r = if allow_insecure {
+        RequirementResult::warn(id, format!("untrusted, but an insecure certificate is allowed: {why}"), remedy)
+    } else {
+        RequirementResult::fail(id, format!("untrusted: {why}"), remedy)
+    };
+    r.with("reason", reason)
+        .with("detail", why)
+        .with("issuer", leaf.issuer.clone())
+        .with("chain_length", chain_len)
+        .with("self_signed", leaf.self_signed)
+        .with("key_type", leaf.key_type.clone())
+        .with("key_bits", leaf.key_bits)
+        .with("signature_algorithm", leaf.signature_algorithm.clone())
+}
+
+pub fn judge_expiry(
+    id: &str,
+    chain: &[CertInfo],
+    now: OffsetDateTime,
+    warn_days: u32,
+    ep: &Endpoint,
+) -> RequirementResult {
+    let Some(leaf) = chain.first() else {
+        return RequirementResult::fail(id, "no certificate", "Install a certificate.");
+    };
+    let days_left = (leaf.not_after - now).whole_days();
+    let renew = format!(
+        "Renew the certificate of {} (and reload the server); automate renewal, e.g. with an ACME client.",
+        ep.host
+    );
+    let mut r = if now < leaf.not_before {
+        RequirementResult::fail(
+            id,
+            format!("not valid before {}", ts(leaf.not_before)),
+            "Check the server's clock and the certificate's validity dates; install a certificate that is valid now.",
+        )
+    } else if now > leaf.not_after {
+        RequirementResult::fail(
+            id,
+            format!("expired on {} ({} days ago)", ts(leaf.not_after), -days_left),
+            renew.clone(),
+        )
+    } else if days_left < i64::from(warn_days) {
+        RequirementResult::warn(
+            id,
+            format!("expires on {} ({days_left} days left, under {warn_days})", ts(leaf.not_after)),
+            renew.clone(),
+        )
+    } else {
+        RequirementResult::pass(
+            id,
+            format!("valid until {} ({days_left} days left)", ts(leaf.not_after)),
+        )
+    };
+    // An intermediate that expires before the leaf breaks the chain first: say so.
+    if let Some((i, when)) = x509::earliest_expiry(chain) {
+        if i > 0 && when < leaf.not_after {
+            let c = &chain[i];
+            r = r
+                .with("earliest_not_after", ts(when))
+                .with("earliest_subject", c.subject.clone());
+            if when < now && r.status != Status::Fail {
+                r.status = Status::Fail;
+                r.summary = format!("chain certificate {} expired on {}", c.subject, ts(when));
+                r.remedy = Some(format!("Replace the expired intermediate in the chain the server sends; {}.", server_hint(ep)));
+            } else if (when - now).whole_days() < i64::from(warn_days) && r.status == Status::Pass {
+                r.status = Status::Warn;
+                r.summary = format!("chain certificate {} expires on {}", c.subject, ts(when));
+                r.remedy = Some(format!("Update the intermediate certificate in the chain the server sends; {}.", server_hint(ep)));
+            }
+        }
+    }
+    let _ = rfc3339;
+    r.with("not_before", ts(leaf.not_before))
+        .with("not_after", ts(leaf.not_after))
+        .with("days_left", json!(days_left))
+        .with("warn_days", warn_days)
+}

@@ -34,9 +34,14 @@ impl CheckPlugin for Reachability {
             let budgets = cx.budgets.clone();
             let attempts = endpoints.iter().map(|ep| {
                 let budgets = budgets.clone();
+                let slot = cx.slot(ep.protocol, wait);
                 async move {
                     let timer = StepTimer::start();
-                    (timer, net::connect(ep, &budgets, None, wait).await)
+                    let out = match slot.await {
+                        Ok(slot) => net::connect(ep, &budgets, Some(slot), wait).await,
+                        Err(e) => Err(e),
+                    };
+                    (timer, out)
                 }
             });
             let outcomes = futures::future::join_all(attempts).await;

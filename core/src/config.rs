@@ -17,9 +17,9 @@ use crate::secret::{Environment, SecretSource};
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
+    humantime::parse_duration(&s).map_err(|_| {
         serde::de::Error::custom(format!(
-            "`{s}` is not a duration ({e}); write e.g. 30s, 5m or 1h"
+            "`{s}` is not a duration; write e.g. 30s, 5m or 1h"
         ))
     })
 }
@@ -179,10 +179,30 @@ impl Config {
             if message.contains("missing field") {
                 message.push_str("; add it");
             }
+            let mut line = loc.as_ref().map(|l| l.line());
+            let mut column = loc.as_ref().map(|l| l.column());
+            // A scalar's own error (a bad duration) comes without the key's name or place: find
+            // the line that holds the quoted value.
+            if let Some(value) = message
+                .strip_prefix('`')
+                .and_then(|m| m.split_once("` is not a duration"))
+                .map(|(v, _)| v.to_string())
+            {
+                if let Some((i, l)) = text
+                    .lines()
+                    .enumerate()
+                    .find(|(_, l)| l.split_once(':').is_some_and(|(_, v)| v.trim() == value))
+                {
+                    let key = l.split_once(':').map(|(k, _)| k.trim().trim_start_matches("- "));
+                    message = format!("{}: {message}", key.unwrap_or("value"));
+                    line = Some(i + 1);
+                    column = None;
+                }
+            }
             ConfigError {
                 file: file.to_string(),
-                line: loc.as_ref().map(|l| l.line()),
-                column: loc.as_ref().map(|l| l.column()),
+                line,
+                column,
                 message,
             }
         })?;

@@ -34,41 +34,83 @@ impl fmt::Display for Secret {
 }
 
 /// Where a secret comes from: `{ env: VAR }` or `{ file: PATH }`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "SecretSourceRepr", into = "SecretSourceRepr")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
 }
 
-/// The YAML form: a map with exactly one of `env` and `file`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretSourceRepr {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    file: Option<PathBuf>,
-}
+const SOURCE_HELP: &str = "write `{ env: VARIABLE }` or `{ file: /path/to/secret }`; a password is never written in the configuration itself";
 
-impl TryFrom<SecretSourceRepr> for SecretSource {
-    type Error = String;
-    fn try_from(r: SecretSourceRepr) -> Result<Self, Self::Error> {
-        match (r.env, r.file) {
-            (Some(e), None) if !e.is_empty() => Ok(SecretSource::Env(e)),
-            (None, Some(f)) => Ok(SecretSource::File(f)),
-            (Some(_), Some(_)) => Err("give either `env` or `file`, not both".into()),
-            _ => Err("give `{ env: VARIABLE }` or `{ file: /path/to/secret }` (a password is never written in the file)".into()),
+impl Serialize for SecretSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        match self {
+            SecretSource::Env(v) => m.serialize_entry("env", v)?,
+            SecretSource::File(f) => m.serialize_entry("file", f)?,
         }
+        m.end()
     }
 }
 
-impl From<SecretSource> for SecretSourceRepr {
-    fn from(s: SecretSource) -> Self {
-        match s {
-            SecretSource::Env(e) => SecretSourceRepr { env: Some(e), file: None },
-            SecretSource::File(f) => SecretSourceRepr { env: None, file: Some(f) },
+// Hand-written so that a password typed in the file by mistake is never echoed back in the
+// error message (serde's "invalid type: string ..." would quote it).
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretSource;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("{ env: VARIABLE } or { file: PATH }")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SecretSource, A::Error> {
+                let mut found: Option<SecretSource> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = match key.as_str() {
+                        "env" => SecretSource::Env(map.next_value::<String>()?),
+                        "file" => SecretSource::File(map.next_value::<PathBuf>()?),
+                        other => {
+                            return Err(serde::de::Error::custom(format!(
+                                "unknown field `{other}` in password; {SOURCE_HELP}"
+                            )));
+                        }
+                    };
+                    if found.is_some() {
+                        return Err(serde::de::Error::custom(format!(
+                            "password has both `env` and `file`; {SOURCE_HELP}"
+                        )));
+                    }
+                    found = Some(value);
+                }
+                match found {
+                    Some(SecretSource::Env(v)) if v.is_empty() => Err(serde::de::Error::custom(
+                        format!("password: the variable name is empty; {SOURCE_HELP}"),
+                    )),
+                    Some(s) => Ok(s),
+                    None => Err(serde::de::Error::custom(format!("password is empty; {SOURCE_HELP}"))),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretSource, E> {
+                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretSource, E> {
+                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretSource, E> {
+                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretSource, E> {
+                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretSource, E> {
+                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<SecretSource, A::Error> {
+                Err(serde::de::Error::custom(format!("password is a list; {SOURCE_HELP}")))
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -143,6 +185,16 @@ mod tests {
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(format!("{s}"), "***");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_password_written_inline_is_not_echoed() {
+        let e = serde_norway::from_str::<SecretSource>("hunter2").unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("env: VARIABLE"), "{e}");
+        let s: SecretSource = serde_norway::from_str("{ file: /run/secrets/x }").unwrap();
+        assert_eq!(s, SecretSource::File("/run/secrets/x".into()));
+        assert!(serde_norway::from_str::<SecretSource>("{ env: A, file: b }").is_err());
     }
 
     #[test]

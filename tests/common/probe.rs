@@ -1,0 +1,111 @@
+//! Runs the real `mailprobe` binary and reads its JSON report.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::lab::{HOSTNAME, Lab, PASSWORD};
+
+/// The variable the tests put the lab password in.
+pub const PASSWORD_ENV: &str = "MAILPROBE_TEST_PASSWORD";
+
+/// One finished `mailprobe` process.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `mailprobe ARGS` with the lab password in [`PASSWORD_ENV`] and no other password in
+/// the environment.
+pub fn mailprobe(args: &[&str]) -> Run {
+    mailprobe_env(args, &[(PASSWORD_ENV, PASSWORD)])
+}
+
+pub fn mailprobe_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let start = Instant::now();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailprobe"));
+    cmd.args(args).env_remove("MAILPROBE_PASSWORD").env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let Output { status, stdout, stderr } = cmd.output().expect("run mailprobe");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// The arguments that point `mailprobe check` at a lab IMAP port as `mail.lab.test`.
+pub fn lab_args(imap: &Lab, imap_listener: &str) -> Vec<String> {
+    let security = if imap_listener.ends_with('s') { "tls" } else { "starttls" };
+    vec![
+        "check".into(),
+        "--imap".into(),
+        format!("{HOSTNAME}:{}", imap.port(imap_listener)),
+        "--imap-security".into(),
+        security.into(),
+        "--connect-to".into(),
+        format!("{HOSTNAME}:{}", imap.host()),
+        "--ca-file".into(),
+        Lab::ca_file().display().to_string(),
+        "--user".into(),
+        Lab::user().into(),
+        "--password-env".into(),
+        PASSWORD_ENV.into(),
+        "--format".into(),
+        "json".into(),
+    ]
+}
+
+/// Adds `--smtp mail.lab.test:PORT --smtp-security ...` for a lab SMTP listener.
+pub fn with_smtp(mut args: Vec<String>, smtp: &Lab, listener: &str) -> Vec<String> {
+    let security = if listener == "submissions" { "tls" } else { "starttls" };
+    args.push("--smtp".into());
+    args.push(format!("{HOSTNAME}:{}", smtp.port(listener)));
+    args.push("--smtp-security".into());
+    args.push(security.into());
+    args
+}
+
+pub fn run_args(args: &[String]) -> Run {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    mailprobe(&refs)
+}
+
+/// The result of one requirement in a report; panics with the report when it is absent.
+pub fn requirement<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["requirements"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["id"] == id))
+        .unwrap_or_else(|| panic!("no {id} in report:\n{report:#}"))
+}
+
+/// The status of one requirement.
+pub fn status<'a>(report: &'a Value, id: &str) -> &'a str {
+    requirement(report, id)["status"].as_str().unwrap_or("?")
+}
+
+/// Asserts a requirement's status, showing the whole result when it differs.
+#[track_caller]
+pub fn assert_status(report: &Value, id: &str, expected: &str) {
+    let r = requirement(report, id);
+    assert_eq!(r["status"], expected, "{id}: {r:#}");
+}

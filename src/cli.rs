@@ -166,8 +166,7 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
     if args.user.trim().is_empty() {
         return Err("--user is empty; give the mailbox's login name".into());
     }
-    let profile =
-        Profile::builtin(&args.profile).map_err(|e| format!("--profile: {e}"))?;
+    let profile = Profile::builtin(&args.profile).map_err(|e| format!("--profile: {e}"))?;
     let mut imap = model::endpoint(Protocol::Imap, &args.imap, args.imap_security)
         .map_err(|e| format!("--imap: {e}"))?;
     let mut smtp = match &args.smtp {

@@ -118,7 +118,9 @@ async fn dispatch(cli: Cli) -> u8 {
 fn out(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
 }
 
 fn usage_error(msg: &str) -> u8 {
@@ -132,7 +134,8 @@ fn init_logging(command: &Command) {
         Command::Run(_) => "info",
         _ => "warn",
     };
-    let filter = EnvFilter::try_from_env("MAILPROBE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("MAILPROBE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

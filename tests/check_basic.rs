@@ -7,12 +7,18 @@ mod common;
 use std::net::TcpListener;
 
 use common::lab::{HOSTNAME, PASSWORD};
-use common::probe::{PASSWORD_ENV, assert_status, lab_args, mailprobe, requirement, run_args, with_smtp};
+use common::probe::{
+    PASSWORD_ENV, assert_status, lab_args, mailprobe, requirement, run_args, with_smtp,
+};
 use common::{DovecotOpts, Lab, PostfixOpts};
 
 fn closed_port() -> u16 {
     // Bound then released: nothing listens there.
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -32,7 +38,11 @@ fn reachability_passes_against_the_lab() {
     assert_eq!(report["schema"], "mailprobe.report/v1");
     assert_eq!(report["verdict"], "compliant");
     // Only the plugins asked for (and what they need) are in the report.
-    assert_eq!(report["requirements"].as_array().unwrap().len(), 2, "{report:#}");
+    assert_eq!(
+        report["requirements"].as_array().unwrap().len(),
+        2,
+        "{report:#}"
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD));
 }
@@ -41,13 +51,25 @@ fn reachability_passes_against_the_lab() {
 fn a_closed_port_is_refused_and_non_compliant() {
     let port = closed_port();
     let run = mailprobe(&[
-        "check", "--imap", &format!("{HOSTNAME}:{port}"), "--connect-to", &format!("{HOSTNAME}:127.0.0.1"),
-        "--user", "alice@lab.test", "--password-env", PASSWORD_ENV, "--format", "json",
+        "check",
+        "--imap",
+        &format!("{HOSTNAME}:{port}"),
+        "--connect-to",
+        &format!("{HOSTNAME}:127.0.0.1"),
+        "--user",
+        "alice@lab.test",
+        "--password-env",
+        PASSWORD_ENV,
+        "--format",
+        "json",
     ]);
     let report = run.json();
     let r = requirement(&report, "imap.reachable");
     assert_eq!(r["status"], "fail", "{r:#}");
-    assert!(r["evidence"]["error"].as_str().unwrap().contains("refused"), "{r:#}");
+    assert!(
+        r["evidence"]["error"].as_str().unwrap().contains("refused"),
+        "{r:#}"
+    );
     assert!(r["remedy"].as_str().unwrap().contains(&port.to_string()));
     assert_eq!(report["verdict"], "non_compliant");
     assert_eq!(run.code, 2);
@@ -55,15 +77,26 @@ fn a_closed_port_is_refused_and_non_compliant() {
     for other in report["requirements"].as_array().unwrap() {
         if other["id"] != "imap.reachable" && other["id"].as_str().unwrap().starts_with("imap.") {
             assert_eq!(other["status"], "skip", "{other:#}");
-            assert_eq!(other["evidence"]["prerequisite"], "imap.reachable", "{other:#}");
+            assert_eq!(
+                other["evidence"]["prerequisite"], "imap.reachable",
+                "{other:#}"
+            );
         }
     }
 }
 
 /// A listener whose accept queue is full: Linux drops further SYNs without answering, which is
 /// what a firewall's DROP rule looks like to a client.
-fn dropping_listener() -> (tokio::runtime::Runtime, tokio::net::TcpListener, Vec<std::net::TcpStream>, u16) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+fn dropping_listener() -> (
+    tokio::runtime::Runtime,
+    tokio::net::TcpListener,
+    Vec<std::net::TcpStream>,
+    u16,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let listener = rt.block_on(async {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
         s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -87,16 +120,33 @@ fn dropping_listener() -> (tokio::runtime::Runtime, tokio::net::TcpListener, Vec
 fn a_dropped_connection_is_a_timeout_within_the_deadline() {
     let (_rt, _listener, _held, port) = dropping_listener();
     let run = mailprobe(&[
-        "check", "--imap", &format!("{HOSTNAME}:{port}"), "--connect-to", &format!("{HOSTNAME}:127.0.0.1"),
-        "--user", "alice@lab.test", "--password-env", PASSWORD_ENV, "--format", "json", "--timeout", "3s",
+        "check",
+        "--imap",
+        &format!("{HOSTNAME}:{port}"),
+        "--connect-to",
+        &format!("{HOSTNAME}:127.0.0.1"),
+        "--user",
+        "alice@lab.test",
+        "--password-env",
+        PASSWORD_ENV,
+        "--format",
+        "json",
+        "--timeout",
+        "3s",
     ]);
     let report = run.json();
     let r = requirement(&report, "imap.reachable");
     assert_eq!(r["status"], "fail", "{r:#}");
     assert_eq!(r["evidence"]["error_type"], "timeout", "{r:#}");
-    assert!(r["summary"].as_str().unwrap().contains("timed out"), "{r:#}");
+    assert!(
+        r["summary"].as_str().unwrap().contains("timed out"),
+        "{r:#}"
+    );
     let remedy = r["remedy"].as_str().unwrap();
-    assert!(remedy.contains("allowlist the probe's address 127.0.0.1"), "{remedy}");
+    assert!(
+        remedy.contains("allowlist the probe's address 127.0.0.1"),
+        "{remedy}"
+    );
     assert_eq!(r["evidence"]["local_address"], "127.0.0.1");
     // Reported by the check itself, inside its 3 s deadline.
     assert!(report["duration_ms"].as_u64().unwrap() < 3000, "{report:#}");
@@ -107,8 +157,17 @@ fn a_dropped_connection_is_a_timeout_within_the_deadline() {
 fn nagios_and_text_formats() {
     let port = closed_port();
     let base = [
-        "check", "--imap", &format!("{HOSTNAME}:{port}"), "--connect-to", &format!("{HOSTNAME}:127.0.0.1"),
-        "--user", "alice@lab.test", "--password-env", PASSWORD_ENV, "--only", "reachability",
+        "check",
+        "--imap",
+        &format!("{HOSTNAME}:{port}"),
+        "--connect-to",
+        &format!("{HOSTNAME}:127.0.0.1"),
+        "--user",
+        "alice@lab.test",
+        "--password-env",
+        PASSWORD_ENV,
+        "--only",
+        "reachability",
     ];
     let mut args = base.to_vec();
     args.extend(["--format", "nagios"]);
@@ -116,13 +175,29 @@ fn nagios_and_text_formats() {
     assert_eq!(run.code, 2);
     let line = run.stdout.trim_end();
     assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.starts_with("MAILPROBE CRITICAL - alice@lab.test non_compliant; failing: imap.reachable | "), "{line}");
-    assert!(line.contains("compliant=0") && line.contains("fail=1"), "{line}");
+    assert!(
+        line.starts_with(
+            "MAILPROBE CRITICAL - alice@lab.test non_compliant; failing: imap.reachable | "
+        ),
+        "{line}"
+    );
+    assert!(
+        line.contains("compliant=0") && line.contains("fail=1"),
+        "{line}"
+    );
 
     let run = mailprobe(&base);
     assert_eq!(run.code, 2);
-    assert!(run.stdout.contains(&format!("IMAP {HOSTNAME}:{port}")), "{}", run.stdout);
-    assert!(run.stdout.contains("[FAIL] imap.reachable"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("IMAP {HOSTNAME}:{port}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("[FAIL] imap.reachable"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("remedy: "), "{}", run.stdout);
     assert!(!run.stdout.contains('\x1b'), "no colour off a terminal");
 }
@@ -131,22 +206,131 @@ fn nagios_and_text_formats() {
 fn bad_command_lines_exit_3_with_a_message() {
     let cases: &[(&[&str], &str)] = &[
         (&["check", "--imap", "h"], "--user"),
-        (&["check", "--imap", "h:99999", "--user", "u", "--password-env", PASSWORD_ENV], "port 99999 is out of range"),
-        (&["check", "--imap", "h", "--user", "u", "--password-env", PASSWORD_ENV, "--profile", "nope"], "unknown profile `nope`; known profiles: hubspot"),
-        (&["check", "--imap", "h", "--user", "u", "--password-file", "/nonexistent/pw"], "--password-file: cannot read password file /nonexistent/pw"),
-        (&["check", "--imap", "h", "--user", "u", "--password-env", "MAILPROBE_UNSET_VAR"], "environment variable MAILPROBE_UNSET_VAR is not set"),
-        (&["check", "--imap", "h", "--user", "u"], "MAILPROBE_PASSWORD is not set"),
-        (&["check", "--imap", "h", "--user", "u", "--password-env", PASSWORD_ENV, "--connect-to", "other:127.0.0.1"], "`other` is neither the --imap nor the --smtp host"),
-        (&["check", "--imap", "h", "--user", "u", "--password-env", PASSWORD_ENV, "--timeout", "soon"], "is not a duration"),
-        (&["check", "--imap", "h", "--user", "u", "--password-env", PASSWORD_ENV, "--only", "nope"], "unknown plugin `nope`"),
-        (&["check", "--imap", "h", "--user", "u", "--password-env", PASSWORD_ENV, "--ca-file", "/nonexistent/ca.pem"], "--ca-file: cannot read CA file /nonexistent/ca.pem"),
+        (
+            &[
+                "check",
+                "--imap",
+                "h:99999",
+                "--user",
+                "u",
+                "--password-env",
+                PASSWORD_ENV,
+            ],
+            "port 99999 is out of range",
+        ),
+        (
+            &[
+                "check",
+                "--imap",
+                "h",
+                "--user",
+                "u",
+                "--password-env",
+                PASSWORD_ENV,
+                "--profile",
+                "nope",
+            ],
+            "unknown profile `nope`; known profiles: hubspot",
+        ),
+        (
+            &[
+                "check",
+                "--imap",
+                "h",
+                "--user",
+                "u",
+                "--password-file",
+                "/nonexistent/pw",
+            ],
+            "--password-file: cannot read password file /nonexistent/pw",
+        ),
+        (
+            &[
+                "check",
+                "--imap",
+                "h",
+                "--user",
+                "u",
+                "--password-env",
+                "MAILPROBE_UNSET_VAR",
+            ],
+            "environment variable MAILPROBE_UNSET_VAR is not set",
+        ),
+        (
+            &["check", "--imap", "h", "--user", "u"],
+            "MAILPROBE_PASSWORD is not set",
+        ),
+        (
+            &[
+                "check",
+                "--imap",
+                "h",
+                "--user",
+                "u",
+                "--password-env",
+                PASSWORD_ENV,
+                "--connect-to",
+                "other:127.0.0.1",
+            ],
+            "`other` is neither the --imap nor the --smtp host",
+        ),
+        (
+            &[
+                "check",
+                "--imap",
+                "h",
+                "--user",
+                "u",
+                "--password-env",
+                PASSWORD_ENV,
+                "--timeout",
+                "soon",
+            ],
+            "is not a duration",
+        ),
+        (
+            &[
+                "check",
+                "--imap",
+                "h",
+                "--user",
+                "u",
+                "--password-env",
+                PASSWORD_ENV,
+                "--only",
+                "nope",
+            ],
+            "unknown plugin `nope`",
+        ),
+        (
+            &[
+                "check",
+                "--imap",
+                "h",
+                "--user",
+                "u",
+                "--password-env",
+                PASSWORD_ENV,
+                "--ca-file",
+                "/nonexistent/ca.pem",
+            ],
+            "--ca-file: cannot read CA file /nonexistent/ca.pem",
+        ),
         (&["frobnicate"], "unrecognized subcommand"),
     ];
     for (args, needle) in cases {
         let run = mailprobe(args);
         assert_eq!(run.code, 3, "{args:?}: {}", run.stderr);
-        assert!(run.stderr.contains(needle), "{args:?}: expected {needle:?} in:\n{}", run.stderr);
-        assert!(!run.stderr.contains("panicked") && !run.stderr.contains("backtrace"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(needle),
+            "{args:?}: expected {needle:?} in:\n{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("panicked") && !run.stderr.contains("backtrace"),
+            "{}",
+            run.stderr
+        );
     }
 }
 
@@ -171,12 +355,23 @@ fn validate_pairs_each_invalid_fixture_with_its_exact_message() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{name}: {stderr}");
-        assert_eq!(stderr.trim_end(), format!("mailprobe: {}", expected.trim_end()), "{name}");
-        assert!(!stderr.contains("hunter2"), "a password typed in the file is never echoed");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("mailprobe: {}", expected.trim_end()),
+            "{name}"
+        );
+        assert!(
+            !stderr.contains("hunter2"),
+            "a password typed in the file is never echoed"
+        );
         seen += 1;
     }
     assert!(seen >= 7, "only {seen} fixtures");
-    let run = mailprobe(&["validate", "--config", &fixtures.join("valid.yaml").display().to_string()]);
+    let run = mailprobe(&[
+        "validate",
+        "--config",
+        &fixtures.join("valid.yaml").display().to_string(),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("OK, 1 mailbox(es)"), "{}", run.stdout);
     let sample = dir.join("deploy/examples/mailprobe.yaml");
@@ -192,7 +387,12 @@ fn plugins_list_names_the_builtins() {
     let run = mailprobe(&["plugins", "list", "--format", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     for builtin in ["reachability", "tls", "certificate"] {
         assert!(names.contains(&builtin), "{names:?}");
     }

@@ -20,8 +20,20 @@ fn openssl_accepts(port: u16, starttls: Option<&str>, version: &str) -> bool {
         other => panic!("no openssl flag for {other}"),
     };
     let mut cmd = Command::new("timeout");
-    cmd.args(["10", "openssl", "s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-servername", HOSTNAME, flag, "-cipher", "DEFAULT:@SECLEVEL=0"]);
+    cmd.args([
+        "10",
+        "openssl",
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .args([
+        "-servername",
+        HOSTNAME,
+        flag,
+        "-cipher",
+        "DEFAULT:@SECLEVEL=0",
+    ]);
     if let Some(proto) = starttls {
         cmd.args(["-starttls", proto]);
     }
@@ -31,10 +43,20 @@ fn openssl_accepts(port: u16, starttls: Option<&str>, version: &str) -> bool {
 }
 
 fn versions(report: &Value, id: &str) -> Vec<(String, bool)> {
-    let map = requirement(report, id)["evidence"]["versions"].as_object().cloned().unwrap_or_default();
+    let map = requirement(report, id)["evidence"]["versions"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     ["SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
         .iter()
-        .map(|v| (v.to_string(), map.get(*v).and_then(Value::as_bool).unwrap_or_else(|| panic!("{v} missing in {map:?}"))))
+        .map(|v| {
+            (
+                v.to_string(),
+                map.get(*v)
+                    .and_then(Value::as_bool)
+                    .unwrap_or_else(|| panic!("{v} missing in {map:?}")),
+            )
+        })
         .collect()
 }
 
@@ -51,7 +73,11 @@ fn assert_oracle_agrees(report: &Value, id: &str, port: u16, starttls: Option<&s
         if v == "SSLv3" {
             continue;
         }
-        assert_eq!(openssl_accepts(port, starttls, &v), accepted, "{id} {v}: mailprobe and openssl s_client disagree");
+        assert_eq!(
+            openssl_accepts(port, starttls, &v),
+            accepted,
+            "{id} {v}: mailprobe and openssl s_client disagree"
+        );
     }
 }
 
@@ -60,26 +86,51 @@ fn check(lab: &Lab, listener: &str, extra: &[&str]) -> Value {
     args.extend(["--only".into(), "tls,certificate".into()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let run = run_args(&args);
-    assert!(run.code == 0 || run.code == 1 || run.code == 2, "{}", run.stderr);
+    assert!(
+        run.code == 0 || run.code == 1 || run.code == 2,
+        "{}",
+        run.stderr
+    );
     run.json()
 }
 
 #[test]
 fn all_versions_from_tls10_to_13_on_both_ports() {
-    let lab = Lab::dovecot("tls-all", DovecotOpts { tls_min: Some("TLSv1"), ..Default::default() });
+    let lab = Lab::dovecot(
+        "tls-all",
+        DovecotOpts {
+            tls_min: Some("TLSv1"),
+            ..Default::default()
+        },
+    );
     for (listener, starttls) in [("imaps", None), ("imap", Some("imap"))] {
         let report = check(&lab, listener, &[]);
         assert_versions(
             &report,
             "imap.tls_versions",
-            &[("SSLv3", false), ("TLSv1.0", true), ("TLSv1.1", true), ("TLSv1.2", true), ("TLSv1.3", true)],
+            &[
+                ("SSLv3", false),
+                ("TLSv1.0", true),
+                ("TLSv1.1", true),
+                ("TLSv1.2", true),
+                ("TLSv1.3", true),
+            ],
         );
         assert_status(&report, "imap.tls_versions", "pass");
         let ev = &requirement(&report, "imap.tls_versions")["evidence"];
-        assert!(ev["ciphers"]["TLSv1.2"].as_str().is_some_and(|c| c.starts_with("TLS_")), "{ev:#}");
+        assert!(
+            ev["ciphers"]["TLSv1.2"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("TLS_")),
+            "{ev:#}"
+        );
         assert_eq!(ev["negotiated"]["version"], "TLSv1.3", "{ev:#}");
         assert_oracle_agrees(&report, "imap.tls_versions", lab.port(listener), starttls);
-        for id in ["imap.certificate.name", "imap.certificate.trust", "imap.certificate.expiry"] {
+        for id in [
+            "imap.certificate.name",
+            "imap.certificate.trust",
+            "imap.certificate.expiry",
+        ] {
             assert_status(&report, id, "pass");
         }
         let exp = &requirement(&report, "imap.certificate.expiry")["evidence"];
@@ -91,16 +142,31 @@ fn all_versions_from_tls10_to_13_on_both_ports() {
 
 #[test]
 fn tls13_only_fails_the_hubspot_profile() {
-    let lab = Lab::dovecot("tls-13only", DovecotOpts { tls_min: Some("TLSv1.3"), ..Default::default() });
+    let lab = Lab::dovecot(
+        "tls-13only",
+        DovecotOpts {
+            tls_min: Some("TLSv1.3"),
+            ..Default::default()
+        },
+    );
     let report = check(&lab, "imaps", &[]);
     assert_versions(
         &report,
         "imap.tls_versions",
-        &[("SSLv3", false), ("TLSv1.0", false), ("TLSv1.1", false), ("TLSv1.2", false), ("TLSv1.3", true)],
+        &[
+            ("SSLv3", false),
+            ("TLSv1.0", false),
+            ("TLSv1.1", false),
+            ("TLSv1.2", false),
+            ("TLSv1.3", true),
+        ],
     );
     let r = requirement(&report, "imap.tls_versions");
     assert_eq!(r["status"], "fail", "{r:#}");
-    assert!(r["remedy"].as_str().unwrap().contains("ssl_min_protocol"), "{r:#}");
+    assert!(
+        r["remedy"].as_str().unwrap().contains("ssl_min_protocol"),
+        "{r:#}"
+    );
     assert_oracle_agrees(&report, "imap.tls_versions", lab.port("imaps"), None);
     // The certificate is still checked over TLS 1.3.
     assert_status(&report, "imap.certificate.name", "pass");
@@ -113,7 +179,10 @@ fn postfix_with_only_tls12_on_submission() {
     let postfix = Lab::postfix(
         "tls-pf12",
         &dovecot,
-        PostfixOpts { tls_protocols: Some(">=TLSv1.2, <=TLSv1.2"), ..Default::default() },
+        PostfixOpts {
+            tls_protocols: Some(">=TLSv1.2, <=TLSv1.2"),
+            ..Default::default()
+        },
     );
     let mut args = with_smtp(lab_args(&dovecot, "imaps"), &postfix, "submission");
     args.extend(["--only".into(), "tls,certificate".into()]);
@@ -121,11 +190,26 @@ fn postfix_with_only_tls12_on_submission() {
     assert_versions(
         &report,
         "smtp.tls_versions",
-        &[("SSLv3", false), ("TLSv1.0", false), ("TLSv1.1", false), ("TLSv1.2", true), ("TLSv1.3", false)],
+        &[
+            ("SSLv3", false),
+            ("TLSv1.0", false),
+            ("TLSv1.1", false),
+            ("TLSv1.2", true),
+            ("TLSv1.3", false),
+        ],
     );
     assert_status(&report, "smtp.tls_versions", "pass");
-    assert_oracle_agrees(&report, "smtp.tls_versions", postfix.port("submission"), Some("smtp"));
-    for id in ["smtp.certificate.name", "smtp.certificate.trust", "smtp.certificate.expiry"] {
+    assert_oracle_agrees(
+        &report,
+        "smtp.tls_versions",
+        postfix.port("submission"),
+        Some("smtp"),
+    );
+    for id in [
+        "smtp.certificate.name",
+        "smtp.certificate.trust",
+        "smtp.certificate.expiry",
+    ] {
         assert_status(&report, id, "pass");
     }
 }
@@ -134,13 +218,23 @@ fn postfix_with_only_tls12_on_submission() {
 fn only_weak_versions_warn_and_the_certificate_comes_from_the_raw_probe() {
     let lab = Lab::dovecot(
         "tls-weak",
-        DovecotOpts { tls_min: Some("TLSv1"), tls_max: Some("TLSv1.1"), ..Default::default() },
+        DovecotOpts {
+            tls_min: Some("TLSv1"),
+            tls_max: Some("TLSv1.1"),
+            ..Default::default()
+        },
     );
     let report = check(&lab, "imaps", &[]);
     assert_versions(
         &report,
         "imap.tls_versions",
-        &[("SSLv3", false), ("TLSv1.0", true), ("TLSv1.1", true), ("TLSv1.2", false), ("TLSv1.3", false)],
+        &[
+            ("SSLv3", false),
+            ("TLSv1.0", true),
+            ("TLSv1.1", true),
+            ("TLSv1.2", false),
+            ("TLSv1.3", false),
+        ],
     );
     assert_status(&report, "imap.tls_versions", "warn");
     assert_oracle_agrees(&report, "imap.tls_versions", lab.port("imaps"), None);
@@ -162,16 +256,64 @@ fn certificate_problems_are_each_reported_on_their_own() {
         expiry: &'static str,
     }
     let cases = [
-        Case { cert: "expired", extra: &[], name: "pass", trust: "pass", expiry: "fail" },
-        Case { cert: "soon", extra: &[], name: "pass", trust: "pass", expiry: "warn" },
-        Case { cert: "wrongname", extra: &[], name: "fail", trust: "pass", expiry: "pass" },
-        Case { cert: "sanonly", extra: &[], name: "warn", trust: "pass", expiry: "pass" },
-        Case { cert: "wildcard", extra: &[], name: "pass", trust: "pass", expiry: "pass" },
-        Case { cert: "selfsigned", extra: &[], name: "pass", trust: "fail", expiry: "pass" },
-        Case { cert: "selfsigned", extra: &["--allow-insecure-cert"], name: "pass", trust: "warn", expiry: "pass" },
+        Case {
+            cert: "expired",
+            extra: &[],
+            name: "pass",
+            trust: "pass",
+            expiry: "fail",
+        },
+        Case {
+            cert: "soon",
+            extra: &[],
+            name: "pass",
+            trust: "pass",
+            expiry: "warn",
+        },
+        Case {
+            cert: "wrongname",
+            extra: &[],
+            name: "fail",
+            trust: "pass",
+            expiry: "pass",
+        },
+        Case {
+            cert: "sanonly",
+            extra: &[],
+            name: "warn",
+            trust: "pass",
+            expiry: "pass",
+        },
+        Case {
+            cert: "wildcard",
+            extra: &[],
+            name: "pass",
+            trust: "pass",
+            expiry: "pass",
+        },
+        Case {
+            cert: "selfsigned",
+            extra: &[],
+            name: "pass",
+            trust: "fail",
+            expiry: "pass",
+        },
+        Case {
+            cert: "selfsigned",
+            extra: &["--allow-insecure-cert"],
+            name: "pass",
+            trust: "warn",
+            expiry: "pass",
+        },
     ];
     for case in cases {
-        let lab = Lab::dovecot(&format!("cert-{}", case.cert), DovecotOpts { cert: case.cert, ..Default::default() });
+        let lab = Lab::dovecot(
+            &format!("cert-{}", case.cert),
+            DovecotOpts {
+                cert: case.cert,
+                ..Default::default()
+            },
+        );
         let report = check(&lab, "imaps", case.extra);
         let ctx = format!("cert {} {:?}", case.cert, case.extra);
         for (id, want) in [
@@ -182,17 +324,29 @@ fn certificate_problems_are_each_reported_on_their_own() {
             let r = requirement(&report, id);
             assert_eq!(r["status"], want, "{ctx}: {r:#}");
             if want != "pass" {
-                assert!(r["remedy"].as_str().is_some_and(|s| !s.is_empty()), "{ctx}: {r:#}");
+                assert!(
+                    r["remedy"].as_str().is_some_and(|s| !s.is_empty()),
+                    "{ctx}: {r:#}"
+                );
             }
         }
         let name = &requirement(&report, "imap.certificate.name")["evidence"];
-        assert!(name.get("subject_cn").is_some() && name["san"].is_array(), "{name:#}");
+        assert!(
+            name.get("subject_cn").is_some() && name["san"].is_array(),
+            "{name:#}"
+        );
         let expiry = &requirement(&report, "imap.certificate.expiry")["evidence"];
-        assert!(expiry["not_after"].is_string() && expiry["days_left"].is_i64(), "{ctx}: {expiry:#}");
+        assert!(
+            expiry["not_after"].is_string() && expiry["days_left"].is_i64(),
+            "{ctx}: {expiry:#}"
+        );
         match case.cert {
             "expired" => assert!(expiry["days_left"].as_i64().unwrap() < 0),
             "soon" => assert!((0..30).contains(&expiry["days_left"].as_i64().unwrap())),
-            "selfsigned" => assert_eq!(requirement(&report, "imap.certificate.trust")["evidence"]["reason"], "self_signed"),
+            "selfsigned" => assert_eq!(
+                requirement(&report, "imap.certificate.trust")["evidence"]["reason"],
+                "self_signed"
+            ),
             "wrongname" => assert_eq!(name["subject_cn"], "other.example.net"),
             "sanonly" => assert_eq!(name["san"][0], HOSTNAME),
             _ => {}
@@ -210,7 +364,13 @@ fn without_the_lab_ca_the_chain_is_untrusted_but_expiry_is_still_reported() {
     let report = run_args(&args).json();
     let trust = requirement(&report, "imap.certificate.trust");
     assert_eq!(trust["status"], "fail", "{trust:#}");
-    assert!(trust["summary"].as_str().unwrap().contains("mailprobe Lab Test CA"), "{trust:#}");
+    assert!(
+        trust["summary"]
+            .as_str()
+            .unwrap()
+            .contains("mailprobe Lab Test CA"),
+        "{trust:#}"
+    );
     assert_status(&report, "imap.certificate.expiry", "pass");
     assert_status(&report, "imap.certificate.name", "pass");
 }

@@ -1,7 +1,7 @@
 //! The configuration file of `mailprobe run` / `validate` (YAML). Unknown keys are errors that
 //! name the key, the file and the line; every other mistake names the field and the fix.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,9 +18,7 @@ use crate::secret::{Environment, SecretSource};
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "`{s}` is not a duration; write e.g. 30s, 5m or 1h"
-        ))
+        serde::de::Error::custom(format!("`{s}` is not a duration; write e.g. 30s, 5m or 1h"))
     })
 }
 
@@ -76,10 +74,73 @@ fn default_alert_after() -> u32 {
     1
 }
 
+/// Dynamic check plugins:
+///
+/// ```yaml
+/// plugins:
+///   dir: /usr/lib/mailprobe/plugins   # every *.so in it is loaded
+///   isolation: in-process             # the default for every plugin (in-process | process)
+///   settings:                         # per plugin, by its name (`mailprobe plugins list`)
+///     pop3:
+///       isolation: process            # run it in a child process: a crash cannot take the probe down
+///       config: { port: 995 }         # handed to the plugin as its configuration
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsConfig {
     pub dir: Option<PathBuf>,
+    /// How plugins run unless their `settings` entry says otherwise.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Per-plugin settings, keyed by the plugin's name. A name that no loaded plugin has is an
+    /// error when the plugins are loaded.
+    #[serde(default)]
+    pub settings: BTreeMap<String, PluginSettings>,
+}
+
+/// Where a dynamic plugin runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Loaded into mailprobe's own process: cheapest, but a crash in the plugin (a segfault, an
+    /// abort) takes the probe down. Panics are caught either way.
+    #[default]
+    InProcess,
+    /// Run in a child process (`mailprobe plugin-host`) per call: a crash fails only the
+    /// plugin's requirements, and the deadline is enforced by killing the child.
+    Process,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::InProcess => "in-process",
+            Isolation::Process => "process",
+        }
+    }
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "in-process" => Ok(Isolation::InProcess),
+            "process" => Ok(Isolation::Process),
+            other => Err(format!("`{other}` is not an isolation mode; use in-process or process")),
+        }
+    }
+}
+
+/// One plugin's entry under `plugins.settings`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Overrides `plugins.isolation` for this plugin.
+    #[serde(default)]
+    pub isolation: Option<Isolation>,
+    /// The plugin's own configuration, passed to it as JSON (null when absent).
+    #[serde(default)]
+    pub config: serde_json::Value,
 }
 
 /// One mailbox to check.
@@ -187,18 +248,18 @@ impl Config {
                 .strip_prefix('`')
                 .and_then(|m| m.split_once("` is not a duration"))
                 .map(|(v, _)| v.to_string())
-            {
-                if let Some((i, l)) = text
+                && let Some((i, l)) = text
                     .lines()
                     .enumerate()
                     .find(|(_, l)| l.split_once(':').is_some_and(|(_, v)| v.trim() == value))
                 {
-                    let key = l.split_once(':').map(|(k, _)| k.trim().trim_start_matches("- "));
+                    let key = l
+                        .split_once(':')
+                        .map(|(k, _)| k.trim().trim_start_matches("- "));
                     message = format!("{}: {message}", key.unwrap_or("value"));
                     line = Some(i + 1);
                     column = None;
                 }
-            }
             ConfigError {
                 file: file.to_string(),
                 line,
@@ -243,32 +304,39 @@ impl Config {
                 "mailboxes is empty; list at least one mailbox to check".into(),
             ));
         }
-        if let Some(otlp) = &self.otlp {
-            if let Some(p) = &otlp.protocol {
-                if p != "grpc" && p != "http/protobuf" {
+        if let Some(otlp) = &self.otlp
+            && let Some(p) = &otlp.protocol
+                && p != "grpc" && p != "http/protobuf" {
                     return Err(err(
                         top("otlp").and_then(|l| find_key_line(text, l, "protocol")),
                         format!("otlp.protocol `{p}` is not supported; use grpc or http/protobuf"),
                     ));
                 }
-            }
-        }
         let mut names = HashSet::new();
         for (i, m) in self.mailboxes.iter().enumerate() {
             let start = mailbox_line(text, i);
             let at = |key: &str| start.and_then(|l| find_key_line(text, l, key)).or(start);
             let here = format!("mailboxes[{i}] ({})", m.name);
             if m.name.trim().is_empty() {
-                return Err(err(at("name"), format!("mailboxes[{i}].name is empty; give the mailbox a name")));
+                return Err(err(
+                    at("name"),
+                    format!("mailboxes[{i}].name is empty; give the mailbox a name"),
+                ));
             }
             if !names.insert(m.name.clone()) {
                 return Err(err(
                     at("name"),
-                    format!("{here}: the name `{}` is used twice; mailbox names must be unique", m.name),
+                    format!(
+                        "{here}: the name `{}` is used twice; mailbox names must be unique",
+                        m.name
+                    ),
                 ));
             }
             if m.user.trim().is_empty() {
-                return Err(err(at("user"), format!("{here}.user is empty; give the login name")));
+                return Err(err(
+                    at("user"),
+                    format!("{here}.user is empty; give the login name"),
+                ));
             }
             if let Err(e) = Profile::builtin(&m.profile) {
                 return Err(err(at("profile"), format!("{here}.profile: {e}")));
@@ -286,16 +354,17 @@ impl Config {
                     format!("{here}: smtp_security is set but smtp is not; add smtp: HOST[:PORT]"),
                 ));
             }
-            if let Some(t) = m.timeout {
-                if t < Duration::from_secs(1) {
-                    return Err(err(at("timeout"), format!("{here}.timeout must be at least 1s")));
+            if let Some(t) = m.timeout
+                && t < Duration::from_secs(1) {
+                    return Err(err(
+                        at("timeout"),
+                        format!("{here}.timeout must be at least 1s"),
+                    ));
                 }
-            }
-            if let Some(ca) = &m.ca_file {
-                if let Err(e) = crate::tls::Trust::load(Some(ca)) {
+            if let Some(ca) = &m.ca_file
+                && let Err(e) = crate::tls::Trust::load(Some(ca)) {
                     return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
                 }
-            }
         }
         Ok(())
     }
@@ -424,9 +493,12 @@ mailboxes:
         assert_eq!(c.mailboxes[1].profile, "hubspot");
         let mut env = HashMap::new();
         env.insert("SALES_PASSWORD".to_string(), "pw".to_string());
-        let e = Config { mailboxes: vec![c.mailboxes[0].clone()], ..c.clone() }
-            .targets("c.yaml", &env)
-            .unwrap();
+        let e = Config {
+            mailboxes: vec![c.mailboxes[0].clone()],
+            ..c.clone()
+        }
+        .targets("c.yaml", &env)
+        .unwrap();
         assert_eq!(e[0].imap.connect_to.as_deref(), Some("10.0.0.5"));
         assert_eq!(e[0].smtp.as_ref().unwrap().port, 587);
     }
@@ -454,7 +526,10 @@ mailboxes:
         assert_eq!(e.line, Some(5), "{e}");
         assert!(e.message.contains("out of range"), "{e}");
 
-        let text = GOOD.replace("  - name: support\n    imap: imap.example.com\n", "  - name: support\n    profile: nope\n    imap: imap.example.com\n");
+        let text = GOOD.replace(
+            "  - name: support\n    imap: imap.example.com\n",
+            "  - name: support\n    profile: nope\n    imap: imap.example.com\n",
+        );
         let e = Config::parse(&text, "c.yaml").unwrap_err();
         assert_eq!(e.line, Some(12), "{e}");
         assert!(e.message.contains("unknown profile `nope`"), "{e}");
@@ -463,8 +538,29 @@ mailboxes:
     #[test]
     fn missing_secret_says_what_to_set() {
         let c = Config::parse(GOOD, "c.yaml").unwrap();
-        let e = c.targets("c.yaml", &HashMap::<String, String>::new()).unwrap_err();
+        let e = c
+            .targets("c.yaml", &HashMap::<String, String>::new())
+            .unwrap_err();
         assert!(e.message.contains("SALES_PASSWORD is not set"), "{e}");
+    }
+
+    #[test]
+    fn plugins_section_takes_isolation_and_per_plugin_settings() {
+        let text = format!(
+            "plugins:\n  dir: /usr/lib/mailprobe/plugins\n  settings:\n    pop3:\n      isolation: process\n      config: {{ port: 995 }}\n{GOOD}"
+        );
+        let c = Config::parse(&text, "c.yaml").unwrap();
+        let p = c.plugins.unwrap();
+        assert_eq!(p.isolation, Isolation::InProcess);
+        assert_eq!(p.settings["pop3"].isolation, Some(Isolation::Process));
+        assert_eq!(p.settings["pop3"].config["port"], 995);
+
+        let text = text.replace("isolation: process", "isolation: sandbox");
+        let e = Config::parse(&text, "c.yaml").unwrap_err();
+        assert!(e.to_string().contains("sandbox"), "{e}");
+        let text = format!("plugins:\n  dri: /x\n{GOOD}");
+        let e = Config::parse(&text, "c.yaml").unwrap_err();
+        assert!(e.to_string().contains("unknown field `dri`"), "{e}");
     }
 
     #[test]

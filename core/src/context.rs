@@ -216,7 +216,11 @@ impl RunContext {
                 ep.protocol,
                 Reservation {
                     size: if global.is_ok() { n } else { 0 },
-                    local: Arc::new(tokio::sync::Semaphore::new(if global.is_ok() { n } else { 0 })),
+                    local: Arc::new(tokio::sync::Semaphore::new(if global.is_ok() {
+                        n
+                    } else {
+                        0
+                    })),
                     _global: global.ok(),
                 },
             );
@@ -317,6 +321,11 @@ impl RunContext {
         &self.steps
     }
 
+    /// Records a step that was timed elsewhere: a dynamic plugin returns its steps finished.
+    pub fn push_step(&mut self, step: Step) {
+        self.steps.push(step);
+    }
+
     /// Records a finished step. `endpoint` fills the `server.*` attributes.
     pub fn record_step<T>(
         &mut self,
@@ -410,10 +419,7 @@ impl RunContext {
 
     /// The TLS handshake with a port, made once per run and shared: implicit TLS or STARTTLS as
     /// the endpoint says. Returns the first handshake's outcome.
-    pub async fn tls_handshake(
-        &mut self,
-        protocol: Protocol,
-    ) -> Result<Handshake, NetErrorView> {
+    pub async fn tls_handshake(&mut self, protocol: Protocol) -> Result<Handshake, NetErrorView> {
         if let Some(h) = self.facts.handshake.get(&protocol) {
             return h.clone();
         }
@@ -435,15 +441,18 @@ impl RunContext {
         let conn = if endpoint.security == Security::Starttls {
             let wait = self.io_timeout();
             let pre = match protocol {
-                Protocol::Imap => self
-                    .step("starttls", Some(&endpoint), async {
+                Protocol::Imap => {
+                    self.step("starttls", Some(&endpoint), async {
                         starttls::imap_starttls(conn, wait).await.map(|(s, _)| s)
                     })
-                    .await,
+                    .await
+                }
                 Protocol::Smtp => {
                     let name = starttls::ehlo_name();
                     self.step("starttls", Some(&endpoint), async {
-                        starttls::smtp_starttls(conn, &name, wait).await.map(|(s, _)| s)
+                        starttls::smtp_starttls(conn, &name, wait)
+                            .await
+                            .map(|(s, _)| s)
                     })
                     .await
                 }

@@ -85,7 +85,9 @@ impl std::str::FromStr for Security {
         match s {
             "tls" => Ok(Security::Tls),
             "starttls" => Ok(Security::Starttls),
-            other => Err(format!("`{other}` is not a security mode; use tls or starttls")),
+            other => Err(format!(
+                "`{other}` is not a security mode; use tls or starttls"
+            )),
         }
     }
 }
@@ -126,7 +128,9 @@ pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), String> {
     }
     if let Some(rest) = s.strip_prefix('[') {
         let Some((host, after)) = rest.split_once(']') else {
-            return Err(format!("`{s}`: an IPv6 address in brackets needs the closing `]`"));
+            return Err(format!(
+                "`{s}`: an IPv6 address in brackets needs the closing `]`"
+            ));
         };
         if after.is_empty() {
             return Ok((host.to_string(), None));
@@ -249,15 +253,25 @@ mod tests {
 
     #[test]
     fn host_port_forms() {
-        assert_eq!(parse_host_port("imap.x.com").unwrap(), ("imap.x.com".into(), None));
+        assert_eq!(
+            parse_host_port("imap.x.com").unwrap(),
+            ("imap.x.com".into(), None)
+        );
         assert_eq!(
             parse_host_port("imap.x.com:143").unwrap(),
             ("imap.x.com".into(), Some(143))
         );
-        assert_eq!(parse_host_port("[::1]:993").unwrap(), ("::1".into(), Some(993)));
+        assert_eq!(
+            parse_host_port("[::1]:993").unwrap(),
+            ("::1".into(), Some(993))
+        );
         assert_eq!(parse_host_port("::1").unwrap(), ("::1".into(), None));
         assert!(parse_host_port("h:0").unwrap_err().contains("out of range"));
-        assert!(parse_host_port("h:70000").unwrap_err().contains("out of range"));
+        assert!(
+            parse_host_port("h:70000")
+                .unwrap_err()
+                .contains("out of range")
+        );
         assert!(parse_host_port("h:abc").unwrap_err().contains("not a port"));
         assert!(parse_host_port(":993").is_err());
     }

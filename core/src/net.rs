@@ -291,12 +291,18 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let budgets = Budgets::new(2);
-        let a = connect(&ep(port), &budgets, None, Duration::from_secs(1)).await.unwrap();
-        let _b = connect(&ep(port), &budgets, None, Duration::from_secs(1)).await.unwrap();
+        let a = connect(&ep(port), &budgets, None, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let _b = connect(&ep(port), &budgets, None, Duration::from_secs(1))
+            .await
+            .unwrap();
         let c = connect(&ep(port), &budgets, None, Duration::from_millis(100)).await;
         assert!(matches!(c, Err(NetError::BudgetExhausted { .. })), "{c:?}");
         drop(a);
-        connect(&ep(port), &budgets, None, Duration::from_secs(1)).await.unwrap();
+        connect(&ep(port), &budgets, None, Duration::from_secs(1))
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -97,7 +97,11 @@ impl Registry {
             if other.name == info.name {
                 return Err(RegistryError::DuplicateName(info.name));
             }
-            if let Some(id) = info.requirements.iter().find(|r| other.requirements.contains(r)) {
+            if let Some(id) = info
+                .requirements
+                .iter()
+                .find(|r| other.requirements.contains(r))
+            {
                 return Err(RegistryError::RequirementClash {
                     id: id.clone(),
                     first: other.name,

@@ -206,7 +206,10 @@ mod tests {
         );
         assert!(!p.tls.client_versions.contains(&TlsVersion::Tls13));
         assert_eq!(p.connections.imap + p.connections.smtp, 4);
-        assert_eq!(p.connections.imap_with_other_folders + p.connections.smtp, 5);
+        assert_eq!(
+            p.connections.imap_with_other_folders + p.connections.smtp,
+            5
+        );
         assert_eq!(p.certificate.warn_days, 30);
         assert_eq!(p.unsupported_software, vec!["Courier-IMAP".to_string()]);
     }
@@ -214,7 +217,10 @@ mod tests {
     #[test]
     fn unknown_profile_lists_the_known_ones() {
         let e = Profile::builtin("salesforce").unwrap_err().to_string();
-        assert!(e.contains("unknown profile `salesforce`") && e.contains("hubspot"), "{e}");
+        assert!(
+            e.contains("unknown profile `salesforce`") && e.contains("hubspot"),
+            "{e}"
+        );
     }
 
     #[test]

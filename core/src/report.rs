@@ -43,7 +43,9 @@ impl Servers {
 
 /// RFC 3339 in UTC with seconds.
 pub fn rfc3339(t: SystemTime) -> String {
-    let t = OffsetDateTime::from(t).replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let t = OffsetDateTime::from(t)
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -140,14 +142,12 @@ impl Report {
             .requirements
             .iter()
             .find(|r| r.id == "connections.concurrent")
-        {
-            if let (Some(a), Some(req)) = (
+            && let (Some(a), Some(req)) = (
                 r.evidence.get("achieved").and_then(|v| v.as_u64()),
                 r.evidence.get("required").and_then(|v| v.as_u64()),
             ) {
                 let _ = write!(perf, " connections={a};;{req}");
             }
-        }
         format!(
             "MAILPROBE {state} - {} {}{detail} | {perf}",
             self.mailbox,
@@ -218,12 +218,17 @@ impl Report {
             let _ = writeln!(out, "\n{heading}");
             for r in items {
                 let tag = format!("{:<4}", r.status.as_str().to_uppercase());
-                let _ = writeln!(out, "  [{}] {:<26} {}", paint(r.status, &tag), r.id, r.summary);
-                if matches!(r.status, Status::Warn | Status::Fail) {
-                    if let Some(remedy) = &r.remedy {
+                let _ = writeln!(
+                    out,
+                    "  [{}] {:<26} {}",
+                    paint(r.status, &tag),
+                    r.id,
+                    r.summary
+                );
+                if matches!(r.status, Status::Warn | Status::Fail)
+                    && let Some(remedy) = &r.remedy {
                         let _ = writeln!(out, "         remedy: {remedy}");
                     }
-                }
             }
         }
         let _ = writeln!(
@@ -263,9 +268,17 @@ mod tests {
     fn exit_codes_follow_nagios() {
         let ok = report(vec![RequirementResult::pass("imap.reachable", "ok")]);
         assert_eq!(ok.exit_code(), 0);
-        let warn = report(vec![RequirementResult::warn("imap.tls_versions", "weak", "raise")]);
+        let warn = report(vec![RequirementResult::warn(
+            "imap.tls_versions",
+            "weak",
+            "raise",
+        )]);
         assert_eq!(warn.exit_code(), 1);
-        let fail = report(vec![RequirementResult::fail("imap.reachable", "refused", "open it")]);
+        let fail = report(vec![RequirementResult::fail(
+            "imap.reachable",
+            "refused",
+            "open it",
+        )]);
         assert_eq!(fail.exit_code(), 2);
     }
 
@@ -296,9 +309,18 @@ mod tests {
 
     #[test]
     fn nagios_line_has_state_and_perfdata() {
-        let r = report(vec![RequirementResult::fail("imap.login", "refused", "fix")]);
+        let r = report(vec![RequirementResult::fail(
+            "imap.login",
+            "refused",
+            "fix",
+        )]);
         let line = r.to_nagios();
-        assert!(line.starts_with("MAILPROBE CRITICAL - alice@example.com non_compliant; failing: imap.login | "), "{line}");
+        assert!(
+            line.starts_with(
+                "MAILPROBE CRITICAL - alice@example.com non_compliant; failing: imap.login | "
+            ),
+            "{line}"
+        );
         assert!(line.contains("compliant=0"));
     }
 }

@@ -70,8 +70,10 @@ impl RequirementResult {
     /// Not evaluated because `prerequisite` failed (or was itself skipped).
     pub fn skip(id: &str, prerequisite: &str, why: impl Into<String>) -> Self {
         let mut r = Self::new(id, Status::Skip, why);
-        r.evidence
-            .insert("prerequisite".into(), Value::String(prerequisite.to_string()));
+        r.evidence.insert(
+            "prerequisite".into(),
+            Value::String(prerequisite.to_string()),
+        );
         r
     }
     pub fn with_remedy(mut self, remedy: impl Into<String>) -> Self {
@@ -214,7 +216,11 @@ mod tests {
             RequirementResult::skip("imap.folders", "imap.login", "login failed"),
         ];
         assert_eq!(Verdict::of(&rs), Verdict::Compliant);
-        rs.push(RequirementResult::fail("imap.login", "refused", "fix the password"));
+        rs.push(RequirementResult::fail(
+            "imap.login",
+            "refused",
+            "fix the password",
+        ));
         assert_eq!(Verdict::of(&rs), Verdict::NonCompliant);
     }
 
@@ -230,7 +236,11 @@ mod tests {
     #[test]
     fn catalogue_ids_are_unique_and_prerequisites_known() {
         for (i, r) in CATALOG.iter().enumerate() {
-            assert!(CATALOG[i + 1..].iter().all(|o| o.id != r.id), "{} twice", r.id);
+            assert!(
+                CATALOG[i + 1..].iter().all(|o| o.id != r.id),
+                "{} twice",
+                r.id
+            );
             for p in r.prerequisites {
                 assert!(info(p).is_some(), "{} needs unknown {p}", r.id);
             }

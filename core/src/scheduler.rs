@@ -102,7 +102,9 @@ where
         let slots = slots.clone();
         let run_one = run_one.clone();
         let seed = rng.u64(..);
-        tasks.spawn(mailbox_loop(target, cfg, token, slots, run_one, first, seed));
+        tasks.spawn(mailbox_loop(
+            target, cfg, token, slots, run_one, first, seed,
+        ));
     }
     SchedulerHandle {
         shutdown,
@@ -148,7 +150,9 @@ async fn mailbox_loop<F, Fut>(
             }
         }
         drop(permit);
-        let jitter = config.interval.mul_f64(config.jitter.clamp(0.0, 1.0) * rng.f64());
+        let jitter = config
+            .interval
+            .mul_f64(config.jitter.clamp(0.0, 1.0) * rng.f64());
         next = started + config.interval + jitter;
     }
 }
@@ -190,7 +194,10 @@ mod tests {
         let mut cfg = SchedulerConfig::new(Duration::from_secs(60), 4);
         cfg.seed = Some(7);
         let h = start(
-            vec![target("a", Duration::from_secs(5)), target("b", Duration::from_secs(5))],
+            vec![
+                target("a", Duration::from_secs(5)),
+                target("b", Duration::from_secs(5)),
+            ],
             cfg,
             move |t| {
                 let r = r.clone();
@@ -204,12 +211,19 @@ mod tests {
         h.shutdown().await;
         let runs = runs.lock().unwrap();
         for name in ["a", "b"] {
-            let times: Vec<_> = runs.iter().filter(|(n, _)| n == name).map(|(_, t)| *t).collect();
+            let times: Vec<_> = runs
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, t)| *t)
+                .collect();
             // 5 minutes at 60 s + up to 10 % jitter: 5 or 6 runs.
             assert!((5..=6).contains(&times.len()), "{name}: {}", times.len());
             for w in times.windows(2) {
                 let gap = w[1] - w[0];
-                assert!(gap >= Duration::from_secs(60) && gap <= Duration::from_secs(66), "{gap:?}");
+                assert!(
+                    gap >= Duration::from_secs(60) && gap <= Duration::from_secs(66),
+                    "{gap:?}"
+                );
             }
             assert!(times[0] - t0 < Duration::from_secs(7));
         }
@@ -220,16 +234,22 @@ mod tests {
         let now = Arc::new(AtomicUsize::new(0));
         let max = Arc::new(AtomicUsize::new(0));
         let (n, m) = (now.clone(), max.clone());
-        let targets = (0..10).map(|i| target(&format!("m{i}"), Duration::from_secs(30))).collect();
-        let h = start(targets, SchedulerConfig::new(Duration::from_secs(600), 3), move |_| {
-            let (n, m) = (n.clone(), m.clone());
-            async move {
-                let c = n.fetch_add(1, Ordering::SeqCst) + 1;
-                m.fetch_max(c, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                n.fetch_sub(1, Ordering::SeqCst);
-            }
-        });
+        let targets = (0..10)
+            .map(|i| target(&format!("m{i}"), Duration::from_secs(30)))
+            .collect();
+        let h = start(
+            targets,
+            SchedulerConfig::new(Duration::from_secs(600), 3),
+            move |_| {
+                let (n, m) = (n.clone(), m.clone());
+                async move {
+                    let c = n.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(c, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    n.fetch_sub(1, Ordering::SeqCst);
+                }
+            },
+        );
         tokio::time::sleep(Duration::from_secs(200)).await;
         h.shutdown().await;
         assert_eq!(max.load(Ordering::SeqCst), 3);

@@ -64,7 +64,10 @@ impl<'de> Deserialize<'de> for SecretSource {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("{ env: VARIABLE } or { file: PATH }")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SecretSource, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SecretSource, A::Error> {
                 let mut found: Option<SecretSource> = None;
                 while let Some(key) = map.next_key::<String>()? {
                     let value = match key.as_str() {
@@ -88,26 +91,43 @@ impl<'de> Deserialize<'de> for SecretSource {
                         format!("password: the variable name is empty; {SOURCE_HELP}"),
                     )),
                     Some(s) => Ok(s),
-                    None => Err(serde::de::Error::custom(format!("password is empty; {SOURCE_HELP}"))),
+                    None => Err(serde::de::Error::custom(format!(
+                        "password is empty; {SOURCE_HELP}"
+                    ))),
                 }
             }
             fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretSource, E> {
-                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+                Err(E::custom(format!(
+                    "password is a plain value; {SOURCE_HELP}"
+                )))
             }
             fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretSource, E> {
-                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+                Err(E::custom(format!(
+                    "password is a plain value; {SOURCE_HELP}"
+                )))
             }
             fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretSource, E> {
-                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+                Err(E::custom(format!(
+                    "password is a plain value; {SOURCE_HELP}"
+                )))
             }
             fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretSource, E> {
-                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+                Err(E::custom(format!(
+                    "password is a plain value; {SOURCE_HELP}"
+                )))
             }
             fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretSource, E> {
-                Err(E::custom(format!("password is a plain value; {SOURCE_HELP}")))
+                Err(E::custom(format!(
+                    "password is a plain value; {SOURCE_HELP}"
+                )))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<SecretSource, A::Error> {
-                Err(serde::de::Error::custom(format!("password is a list; {SOURCE_HELP}")))
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                _: A,
+            ) -> Result<SecretSource, A::Error> {
+                Err(serde::de::Error::custom(format!(
+                    "password is a list; {SOURCE_HELP}"
+                )))
             }
         }
         d.deserialize_any(V)
@@ -120,7 +140,9 @@ pub enum SecretError {
     EnvMissing(String),
     #[error("environment variable {0} is empty; export it with the mailbox password")]
     EnvEmpty(String),
-    #[error("cannot read password file {path}: {reason}; check the path and that mailprobe may read it")]
+    #[error(
+        "cannot read password file {path}: {reason}; check the path and that mailprobe may read it"
+    )]
     FileUnreadable { path: String, reason: String },
     #[error("password file {0} is empty; write the mailbox password into it")]
     FileEmpty(String),
@@ -189,7 +211,9 @@ mod tests {
 
     #[test]
     fn a_password_written_inline_is_not_echoed() {
-        let e = serde_norway::from_str::<SecretSource>("hunter2").unwrap_err().to_string();
+        let e = serde_norway::from_str::<SecretSource>("hunter2")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("hunter2"), "{e}");
         assert!(e.contains("env: VARIABLE"), "{e}");
         let s: SecretSource = serde_norway::from_str("{ file: /run/secrets/x }").unwrap();
@@ -215,7 +239,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("pw");
         std::fs::write(&f, "with space \n").unwrap();
-        let s = SecretSource::File(f.clone()).load(&HashMap::<String, String>::new()).unwrap();
+        let s = SecretSource::File(f.clone())
+            .load(&HashMap::<String, String>::new())
+            .unwrap();
         assert_eq!(s.expose(), "with space ");
         std::fs::write(&f, "\n").unwrap();
         assert!(matches!(

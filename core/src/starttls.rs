@@ -170,7 +170,10 @@ pub async fn imap_starttls<S: AsyncRead + AsyncWrite + Unpin>(
         ls.write_line("P0 CAPABILITY", wait).await?;
         let (untagged, tagged) = read_tagged(&mut ls, "P0", wait).await?;
         if !tagged.starts_with("P0 OK") {
-            return Err(NetError::Protocol(format!("CAPABILITY: {}", printable(&tagged))));
+            return Err(NetError::Protocol(format!(
+                "CAPABILITY: {}",
+                printable(&tagged)
+            )));
         }
         for l in untagged {
             if let Some(rest) = l.strip_prefix("* CAPABILITY ") {
@@ -178,13 +181,19 @@ pub async fn imap_starttls<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-    if !capabilities.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
+    if !capabilities
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case("STARTTLS"))
+    {
         return Err(NetError::StarttlsNotOffered);
     }
     ls.write_line("P1 STARTTLS", wait).await?;
     let (_, tagged) = read_tagged(&mut ls, "P1", wait).await?;
     if !tagged.starts_with("P1 OK") {
-        return Err(NetError::Protocol(format!("STARTTLS: {}", printable(&tagged))));
+        return Err(NetError::Protocol(format!(
+            "STARTTLS: {}",
+            printable(&tagged)
+        )));
     }
     Ok((
         ls.into_inner()?,
@@ -252,7 +261,10 @@ pub async fn smtp_starttls<S: AsyncRead + AsyncWrite + Unpin>(
     ls.write_line(&format!("EHLO {ehlo_name}"), wait).await?;
     let ehlo = ls.read_smtp_reply(wait).await?;
     if ehlo.code != 250 {
-        return Err(NetError::Protocol(format!("EHLO: {}", printable(&ehlo.text()))));
+        return Err(NetError::Protocol(format!(
+            "EHLO: {}",
+            printable(&ehlo.text())
+        )));
     }
     let extensions: Vec<String> = ehlo.lines.iter().skip(1).cloned().collect();
     if !extensions
@@ -334,11 +346,16 @@ mod tests {
         let (client, server) = duplex(4096);
         tokio::spawn(async move {
             let mut ls = LineStream::new(server);
-            ls.write_line("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready", Duration::from_secs(1))
-                .await
-                .unwrap();
+            ls.write_line(
+                "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready",
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
         });
-        let e = imap_starttls(client, Duration::from_secs(1)).await.unwrap_err();
+        let e = imap_starttls(client, Duration::from_secs(1))
+            .await
+            .unwrap_err();
         assert_eq!(e, NetError::StarttlsNotOffered);
     }
 
@@ -352,7 +369,9 @@ mod tests {
             let _ = ls.read_line(w).await;
             ls.write_line("250-hi\r\n250 STARTTLS", w).await.unwrap();
             let _ = ls.read_line(w).await;
-            ls.write_line("220 go ahead\r\n250 injected", w).await.unwrap();
+            ls.write_line("220 go ahead\r\n250 injected", w)
+                .await
+                .unwrap();
         });
         let e = smtp_starttls(client, "probe.test", Duration::from_secs(1))
             .await

@@ -42,9 +42,13 @@ pub struct Trust {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
-    #[error("cannot read CA file {path}: {reason}; give a PEM file with one or more CA certificates")]
+    #[error(
+        "cannot read CA file {path}: {reason}; give a PEM file with one or more CA certificates"
+    )]
     CaFile { path: String, reason: String },
-    #[error("CA file {path} holds no certificate; give a PEM file with one or more CA certificates")]
+    #[error(
+        "CA file {path} holds no certificate; give a PEM file with one or more CA certificates"
+    )]
     CaFileEmpty { path: String },
 }
 
@@ -109,7 +113,10 @@ impl ServerCertVerifier for RecordingVerifier {
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            None => Err("no trust anchors: the system has no CA certificates and no --ca-file was given".into()),
+            None => Err(
+                "no trust anchors: the system has no CA certificates and no --ca-file was given"
+                    .into(),
+            ),
         };
         if let Ok(mut o) = self.outcome.lock() {
             *o = Some(result);

@@ -10,7 +10,9 @@ pub mod x509;
 use mailprobe_core::context::NetErrorView;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
 use mailprobe_core::report::rfc3339;
-use mailprobe_core::{CheckPlugin, Endpoint, PluginInfo, Protocol, RequirementResult, RunContext, Status};
+use mailprobe_core::{
+    CheckPlugin, Endpoint, PluginInfo, Protocol, RequirementResult, RunContext, Status,
+};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -156,7 +158,11 @@ fn names_of(leaf: &CertInfo) -> String {
     let mut v: Vec<String> = leaf.subject_cn.iter().map(|c| format!("CN={c}")).collect();
     v.extend(leaf.san_dns.iter().map(|s| format!("DNS:{s}")));
     v.extend(leaf.san_ip.iter().map(|s| format!("IP:{s}")));
-    if v.is_empty() { "no names".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "no names".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> RequirementResult {
@@ -169,15 +175,23 @@ pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> Re
     let r = match x509::match_name(leaf, host) {
         NameMatch::CommonName => RequirementResult::pass(
             id,
-            format!("Common Name {} matches {host}", leaf.subject_cn.as_deref().unwrap_or("")),
+            format!(
+                "Common Name {} matches {host}",
+                leaf.subject_cn.as_deref().unwrap_or("")
+            ),
         ),
         NameMatch::SanOnly if require_cn => RequirementResult::warn(
             id,
             format!(
                 "only a subjectAltName matches {host}; the Common Name is {}",
-                leaf.subject_cn.as_deref().map(|c| format!("`{c}`")).unwrap_or_else(|| "absent".into())
+                leaf.subject_cn
+                    .as_deref()
+                    .map(|c| format!("`{c}`"))
+                    .unwrap_or_else(|| "absent".into())
             ),
-            format!("Reissue the certificate with Common Name (CN) = {host}: the CRM checks the CN, not only the subjectAltName."),
+            format!(
+                "Reissue the certificate with Common Name (CN) = {host}: the CRM checks the CN, not only the subjectAltName."
+            ),
         ),
         NameMatch::SanOnly => {
             RequirementResult::pass(id, format!("a subjectAltName matches {host}"))
@@ -185,7 +199,9 @@ pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> Re
         NameMatch::NoMatch => RequirementResult::fail(
             id,
             format!("the certificate is for {}, not {host}", names_of(leaf)),
-            format!("Install a certificate whose Common Name is {host} (and list it in subjectAltName), or configure the CRM with a host name the certificate carries."),
+            format!(
+                "Install a certificate whose Common Name is {host} (and list it in subjectAltName), or configure the CRM with a host name the certificate carries."
+            ),
         ),
     };
     r.with("host", host)
@@ -247,7 +263,11 @@ pub fn judge_trust(
         _ => "invalid",
     };
     let r = if allow_insecure {
-        RequirementResult::warn(id, format!("untrusted, but an insecure certificate is allowed: {why}"), remedy)
+        RequirementResult::warn(
+            id,
+            format!("untrusted, but an insecure certificate is allowed: {why}"),
+            remedy,
+        )
     } else {
         RequirementResult::fail(id, format!("untrusted: {why}"), remedy)
     };
@@ -285,13 +305,20 @@ pub fn judge_expiry(
     } else if now > leaf.not_after {
         RequirementResult::fail(
             id,
-            format!("expired on {} ({} days ago)", ts(leaf.not_after), -days_left),
+            format!(
+                "expired on {} ({} days ago)",
+                ts(leaf.not_after),
+                -days_left
+            ),
             renew.clone(),
         )
     } else if days_left < i64::from(warn_days) {
         RequirementResult::warn(
             id,
-            format!("expires on {} ({days_left} days left, under {warn_days})", ts(leaf.not_after)),
+            format!(
+                "expires on {} ({days_left} days left, under {warn_days})",
+                ts(leaf.not_after)
+            ),
             renew.clone(),
         )
     } else {
@@ -301,8 +328,8 @@ pub fn judge_expiry(
         )
     };
     // An intermediate that expires before the leaf breaks the chain first: say so.
-    if let Some((i, when)) = x509::earliest_expiry(chain) {
-        if i > 0 && when < leaf.not_after {
+    if let Some((i, when)) = x509::earliest_expiry(chain)
+        && i > 0 && when < leaf.not_after {
             let c = &chain[i];
             r = r
                 .with("earliest_not_after", ts(when))
@@ -310,14 +337,19 @@ pub fn judge_expiry(
             if when < now && r.status != Status::Fail {
                 r.status = Status::Fail;
                 r.summary = format!("chain certificate {} expired on {}", c.subject, ts(when));
-                r.remedy = Some(format!("Replace the expired intermediate in the chain the server sends; {}.", server_hint(ep)));
+                r.remedy = Some(format!(
+                    "Replace the expired intermediate in the chain the server sends; {}.",
+                    server_hint(ep)
+                ));
             } else if (when - now).whole_days() < i64::from(warn_days) && r.status == Status::Pass {
                 r.status = Status::Warn;
                 r.summary = format!("chain certificate {} expires on {}", c.subject, ts(when));
-                r.remedy = Some(format!("Update the intermediate certificate in the chain the server sends; {}.", server_hint(ep)));
+                r.remedy = Some(format!(
+                    "Update the intermediate certificate in the chain the server sends; {}.",
+                    server_hint(ep)
+                ));
             }
         }
-    }
     let _ = rfc3339;
     r.with("not_before", ts(leaf.not_before))
         .with("not_after", ts(leaf.not_after))

@@ -192,7 +192,12 @@ mod tests {
             },
         );
         assert!(r.summary.contains("timed out"));
-        assert!(r.remedy.as_deref().unwrap().contains("allowlist the probe's address 198.51.100.7"));
+        assert!(
+            r.remedy
+                .as_deref()
+                .unwrap()
+                .contains("allowlist the probe's address 198.51.100.7")
+        );
         assert_eq!(r.evidence["error_type"], "timeout");
     }
 }

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use mailprobe_core::context::{NetErrorView, StepTimer};
 use mailprobe_core::plugin::{BoxFuture, PluginError};
 use mailprobe_core::{
-    CheckPlugin, Endpoint, NetError, PluginInfo, Protocol, RequirementResult, RunContext,
-    Security, Status, TlsVersion, net, starttls,
+    CheckPlugin, Endpoint, NetError, PluginInfo, Protocol, RequirementResult, RunContext, Security,
+    Status, TlsVersion, net, starttls,
 };
 use serde_json::{Map, Value, json};
 
@@ -81,17 +81,29 @@ impl CheckPlugin for Tls {
                 for (e, v, timer, out) in &mine {
                     let mut attrs = BTreeMap::new();
                     attrs.insert("tls.protocol.version".into(), v.semconv().to_string());
-                    if let Ok(ProbeOutcome::Accepted { cipher_name: Some(c), .. }) = out {
+                    if let Ok(ProbeOutcome::Accepted {
+                        cipher_name: Some(c),
+                        ..
+                    }) = out
+                    {
                         attrs.insert("tls.cipher".into(), c.clone());
                     }
                     let outcome: Result<(), NetError> = match out {
                         Ok(_) => Ok(()),
                         Err(e) => Err(e.clone()),
                     };
-                    cx.record_step(*timer, &format!("tls_probe {}", v.name()), Some(e), &outcome, attrs);
+                    cx.record_step(
+                        *timer,
+                        &format!("tls_probe {}", v.name()),
+                        Some(e),
+                        &outcome,
+                        attrs,
+                    );
                 }
-                let probes: Vec<(TlsVersion, Result<ProbeOutcome, NetError>)> =
-                    mine.into_iter().map(|(_, v, _, o)| (*v, o.clone())).collect();
+                let probes: Vec<(TlsVersion, Result<ProbeOutcome, NetError>)> = mine
+                    .into_iter()
+                    .map(|(_, v, _, o)| (*v, o.clone()))
+                    .collect();
                 judge(cx, ep, probes).await;
             }
             Ok(())
@@ -104,16 +116,27 @@ fn report_unprobeable(cx: &mut RunContext, ep: &Endpoint, e: &NetErrorView) {
     let id = ep.protocol.requirement("tls_versions");
     let enc = ep.protocol.requirement("encryption");
     if cx.status(&enc) == Some(Status::Fail) {
-        cx.report(RequirementResult::skip(&id, &enc, format!("not evaluated: {enc} failed")));
+        cx.report(RequirementResult::skip(
+            &id,
+            &enc,
+            format!("not evaluated: {enc} failed"),
+        ));
         return;
     }
     let (summary, remedy) = match (e.error_type.as_str(), ep.security) {
         ("starttls_not_offered", _) => (
             "STARTTLS is not offered, so no TLS version can be negotiated".to_string(),
-            format!("Enable STARTTLS on {} (or use the implicit-TLS port).", ep.authority()),
+            format!(
+                "Enable STARTTLS on {} (or use the implicit-TLS port).",
+                ep.authority()
+            ),
         ),
         ("timeout", Security::Starttls) => (
-            format!("the server sent no {} greeting: {}", ep.protocol.label(), e.message),
+            format!(
+                "the server sent no {} greeting: {}",
+                ep.protocol.label(),
+                e.message
+            ),
             format!(
                 "If port {} expects TLS from the first byte (implicit TLS), use --{}-security tls (or {}_security: tls); otherwise check the server.",
                 ep.port,
@@ -123,7 +146,11 @@ fn report_unprobeable(cx: &mut RunContext, ep: &Endpoint, e: &NetErrorView) {
         ),
         _ => (
             format!("no TLS version could be probed: {}", e.message),
-            format!("Check that {} speaks TLS ({}).", ep.authority(), ep.security.as_str()),
+            format!(
+                "Check that {} speaks TLS ({}).",
+                ep.authority(),
+                ep.security.as_str()
+            ),
         ),
     };
     cx.report(
@@ -144,7 +171,9 @@ async fn probe_one(
         (Security::Tls, _) => conn,
         (Security::Starttls, Protocol::Imap) => starttls::imap_starttls(conn, io).await?.0,
         (Security::Starttls, Protocol::Smtp) => {
-            starttls::smtp_starttls(conn, &starttls::ehlo_name(), io).await?.0
+            starttls::smtp_starttls(conn, &starttls::ehlo_name(), io)
+                .await?
+                .0
         }
     };
     probe::probe_version(&mut stream, version.wire(), Some(&ep.host), io)
@@ -197,7 +226,11 @@ async fn judge(
                 versions.insert(v.name().into(), Value::Bool(true));
                 ciphers.insert(
                     v.name().into(),
-                    Value::String(cipher_name.clone().unwrap_or_else(|| format!("0x{cipher:04x}"))),
+                    Value::String(
+                        cipher_name
+                            .clone()
+                            .unwrap_or_else(|| format!("0x{cipher:04x}")),
+                    ),
                 );
                 accepted.push(*v);
                 if !certificates.is_empty() {
@@ -240,19 +273,31 @@ async fn judge(
         let (summary, remedy) = match &first {
             Some(NetError::StarttlsNotOffered) => (
                 "STARTTLS is not offered, so no TLS version can be negotiated".to_string(),
-                format!("Enable STARTTLS on {} (or use the implicit-TLS port).", ep.authority()),
+                format!(
+                    "Enable STARTTLS on {} (or use the implicit-TLS port).",
+                    ep.authority()
+                ),
             ),
             Some(e) => (
                 format!("no TLS version could be probed: {e}"),
-                format!("Check that {} speaks TLS ({}).", ep.authority(), ep.security.as_str()),
+                format!(
+                    "Check that {} speaks TLS ({}).",
+                    ep.authority(),
+                    ep.security.as_str()
+                ),
             ),
-            None => ("no TLS version could be probed".to_string(), "Check the server.".to_string()),
+            None => (
+                "no TLS version could be probed".to_string(),
+                "Check the server.".to_string(),
+            ),
         };
         let mut r = RequirementResult::fail(&id, summary, remedy)
             .with("versions", Value::Object(versions))
             .with("errors", Value::Object(errors));
         if let Some(e) = first {
-            r = r.with("error", e.to_string()).with("error_type", e.error_type());
+            r = r
+                .with("error", e.to_string())
+                .with("error_type", e.error_type());
         }
         cx.report(r);
         return;
@@ -264,7 +309,11 @@ async fn judge(
         .copied()
         .filter(|v| rules.client_versions.contains(v))
         .collect();
-    let accepted_text = if accepted.is_empty() { "no version".to_string() } else { list(&accepted) };
+    let accepted_text = if accepted.is_empty() {
+        "no version".to_string()
+    } else {
+        list(&accepted)
+    };
     let mut r = if shared.is_empty() {
         RequirementResult::fail(
             &id,
@@ -278,7 +327,10 @@ async fn judge(
     } else if shared.iter().all(|v| rules.weak_versions.contains(v)) {
         RequirementResult::warn(
             &id,
-            format!("accepts {accepted_text}; the only versions shared with the client are weak ({})", list(&shared)),
+            format!(
+                "accepts {accepted_text}; the only versions shared with the client are weak ({})",
+                list(&shared)
+            ),
             remedy_for(ep, "TLS 1.2"),
         )
     } else {
@@ -294,7 +346,12 @@ async fn judge(
         r = r.with("errors", Value::Object(errors));
     }
     match cx.tls_handshake(ep.protocol).await {
-        Ok(h) => r = r.with("negotiated", json!({"version": h.version.name(), "cipher": h.cipher})),
+        Ok(h) => {
+            r = r.with(
+                "negotiated",
+                json!({"version": h.version.name(), "cipher": h.cipher}),
+            )
+        }
         Err(e) => r = r.with("negotiated", json!({"error": e.message})),
     }
     cx.report(r);

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The main job, once: `mailprobe check` against a real mailbox when MAILPROBE_IMAP is set, and
+# otherwise against the local mail lab (real Dovecot and Postfix on loopback, started here and
+# stopped on exit). Extra arguments go to `mailprobe check` (e.g. --format json).
+#
+#   MAILPROBE_IMAP=imap.example.com:993 MAILPROBE_SMTP=smtp.example.com:587 \
+#   MAILPROBE_USER=alice@example.com MAILPROBE_PASSWORD=... bash scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked --bin mailprobe
+bin=target/release/mailprobe
+rc=0
+if [ -n "${MAILPROBE_IMAP:-}" ]; then
+  : "${MAILPROBE_USER:?set MAILPROBE_USER to the mailbox login}"
+  args=(check --imap "$MAILPROBE_IMAP" --user "$MAILPROBE_USER")
+  [ -n "${MAILPROBE_SMTP:-}" ] && args+=(--smtp "$MAILPROBE_SMTP")
+  "$bin" "${args[@]}" "$@" || rc=$?
+  exit "$rc"
+fi
+echo "No MAILPROBE_IMAP set: checking the local mail lab (Dovecot + Postfix on 127.0.0.1)." >&2
+bash tests/lab/up.sh >&2
+trap 'bash tests/lab/down.sh >&2' EXIT
+MAILPROBE_PASSWORD='Secr3t-Lab!' "$bin" check \
+  --imap mail.lab.test:14993 --smtp mail.lab.test:14587 \
+  --connect-to mail.lab.test:127.0.0.1 \
+  --ca-file tests/lab/state/certs/ca.pem \
+  --user alice@lab.test "$@" || rc=$?
+exit "$rc"

@@ -40,11 +40,17 @@ pub fn mailprobe(args: &[&str]) -> Run {
 pub fn mailprobe_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let start = Instant::now();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailprobe"));
-    cmd.args(args).env_remove("MAILPROBE_PASSWORD").env("NO_COLOR", "1");
+    cmd.args(args)
+        .env_remove("MAILPROBE_PASSWORD")
+        .env("NO_COLOR", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let Output { status, stdout, stderr } = cmd.output().expect("run mailprobe");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run mailprobe");
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -55,7 +61,11 @@ pub fn mailprobe_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 
 /// The arguments that point `mailprobe check` at a lab IMAP port as `mail.lab.test`.
 pub fn lab_args(imap: &Lab, imap_listener: &str) -> Vec<String> {
-    let security = if imap_listener.ends_with('s') { "tls" } else { "starttls" };
+    let security = if imap_listener.ends_with('s') {
+        "tls"
+    } else {
+        "starttls"
+    };
     vec![
         "check".into(),
         "--imap".into(),
@@ -77,7 +87,11 @@ pub fn lab_args(imap: &Lab, imap_listener: &str) -> Vec<String> {
 
 /// Adds `--smtp mail.lab.test:PORT --smtp-security ...` for a lab SMTP listener.
 pub fn with_smtp(mut args: Vec<String>, smtp: &Lab, listener: &str) -> Vec<String> {
-    let security = if listener == "submissions" { "tls" } else { "starttls" };
+    let security = if listener == "submissions" {
+        "tls"
+    } else {
+        "starttls"
+    };
     args.push("--smtp".into());
     args.push(format!("{HOSTNAME}:{}", smtp.port(listener)));
     args.push("--smtp-security".into());

@@ -1,0 +1,375 @@
+//! A small SMTP client for a probe: every command waits for its reply and hands the whole reply
+//! back, so the plugin can report what the server said. It speaks only what the check needs
+//! (greeting, EHLO/HELO, STARTTLS, AUTH PLAIN/LOGIN, QUIT) and never sends mail.
+//!
+//! It sits on the core's [`LineStream`], which bounds every line in size and time, so a silent,
+//! endless or garbled peer ends in a [`NetError`], never in a hang.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mailprobe_core::NetError;
+use mailprobe_core::error::within;
+use mailprobe_core::starttls::{LineStream, SmtpReply, printable};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// The EHLO reply, split into the server's name line and its extension lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ehlo {
+    /// The first line: the server's name and an optional greeting.
+    pub domain: String,
+    /// One entry per extension line, as sent (`SIZE 10240000`, `AUTH PLAIN LOGIN`).
+    pub extensions: Vec<String>,
+}
+
+impl Ehlo {
+    pub fn from_reply(reply: &SmtpReply) -> Ehlo {
+        let mut lines = reply.lines.iter().map(|l| printable(l.trim()));
+        Ehlo {
+            domain: lines.next().unwrap_or_default(),
+            extensions: lines.filter(|l| !l.is_empty()).collect(),
+        }
+    }
+
+    /// Whether an extension keyword (case-insensitive) is advertised.
+    pub fn has(&self, keyword: &str) -> bool {
+        self.extensions
+            .iter()
+            .any(|e| keyword_of(e).eq_ignore_ascii_case(keyword))
+    }
+
+    /// Whether AUTH is advertised at all (`AUTH ...` or the pre-RFC `AUTH=...` form).
+    pub fn offers_auth(&self) -> bool {
+        self.extensions.iter().any(|e| auth_params(e).is_some())
+    }
+
+    /// The SASL mechanisms of every AUTH line, upper-cased, without duplicates, in the order
+    /// the server listed them.
+    pub fn auth_mechanisms(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for params in self.extensions.iter().filter_map(|e| auth_params(e)) {
+            for m in params.split_whitespace() {
+                let m = m.to_ascii_uppercase();
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The keyword of an extension line: `SIZE` of `SIZE 1000`, `AUTH` of `AUTH=LOGIN`.
+fn keyword_of(line: &str) -> &str {
+    line.split([' ', '=']).next().unwrap_or("")
+}
+
+/// The mechanism list of an AUTH line (`AUTH PLAIN LOGIN`, `AUTH=PLAIN LOGIN`), else `None`.
+fn auth_params(line: &str) -> Option<&str> {
+    let head = line.get(..5)?;
+    if head.eq_ignore_ascii_case("AUTH ") || head.eq_ignore_ascii_case("AUTH=") {
+        Some(&line[5..])
+    } else if line.eq_ignore_ascii_case("AUTH") {
+        Some("")
+    } else {
+        None
+    }
+}
+
+/// The SASL mechanisms the probe logs in with, the CRM's "username and password".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    Login,
+}
+
+impl Mechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+        }
+    }
+
+    /// PLAIN when offered (one round trip), else LOGIN, else none the probe can use.
+    pub fn choose(offered: &[String]) -> Option<Mechanism> {
+        let has = |m: &str| offered.iter().any(|o| o.eq_ignore_ascii_case(m));
+        if has("PLAIN") {
+            Some(Mechanism::Plain)
+        } else if has("LOGIN") {
+            Some(Mechanism::Login)
+        } else {
+            None
+        }
+    }
+}
+
+/// The AUTH PLAIN response (RFC 4616): base64 of `authzid NUL authcid NUL password`, with an
+/// empty authorization identity.
+pub fn plain_response(user: &str, password: &str) -> String {
+    let mut raw = Vec::with_capacity(user.len() + password.len() + 2);
+    raw.push(0);
+    raw.extend_from_slice(user.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(password.as_bytes());
+    STANDARD.encode(raw)
+}
+
+/// One AUTH LOGIN answer: the user name or the password, in base64.
+pub fn login_response(value: &str) -> String {
+    STANDARD.encode(value.as_bytes())
+}
+
+/// Removes every form in which the password could come back in a server's reply (plain,
+/// and the base64 the probe sent), so a hostile or careless server cannot make it appear in
+/// a report.
+pub fn redact(text: &str, user: &str, password: &str) -> String {
+    if password.is_empty() {
+        return text.to_string();
+    }
+    let mut out = text.to_string();
+    for secret in [
+        plain_response(user, password),
+        login_response(password),
+        password.to_string(),
+    ] {
+        if !secret.is_empty() {
+            out = out.replace(&secret, "***");
+        }
+    }
+    out
+}
+
+/// A reply as one line for a report: `535 5.7.8 Error: authentication failed`, control
+/// characters escaped.
+pub fn reply_text(reply: &SmtpReply) -> String {
+    printable(&reply.text())
+}
+
+/// An SMTP session over any stream (plain before STARTTLS, TLS after).
+pub struct SmtpClient<S> {
+    lines: LineStream<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
+    pub fn new(stream: S) -> Self {
+        SmtpClient {
+            lines: LineStream::new(stream),
+        }
+    }
+
+    /// Reads one reply, the whole of it within `wait` (a peer dripping continuation lines
+    /// cannot stretch it).
+    pub async fn reply(&mut self, wait: Duration) -> Result<SmtpReply, NetError> {
+        within(wait, "the server's reply", self.lines.read_smtp_reply(wait)).await
+    }
+
+    /// Sends one command line and reads its reply, both within `wait`.
+    pub async fn command(&mut self, line: &str, wait: Duration) -> Result<SmtpReply, NetError> {
+        within(wait, "the server's reply", async {
+            self.lines.write_line(line, wait).await?;
+            self.lines.read_smtp_reply(wait).await
+        })
+        .await
+    }
+
+    /// Runs an AUTH exchange with `mechanism` and returns the server's final reply (235 on
+    /// success). The credentials are sent only in base64 lines the caller never logs.
+    pub async fn auth(
+        &mut self,
+        mechanism: Mechanism,
+        user: &str,
+        password: &str,
+        wait: Duration,
+    ) -> Result<SmtpReply, NetError> {
+        within(wait, "the reply to AUTH", async {
+            match mechanism {
+                Mechanism::Plain => {
+                    let response = plain_response(user, password);
+                    let reply = self
+                        .command(&format!("AUTH PLAIN {response}"), wait)
+                        .await?;
+                    if reply.code == 334 {
+                        // A server that does not take the initial response asks for it again.
+                        return self.command(&response, wait).await;
+                    }
+                    Ok(reply)
+                }
+                Mechanism::Login => {
+                    let reply = self.command("AUTH LOGIN", wait).await?;
+                    if reply.code != 334 {
+                        return Ok(reply);
+                    }
+                    let reply = self.command(&login_response(user), wait).await?;
+                    if reply.code != 334 {
+                        return Ok(reply);
+                    }
+                    self.command(&login_response(password), wait).await
+                }
+            }
+        })
+        .await
+    }
+
+    /// The stream, for the TLS handshake after a 220 to STARTTLS. Fails when the server sent
+    /// anything after that reply (plain text injected ahead of the encrypted session).
+    pub fn into_inner(self) -> Result<S, NetError> {
+        self.lines.into_inner()
+    }
+}
+
+/// Checks a reply's code, turning any other into a protocol error naming the command.
+pub fn expect(reply: SmtpReply, code: u16, what: &str) -> Result<SmtpReply, NetError> {
+    if reply.code == code {
+        Ok(reply)
+    } else {
+        Err(NetError::Protocol(format!(
+            "{what}: {}",
+            reply_text(&reply)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    fn reply(code: u16, lines: &[&str]) -> SmtpReply {
+        SmtpReply {
+            code,
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn ehlo_extensions_and_auth_mechanisms() {
+        let e = Ehlo::from_reply(&reply(
+            250,
+            &[
+                "mail.lab.test",
+                "PIPELINING",
+                "SIZE 10240000",
+                "AUTH PLAIN login",
+                "AUTH=LOGIN XOAUTH2",
+                "8BITMIME",
+            ],
+        ));
+        assert_eq!(e.domain, "mail.lab.test");
+        assert!(e.has("size") && e.has("PIPELINING") && e.has("8BITMIME"));
+        assert!(!e.has("STARTTLS"));
+        assert!(e.offers_auth());
+        assert_eq!(e.auth_mechanisms(), vec!["PLAIN", "LOGIN", "XOAUTH2"]);
+    }
+
+    #[test]
+    fn no_auth_line_means_no_auth() {
+        let e = Ehlo::from_reply(&reply(250, &["mx", "AUTHX", "STARTTLS"]));
+        assert!(!e.offers_auth());
+        assert!(e.auth_mechanisms().is_empty());
+        assert!(e.has("starttls"));
+        let bare = Ehlo::from_reply(&reply(250, &["mx"]));
+        assert!(bare.extensions.is_empty());
+    }
+
+    #[test]
+    fn mechanism_choice_prefers_plain() {
+        let m =
+            |v: &[&str]| Mechanism::choose(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(m(&["LOGIN", "PLAIN"]), Some(Mechanism::Plain));
+        assert_eq!(m(&["CRAM-MD5", "LOGIN"]), Some(Mechanism::Login));
+        assert_eq!(m(&["XOAUTH2", "GSSAPI"]), None);
+    }
+
+    #[test]
+    fn auth_encodings() {
+        // RFC 4616's example shape: NUL user NUL password.
+        assert_eq!(
+            plain_response("tim", "tanstaaftanstaaf"),
+            "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
+        );
+        assert_eq!(login_response("alice@lab.test"), "YWxpY2VAbGFiLnRlc3Q=");
+        assert_eq!(login_response("Password:"), "UGFzc3dvcmQ6");
+        // Non-ASCII passwords travel as UTF-8.
+        assert_eq!(login_response("é"), "w6k=");
+    }
+
+    #[test]
+    fn password_never_survives_redaction() {
+        let echo = format!(
+            "535 bad {} and {} and hunter2",
+            plain_response("u", "hunter2"),
+            login_response("hunter2")
+        );
+        let r = redact(&echo, "u", "hunter2");
+        assert!(!r.contains("hunter2"));
+        assert!(!r.contains(&login_response("hunter2")));
+        assert_eq!(r, "535 bad *** and *** and ***");
+    }
+
+    async fn scripted(script: &'static [(&'static str, &'static str)]) -> Vec<String> {
+        let (client, mut server) = duplex(8192);
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for (expect, answer) in script {
+                if !expect.is_empty() {
+                    let mut buf = vec![0u8; 1024];
+                    let n = server.read(&mut buf).await.unwrap();
+                    let line = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
+                    assert!(line.starts_with(expect), "{line} vs {expect}");
+                    seen.push(line);
+                }
+                server.write_all(answer.as_bytes()).await.unwrap();
+            }
+            seen
+        });
+        let mut c = SmtpClient::new(client);
+        let w = Duration::from_secs(2);
+        let _ = c.reply(w).await.unwrap();
+        let last = if script[1].0.starts_with("AUTH PLAIN") {
+            c.auth(Mechanism::Plain, "u", "p", w).await.unwrap()
+        } else {
+            c.auth(Mechanism::Login, "u", "p", w).await.unwrap()
+        };
+        assert_eq!(last.code, 235);
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn auth_plain_sends_an_initial_response() {
+        let seen = scripted(&[("", "220 hi\r\n"), ("AUTH PLAIN", "235 2.7.0 ok\r\n")]).await;
+        assert_eq!(
+            seen,
+            vec![format!("AUTH PLAIN {}", plain_response("u", "p"))]
+        );
+    }
+
+    #[tokio::test]
+    async fn auth_login_answers_both_challenges() {
+        let seen = scripted(&[
+            ("", "220 hi\r\n"),
+            ("AUTH LOGIN", "334 VXNlcm5hbWU6\r\n"),
+            ("dQ==", "334 UGFzc3dvcmQ6\r\n"),
+            ("cA==", "235 ok\r\n"),
+        ])
+        .await;
+        assert_eq!(seen, vec!["AUTH LOGIN", "dQ==", "cA=="]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dripping_continuation_lines_are_bounded_by_one_wait() {
+        let (client, mut server) = duplex(8192);
+        tokio::spawn(async move {
+            loop {
+                if server.write_all(b"250-still going\r\n").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(900)).await;
+            }
+        });
+        let mut c = SmtpClient::new(client);
+        let e = c.reply(Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(e.error_type(), "timeout");
+    }
+}

@@ -19,6 +19,8 @@ pub fn registry() -> Result<Registry, String> {
         .map_err(|e| e.to_string())?;
     r.register(Arc::new(mailprobe_plugin_certificate::Certificate))
         .map_err(|e| e.to_string())?;
+    r.register(Arc::new(mailprobe_plugin_connlimit::ConnLimit))
+        .map_err(|e| e.to_string())?;
     Ok(r)
 }
 
@@ -29,4 +31,16 @@ pub fn registry_with_dynamic(dir: Option<&Path>, opts: &LoadOptions) -> Result<R
         mailprobe_plugin_host::register_dir(&mut r, dir, opts).map_err(|e| e.to_string())?;
     }
     Ok(r)
+}
+
+/// The built-ins and the dynamic plugins of a configuration file's `plugins` section.
+pub fn registry_for_config(config: &mailprobe_core::config::Config) -> Result<Registry, String> {
+    let Some(p) = &config.plugins else {
+        return registry();
+    };
+    if p.dir.is_none() && !p.settings.is_empty() {
+        return Err("plugins.settings is given but plugins.dir is not; add plugins.dir".into());
+    }
+    registry_with_dynamic(p.dir.as_deref(), &LoadOptions::from(p))
+        .map_err(|e| format!("plugins: {e}"))
 }

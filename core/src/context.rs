@@ -1,7 +1,6 @@
 //! The run context: what one mailbox run has learned so far, shared by the plugins so that a TLS
 //! handshake or a logged-in session is not repeated by every plugin that needs its facts.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +15,7 @@ use crate::model::{Endpoint, Protocol, Security, Target};
 use crate::net::{self, Budgets, Conn};
 use crate::profile::TlsVersion;
 use crate::requirement::{self, RequirementResult, Status};
+use crate::session::{MailSession, OpenParams, SessionOpener};
 use crate::starttls;
 pub use crate::tls::Handshake;
 use crate::tls::{self, Trust};
@@ -135,13 +135,10 @@ pub struct Facts {
 }
 
 /// A logged-in session a plugin keeps open for a later one (the connection-limit check counts it
-/// instead of opening one more).
+/// instead of opening one more). The runner closes those nobody took at the end of the run.
 pub struct HeldSession {
     pub protocol: Protocol,
-    pub session: Box<dyn Any + Send>,
-    /// Closes the session cleanly (LOGOUT, QUIT); the runner calls it at the end of the run for
-    /// sessions nobody took.
-    pub close: fn(Box<dyn Any + Send>) -> crate::plugin::BoxFuture<'static, ()>,
+    pub session: Box<dyn MailSession>,
 }
 
 /// A run's share of one server's connection budget.
@@ -163,6 +160,9 @@ pub struct RunContext {
     deadline: Instant,
     pub facts: Facts,
     pub held: Vec<HeldSession>,
+    /// How to open more sessions like the plugins' own, by protocol (the IMAP and SMTP plugins
+    /// put theirs here for the connection-limit check).
+    pub openers: BTreeMap<Protocol, Arc<dyn SessionOpener>>,
     results: Vec<RequirementResult>,
     steps: Vec<Step>,
     pub(crate) plugin_runs: Vec<PluginRun>,
@@ -180,6 +180,7 @@ impl RunContext {
             deadline,
             facts: Facts::default(),
             held: Vec::new(),
+            openers: BTreeMap::new(),
             results: Vec::new(),
             steps: Vec::new(),
             plugin_runs: Vec::new(),
@@ -254,6 +255,16 @@ impl RunContext {
                 Ok(Ok(p)) => Ok(p),
                 _ => Err(NetError::BudgetExhausted { server }),
             }
+        }
+    }
+
+    /// What a [`SessionOpener`] needs to open a session for this run.
+    pub fn open_params(&self) -> OpenParams {
+        OpenParams {
+            target: self.target.clone(),
+            trust: self.trust.clone(),
+            budgets: self.budgets.clone(),
+            wait: self.io_timeout(),
         }
     }
 

@@ -17,6 +17,8 @@ pub mod requirement;
 pub mod runner;
 pub mod scheduler;
 pub mod secret;
+pub mod session;
+pub mod shard;
 pub mod starttls;
 pub mod tls;
 

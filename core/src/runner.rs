@@ -100,7 +100,8 @@ pub async fn run_target(
 
     // Close the sessions plugins kept for each other and nobody took.
     for held in std::mem::take(&mut cx.held) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), (held.close)(held.session)).await;
+        let wait = Duration::from_secs(2);
+        let _ = tokio::time::timeout(wait, held.session.close(wait)).await;
     }
 
     let profile = target.profile.clone();

@@ -66,6 +66,17 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         }
         return;
     }
+    let enc = p.requirement("encryption");
+    if cx.status(&enc) == Some(Status::Fail) && !cx.facts.legacy_chain.contains_key(&p) {
+        for id in &ids {
+            cx.report(RequirementResult::skip(
+                id,
+                &enc,
+                format!("not evaluated: {enc} failed, so no certificate could be read"),
+            ));
+        }
+        return;
+    }
     let chain = match cx.tls_handshake(p).await {
         Ok(h) if !h.chain.is_empty() => Ok(h.chain),
         other => match cx.facts.legacy_chain.get(&p) {

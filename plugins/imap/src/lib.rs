@@ -11,9 +11,9 @@
 pub mod fingerprint;
 pub mod folders;
 pub mod legacy;
+pub mod session;
 pub mod wire;
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,9 +35,9 @@ use crate::wire::{Reply, Status, StatusLine, Wire, quote};
 
 pub const NAME: &str = "imap";
 
-/// The logged-in session this plugin leaves in `RunContext::held` (protocol IMAP) for the
-/// connection-limit check: downcast the held `Box<dyn Any>` to this type. INBOX and the Sent
-/// folder have been EXAMINEd in it, so it is in the selected (read-only) state.
+/// The logged-in session this plugin leaves in `RunContext::held` (protocol IMAP, wrapped in
+/// [`session::HeldImap`]) for the connection-limit check. INBOX and the Sent folder have been
+/// EXAMINEd in it, so it is in the selected (read-only) state.
 pub type ImapSession = async_imap::Session<TlsStream<Conn>>;
 
 const ENCRYPTION: &str = "imap.encryption";
@@ -212,6 +212,11 @@ fn encryption_fail(ep: &Endpoint, seen: &Seen, stage: &str, e: &NetError) -> Req
         NetError::Tls(_) | NetError::Closed(_) | NetError::Reset if stage == "tls_handshake" => {
             "The TLS handshake failed: check that the server has a certificate and key configured (Dovecot: ssl_cert/ssl_key) and accepts TLS 1.2 (Dovecot: ssl_min_protocol = TLSv1.2), and that this port speaks the security mode given (--imap-security).".to_string()
         }
+        // Silence before a STARTTLS greeting is what an implicit-TLS port looks like.
+        NetError::Timeout { .. } if stage == "greeting" && ep.security == Security::Starttls => format!(
+            "No IMAP greeting arrived: if port {} expects TLS from the first byte (implicit TLS, usually 993), use --imap-security tls (imap_security: tls); otherwise check the IMAP service.",
+            ep.port
+        ),
         _ => "Check that the IMAP service on this port answers with an `* OK` greeting and accepts STARTTLS or implicit TLS.".to_string(),
     };
     let summary = match e {
@@ -840,9 +845,10 @@ async fn login_and_folders(
     if ok {
         cx.held.push(HeldSession {
             protocol: Protocol::Imap,
-            session: Box::new(session),
-            close: close_session,
+            session: Box::new(session::HeldImap(session)),
         });
+        cx.openers
+            .insert(Protocol::Imap, Arc::new(session::ImapOpener { method }));
     } else {
         let timer = StepTimer::start();
         let out = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
@@ -871,15 +877,6 @@ fn caps_to_strings(c: &async_imap::types::Capabilities) -> Vec<String> {
             Capability::Atom(a) => a.clone(),
         })
         .collect()
-}
-
-/// Closes a session this plugin held and nobody took.
-fn close_session(session: Box<dyn Any + Send>) -> BoxFuture<'static, ()> {
-    Box::pin(async move {
-        if let Ok(mut s) = session.downcast::<ImapSession>() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), s.logout()).await;
-        }
-    })
 }
 
 /// Sends ID (RFC 2971) as an `id` step; a refusal or an odd answer only means no ID facts.

@@ -8,8 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod session;
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
@@ -48,30 +48,20 @@ pub struct Smtp;
 pub type TlsClient = SmtpClient<TlsStream<Conn>>;
 
 /// The logged-in SMTP session this plugin keeps in [`RunContext::held`] for the
-/// connection-limit check: downcast `HeldSession::session` to this type. Dropping it closes
-/// the connection without QUIT; [`SmtpSession::quit`] closes it cleanly.
+/// connection-limit check (a [`mailprobe_core::session::MailSession`]). Dropping it closes the
+/// connection without QUIT; [`SmtpSession::quit`] closes it cleanly.
 pub struct SmtpSession {
     pub client: TlsClient,
     pub endpoint: Endpoint,
     pub mechanism: Mechanism,
 }
 
-/// The type stored in [`HeldSession::session`] by this plugin.
-pub type HeldSmtpSession = SmtpSession;
 
 impl SmtpSession {
     /// Sends QUIT and waits at most `wait` for its reply.
     pub async fn quit(mut self, wait: Duration) {
         let _ = self.client.command("QUIT", wait).await;
     }
-}
-
-fn close_held(session: Box<dyn Any + Send>) -> BoxFuture<'static, ()> {
-    Box::pin(async move {
-        if let Ok(s) = session.downcast::<SmtpSession>() {
-            s.quit(Duration::from_secs(2)).await;
-        }
-    })
 }
 
 impl CheckPlugin for Smtp {
@@ -404,8 +394,9 @@ async fn check(cx: &mut RunContext, ep: &Endpoint, creds: &Creds) {
                     endpoint: ep.clone(),
                     mechanism,
                 }),
-                close: close_held,
             });
+            cx.openers
+                .insert(Protocol::Smtp, std::sync::Arc::new(session::SmtpOpener { mechanism }));
         }
         Ok(r) => {
             let text = creds.scrub(&reply_text(&r));

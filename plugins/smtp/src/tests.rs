@@ -393,8 +393,8 @@ async fn starttls_then_login_passes_and_keeps_the_session() {
     assert!(cx.facts.handshake.get(&Protocol::Smtp).unwrap().is_ok());
     // The session is held for the connection-limit check; closing it sends QUIT.
     let held = cx.held.pop().unwrap();
-    assert!(held.session.is::<HeldSmtpSession>());
-    (held.close)(held.session).await;
+    assert_eq!(held.protocol, Protocol::Smtp);
+    held.session.close(Duration::from_secs(2)).await;
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.last().map(String::as_str), Some("QUIT"));
     assert!(seen.iter().all(|l| !l.contains(PASSWORD)));

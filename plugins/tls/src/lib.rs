@@ -37,7 +37,14 @@ impl CheckPlugin for Tls {
         Box::pin(async move {
             let mut endpoints: Vec<Endpoint> = Vec::new();
             for ep in cx.target.endpoints().cloned().collect::<Vec<_>>() {
-                if cx.skip_if_blocked(&ep.protocol.requirement("tls_versions")) {
+                let id = ep.protocol.requirement("tls_versions");
+                if cx.skip_if_blocked(&id) {
+                    continue;
+                }
+                // No TLS at all on this port (the imap/smtp plugin found out): nothing to probe.
+                let enc = ep.protocol.requirement("encryption");
+                if cx.status(&enc) == Some(Status::Fail) {
+                    cx.report(RequirementResult::skip(&id, &enc, format!("not evaluated: {enc} failed")));
                     continue;
                 }
                 // The shared handshake first: when even the connection or the STARTTLS

@@ -1,0 +1,133 @@
+//! IMAP sessions for the connection-limit check: the session this plugin keeps after its own
+//! login, and an opener that logs in more the way the plugin did.
+
+use std::time::Duration;
+
+use mailprobe_core::net::{self, Conn};
+use mailprobe_core::plugin::BoxFuture;
+use mailprobe_core::session::{MailSession, OpenParams, SessionOpener, SessionRefusal};
+use mailprobe_core::starttls::{self, LineStream, printable};
+use mailprobe_core::{Security, tls};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::client::TlsStream;
+
+use crate::{ImapSession, Method, Plain, server_words};
+
+/// A logged-in IMAP session held for the connection-limit check.
+pub struct HeldImap(pub ImapSession);
+
+impl MailSession for HeldImap {
+    fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            match tokio::time::timeout(wait, self.0.noop()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(server_words(&e.to_string())),
+                Err(_) => Err(format!("no answer to NOOP within {wait:?}")),
+            }
+        })
+    }
+
+    fn close(mut self: Box<Self>, wait: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = tokio::time::timeout(wait, self.0.logout()).await;
+        })
+    }
+}
+
+/// Opens authenticated IMAP sessions with the method the plugin's own login used.
+pub struct ImapOpener {
+    pub(crate) method: Method,
+}
+
+impl SessionOpener for ImapOpener {
+    fn open(
+        &self,
+        params: OpenParams,
+        slot: OwnedSemaphorePermit,
+    ) -> BoxFuture<'static, Result<Box<dyn MailSession>, SessionRefusal>> {
+        let method = self.method;
+        Box::pin(async move {
+            open(params, slot, method)
+                .await
+                .map(|s| Box::new(HeldImap(s)) as Box<dyn MailSession>)
+        })
+    }
+}
+
+fn refusal(step: &str, message: impl Into<String>) -> SessionRefusal {
+    SessionRefusal {
+        step: step.to_string(),
+        message: message.into(),
+    }
+}
+
+async fn open(
+    p: OpenParams,
+    slot: OwnedSemaphorePermit,
+    method: Method,
+) -> Result<ImapSession, SessionRefusal> {
+    let ep = p.target.imap.clone();
+    let wait = p.wait;
+    let conn = net::connect(&ep, &p.budgets, Some(slot), wait)
+        .await
+        .map_err(|e| refusal("connect", e.to_string()))?;
+    let stream = match ep.security {
+        Security::Starttls => {
+            // A server at its limit may greet with `* BYE`; the preamble reports it.
+            let (conn, _) = starttls::imap_starttls(conn, wait)
+                .await
+                .map_err(|e| refusal("greeting", e.to_string()))?;
+            handshake(conn, &ep.host, &p, wait).await?
+        }
+        Security::Tls => {
+            let tls = handshake(conn, &ep.host, &p, wait).await?;
+            let mut lines = LineStream::new(tls);
+            let greeting = lines
+                .read_line(wait)
+                .await
+                .map_err(|e| refusal("greeting", e.to_string()))?;
+            if !greeting.starts_with("* OK") && !greeting.starts_with("* PREAUTH") {
+                return Err(refusal("greeting", printable(&greeting)));
+            }
+            lines
+                .into_inner()
+                .map_err(|e| refusal("greeting", e.to_string()))?
+        }
+    };
+    let client = async_imap::Client::new(stream);
+    let target = p.target.clone();
+    let attempt = tokio::time::timeout(wait, async {
+        match method {
+            Method::Login => client.login(&target.user, target.password.expose()).await,
+            Method::AuthenticatePlain => {
+                client
+                    .authenticate(
+                        "PLAIN",
+                        Plain {
+                            user: &target.user,
+                            password: target.password.expose(),
+                        },
+                    )
+                    .await
+            }
+        }
+    })
+    .await;
+    match attempt {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err((e, _))) => Err(refusal("login", server_words(&e.to_string()))),
+        Err(_) => Err(refusal("login", format!("no answer to {} within {wait:?}", method.as_str()))),
+    }
+}
+
+async fn handshake(
+    conn: Conn,
+    host: &str,
+    p: &OpenParams,
+    wait: Duration,
+) -> Result<TlsStream<Conn>, SessionRefusal> {
+    tls::handshake(conn, host, &p.trust, wait)
+        .await
+        .map(|(s, _)| s)
+        .map_err(|e| refusal("tls_handshake", e.to_string()))
+}

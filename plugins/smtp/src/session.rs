@@ -1,0 +1,149 @@
+//! SMTP sessions for the connection-limit check: the session this plugin keeps after its own
+//! login, and an opener that logs in more the same way.
+
+use std::time::Duration;
+
+use mailprobe_core::net::{self, Conn};
+use mailprobe_core::plugin::BoxFuture;
+use mailprobe_core::session::{MailSession, OpenParams, SessionOpener, SessionRefusal};
+use mailprobe_core::{Security, tls};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::client::{Mechanism, SmtpClient, redact, reply_text};
+use crate::{SmtpSession, TlsClient};
+
+impl MailSession for SmtpSession {
+    fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            match self.client.command("NOOP", wait).await {
+                Ok(r) if r.code == 250 => Ok(()),
+                Ok(r) => Err(reply_text(&r)),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    fn close(self: Box<Self>, wait: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.quit(wait).await })
+    }
+}
+
+/// Opens authenticated SMTP sessions with the mechanism the plugin's own login used.
+pub struct SmtpOpener {
+    pub mechanism: Mechanism,
+}
+
+impl SessionOpener for SmtpOpener {
+    fn open(
+        &self,
+        params: OpenParams,
+        slot: OwnedSemaphorePermit,
+    ) -> BoxFuture<'static, Result<Box<dyn MailSession>, SessionRefusal>> {
+        let mechanism = self.mechanism;
+        Box::pin(async move {
+            open(params, slot, mechanism)
+                .await
+                .map(|s| Box::new(s) as Box<dyn MailSession>)
+        })
+    }
+}
+
+fn refusal(step: &str, message: impl Into<String>) -> SessionRefusal {
+    SessionRefusal {
+        step: step.to_string(),
+        message: message.into(),
+    }
+}
+
+async fn open(
+    p: OpenParams,
+    slot: OwnedSemaphorePermit,
+    mechanism: Mechanism,
+) -> Result<SmtpSession, SessionRefusal> {
+    let Some(ep) = p.target.smtp.clone() else {
+        return Err(refusal("connect", "no SMTP server configured"));
+    };
+    let wait = p.wait;
+    let conn = net::connect(&ep, &p.budgets, Some(slot), wait)
+        .await
+        .map_err(|e| refusal("connect", e.to_string()))?;
+    let ehlo = mailprobe_core::starttls::ehlo_name();
+    let stream = match ep.security {
+        Security::Tls => handshake(conn, &ep.host, &p, wait).await?,
+        Security::Starttls => {
+            let mut plain = SmtpClient::new(conn);
+            greet(&mut plain, &ehlo, wait).await?;
+            let r = plain
+                .command("STARTTLS", wait)
+                .await
+                .map_err(|e| refusal("starttls", e.to_string()))?;
+            if r.code != 220 {
+                return Err(refusal("starttls", reply_text(&r)));
+            }
+            let conn = plain
+                .into_inner()
+                .map_err(|e| refusal("starttls", e.to_string()))?;
+            handshake(conn, &ep.host, &p, wait).await?
+        }
+    };
+    let mut client: TlsClient = SmtpClient::new(stream);
+    if ep.security == Security::Tls {
+        greet(&mut client, &ehlo, wait).await?;
+    } else {
+        let r = client
+            .command(&format!("EHLO {ehlo}"), wait)
+            .await
+            .map_err(|e| refusal("ehlo", e.to_string()))?;
+        if r.code != 250 {
+            return Err(refusal("ehlo", reply_text(&r)));
+        }
+    }
+    let password = p.target.password.expose();
+    let user = &p.target.user;
+    let r = client
+        .auth(mechanism, user, password, wait)
+        .await
+        .map_err(|e| refusal("login", redact(&e.to_string(), user, password)))?;
+    if r.code != 235 {
+        return Err(refusal("login", redact(&reply_text(&r), user, password)));
+    }
+    Ok(SmtpSession {
+        client,
+        endpoint: ep,
+        mechanism,
+    })
+}
+
+/// Reads the 220 greeting (a server at its limit says 421 here) and says EHLO.
+async fn greet<S>(client: &mut SmtpClient<S>, ehlo: &str, wait: Duration) -> Result<(), SessionRefusal>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let g = client
+        .reply(wait)
+        .await
+        .map_err(|e| refusal("greeting", e.to_string()))?;
+    if g.code != 220 {
+        return Err(refusal("greeting", reply_text(&g)));
+    }
+    let r = client
+        .command(&format!("EHLO {ehlo}"), wait)
+        .await
+        .map_err(|e| refusal("ehlo", e.to_string()))?;
+    if r.code != 250 {
+        return Err(refusal("ehlo", reply_text(&r)));
+    }
+    Ok(())
+}
+
+async fn handshake(
+    conn: Conn,
+    host: &str,
+    p: &OpenParams,
+    wait: Duration,
+) -> Result<tokio_rustls::client::TlsStream<Conn>, SessionRefusal> {
+    tls::handshake(conn, host, &p.trust, wait)
+        .await
+        .map(|(s, _)| s)
+        .map_err(|e| refusal("tls_handshake", e.to_string()))
+}

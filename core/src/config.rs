@@ -126,7 +126,9 @@ impl std::str::FromStr for Isolation {
         match s {
             "in-process" => Ok(Isolation::InProcess),
             "process" => Ok(Isolation::Process),
-            other => Err(format!("`{other}` is not an isolation mode; use in-process or process")),
+            other => Err(format!(
+                "`{other}` is not an isolation mode; use in-process or process"
+            )),
         }
     }
 }
@@ -252,14 +254,14 @@ impl Config {
                     .lines()
                     .enumerate()
                     .find(|(_, l)| l.split_once(':').is_some_and(|(_, v)| v.trim() == value))
-                {
-                    let key = l
-                        .split_once(':')
-                        .map(|(k, _)| k.trim().trim_start_matches("- "));
-                    message = format!("{}: {message}", key.unwrap_or("value"));
-                    line = Some(i + 1);
-                    column = None;
-                }
+            {
+                let key = l
+                    .split_once(':')
+                    .map(|(k, _)| k.trim().trim_start_matches("- "));
+                message = format!("{}: {message}", key.unwrap_or("value"));
+                line = Some(i + 1);
+                column = None;
+            }
             ConfigError {
                 file: file.to_string(),
                 line,
@@ -306,12 +308,14 @@ impl Config {
         }
         if let Some(otlp) = &self.otlp
             && let Some(p) = &otlp.protocol
-                && p != "grpc" && p != "http/protobuf" {
-                    return Err(err(
-                        top("otlp").and_then(|l| find_key_line(text, l, "protocol")),
-                        format!("otlp.protocol `{p}` is not supported; use grpc or http/protobuf"),
-                    ));
-                }
+            && p != "grpc"
+            && p != "http/protobuf"
+        {
+            return Err(err(
+                top("otlp").and_then(|l| find_key_line(text, l, "protocol")),
+                format!("otlp.protocol `{p}` is not supported; use grpc or http/protobuf"),
+            ));
+        }
         let mut names = HashSet::new();
         for (i, m) in self.mailboxes.iter().enumerate() {
             let start = mailbox_line(text, i);
@@ -355,16 +359,18 @@ impl Config {
                 ));
             }
             if let Some(t) = m.timeout
-                && t < Duration::from_secs(1) {
-                    return Err(err(
-                        at("timeout"),
-                        format!("{here}.timeout must be at least 1s"),
-                    ));
-                }
+                && t < Duration::from_secs(1)
+            {
+                return Err(err(
+                    at("timeout"),
+                    format!("{here}.timeout must be at least 1s"),
+                ));
+            }
             if let Some(ca) = &m.ca_file
-                && let Err(e) = crate::tls::Trust::load(Some(ca)) {
-                    return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
-                }
+                && let Err(e) = crate::tls::Trust::load(Some(ca))
+            {
+                return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
+            }
         }
         Ok(())
     }

@@ -48,6 +48,39 @@ mod system_time_ms {
     }
 }
 
+impl Step {
+    /// A step that ends now: `endpoint` fills the OpenTelemetry `server.*` attributes, and a
+    /// failed `outcome` its `error.type` and message.
+    pub fn finished<T>(
+        plugin: &str,
+        timer: StepTimer,
+        name: &str,
+        endpoint: Option<&Endpoint>,
+        outcome: &Result<T, NetError>,
+        mut attributes: BTreeMap<String, String>,
+    ) -> Step {
+        if let Some(ep) = endpoint {
+            attributes.insert("server.address".into(), ep.host.clone());
+            attributes.insert("server.port".into(), ep.port.to_string());
+            attributes.insert("network.transport".into(), "tcp".into());
+        }
+        let (error_type, error) = match outcome {
+            Ok(_) => (None, None),
+            Err(e) => (Some(e.error_type().to_string()), Some(e.to_string())),
+        };
+        Step {
+            plugin: plugin.to_string(),
+            name: name.to_string(),
+            protocol: endpoint.map(|e| e.protocol),
+            attributes,
+            start: timer.wall,
+            duration: timer.mono.elapsed(),
+            error_type,
+            error,
+        }
+    }
+}
+
 /// The time one step started, to be turned into a [`Step`] when it ends.
 #[derive(Clone, Copy, Debug)]
 pub struct StepTimer {
@@ -344,27 +377,17 @@ impl RunContext {
         name: &str,
         endpoint: Option<&Endpoint>,
         outcome: &Result<T, NetError>,
-        mut attributes: BTreeMap<String, String>,
+        attributes: BTreeMap<String, String>,
     ) {
-        if let Some(ep) = endpoint {
-            attributes.insert("server.address".into(), ep.host.clone());
-            attributes.insert("server.port".into(), ep.port.to_string());
-            attributes.insert("network.transport".into(), "tcp".into());
-        }
-        let (error_type, error) = match outcome {
-            Ok(_) => (None, None),
-            Err(e) => (Some(e.error_type().to_string()), Some(e.to_string())),
-        };
-        self.steps.push(Step {
-            plugin: self.current_plugin.clone(),
-            name: name.to_string(),
-            protocol: endpoint.map(|e| e.protocol),
+        let step = Step::finished(
+            &self.current_plugin,
+            timer,
+            name,
+            endpoint,
+            outcome,
             attributes,
-            start: timer.wall,
-            duration: timer.mono.elapsed(),
-            error_type,
-            error,
-        });
+        );
+        self.steps.push(step);
     }
 
     /// Runs `fut` as a step, bounded by the run's deadline.

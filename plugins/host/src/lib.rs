@@ -1,0 +1,483 @@
+//! Loads mailprobe's dynamic check plugins and adapts them to the built-in [`CheckPlugin`]
+//! interface, so their results go through the same verdict, report, telemetry and alert path.
+//!
+//! - Every `*.so` of a directory is loaded with libloading (in file-name order) and refused,
+//!   with a message naming the file, when it has no entry point, was built for another ABI
+//!   version, or declares a requirement ID that is one of mailprobe's own or another plugin's.
+//! - **In-process** (the default), a call runs on tokio's blocking pool: the plugin has its own
+//!   std and tokio and cannot run on mailprobe's runtime. The run's deadline bounds the wait; a
+//!   thread still stuck in the plugin past it is abandoned (a thread cannot be killed), so give
+//!   plugins you do not trust `isolation: process`.
+//! - **`isolation: process`** runs each call in a child, `mailprobe plugin-host --library PATH`,
+//!   over JSON lines (see [`child`]); a segfault or abort there fails only the plugin's
+//!   requirements, and the deadline is enforced by killing the child.
+//!
+//! All unsafe code of mailprobe is in the `library` module of this crate.
+#![deny(unsafe_code)]
+
+pub mod child;
+mod library;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mailprobe_core::config::{Isolation, PluginSettings, PluginsConfig};
+use mailprobe_core::model::TargetView;
+use mailprobe_core::plugin::{BoxFuture, CheckPlugin, PluginError, PluginInfo, PluginKind};
+use mailprobe_core::{Registry, RunContext, requirement};
+use mailprobe_plugin_sdk::wire::{ContextJson, Requirement, ResultJson};
+use serde_json::Value;
+
+pub use child::serve_stdio;
+
+/// What a plugin library says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub requirements: Vec<Requirement>,
+    pub path: PathBuf,
+}
+
+/// Why a plugin library was refused. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("cannot read the plugin directory {path}: {reason}")]
+    Dir { path: String, reason: String },
+    #[error("cannot load plugin {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error(
+        "{path} is not a mailprobe plugin: it exports no `{symbol}` symbol; build it as a cdylib with mailprobe_plugin_sdk::export_plugin!"
+    )]
+    NoEntryPoint { path: String, symbol: &'static str },
+    #[error(
+        "{path} was built for plugin ABI version {found}, but this mailprobe speaks version {expected}; rebuild the plugin against the matching mailprobe-plugin-sdk"
+    )]
+    AbiMismatch {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
+    #[error("plugin {path} is invalid: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error(
+        "plugin {path} declares requirement `{id}`, which is one of mailprobe's own; give the plugin's requirements IDs of their own (prefix them with the plugin's name)"
+    )]
+    BuiltinClash { path: String, id: String },
+    #[error("plugin {path} is refused: {reason}")]
+    Registry { path: String, reason: String },
+    #[error("plugin {path} could not be started in a child process: {reason}")]
+    Child { path: String, reason: String },
+    #[error(
+        "plugin settings name `{name}`, but no plugin of that name was loaded from {dir} (loaded: {loaded})"
+    )]
+    UnknownSetting {
+        name: String,
+        dir: String,
+        loaded: String,
+    },
+}
+
+/// How to load and run the plugins of a directory.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// The isolation of plugins without a setting of their own.
+    pub isolation: Isolation,
+    /// Per plugin, by name.
+    pub settings: BTreeMap<String, PluginSettings>,
+    /// The mailprobe executable that serves `plugin-host` (default: this process's own).
+    pub host_exe: Option<PathBuf>,
+}
+
+impl From<&PluginsConfig> for LoadOptions {
+    fn from(c: &PluginsConfig) -> Self {
+        LoadOptions {
+            isolation: c.isolation,
+            settings: c.settings.clone(),
+            host_exe: None,
+        }
+    }
+}
+
+impl LoadOptions {
+    fn isolation_of(&self, name: &str) -> Isolation {
+        self.settings
+            .get(name)
+            .and_then(|s| s.isolation)
+            .unwrap_or(self.isolation)
+    }
+    fn any_process(&self) -> bool {
+        self.isolation == Isolation::Process
+            || self
+                .settings
+                .values()
+                .any(|s| s.isolation == Some(Isolation::Process))
+    }
+    fn host_exe(&self) -> Result<PathBuf, String> {
+        match &self.host_exe {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find mailprobe's own executable to re-run: {e}")),
+        }
+    }
+}
+
+/// The `*.so` files of `dir`, sorted by name.
+pub fn libraries(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let err = |e: std::io::Error| LoadError::Dir {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let path = entry.map_err(err)?.path();
+        if path.extension().is_some_and(|e| e == "so") && path.is_file() {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && !s.ends_with('.')
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' || b == b'.'
+        })
+}
+
+/// Checks what can be checked of one manifest alone (the registry checks the clashes between
+/// plugins).
+pub fn validate(m: &Manifest) -> Result<(), LoadError> {
+    let path = m.path.display().to_string();
+    let invalid = |reason: String| LoadError::Invalid {
+        path: path.clone(),
+        reason,
+    };
+    if !valid_name(&m.name) {
+        return Err(invalid(format!(
+            "its name `{}` must be 1 to 64 lowercase letters, digits, `_` or `-`",
+            m.name
+        )));
+    }
+    if m.requirements.is_empty() {
+        return Err(invalid("it declares no requirement".into()));
+    }
+    for (i, r) in m.requirements.iter().enumerate() {
+        if !valid_id(&r.id) {
+            return Err(invalid(format!(
+                "requirement ID `{}` must be lowercase letters, digits, `_`, `-` and inner dots",
+                r.id
+            )));
+        }
+        if m.requirements[..i].iter().any(|o| o.id == r.id) {
+            return Err(invalid(format!("it declares requirement `{}` twice", r.id)));
+        }
+        if requirement::info(&r.id).is_some() {
+            return Err(LoadError::BuiltinClash {
+                path,
+                id: r.id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// How a loaded plugin is called.
+enum Runner {
+    InProcess(library::Functions),
+    Process { exe: PathBuf },
+}
+
+/// A dynamic plugin, adapted to [`CheckPlugin`].
+pub struct DynamicPlugin {
+    manifest: Manifest,
+    config: Value,
+    runner: Runner,
+}
+
+impl std::fmt::Debug for DynamicPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamicPlugin")
+            .field("manifest", &self.manifest)
+            .field("isolation", &self.isolation().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamicPlugin {
+    /// Loads one library as `opts` say. Does not check clashes with other plugins.
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<DynamicPlugin, LoadError> {
+        let shown = path.display().to_string();
+        let (manifest, runner) = if opts.any_process() {
+            // Learn the name (which decides the isolation) without loading the library here.
+            let exe = opts.host_exe().map_err(|reason| LoadError::Child {
+                path: shown.clone(),
+                reason,
+            })?;
+            let manifest = child::describe(&exe, path)?;
+            match opts.isolation_of(&manifest.name) {
+                Isolation::Process => (manifest, Runner::Process { exe }),
+                Isolation::InProcess => {
+                    let (m, f) = library::open(path)?;
+                    (m, Runner::InProcess(f))
+                }
+            }
+        } else {
+            let (m, f) = library::open(path)?;
+            (m, Runner::InProcess(f))
+        };
+        validate(&manifest)?;
+        let config = opts
+            .settings
+            .get(&manifest.name)
+            .map(|s| s.config.clone())
+            .unwrap_or(Value::Null);
+        Ok(DynamicPlugin {
+            manifest,
+            config,
+            runner,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        match self.runner {
+            Runner::InProcess(_) => Isolation::InProcess,
+            Runner::Process { .. } => Isolation::Process,
+        }
+    }
+
+    fn context(&self, cx: &RunContext) -> ContextJson {
+        ContextJson {
+            plugin: self.manifest.name.clone(),
+            target: TargetView::from(&*cx.target),
+            password: cx.target.password.expose().to_string(),
+            remaining_ms: cx.remaining().as_millis() as u64,
+            facts: serde_json::to_value(&cx.facts).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn call(&self, context: Value, wait: std::time::Duration) -> Result<String, String> {
+        match &self.runner {
+            Runner::InProcess(functions) => {
+                let functions = *functions;
+                let config = self.config.to_string();
+                let context = context.to_string();
+                let task = tokio::task::spawn_blocking(move || functions.call(&config, &context));
+                match tokio::time::timeout(wait, task).await {
+                    Err(_) => Err(format!(
+                        "did not finish within the run's deadline ({wait:?} left when it started); its thread was abandoned"
+                    )),
+                    Ok(Err(e)) => Err(format!("the plugin's thread failed: {e}")),
+                    Ok(Ok(r)) => r,
+                }
+            }
+            Runner::Process { exe } => {
+                child::call(exe, &self.manifest, self.config.clone(), context, wait).await
+            }
+        }
+    }
+
+    /// Moves what the plugin returned into the run: results for the requirements it declared
+    /// (others are dropped: a plugin cannot speak for another's requirements), its steps, and
+    /// its facts under its name.
+    fn apply(&self, cx: &mut RunContext, text: &str) -> Result<(), PluginError> {
+        let out: ResultJson = serde_json::from_str(text)
+            .map_err(|e| PluginError(format!("the plugin returned unreadable JSON: {e}")))?;
+        let name = &self.manifest.name;
+        for r in out.results {
+            if self.manifest.requirements.iter().any(|d| d.id == r.id) {
+                cx.report(r);
+            } else {
+                tracing::warn!(plugin = %name, requirement = %r.id, "dropped a result for a requirement the plugin did not declare");
+            }
+        }
+        for mut step in out.steps {
+            step.plugin = name.clone();
+            cx.push_step(step);
+        }
+        if !out.facts.is_null() {
+            cx.facts.extra.insert(name.clone(), out.facts);
+        }
+        match out.error {
+            Some(e) => Err(PluginError(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl CheckPlugin for DynamicPlugin {
+    fn info(&self) -> PluginInfo {
+        PluginInfo {
+            name: self.manifest.name.clone(),
+            kind: PluginKind::Dynamic,
+            version: self.manifest.version.clone(),
+            requirements: self
+                .manifest
+                .requirements
+                .iter()
+                .map(|r| r.id.clone())
+                .collect(),
+            path: Some(self.manifest.path.display().to_string()),
+            depends_on: Vec::new(),
+        }
+    }
+
+    fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(async move {
+            let wait = cx.remaining();
+            let context = serde_json::to_value(self.context(cx))
+                .map_err(|e| PluginError(format!("cannot build the plugin's context: {e}")))?;
+            let text = self.call(context, wait).await.map_err(PluginError)?;
+            self.apply(cx, &text)
+        })
+    }
+}
+
+/// Loads every plugin of `dir` into `registry` (after what is there, the built-ins), refusing
+/// the first library that is not acceptable. Checks that every `settings` entry names a loaded
+/// plugin.
+pub fn register_dir(
+    registry: &mut Registry,
+    dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Vec<PluginInfo>, LoadError> {
+    let mut loaded = Vec::new();
+    for path in libraries(dir)? {
+        let plugin = DynamicPlugin::load(&path, opts)?;
+        let info = plugin.info();
+        registry
+            .register(Arc::new(plugin))
+            .map_err(|e| LoadError::Registry {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        loaded.push(info);
+    }
+    if let Some(name) = opts
+        .settings
+        .keys()
+        .find(|n| !loaded.iter().any(|i| &i.name == *n))
+    {
+        return Err(LoadError::UnknownSetting {
+            name: name.clone(),
+            dir: dir.display().to_string(),
+            loaded: if loaded.is_empty() {
+                "none".into()
+            } else {
+                loaded
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        });
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(name: &str, ids: &[&str]) -> Manifest {
+        Manifest {
+            name: name.into(),
+            version: "1".into(),
+            requirements: ids.iter().map(|i| Requirement::new(*i, "d")).collect(),
+            path: PathBuf::from("/p/libx.so"),
+        }
+    }
+
+    #[test]
+    fn builtin_requirement_ids_are_refused_naming_the_file() {
+        let e = validate(&manifest("x", &["x.ok", "imap.login"])).unwrap_err();
+        assert!(matches!(e, LoadError::BuiltinClash { .. }));
+        let s = e.to_string();
+        assert!(s.contains("/p/libx.so") && s.contains("imap.login"), "{s}");
+    }
+
+    #[test]
+    fn names_and_ids_are_checked() {
+        assert!(validate(&manifest("pop3", &["pop3.login"])).is_ok());
+        assert!(validate(&manifest("Pop 3", &["pop3.login"])).is_err());
+        assert!(validate(&manifest("pop3", &[])).is_err());
+        assert!(validate(&manifest("pop3", &["pop3.login", "pop3.login"])).is_err());
+        assert!(validate(&manifest("pop3", &["pop3..x."])).is_err());
+    }
+
+    #[test]
+    fn apply_keeps_declared_results_and_files_steps_and_facts_under_the_plugin() {
+        use mailprobe_core::net::Budgets;
+        use mailprobe_core::tls::Trust;
+        use mailprobe_core::{Profile, Protocol, Secret, Target};
+
+        let target = Target {
+            mailbox: "m".into(),
+            profile: Arc::new(Profile::builtin("hubspot").unwrap()),
+            imap: mailprobe_core::model::endpoint(Protocol::Imap, "h", None).unwrap(),
+            smtp: None,
+            user: "u".into(),
+            password: Secret::new("pw"),
+            ca_file: None,
+            allow_insecure_cert: false,
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let trust = Trust::load(None).unwrap();
+        let mut cx = RunContext::new(Arc::new(target), trust, Arc::new(Budgets::new(2)));
+        let plugin = DynamicPlugin {
+            manifest: manifest("x", &["x.ok"]),
+            config: Value::Null,
+            runner: Runner::Process {
+                exe: PathBuf::from("/nonexistent"),
+            },
+        };
+        let context = plugin.context(&cx);
+        assert_eq!(context.password, "pw");
+        assert!(!format!("{context:?}").contains("pw\""), "{context:?}");
+
+        let text = serde_json::json!({
+            "results": [
+                {"id": "x.ok", "status": "pass", "summary": "fine"},
+                {"id": "imap.login", "status": "pass", "summary": "forged"}
+            ],
+            "steps": [{
+                "plugin": "someone-else", "name": "connect", "protocol": null,
+                "attributes": {}, "start": 0, "duration": {"secs": 0, "nanos": 5},
+                "error_type": null, "error": null
+            }],
+            "facts": {"k": 1},
+            "error": "half done"
+        })
+        .to_string();
+        let e = plugin.apply(&mut cx, &text).unwrap_err();
+        assert_eq!(e.0, "half done");
+        assert_eq!(cx.results().len(), 1);
+        assert_eq!(cx.results()[0].id, "x.ok");
+        assert_eq!(cx.steps()[0].plugin, "x");
+        assert_eq!(cx.facts.extra["x"]["k"], 1);
+        assert!(plugin.apply(&mut cx, "not json").is_err());
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let e = libraries(Path::new("/nonexistent/plugins")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/plugins"), "{e}");
+    }
+}

@@ -1,0 +1,105 @@
+use super::*;
+use mailprobe_core::RequirementResult;
+use mailprobe_core::report::{Report, Servers};
+use mailprobe_core::requirement::Verdict;
+use mailprobe_core::runner::RunOutcome;
+use mailprobe_telemetry::ComplianceTracker;
+use serde_json::json;
+use std::time::SystemTime;
+
+fn outcome(results: Vec<RequirementResult>) -> RunOutcome {
+    RunOutcome {
+        report: Report {
+            schema: "mailprobe.report/v1".into(),
+            mailbox: "sales".into(),
+            profile: "hubspot".into(),
+            verdict: Verdict::of(&results),
+            started_at: "2026-11-26T19:00:00Z".into(),
+            duration_ms: 412,
+            requirements: results,
+            servers: Servers {
+                imap: Some("imap.example.com:993".into()),
+                smtp: None,
+            },
+        },
+        steps: vec![],
+        plugin_runs: vec![],
+        started_at: SystemTime::now(),
+        duration: Duration::from_millis(412),
+    }
+}
+
+#[test]
+fn metrics_page_has_the_spec_series_and_drops_skipped_ones() {
+    let store = Arc::new(SeriesStore::new());
+    let stats = Arc::new(ProbeStats::new());
+    let exp = PrometheusExporter::new(store.clone(), stats.clone());
+    let tracker = ComplianceTracker::new(1);
+    let o = outcome(vec![
+        RequirementResult::pass("imap.reachable", "ok"),
+        RequirementResult::pass("imap.tls_versions", "ok")
+            .with("versions", json!({"TLSv1.2": true, "TLSv1.3": false})),
+        RequirementResult::pass("imap.certificate.expiry", "ok")
+            .with("not_after", "2027-01-01T00:00:00Z"),
+        RequirementResult::pass("imap.folders", "ok"),
+    ]);
+    store.update(&o.report);
+    let c = tracker.observe(&o.report, SystemTime::now());
+    exp.on_run(&RunEvent {
+        outcome: &o,
+        compliance: &c,
+    });
+    stats.add(names::TELEMETRY_DROPPED, &[("signal", "traces")], 7);
+    let page = exp.render();
+    for line in [
+        "mailprobe_compliant{mailbox=\"sales\"} 1.0",
+        "mailprobe_requirement_status{mailbox=\"sales\",requirement=\"imap.folders\"} 1.0",
+        "mailprobe_cert_expiry_timestamp_seconds{mailbox=\"sales\",server=\"imap.example.com\",port=\"993\"} 1798761600.0",
+        "mailprobe_tls_version_accepted{mailbox=\"sales\",server=\"imap.example.com\",port=\"993\",version=\"TLSv1.3\"} 0.0",
+        "mailprobe_check_duration_seconds_count{mailbox=\"sales\"} 1",
+        "mailprobe_telemetry_dropped_total{signal=\"traces\"} 7",
+        "mailprobe_checks_total{verdict=\"compliant\"} 0",
+        "# TYPE mailprobe_compliant gauge",
+        "# TYPE mailprobe_check_duration_seconds histogram",
+    ] {
+        assert!(page.contains(line), "missing {line:?} in\n{page}");
+    }
+    assert!(!page.contains("mailprobe_concurrent_connections_achieved{"));
+
+    // The next run skips imap.folders: its series goes away.
+    let o = outcome(vec![RequirementResult::skip(
+        "imap.folders",
+        "imap.login",
+        "not evaluated",
+    )]);
+    store.update(&o.report);
+    let page = exp.render();
+    assert!(!page.contains("requirement=\"imap.folders\""), "{page}");
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let exp = PrometheusExporter::new(Arc::new(SeriesStore::new()), Arc::new(ProbeStats::new()));
+    let server = exp.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = server.local_addr();
+    let get = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
+    exp.readiness().set(true);
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    let m = get("/metrics").await;
+    assert!(m.contains("application/openmetrics-text"), "{m}");
+    assert!(m.contains("mailprobe_checks_total"), "{m}");
+    server.shutdown(Duration::from_secs(2)).await;
+}

@@ -1,0 +1,217 @@
+//! The SPEC gauges of one mailbox, derived from its latest report.
+//!
+//! Each run replaces the mailbox's whole set of series. A requirement that is now `skip` (or that
+//! the run no longer reports), a certificate that could not be read, or a TLS version that was
+//! not probed therefore loses its series at the next run instead of keeping a stale value: a
+//! Prometheus query then finds no sample (`absent()`), and an OTLP collection leaves it out.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use mailprobe_core::Status;
+use mailprobe_core::report::Report;
+use mailprobe_core::requirement::Verdict;
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A `server` / `port` label pair.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerPort {
+    pub server: String,
+    pub port: String,
+}
+
+/// Every gauge sample of one mailbox, by the labels that follow `mailbox`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MailboxSeries {
+    /// `mailprobe_compliant`: 1 or 0.
+    pub compliant: f64,
+    /// `mailprobe_requirement_status{requirement}`: 1 pass, 0.5 warn, 0 fail (skip: absent).
+    pub requirements: Vec<(String, f64)>,
+    /// `mailprobe_cert_expiry_timestamp_seconds{server,port}`: the leaf's notAfter (Unix time).
+    pub cert_expiry: Vec<(ServerPort, f64)>,
+    /// `mailprobe_tls_version_accepted{server,port,version}`: 1 or 0.
+    pub tls_versions: Vec<(ServerPort, String, f64)>,
+    /// `mailprobe_concurrent_connections_achieved`, when the connection plugin reported it.
+    pub concurrent_achieved: Option<f64>,
+}
+
+impl MailboxSeries {
+    pub fn from_report(report: &Report) -> MailboxSeries {
+        let mut s = MailboxSeries {
+            compliant: if report.verdict == Verdict::Compliant {
+                1.0
+            } else {
+                0.0
+            },
+            ..MailboxSeries::default()
+        };
+        for r in &report.requirements {
+            if let Some(v) = r.status.metric_value() {
+                s.requirements.push((r.id.clone(), v));
+            }
+            let server = |prefix: &str| -> Option<ServerPort> {
+                let authority = match prefix {
+                    "imap" => report.servers.imap.as_deref(),
+                    "smtp" => report.servers.smtp.as_deref(),
+                    _ => None,
+                }?;
+                split_authority(authority)
+            };
+            let prefix = r.id.split('.').next().unwrap_or_default();
+            if r.id.ends_with(".certificate.expiry") {
+                let not_after = r
+                    .evidence
+                    .get("not_after")
+                    .and_then(Value::as_str)
+                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+                if let (Some(t), Some(sp)) = (not_after, server(prefix)) {
+                    s.cert_expiry.push((sp, t.unix_timestamp() as f64));
+                }
+            } else if r.id.ends_with(".tls_versions") && r.status != Status::Skip {
+                if let (Some(Value::Object(versions)), Some(sp)) =
+                    (r.evidence.get("versions"), server(prefix))
+                {
+                    for (version, accepted) in versions {
+                        if let Some(b) = accepted.as_bool() {
+                            s.tls_versions.push((
+                                sp.clone(),
+                                version.clone(),
+                                if b { 1.0 } else { 0.0 },
+                            ));
+                        }
+                    }
+                }
+            } else if r.id == "connections.concurrent" {
+                s.concurrent_achieved = r.evidence.get("achieved").and_then(Value::as_f64);
+            }
+        }
+        s
+    }
+}
+
+/// `host:port` or `[v6]:port` into labels; the port stays a string label.
+pub fn split_authority(authority: &str) -> Option<ServerPort> {
+    let (host, port) = authority.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some(ServerPort {
+        server: host.to_string(),
+        port: port.to_string(),
+    })
+}
+
+/// The latest series of every mailbox. Writers replace a mailbox's set; readers (a Prometheus
+/// scrape, an OTLP collection) take a consistent copy.
+#[derive(Debug, Default)]
+pub struct SeriesStore {
+    by_mailbox: RwLock<BTreeMap<String, MailboxSeries>>,
+}
+
+impl SeriesStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the series of `mailbox` with those of its latest report.
+    pub fn update(&self, report: &Report) {
+        let series = MailboxSeries::from_report(report);
+        let mut map = self.by_mailbox.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(report.mailbox.clone(), series);
+    }
+
+    /// Forgets a mailbox (no longer configured).
+    pub fn remove(&self, mailbox: &str) {
+        let mut map = self.by_mailbox.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(mailbox);
+    }
+
+    /// A copy of every mailbox's series, in mailbox order.
+    pub fn snapshot(&self) -> Vec<(String, MailboxSeries)> {
+        let map = self.by_mailbox.read().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailprobe_core::RequirementResult;
+    use mailprobe_core::report::Servers;
+    use serde_json::json;
+
+    pub(crate) fn report(results: Vec<RequirementResult>) -> Report {
+        Report {
+            schema: "mailprobe.report/v1".into(),
+            mailbox: "sales".into(),
+            profile: "hubspot".into(),
+            verdict: Verdict::of(&results),
+            started_at: "2026-11-26T19:00:00Z".into(),
+            duration_ms: 412,
+            requirements: results,
+            servers: Servers {
+                imap: Some("imap.example.com:993".into()),
+                smtp: Some("[2001:db8::1]:587".into()),
+            },
+        }
+    }
+
+    #[test]
+    fn series_follow_the_report() {
+        let r = report(vec![
+            RequirementResult::pass("imap.reachable", "ok"),
+            RequirementResult::warn("imap.tls_versions", "weak", "raise it").with(
+                "versions",
+                json!({"SSLv3": false, "TLSv1.0": true, "TLSv1.3": null}),
+            ),
+            RequirementResult::pass("smtp.certificate.expiry", "ok")
+                .with("not_after", "2027-01-01T00:00:00Z")
+                .with("days_left", 36),
+            RequirementResult::skip("imap.folders", "imap.login", "not evaluated"),
+            RequirementResult::fail("connections.concurrent", "refused", "raise the limit")
+                .with("achieved", 3)
+                .with("required", 5),
+        ]);
+        let s = MailboxSeries::from_report(&r);
+        assert_eq!(s.compliant, 0.0);
+        assert_eq!(
+            s.requirements,
+            vec![
+                ("imap.reachable".to_string(), 1.0),
+                ("imap.tls_versions".to_string(), 0.5),
+                ("smtp.certificate.expiry".to_string(), 1.0),
+                ("connections.concurrent".to_string(), 0.0),
+            ]
+        );
+        let smtp = ServerPort {
+            server: "2001:db8::1".into(),
+            port: "587".into(),
+        };
+        assert_eq!(s.cert_expiry, vec![(smtp, 1_798_761_600.0)]);
+        let imap = ServerPort {
+            server: "imap.example.com".into(),
+            port: "993".into(),
+        };
+        assert_eq!(
+            s.tls_versions,
+            vec![
+                (imap.clone(), "SSLv3".into(), 0.0),
+                (imap, "TLSv1.0".into(), 1.0)
+            ]
+        );
+        assert_eq!(s.concurrent_achieved, Some(3.0));
+    }
+
+    #[test]
+    fn a_requirement_now_skipped_loses_its_series() {
+        let store = SeriesStore::new();
+        store.update(&report(vec![RequirementResult::pass("imap.folders", "ok")]));
+        assert_eq!(store.snapshot()[0].1.requirements.len(), 1);
+        store.update(&report(vec![RequirementResult::skip(
+            "imap.folders",
+            "imap.login",
+            "not evaluated",
+        )]));
+        assert!(store.snapshot()[0].1.requirements.is_empty());
+    }
+}

@@ -1,0 +1,139 @@
+//! The probe's own counters: checks run, telemetry dropped, alert deliveries that failed.
+//!
+//! Exporters add to them; the Prometheus endpoint and the OTLP metric callbacks read them.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::names;
+
+/// One counter series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CounterSample {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
+type Key = (&'static str, Vec<(&'static str, String)>);
+
+/// Monotonic counters with labels. Every known series starts at 0, so that `rate()` and
+/// "did it increase" work from the first scrape.
+#[derive(Debug)]
+pub struct ProbeStats {
+    counters: Mutex<BTreeMap<Key, u64>>,
+}
+
+/// Help texts of the counters.
+pub fn help(name: &str) -> &'static str {
+    match name {
+        names::CHECKS => "Mailbox checks run, by verdict.",
+        names::TELEMETRY_DROPPED => {
+            "Telemetry items dropped (spans, metric streams, log records, runs) because an exporter's queue was full or its collector did not take them."
+        }
+        names::TELEMETRY_EXPORT_FAILURES => "OTLP export calls that failed, by signal.",
+        names::ALERT_DELIVERY_FAILURES => {
+            "Failed delivery attempts to an alert receiver (each retry counts)."
+        }
+        names::ALERT_NOTIFICATIONS_DROPPED => {
+            "Alert notifications given up on (retries exhausted or queue full)."
+        }
+        names::ALERT_NOTIFICATIONS_SENT => "Alert notifications a receiver accepted.",
+        _ => "mailprobe counter.",
+    }
+}
+
+impl Default for ProbeStats {
+    fn default() -> Self {
+        let stats = ProbeStats {
+            counters: Mutex::new(BTreeMap::new()),
+        };
+        for verdict in ["compliant", "non_compliant"] {
+            stats.add(names::CHECKS, &[("verdict", verdict)], 0);
+        }
+        for signal in ["traces", "metrics", "logs"] {
+            stats.add(names::TELEMETRY_DROPPED, &[("signal", signal)], 0);
+            stats.add(names::TELEMETRY_EXPORT_FAILURES, &[("signal", signal)], 0);
+        }
+        for receiver in ["alertmanager", "webhook"] {
+            stats.add(names::ALERT_DELIVERY_FAILURES, &[("receiver", receiver)], 0);
+            stats.add(
+                names::ALERT_NOTIFICATIONS_DROPPED,
+                &[("receiver", receiver)],
+                0,
+            );
+            stats.add(
+                names::ALERT_NOTIFICATIONS_SENT,
+                &[("receiver", receiver)],
+                0,
+            );
+        }
+        stats
+    }
+}
+
+impl ProbeStats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `n` to a counter series (creating it at `n`).
+    pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
+        let key = (
+            name,
+            labels
+                .iter()
+                .map(|(k, v)| (*k, v.to_string()))
+                .collect::<Vec<_>>(),
+        );
+        let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(key).or_insert(0) += n;
+    }
+
+    /// The value of one series (0 when unknown).
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .find(|((n, l), _)| {
+                *n == name
+                    && l.len() == labels.len()
+                    && l.iter()
+                        .zip(labels)
+                        .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+            })
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// Every series, grouped by name.
+    pub fn snapshot(&self) -> Vec<CounterSample> {
+        let map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|((name, labels), value)| CounterSample {
+                name,
+                help: help(name),
+                labels: labels.clone(),
+                value: *value,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_start_at_zero_and_add_up() {
+        let s = ProbeStats::new();
+        assert_eq!(s.get(names::TELEMETRY_DROPPED, &[("signal", "traces")]), 0);
+        s.add(names::TELEMETRY_DROPPED, &[("signal", "traces")], 3);
+        s.add(names::TELEMETRY_DROPPED, &[("signal", "traces")], 2);
+        assert_eq!(s.get(names::TELEMETRY_DROPPED, &[("signal", "traces")]), 5);
+        assert!(
+            s.snapshot()
+                .iter()
+                .any(|c| c.name == names::CHECKS && c.value == 0)
+        );
+    }
+}

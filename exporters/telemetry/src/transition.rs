@@ -1,0 +1,174 @@
+//! Compliance transitions per mailbox: an alert fires after `alert_after` consecutive
+//! non-compliant runs, and resolves on the first compliant run after that. One blip below
+//! `alert_after` never fires, so it never resolves either.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use mailprobe_core::Status;
+use mailprobe_core::report::Report;
+use mailprobe_core::requirement::Verdict;
+
+/// A change of a mailbox's alerting state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The mailbox turned non-compliant (for `alert_after` runs in a row).
+    Fired,
+    /// It is compliant again.
+    Resolved,
+}
+
+impl Transition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Fired => "firing",
+            Transition::Resolved => "resolved",
+        }
+    }
+}
+
+/// A requirement that failed in the run, with what an administrator needs to act.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failing {
+    pub id: String,
+    pub summary: String,
+    pub remedy: Option<String>,
+}
+
+/// A mailbox's alerting state after one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compliance {
+    pub mailbox: String,
+    /// The alert is active (fired and not resolved).
+    pub firing: bool,
+    /// Set on the run that changed `firing`.
+    pub transition: Option<Transition>,
+    /// Non-compliant runs in a row, this one included.
+    pub consecutive_failures: u32,
+    /// When the active alert fired (kept while it is active, and on the resolving run).
+    pub firing_since: Option<SystemTime>,
+    /// The requirements that failed in this run.
+    pub failing: Vec<Failing>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct MailboxState {
+    consecutive_failures: u32,
+    firing_since: Option<SystemTime>,
+}
+
+/// Tracks every mailbox's state across runs.
+#[derive(Debug)]
+pub struct ComplianceTracker {
+    alert_after: u32,
+    states: Mutex<HashMap<String, MailboxState>>,
+}
+
+impl ComplianceTracker {
+    /// `alert_after`: consecutive non-compliant runs before an alert fires (at least 1).
+    pub fn new(alert_after: u32) -> Self {
+        ComplianceTracker {
+            alert_after: alert_after.max(1),
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one run's report (at time `now`) and returns the mailbox's state after it.
+    pub fn observe(&self, report: &Report, now: SystemTime) -> Compliance {
+        let failing: Vec<Failing> = report
+            .requirements
+            .iter()
+            .filter(|r| r.status == Status::Fail)
+            .map(|r| Failing {
+                id: r.id.clone(),
+                summary: r.summary.clone(),
+                remedy: r.remedy.clone(),
+            })
+            .collect();
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let st = states.entry(report.mailbox.clone()).or_default();
+        let mut transition = None;
+        let since;
+        if report.verdict == Verdict::NonCompliant {
+            st.consecutive_failures = st.consecutive_failures.saturating_add(1);
+            if st.firing_since.is_none() && st.consecutive_failures >= self.alert_after {
+                st.firing_since = Some(now);
+                transition = Some(Transition::Fired);
+            }
+            since = st.firing_since;
+        } else {
+            st.consecutive_failures = 0;
+            since = st.firing_since.take();
+            if since.is_some() {
+                transition = Some(Transition::Resolved);
+            }
+        }
+        Compliance {
+            mailbox: report.mailbox.clone(),
+            firing: st.firing_since.is_some(),
+            transition,
+            consecutive_failures: st.consecutive_failures,
+            firing_since: since,
+            failing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailprobe_core::RequirementResult;
+    use mailprobe_core::report::Servers;
+
+    fn report(ok: bool) -> Report {
+        let r = if ok {
+            RequirementResult::pass("imap.login", "ok")
+        } else {
+            RequirementResult::fail("imap.login", "refused", "check the password")
+        };
+        Report {
+            schema: "mailprobe.report/v1".into(),
+            mailbox: "m".into(),
+            profile: "hubspot".into(),
+            verdict: Verdict::of(std::slice::from_ref(&r)),
+            started_at: String::new(),
+            duration_ms: 1,
+            requirements: vec![r],
+            servers: Servers::default(),
+        }
+    }
+
+    #[test]
+    fn fires_after_alert_after_runs_and_resolves_once() {
+        let t = ComplianceTracker::new(2);
+        let now = SystemTime::now();
+        let seq: Vec<_> = [true, false, true, false, false, false, true, true]
+            .into_iter()
+            .map(|ok| t.observe(&report(ok), now).transition)
+            .collect();
+        use Transition::*;
+        assert_eq!(
+            seq,
+            vec![
+                None,
+                None,
+                None,
+                None,
+                Some(Fired),
+                None,
+                Some(Resolved),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn carries_the_failing_requirements_and_remedies() {
+        let t = ComplianceTracker::new(1);
+        let c = t.observe(&report(false), SystemTime::now());
+        assert!(c.firing);
+        assert_eq!(c.failing[0].id, "imap.login");
+        assert_eq!(c.failing[0].remedy.as_deref(), Some("check the password"));
+    }
+}

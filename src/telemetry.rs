@@ -1,0 +1,143 @@
+//! The daemon's telemetry: builds the exporters from the configuration and feeds every finished
+//! run to them. Feeding never waits on the network: exporters queue (bounded) and send from
+//! their own tasks and threads.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mailprobe_core::config::Config;
+use mailprobe_core::runner::RunOutcome;
+use mailprobe_core::secret::ProcessEnv;
+use mailprobe_exporter_alerts::AlertsExporter;
+use mailprobe_exporter_otlp::{OtlpExporter, OtlpSettings};
+use mailprobe_exporter_prometheus::{AdminServer, PrometheusExporter, Readiness};
+use mailprobe_telemetry::{
+    ComplianceTracker, ProbeStats, RunEvent, RunSink, SeriesStore, Transition, names,
+};
+
+/// Every exporter, and the state they share.
+pub struct Telemetry {
+    store: Arc<SeriesStore>,
+    stats: Arc<ProbeStats>,
+    tracker: ComplianceTracker,
+    sinks: Vec<Arc<dyn RunSink>>,
+    admin: AdminServer,
+    readiness: Readiness,
+}
+
+impl Telemetry {
+    /// Starts the listener and the exporters. An error is a configuration problem (exit 3).
+    pub async fn start(config: &Config) -> Result<Telemetry, String> {
+        let store = Arc::new(SeriesStore::new());
+        let stats = Arc::new(ProbeStats::new());
+        let prometheus = Arc::new(PrometheusExporter::new(store.clone(), stats.clone()));
+        let readiness = prometheus.readiness();
+        let mut sinks: Vec<Arc<dyn RunSink>> = vec![prometheus.clone()];
+
+        let otlp =
+            OtlpSettings::resolve(config.otlp.as_ref(), &ProcessEnv).map_err(|e| e.to_string())?;
+        if let Some(settings) = otlp {
+            let shown = format!(
+                "{} {}",
+                settings.transport.as_str(),
+                settings
+                    .endpoint
+                    .as_deref()
+                    .unwrap_or("(from OTEL_EXPORTER_OTLP_* or the default)")
+            );
+            let exporter = OtlpExporter::start(
+                settings,
+                env!("CARGO_PKG_VERSION"),
+                &ProcessEnv,
+                store.clone(),
+                stats.clone(),
+            )
+            .map_err(|e| e.to_string())?;
+            tracing::info!(endpoint = %shown, "OTLP export on");
+            sinks.push(Arc::new(exporter));
+        }
+        let alert_after = config.alerts.as_ref().map_or(1, |a| a.alert_after);
+        if let Some(alerts) = config
+            .alerts
+            .as_ref()
+            .filter(|a| a.alertmanager.is_some() || a.webhook.is_some())
+        {
+            let exporter = AlertsExporter::start(alerts, config.interval, stats.clone())
+                .map_err(|e| e.to_string())?;
+            sinks.push(Arc::new(exporter));
+        }
+        let admin = prometheus.serve(config.listen).await.map_err(|e| {
+            format!(
+                "cannot listen on {} (`listen` in the configuration): {e}",
+                config.listen
+            )
+        })?;
+        tracing::info!(listen = %admin.local_addr(), "serving /metrics, /healthz and /readyz");
+        Ok(Telemetry {
+            store,
+            stats,
+            tracker: ComplianceTracker::new(alert_after),
+            sinks,
+            admin,
+            readiness,
+        })
+    }
+
+    /// `/readyz` answers 200 from now on (after the first round is scheduled).
+    pub fn set_ready(&self, ready: bool) {
+        self.readiness.set(ready);
+    }
+
+    /// Feeds one finished run to every exporter. Returns at once.
+    pub fn record(&self, outcome: &RunOutcome) {
+        let report = &outcome.report;
+        self.store.update(report);
+        self.stats
+            .add(names::CHECKS, &[("verdict", report.verdict.as_str())], 1);
+        let compliance = self.tracker.observe(report, SystemTime::now());
+        match compliance.transition {
+            Some(Transition::Fired) => {
+                let ids: Vec<&str> = compliance.failing.iter().map(|f| f.id.as_str()).collect();
+                tracing::warn!(mailbox = %report.mailbox, failing = %ids.join(","), "mailbox turned non-compliant");
+            }
+            Some(Transition::Resolved) => {
+                tracing::info!(mailbox = %report.mailbox, "mailbox is compliant again");
+            }
+            None => {}
+        }
+        let event = RunEvent {
+            outcome,
+            compliance: &compliance,
+        };
+        for sink in &self.sinks {
+            sink.on_run(&event);
+        }
+    }
+
+    /// Flushes and stops every exporter, then the listener, within `within` in all.
+    pub async fn shutdown(&self, within: Duration) {
+        self.readiness.set(false);
+        let each = within.saturating_sub(Duration::from_millis(300));
+        let all = futures_join_all(self.sinks.iter().map(|s| s.shutdown(each)).collect());
+        let _ = tokio::time::timeout(within, all).await;
+        self.admin.shutdown(Duration::from_millis(300)).await;
+    }
+}
+
+/// Awaits boxed futures concurrently (no extra dependency for one join).
+async fn futures_join_all(futs: Vec<mailprobe_telemetry::BoxFuture<'_, ()>>) {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(f);
+    }
+    // Drive them concurrently by polling in one task.
+    std::future::poll_fn(move |cx| {
+        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}

@@ -145,9 +145,10 @@ impl Report {
             && let (Some(a), Some(req)) = (
                 r.evidence.get("achieved").and_then(|v| v.as_u64()),
                 r.evidence.get("required").and_then(|v| v.as_u64()),
-            ) {
-                let _ = write!(perf, " connections={a};;{req}");
-            }
+            )
+        {
+            let _ = write!(perf, " connections={a};;{req}");
+        }
         format!(
             "MAILPROBE {state} - {} {}{detail} | {perf}",
             self.mailbox,
@@ -226,9 +227,10 @@ impl Report {
                     r.summary
                 );
                 if matches!(r.status, Status::Warn | Status::Fail)
-                    && let Some(remedy) = &r.remedy {
-                        let _ = writeln!(out, "         remedy: {remedy}");
-                    }
+                    && let Some(remedy) = &r.remedy
+                {
+                    let _ = writeln!(out, "         remedy: {remedy}");
+                }
             }
         }
         let _ = writeln!(

@@ -28,6 +28,15 @@ pub struct SessionRefusal {
     pub message: String,
 }
 
+impl SessionRefusal {
+    pub fn at(step: &str, message: impl Into<String>) -> Self {
+        SessionRefusal {
+            step: step.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
 /// What an opener needs from the run.
 #[derive(Clone)]
 pub struct OpenParams {

@@ -226,7 +226,10 @@ mod tests {
     fn parses_index_count_and_statefulset_pod_names() {
         assert_eq!("2/5".parse::<Shard>(), Ok(Shard::new(2, 5).unwrap()));
         assert_eq!(" 0 / 1 ".parse::<Shard>(), Ok(Shard::new(0, 1).unwrap()));
-        assert_eq!("mailprobe-3/4".parse::<Shard>(), Ok(Shard::new(3, 4).unwrap()));
+        assert_eq!(
+            "mailprobe-3/4".parse::<Shard>(),
+            Ok(Shard::new(3, 4).unwrap())
+        );
         assert_eq!(
             "crm-mailprobe-shard-10/12".parse::<Shard>(),
             Ok(Shard::new(10, 12).unwrap())
@@ -245,7 +248,16 @@ mod tests {
             "0/0".parse::<Shard>().unwrap_err().to_string(),
             "`0/0`: the shard count must be at least 1"
         );
-        for bad in ["", "3", "a/5", "mailprobe/5", "mailprobe-/5", "1/x", "-1/5", "1/-5"] {
+        for bad in [
+            "",
+            "3",
+            "a/5",
+            "mailprobe/5",
+            "mailprobe-/5",
+            "1/x",
+            "-1/5",
+            "1/-5",
+        ] {
             let e = bad.parse::<Shard>().unwrap_err();
             assert!(matches!(e, ShardError::Syntax(_)), "{bad:?}: {e}");
             assert!(e.to_string().contains("INDEX/COUNT"), "{e}");

@@ -9,7 +9,6 @@ pub mod x509;
 
 use mailprobe_core::context::NetErrorView;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
-use mailprobe_core::report::rfc3339;
 use mailprobe_core::{
     CheckPlugin, Endpoint, PluginInfo, Protocol, RequirementResult, RunContext, Status,
 };
@@ -340,30 +339,171 @@ pub fn judge_expiry(
     };
     // An intermediate that expires before the leaf breaks the chain first: say so.
     if let Some((i, when)) = x509::earliest_expiry(chain)
-        && i > 0 && when < leaf.not_after {
-            let c = &chain[i];
-            r = r
-                .with("earliest_not_after", ts(when))
-                .with("earliest_subject", c.subject.clone());
-            if when < now && r.status != Status::Fail {
-                r.status = Status::Fail;
-                r.summary = format!("chain certificate {} expired on {}", c.subject, ts(when));
-                r.remedy = Some(format!(
-                    "Replace the expired intermediate in the chain the server sends; {}.",
-                    server_hint(ep)
-                ));
-            } else if (when - now).whole_days() < i64::from(warn_days) && r.status == Status::Pass {
-                r.status = Status::Warn;
-                r.summary = format!("chain certificate {} expires on {}", c.subject, ts(when));
-                r.remedy = Some(format!(
-                    "Update the intermediate certificate in the chain the server sends; {}.",
-                    server_hint(ep)
-                ));
-            }
+        && i > 0
+        && when < leaf.not_after
+    {
+        let c = &chain[i];
+        r = r
+            .with("earliest_not_after", ts(when))
+            .with("earliest_subject", c.subject.clone());
+        if when < now && r.status != Status::Fail {
+            r.status = Status::Fail;
+            r.summary = format!("chain certificate {} expired on {}", c.subject, ts(when));
+            r.remedy = Some(format!(
+                "Replace the expired intermediate in the chain the server sends; {}.",
+                server_hint(ep)
+            ));
+        } else if (when - now).whole_days() < i64::from(warn_days) && r.status == Status::Pass {
+            r.status = Status::Warn;
+            r.summary = format!("chain certificate {} expires on {}", c.subject, ts(when));
+            r.remedy = Some(format!(
+                "Update the intermediate certificate in the chain the server sends; {}.",
+                server_hint(ep)
+            ));
         }
-    let _ = rfc3339;
+    }
     r.with("not_before", ts(leaf.not_before))
         .with("not_after", ts(leaf.not_after))
         .with("days_left", json!(days_left))
         .with("warn_days", warn_days)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailprobe_core::Security;
+    use time::Duration;
+
+    fn cert(subject: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> CertInfo {
+        CertInfo {
+            subject: format!("CN={subject}"),
+            subject_cn: Some(subject.into()),
+            san_dns: vec![subject.into()],
+            san_ip: vec![],
+            issuer: "CN=Issuer".into(),
+            issuer_cn: Some("Issuer".into()),
+            serial: "01".into(),
+            not_before,
+            not_after,
+            key_type: "RSA".into(),
+            key_bits: Some(2048),
+            ec_curve: None,
+            signature_algorithm: "sha256WithRSAEncryption".into(),
+            self_signed: false,
+            is_ca: false,
+        }
+    }
+
+    fn ep() -> Endpoint {
+        Endpoint {
+            protocol: Protocol::Imap,
+            host: "mail.example.com".into(),
+            port: 993,
+            security: Security::Tls,
+            connect_to: None,
+        }
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn leaf_expiry_thresholds() {
+        let n = now();
+        let ok = cert(
+            "mail.example.com",
+            n - Duration::days(10),
+            n + Duration::days(90),
+        );
+        let r = judge_expiry("imap.certificate.expiry", &[ok], n, 30, &ep());
+        assert_eq!(r.status, Status::Pass);
+        assert_eq!(r.evidence["days_left"], 90);
+
+        let soon = cert(
+            "mail.example.com",
+            n - Duration::days(10),
+            n + Duration::days(5),
+        );
+        let r = judge_expiry("imap.certificate.expiry", &[soon], n, 30, &ep());
+        assert_eq!(r.status, Status::Warn);
+
+        let gone = cert(
+            "mail.example.com",
+            n - Duration::days(100),
+            n - Duration::days(1),
+        );
+        let r = judge_expiry("imap.certificate.expiry", &[gone], n, 30, &ep());
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.summary.contains("expired"));
+
+        let early = cert(
+            "mail.example.com",
+            n + Duration::days(1),
+            n + Duration::days(90),
+        );
+        let r = judge_expiry("imap.certificate.expiry", &[early], n, 30, &ep());
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.summary.contains("not valid before"));
+    }
+
+    #[test]
+    fn an_intermediate_expiring_before_the_leaf_is_reported() {
+        let n = now();
+        let leaf = cert(
+            "mail.example.com",
+            n - Duration::days(10),
+            n + Duration::days(300),
+        );
+        let inter = cert(
+            "Intermediate CA",
+            n - Duration::days(1000),
+            n + Duration::days(12),
+        );
+        let r = judge_expiry(
+            "imap.certificate.expiry",
+            &[leaf.clone(), inter],
+            n,
+            30,
+            &ep(),
+        );
+        assert_eq!(r.status, Status::Warn, "{r:?}");
+        assert_eq!(r.evidence["earliest_subject"], "CN=Intermediate CA");
+        assert!(r.evidence["earliest_not_after"].is_string());
+        // The leaf's own dates stay the report's `not_after`.
+        assert_eq!(r.evidence["days_left"], 300);
+
+        let dead = cert(
+            "Intermediate CA",
+            n - Duration::days(1000),
+            n - Duration::days(2),
+        );
+        let r = judge_expiry("imap.certificate.expiry", &[leaf, dead], n, 30, &ep());
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        assert!(r.summary.contains("Intermediate CA"));
+    }
+
+    #[test]
+    fn name_rules_follow_the_profile() {
+        let n = now();
+        let mut san_only = cert("Lab Mail Server", n, n + Duration::days(90));
+        san_only.san_dns = vec!["mail.example.com".into()];
+        let r = judge_name("imap.certificate.name", &san_only, "mail.example.com", true);
+        assert_eq!(r.status, Status::Warn);
+        let r = judge_name(
+            "imap.certificate.name",
+            &san_only,
+            "mail.example.com",
+            false,
+        );
+        assert_eq!(r.status, Status::Pass);
+        let r = judge_name(
+            "imap.certificate.name",
+            &san_only,
+            "other.example.com",
+            true,
+        );
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.evidence["subject_cn"], "Lab Mail Server");
+    }
 }

@@ -15,7 +15,9 @@ use std::time::Duration;
 use mailprobe_core::context::StepTimer;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
 use mailprobe_core::session::{MailSession, SessionRefusal};
-use mailprobe_core::{CheckPlugin, NetError, PluginInfo, Protocol, RequirementResult, RunContext, Status};
+use mailprobe_core::{
+    CheckPlugin, NetError, PluginInfo, Protocol, RequirementResult, RunContext, Status,
+};
 use serde_json::{Value, json};
 
 pub const NAME: &str = "connlimit";
@@ -77,7 +79,11 @@ async fn run(cx: &mut RunContext) {
     let mut want: BTreeMap<Protocol, usize> = BTreeMap::new();
     want.insert(
         Protocol::Imap,
-        if other_folders.unwrap_or(0) > 0 { rules.imap_with_other_folders } else { rules.imap } as usize,
+        if other_folders.unwrap_or(0) > 0 {
+            rules.imap_with_other_folders
+        } else {
+            rules.imap
+        } as usize,
     );
     if cx.target.smtp.is_some() {
         want.insert(Protocol::Smtp, rules.smtp as usize);
@@ -88,7 +94,11 @@ async fn run(cx: &mut RunContext) {
     for (p, n) in &want {
         let reserved = cx.reserved(*p);
         if reserved < *n {
-            let server = cx.target.endpoint(*p).map(|e| e.authority()).unwrap_or_default();
+            let server = cx
+                .target
+                .endpoint(*p)
+                .map(|e| e.authority())
+                .unwrap_or_default();
             cx.report(
                 RequirementResult::skip(
                     ID,
@@ -107,7 +117,9 @@ async fn run(cx: &mut RunContext) {
             cx.report(RequirementResult::skip(
                 ID,
                 p.prefix(),
-                format!("not evaluated: the {p} plugin did not run, so no {p} session can be opened"),
+                format!(
+                    "not evaluated: the {p} plugin did not run, so no {p} session can be opened"
+                ),
             ));
             release_held(cx).await;
             return;
@@ -118,7 +130,9 @@ async fn run(cx: &mut RunContext) {
     let mut sessions: Vec<(Protocol, Box<dyn MailSession>)> = Vec::new();
     let mut sides: BTreeMap<Protocol, Side> = BTreeMap::new();
     for held in std::mem::take(&mut cx.held) {
-        if want.contains_key(&held.protocol) && sessions.iter().filter(|(p, _)| *p == held.protocol).count() < want[&held.protocol] {
+        if want.contains_key(&held.protocol)
+            && sessions.iter().filter(|(p, _)| *p == held.protocol).count() < want[&held.protocol]
+        {
             sides.entry(held.protocol).or_default().held += 1;
             sessions.push((held.protocol, held.session));
         } else {
@@ -139,7 +153,10 @@ async fn run(cx: &mut RunContext) {
             let slot = cx.slot(p, wait).await;
             let opened = match slot {
                 Ok(slot) => opener.open(params.clone(), slot).await,
-                Err(e) => Err(SessionRefusal { step: "connect".into(), message: e.to_string() }),
+                Err(e) => Err(SessionRefusal {
+                    step: "connect".into(),
+                    message: e.to_string(),
+                }),
             };
             let ep = cx.target.endpoint(p).cloned();
             let outcome: Result<(), NetError> = match &opened {
@@ -148,7 +165,13 @@ async fn run(cx: &mut RunContext) {
             };
             let mut attrs = BTreeMap::new();
             attrs.insert("mailprobe.session.index".into(), index.to_string());
-            cx.record_step(timer, &format!("open {} session", p.prefix()), ep.as_ref(), &outcome, attrs);
+            cx.record_step(
+                timer,
+                &format!("open {} session", p.prefix()),
+                ep.as_ref(),
+                &outcome,
+                attrs,
+            );
             let side = sides.entry(p).or_default();
             match opened {
                 Ok(s) => {
@@ -170,7 +193,13 @@ async fn run(cx: &mut RunContext) {
         let out = s.noop(wait).await;
         let ep = cx.target.endpoint(*p).cloned();
         let net: Result<(), NetError> = out.clone().map_err(NetError::Protocol);
-        cx.record_step(timer, &format!("noop {}", p.prefix()), ep.as_ref(), &net, BTreeMap::new());
+        cx.record_step(
+            timer,
+            &format!("noop {}", p.prefix()),
+            ep.as_ref(),
+            &net,
+            BTreeMap::new(),
+        );
         let side = sides.entry(*p).or_default();
         match out {
             Ok(()) => {
@@ -197,7 +226,10 @@ async fn run(cx: &mut RunContext) {
         .collect::<Vec<_>>()
         .join(", ");
     let mut r = if achieved >= required {
-        RequirementResult::pass(ID, format!("held {achieved} authenticated sessions at once ({detail})"))
+        RequirementResult::pass(
+            ID,
+            format!("held {achieved} authenticated sessions at once ({detail})"),
+        )
     } else {
         let short: Vec<Protocol> = sides
             .iter()
@@ -206,21 +238,32 @@ async fn run(cx: &mut RunContext) {
             .collect();
         let said = sides
             .iter()
-            .filter_map(|(p, s)| s.refusal.as_ref().map(|r| format!("{p} refused session {}: {}", s.alive + 1, r.message)))
+            .filter_map(|(p, s)| {
+                s.refusal
+                    .as_ref()
+                    .map(|r| format!("{p} refused session {}: {}", s.alive + 1, r.message))
+            })
             .collect::<Vec<_>>()
             .join("; ");
         RequirementResult::fail(
             ID,
             format!(
                 "the server allowed {achieved} of the {required} concurrent sessions the CRM needs ({detail}){}",
-                if said.is_empty() { String::new() } else { format!("; {said}") }
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {said}")
+                }
             ),
             remedy(&short, software.as_deref(), &sides),
         )
     };
     r = r.with("required", required).with("achieved", achieved);
     if other_folders.is_none() {
-        r = r.with("note", "the folder count is unknown, so 2 IMAP sessions were assumed");
+        r = r.with(
+            "note",
+            "the folder count is unknown, so 2 IMAP sessions were assumed",
+        );
     }
     for (k, v) in evidence {
         r = r.with(&k, v);

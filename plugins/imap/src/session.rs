@@ -54,13 +54,6 @@ impl SessionOpener for ImapOpener {
     }
 }
 
-fn refusal(step: &str, message: impl Into<String>) -> SessionRefusal {
-    SessionRefusal {
-        step: step.to_string(),
-        message: message.into(),
-    }
-}
-
 async fn open(
     p: OpenParams,
     slot: OwnedSemaphorePermit,
@@ -70,13 +63,13 @@ async fn open(
     let wait = p.wait;
     let conn = net::connect(&ep, &p.budgets, Some(slot), wait)
         .await
-        .map_err(|e| refusal("connect", e.to_string()))?;
+        .map_err(|e| SessionRefusal::at("connect", e.to_string()))?;
     let stream = match ep.security {
         Security::Starttls => {
             // A server at its limit may greet with `* BYE`; the preamble reports it.
             let (conn, _) = starttls::imap_starttls(conn, wait)
                 .await
-                .map_err(|e| refusal("greeting", e.to_string()))?;
+                .map_err(|e| SessionRefusal::at("greeting", e.to_string()))?;
             handshake(conn, &ep.host, &p, wait).await?
         }
         Security::Tls => {
@@ -85,13 +78,13 @@ async fn open(
             let greeting = lines
                 .read_line(wait)
                 .await
-                .map_err(|e| refusal("greeting", e.to_string()))?;
+                .map_err(|e| SessionRefusal::at("greeting", e.to_string()))?;
             if !greeting.starts_with("* OK") && !greeting.starts_with("* PREAUTH") {
-                return Err(refusal("greeting", printable(&greeting)));
+                return Err(SessionRefusal::at("greeting", printable(&greeting)));
             }
             lines
                 .into_inner()
-                .map_err(|e| refusal("greeting", e.to_string()))?
+                .map_err(|e| SessionRefusal::at("greeting", e.to_string()))?
         }
     };
     let client = async_imap::Client::new(stream);
@@ -115,8 +108,11 @@ async fn open(
     .await;
     match attempt {
         Ok(Ok(session)) => Ok(session),
-        Ok(Err((e, _))) => Err(refusal("login", server_words(&e.to_string()))),
-        Err(_) => Err(refusal("login", format!("no answer to {} within {wait:?}", method.as_str()))),
+        Ok(Err((e, _))) => Err(SessionRefusal::at("login", server_words(&e.to_string()))),
+        Err(_) => Err(SessionRefusal::at(
+            "login",
+            format!("no answer to {} within {wait:?}", method.as_str()),
+        )),
     }
 }
 
@@ -129,5 +125,5 @@ async fn handshake(
     tls::handshake(conn, host, &p.trust, wait)
         .await
         .map(|(s, _)| s)
-        .map_err(|e| refusal("tls_handshake", e.to_string()))
+        .map_err(|e| SessionRefusal::at("tls_handshake", e.to_string()))
 }

@@ -56,7 +56,6 @@ pub struct SmtpSession {
     pub mechanism: Mechanism,
 }
 
-
 impl SmtpSession {
     /// Sends QUIT and waits at most `wait` for its reply.
     pub async fn quit(mut self, wait: Duration) {
@@ -395,8 +394,10 @@ async fn check(cx: &mut RunContext, ep: &Endpoint, creds: &Creds) {
                     mechanism,
                 }),
             });
-            cx.openers
-                .insert(Protocol::Smtp, std::sync::Arc::new(session::SmtpOpener { mechanism }));
+            cx.openers.insert(
+                Protocol::Smtp,
+                std::sync::Arc::new(session::SmtpOpener { mechanism }),
+            );
         }
         Ok(r) => {
             let text = creds.scrub(&reply_text(&r));

@@ -48,25 +48,18 @@ impl SessionOpener for SmtpOpener {
     }
 }
 
-fn refusal(step: &str, message: impl Into<String>) -> SessionRefusal {
-    SessionRefusal {
-        step: step.to_string(),
-        message: message.into(),
-    }
-}
-
 async fn open(
     p: OpenParams,
     slot: OwnedSemaphorePermit,
     mechanism: Mechanism,
 ) -> Result<SmtpSession, SessionRefusal> {
     let Some(ep) = p.target.smtp.clone() else {
-        return Err(refusal("connect", "no SMTP server configured"));
+        return Err(SessionRefusal::at("connect", "no SMTP server configured"));
     };
     let wait = p.wait;
     let conn = net::connect(&ep, &p.budgets, Some(slot), wait)
         .await
-        .map_err(|e| refusal("connect", e.to_string()))?;
+        .map_err(|e| SessionRefusal::at("connect", e.to_string()))?;
     let ehlo = mailprobe_core::starttls::ehlo_name();
     let stream = match ep.security {
         Security::Tls => handshake(conn, &ep.host, &p, wait).await?,
@@ -76,13 +69,13 @@ async fn open(
             let r = plain
                 .command("STARTTLS", wait)
                 .await
-                .map_err(|e| refusal("starttls", e.to_string()))?;
+                .map_err(|e| SessionRefusal::at("starttls", e.to_string()))?;
             if r.code != 220 {
-                return Err(refusal("starttls", reply_text(&r)));
+                return Err(SessionRefusal::at("starttls", reply_text(&r)));
             }
             let conn = plain
                 .into_inner()
-                .map_err(|e| refusal("starttls", e.to_string()))?;
+                .map_err(|e| SessionRefusal::at("starttls", e.to_string()))?;
             handshake(conn, &ep.host, &p, wait).await?
         }
     };
@@ -93,9 +86,9 @@ async fn open(
         let r = client
             .command(&format!("EHLO {ehlo}"), wait)
             .await
-            .map_err(|e| refusal("ehlo", e.to_string()))?;
+            .map_err(|e| SessionRefusal::at("ehlo", e.to_string()))?;
         if r.code != 250 {
-            return Err(refusal("ehlo", reply_text(&r)));
+            return Err(SessionRefusal::at("ehlo", reply_text(&r)));
         }
     }
     let password = p.target.password.expose();
@@ -103,9 +96,12 @@ async fn open(
     let r = client
         .auth(mechanism, user, password, wait)
         .await
-        .map_err(|e| refusal("login", redact(&e.to_string(), user, password)))?;
+        .map_err(|e| SessionRefusal::at("login", redact(&e.to_string(), user, password)))?;
     if r.code != 235 {
-        return Err(refusal("login", redact(&reply_text(&r), user, password)));
+        return Err(SessionRefusal::at(
+            "login",
+            redact(&reply_text(&r), user, password),
+        ));
     }
     Ok(SmtpSession {
         client,
@@ -115,23 +111,27 @@ async fn open(
 }
 
 /// Reads the 220 greeting (a server at its limit says 421 here) and says EHLO.
-async fn greet<S>(client: &mut SmtpClient<S>, ehlo: &str, wait: Duration) -> Result<(), SessionRefusal>
+async fn greet<S>(
+    client: &mut SmtpClient<S>,
+    ehlo: &str,
+    wait: Duration,
+) -> Result<(), SessionRefusal>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let g = client
         .reply(wait)
         .await
-        .map_err(|e| refusal("greeting", e.to_string()))?;
+        .map_err(|e| SessionRefusal::at("greeting", e.to_string()))?;
     if g.code != 220 {
-        return Err(refusal("greeting", reply_text(&g)));
+        return Err(SessionRefusal::at("greeting", reply_text(&g)));
     }
     let r = client
         .command(&format!("EHLO {ehlo}"), wait)
         .await
-        .map_err(|e| refusal("ehlo", e.to_string()))?;
+        .map_err(|e| SessionRefusal::at("ehlo", e.to_string()))?;
     if r.code != 250 {
-        return Err(refusal("ehlo", reply_text(&r)));
+        return Err(SessionRefusal::at("ehlo", reply_text(&r)));
     }
     Ok(())
 }
@@ -145,5 +145,5 @@ async fn handshake(
     tls::handshake(conn, host, &p.trust, wait)
         .await
         .map(|(s, _)| s)
-        .map_err(|e| refusal("tls_handshake", e.to_string()))
+        .map_err(|e| SessionRefusal::at("tls_handshake", e.to_string()))
 }

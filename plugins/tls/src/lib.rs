@@ -44,7 +44,11 @@ impl CheckPlugin for Tls {
                 // No TLS at all on this port (the imap/smtp plugin found out): nothing to probe.
                 let enc = ep.protocol.requirement("encryption");
                 if cx.status(&enc) == Some(Status::Fail) {
-                    cx.report(RequirementResult::skip(&id, &enc, format!("not evaluated: {enc} failed")));
+                    cx.report(RequirementResult::skip(
+                        &id,
+                        &enc,
+                        format!("not evaluated: {enc} failed"),
+                    ));
                     continue;
                 }
                 // The shared handshake first: when even the connection or the STARTTLS

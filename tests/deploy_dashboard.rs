@@ -1,0 +1,346 @@
+//! Every metric (and label) the Grafana dashboard and the Prometheus alert rules query must be
+//! one the probe really exports: read from a real `/metrics` scrape of `mailprobe run` checking
+//! a lab mailbox (Dovecot + Postfix on loopback). Also: the daemon stops within 10 s of SIGTERM,
+//! which the manifests' terminationGracePeriodSeconds rely on.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::lab::{DovecotOpts, HOSTNAME, Lab, PASSWORD, PostfixOpts, USER};
+
+const PASSWORD_ENV: &str = "MAILPROBE_TEST_PASSWORD";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `GET path` over plain HTTP/1.0; the body, or None if nothing answers yet.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+/// Sample names and label names of a Prometheus text / OpenMetrics exposition.
+fn exposition(body: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut names = BTreeSet::new();
+    let mut labels = BTreeSet::new();
+    for line in body.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let end = line.find(['{', ' ']).unwrap_or(line.len());
+        names.insert(line[..end].to_string());
+        if line[end..].starts_with('{')
+            && let Some(close) = line.find('}')
+        {
+            // Values are quoted and may hold commas: take what precedes each `="`.
+            for part in line[end + 1..close].split("\",") {
+                if let Some((k, _)) = part.split_once("=\"") {
+                    labels.insert(k.trim().to_string());
+                }
+            }
+        }
+    }
+    (names, labels)
+}
+
+/// The `mailprobe_*` metric names a PromQL expression uses.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("mailprobe_") {
+        let boundary = i == 0 || {
+            let c = rest.as_bytes()[i - 1];
+            !(c.is_ascii_alphanumeric() || c == b'_')
+        };
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(tail.len());
+        if boundary {
+            out.insert(tail[..end].to_string());
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// Label names an expression groups by or matches on, and a legend's `{{label}}`s.
+fn label_names(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for kw in ["by (", "by(", "without (", "on (", "ignoring ("] {
+        let mut rest = expr;
+        while let Some(i) = rest.find(kw) {
+            let tail = &rest[i + kw.len()..];
+            let close = tail.find(')').unwrap_or(tail.len());
+            out.extend(tail[..close].split(',').map(|l| l.trim().to_string()));
+            rest = &tail[close..];
+        }
+    }
+    let mut rest = expr;
+    while let Some(i) = rest.find('{') {
+        let tail = &rest[i + 1..];
+        let close = tail.find('}').unwrap_or(tail.len());
+        let inner = &tail[..close];
+        if inner.starts_with('{') {
+            // a legend's {{label}}
+            out.insert(inner.trim_start_matches('{').trim().to_string());
+        } else {
+            for m in inner.split(',') {
+                if let Some(k) = m.split(['=', '!']).next() {
+                    out.insert(k.trim().to_string());
+                }
+            }
+        }
+        rest = &tail[close.min(tail.len())..];
+    }
+    out.retain(|l| !l.is_empty() && !l.starts_with('$'));
+    out
+}
+
+/// (where, PromQL) of every dashboard query, legend and template variable.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join("deploy/grafana/mailprobe.json"))
+        .expect("deploy/grafana/mailprobe.json");
+    let d: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let at = format!("panel {:?} {}", p["title"], t["refId"]);
+            out.push((at.clone(), t["expr"].as_str().unwrap_or("").to_string()));
+            if let Some(l) = t["legendFormat"].as_str() {
+                out.push((format!("{at} legend"), l.to_string()));
+            }
+        }
+    }
+    for v in d["templating"]["list"].as_array().into_iter().flatten() {
+        if let Some(q) = v["definition"].as_str() {
+            out.push((format!("variable {}", v["name"]), q.to_string()));
+        }
+    }
+    out
+}
+
+/// (alert, expr) of every rule in deploy/prometheus/rules.yml.
+fn rule_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join("deploy/prometheus/rules.yml")).expect("rules");
+    let v: serde_norway::Value = serde_norway::from_str(&text).expect("rules YAML");
+    let mut out = Vec::new();
+    for g in v["groups"].as_sequence().expect("groups") {
+        for r in g["rules"].as_sequence().expect("rules") {
+            out.push((
+                format!("rule {}", r["alert"].as_str().unwrap_or("?")),
+                r["expr"].as_str().expect("expr").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+struct Probe(Child);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[test]
+fn parsers_find_metric_and_label_names() {
+    assert_eq!(
+        metric_names(
+            "sum by (le) (rate(mailprobe_check_duration_seconds_bucket[5m])) / x_mailprobe_no"
+        ),
+        BTreeSet::from(["mailprobe_check_duration_seconds_bucket".to_string()])
+    );
+    assert_eq!(
+        label_names(r#"max by (server, port) (m{mailbox=~"$mailbox", version!="x"})"#),
+        ["mailbox", "port", "server", "version"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    assert_eq!(label_names("{{server}}:{{port}}").len(), 2);
+    let (names, labels) = exposition(
+        "# TYPE a gauge\na{mailbox=\"x,y\",server=\"s\"} 1\nb_bucket{le=\"+Inf\"} 2\nc 3\n",
+    );
+    assert_eq!(names.len(), 3);
+    assert_eq!(
+        labels,
+        ["le", "mailbox", "server"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+}
+
+#[test]
+fn dashboard_and_rules_query_only_metrics_the_probe_exports() {
+    let dovecot = Lab::dovecot(
+        "deploy-dash",
+        DovecotOpts {
+            imaps: false,
+            ..DovecotOpts::default()
+        },
+    );
+    let postfix = Lab::postfix(
+        "deploy-dash",
+        &dovecot,
+        PostfixOpts {
+            submissions: false,
+            nosasl: false,
+            authplain: false,
+            ..PostfixOpts::default()
+        },
+    );
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("mailprobe-deploy-dash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("mailprobe.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interval: 2s\ntimeout: 20s\nlisten: 127.0.0.1:{port}\nmailboxes:\n  - name: lab\n    \
+             imap: {HOSTNAME}:{imap}\n    imap_security: starttls\n    smtp: {HOSTNAME}:{smtp}\n    \
+             smtp_security: starttls\n    user: {USER}\n    password: {{ env: {PASSWORD_ENV} }}\n    \
+             connect_to: 127.0.0.1\n    ca_file: {ca}\n",
+            imap = dovecot.port("imap"),
+            smtp = postfix.port("submission"),
+            ca = Lab::ca_file().display(),
+        ),
+    )
+    .expect("write config");
+    let stderr = std::fs::File::create(dir.join("stderr.log")).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailprobe"));
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env(PASSWORD_ENV, PASSWORD)
+        .env_remove("MAILPROBE_SHARD")
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut probe = Probe(cmd.spawn().expect("start mailprobe run"));
+    let log = || std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+
+    let queries: Vec<(String, String)> = dashboard_queries()
+        .into_iter()
+        .chain(rule_queries())
+        .collect();
+    let wanted: BTreeSet<String> = queries.iter().flat_map(|(_, q)| metric_names(q)).collect();
+    assert!(wanted.len() >= 6, "{wanted:?}");
+
+    // Wait for a scrape that holds a finished check and every name the queries want; a name
+    // that never comes is reported below.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut body = String::new();
+    loop {
+        if let Ok(Some(status)) = probe.0.try_wait() {
+            panic!(
+                "mailprobe run exited ({status}) before serving /metrics:\n{}",
+                log()
+            );
+        }
+        if let Some((200, b)) = http_get(port, "/metrics") {
+            let (names, _) = exposition(&b);
+            let done =
+                b.contains("mailprobe_compliant{") && wanted.iter().all(|n| names.contains(n));
+            body = b;
+            if done {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        body.contains("mailprobe_compliant{"),
+        "no mailprobe_compliant in 90 s of /metrics on 127.0.0.1:{port} (is /metrics served?).\n\
+         last body:\n{body}\nprobe log:\n{}",
+        log()
+    );
+    let (names, mut labels) = exposition(&body);
+    // Added by Prometheus at scrape time (job, instance) or used only in legends/matchers of
+    // Prometheus' own series (`up`).
+    labels.extend(["job", "instance"].map(String::from));
+
+    let mut missing = Vec::new();
+    for (at, q) in &queries {
+        for n in metric_names(q) {
+            if !names.contains(&n) {
+                missing.push(format!("{at}: metric {n}"));
+            }
+        }
+        for l in label_names(q) {
+            if !labels.contains(&l) {
+                missing.push(format!("{at}: label {l}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "queried but not exported by the probe:\n  {}\nexported: {names:?}\nlabels: {labels:?}",
+        missing.join("\n  ")
+    );
+    let readyz = http_get(port, "/readyz").map(|(c, _)| c);
+    assert_eq!(readyz, Some(200), "/readyz after the first round");
+    assert_eq!(
+        http_get(port, "/healthz").map(|(c, _)| c),
+        Some(200),
+        "/healthz"
+    );
+
+    // The manifests give the probe 20 s to stop; it promises 10.
+    let pid = probe.0.id().to_string();
+    let sent = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let stopped = loop {
+        if let Ok(Some(status)) = probe.0.try_wait() {
+            break Some(status);
+        }
+        if sent.elapsed() > Duration::from_secs(15) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = sent.elapsed();
+    assert!(
+        stopped.is_some() && took <= Duration::from_secs(10),
+        "mailprobe run took {took:?} to stop after SIGTERM ({stopped:?}):\n{}",
+        log()
+    );
+    drop(probe);
+    drop(postfix);
+    drop(dovecot);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mailprobe_core::config::Isolation;
 use mailprobe_core::model::{self, Protocol, Security, Target};
 use mailprobe_core::net::{Budgets, DEFAULT_SERVER_BUDGET};
 use mailprobe_core::plugin::CheckPlugin;
@@ -12,6 +13,7 @@ use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
 use mailprobe_core::runner::{self, RunOutcome};
 use mailprobe_core::secret::{ProcessEnv, SecretSource};
 use mailprobe_core::tls::Trust;
+use mailprobe_plugin_host::LoadOptions;
 
 #[derive(Parser, Debug)]
 #[command(name = "mailprobe", version = option_env!("MAILPROBE_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")), about = "Checks that mailboxes' IMAP and SMTP servers meet a CRM's connection requirements.")]
@@ -21,6 +23,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process: the size of the `check` arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Check one mailbox once and print a report (exit 0 compliant, 1 warnings, 2 non-compliant, 3 could not run).
     Check(CheckArgs),
@@ -31,6 +35,9 @@ pub enum Command {
     /// About the check plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Serves a dynamic plugin to a mailprobe parent process (process isolation).
+    #[command(name = "plugin-host", hide = true)]
+    PluginHost(PluginHostArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -41,8 +48,11 @@ pub enum PluginsCommand {
 
 #[derive(Args, Debug)]
 pub struct PluginsListArgs {
-    #[arg(long)]
+    /// Also load dynamic plugins (*.so) from DIR.
+    #[arg(long, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub dynamic: DynamicPluginArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
@@ -51,6 +61,11 @@ pub struct PluginsListArgs {
 pub struct ConfigArgs {
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Check only this replica's share of the mailboxes: shard INDEX (0-based) of COUNT, by a
+    /// stable hash of the mailbox name. INDEX may be a StatefulSet pod name ending in its
+    /// ordinal (`mailprobe-2/5`), so a manifest can set MAILPROBE_SHARD=$(POD_NAME)/5.
+    #[arg(long, env = "MAILPROBE_SHARD", value_name = "INDEX/COUNT")]
+    pub shard: Option<mailprobe_core::shard::Shard>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,12 +128,73 @@ pub struct CheckArgs {
     /// Also load dynamic plugins (*.so) from DIR.
     #[arg(long, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub dynamic: DynamicPluginArgs,
     /// Run only these plugins (and what they need).
     #[arg(long, value_name = "PLUGIN", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Connections the probe may hold to one server at once.
     #[arg(long, default_value_t = DEFAULT_SERVER_BUDGET)]
     pub server_connections: usize,
+}
+
+/// How the dynamic plugins of `--plugin-dir` run (the command-line side of the config's
+/// `plugins.isolation` and `plugins.settings`).
+#[derive(Args, Debug, Default)]
+pub struct DynamicPluginArgs {
+    /// Where dynamic plugins run: MODE for all of them, or NAME=MODE for one (MODE: in-process
+    /// or process). Repeatable.
+    #[arg(long, value_name = "[NAME=]MODE")]
+    pub plugin_isolation: Vec<String>,
+    /// A dynamic plugin's configuration, as JSON: NAME=JSON, e.g. pop3='{"port":995}'. Repeatable.
+    #[arg(long, value_name = "NAME=JSON")]
+    pub plugin_config: Vec<String>,
+}
+
+impl DynamicPluginArgs {
+    pub fn options(&self, dir: Option<&std::path::Path>) -> Result<LoadOptions, String> {
+        let mut opts = LoadOptions::default();
+        if dir.is_none() && !(self.plugin_isolation.is_empty() && self.plugin_config.is_empty()) {
+            return Err(
+                "--plugin-isolation and --plugin-config apply to dynamic plugins; add --plugin-dir DIR"
+                    .into(),
+            );
+        }
+        for entry in &self.plugin_isolation {
+            match entry.split_once('=') {
+                None => {
+                    opts.isolation = entry
+                        .parse::<Isolation>()
+                        .map_err(|e| format!("--plugin-isolation: {e}"))?
+                }
+                Some((name, mode)) => {
+                    opts.settings.entry(name.to_string()).or_default().isolation = Some(
+                        mode.parse::<Isolation>()
+                            .map_err(|e| format!("--plugin-isolation {name}: {e}"))?,
+                    )
+                }
+            }
+        }
+        for entry in &self.plugin_config {
+            let Some((name, json)) = entry.split_once('=') else {
+                return Err(format!(
+                    "--plugin-config `{entry}`: expected NAME=JSON, e.g. pop3='{{\"port\":995}}'"
+                ));
+            };
+            let value: serde_json::Value = serde_json::from_str(json)
+                .map_err(|e| format!("--plugin-config {name}: not JSON ({e})"))?;
+            opts.settings.entry(name.to_string()).or_default().config = value;
+        }
+        Ok(opts)
+    }
+}
+
+/// The hidden `mailprobe plugin-host --library PATH`: serves one plugin library over stdio for
+/// `isolation: process` (mailprobe runs it itself).
+#[derive(Args, Debug)]
+pub struct PluginHostArgs {
+    #[arg(long, value_name = "PATH")]
+    pub library: PathBuf,
 }
 
 /// A check ready to run.
@@ -202,13 +278,8 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
     if args.server_connections < 2 {
         return Err("--server-connections must be at least 2".into());
     }
-    if args.plugin_dir.is_some() {
-        return Err(
-            "--plugin-dir: dynamic plugins are not supported by this build yet; leave the flag out"
-                .into(),
-        );
-    }
-    let registry = crate::builtins::registry()?;
+    let options = args.dynamic.options(args.plugin_dir.as_deref())?;
+    let registry = crate::builtins::registry_with_dynamic(args.plugin_dir.as_deref(), &options)?;
     let plugins = registry.select(&args.only).map_err(|e| e.to_string())?;
     let target = Target {
         mailbox: args.user.clone(),

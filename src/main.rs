@@ -5,6 +5,7 @@
 mod builtins;
 mod cli;
 mod daemon;
+mod telemetry;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -67,10 +68,14 @@ async fn dispatch(cli: Cli) -> u8 {
                 report.exit_code() as u8
             }
         },
-        Command::Validate(args) => match daemon::load(&args.config) {
+        Command::Validate(args) => match daemon::load(&args.config, args.shard) {
             Ok(loaded) => {
+                let shard = args
+                    .shard
+                    .map(|s| format!(" in shard {s}"))
+                    .unwrap_or_default();
                 println!(
-                    "{}: OK, {} mailbox(es), checked every {}",
+                    "{}: OK, {} mailbox(es){shard}, checked every {}",
                     args.config.display(),
                     loaded.targets.len(),
                     humantime::format_duration(loaded.config.interval)
@@ -79,12 +84,17 @@ async fn dispatch(cli: Cli) -> u8 {
             }
             Err(msg) => usage_error(&msg),
         },
-        Command::Run(args) => match daemon::load(&args.config) {
+        Command::Run(args) => match daemon::load(&args.config, args.shard) {
             Ok(loaded) => daemon::run(loaded).await,
             Err(msg) => usage_error(&msg),
         },
+        Command::PluginHost(args) => mailprobe_plugin_host::serve_stdio(&args.library),
         Command::Plugins(cli::PluginsCommand::List(args)) => {
-            let registry = match builtins::registry() {
+            let registry = match args
+                .dynamic
+                .options(args.plugin_dir.as_deref())
+                .and_then(|o| builtins::registry_with_dynamic(args.plugin_dir.as_deref(), &o))
+            {
                 Ok(r) => r,
                 Err(e) => return usage_error(&e),
             };
@@ -97,14 +107,15 @@ async fn dispatch(cli: Cli) -> u8 {
                 _ => {
                     for i in infos {
                         out(&format!(
-                            "{:<14} {:<8} {:<8} {}\n",
+                            "{:<14} {:<8} {:<8} {}{}\n",
                             i.name,
                             match i.kind {
                                 mailprobe_core::plugin::PluginKind::Builtin => "builtin",
                                 mailprobe_core::plugin::PluginKind::Dynamic => "dynamic",
                             },
                             i.version,
-                            i.requirements.join(", ")
+                            i.requirements.join(", "),
+                            i.path.map(|p| format!("  ({p})")).unwrap_or_default()
                         ));
                     }
                 }

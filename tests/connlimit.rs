@@ -26,9 +26,18 @@ fn dovecot_sessions_after_run(lab: &Lab) -> String {
     let conf = lab.state_dir().join("dovecot.conf");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let out = Command::new("doveadm").arg("-c").arg(&conf).arg("who").output().expect("doveadm who");
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(&conf)
+            .arg("who")
+            .output()
+            .expect("doveadm who");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let users: Vec<&str> = text.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
+        let users: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         if users.is_empty() || Instant::now() > deadline {
             return users.join("\n");
         }
@@ -38,20 +47,35 @@ fn dovecot_sessions_after_run(lab: &Lab) -> String {
 
 #[test]
 fn dovecot_with_room_for_the_crm_passes() {
-    let lab = Lab::dovecot("conn-10", DovecotOpts { max_userip: Some(10), ..Default::default() });
+    let lab = Lab::dovecot(
+        "conn-10",
+        DovecotOpts {
+            max_userip: Some(10),
+            ..Default::default()
+        },
+    );
     let report = check(lab_args(&lab, "imaps"));
     let r = requirement(&report, "connections.concurrent");
     assert_eq!(r["status"], "pass", "{r:#}");
     // alice has folders besides INBOX and Sent, so the CRM holds a third IMAP session.
     assert_eq!(r["evidence"]["required"], 3, "{r:#}");
     assert_eq!(r["evidence"]["achieved"], 3, "{r:#}");
-    assert_eq!(r["evidence"]["imap"]["reused"], 1, "the logged-in session of the run is counted: {r:#}");
+    assert_eq!(
+        r["evidence"]["imap"]["reused"], 1,
+        "the logged-in session of the run is counted: {r:#}"
+    );
     assert_eq!(dovecot_sessions_after_run(&lab), "");
 }
 
 #[test]
 fn dovecot_limit_of_two_fails_with_its_own_words_and_leaves_nothing_open() {
-    let lab = Lab::dovecot("conn-2", DovecotOpts { max_userip: Some(2), ..Default::default() });
+    let lab = Lab::dovecot(
+        "conn-2",
+        DovecotOpts {
+            max_userip: Some(2),
+            ..Default::default()
+        },
+    );
     let run = run_args(&{
         let mut a = lab_args(&lab, "imaps");
         a.extend(["--only".into(), "connlimit".into()]);
@@ -64,9 +88,19 @@ fn dovecot_limit_of_two_fails_with_its_own_words_and_leaves_nothing_open() {
     assert_eq!(r["evidence"]["achieved"], 2, "{r:#}");
     let refusal = r["evidence"]["imap"]["refusal"].as_str().unwrap();
     assert!(refusal.contains("Maximum number of connections"), "{r:#}");
-    assert!(r["remedy"].as_str().unwrap().contains("mail_max_userip_connections"), "{r:#}");
+    assert!(
+        r["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("mail_max_userip_connections"),
+        "{r:#}"
+    );
     assert_eq!(run.code, 2);
-    assert_eq!(dovecot_sessions_after_run(&lab), "", "a session outlived the run");
+    assert_eq!(
+        dovecot_sessions_after_run(&lab),
+        "",
+        "a session outlived the run"
+    );
     // And the account is usable right away: a new run logs in.
     let again = check(lab_args(&lab, "imaps"));
     assert_eq!(requirement(&again, "imap.login")["status"], "pass");
@@ -74,13 +108,25 @@ fn dovecot_limit_of_two_fails_with_its_own_words_and_leaves_nothing_open() {
 
 #[test]
 fn dovecot_limit_of_three_is_enough_and_the_folder_count_sets_the_requirement() {
-    let lab = Lab::dovecot("conn-3", DovecotOpts { max_userip: Some(3), ..Default::default() });
+    let lab = Lab::dovecot(
+        "conn-3",
+        DovecotOpts {
+            max_userip: Some(3),
+            ..Default::default()
+        },
+    );
     let report = check(lab_args(&lab, "imap"));
     let r = requirement(&report, "connections.concurrent");
     assert_eq!(r["status"], "pass", "{r:#}");
     assert_eq!(r["evidence"]["achieved"], 3, "{r:#}");
 
-    let lab = Lab::dovecot("conn-2-nosent", DovecotOpts { max_userip: Some(2), ..Default::default() });
+    let lab = Lab::dovecot(
+        "conn-2-nosent",
+        DovecotOpts {
+            max_userip: Some(2),
+            ..Default::default()
+        },
+    );
     let mut args = lab_args(&lab, "imaps");
     let i = args.iter().position(|a| a == "--user").unwrap();
     args[i + 1] = common::lab::NOSENT_USER.into();
@@ -96,15 +142,38 @@ fn dovecot_limit_of_three_is_enough_and_the_folder_count_sets_the_requirement() 
 #[test]
 fn postfix_client_limit_of_one_fails_the_smtp_side() {
     let dovecot = Lab::dovecot("conn-pf-dc", DovecotOpts::default());
-    let postfix = Lab::postfix("conn-pf", &dovecot, PostfixOpts { client_limit: Some(1), ..Default::default() });
-    let report = check(with_smtp(lab_args(&dovecot, "imaps"), &postfix, "submission"));
+    let postfix = Lab::postfix(
+        "conn-pf",
+        &dovecot,
+        PostfixOpts {
+            client_limit: Some(1),
+            ..Default::default()
+        },
+    );
+    let report = check(with_smtp(
+        lab_args(&dovecot, "imaps"),
+        &postfix,
+        "submission",
+    ));
     let r = requirement(&report, "connections.concurrent");
     assert_eq!(r["status"], "fail", "{r:#}");
     assert_eq!(r["evidence"]["required"], 5, "{r:#}");
     assert_eq!(r["evidence"]["achieved"], 4, "{r:#}");
     assert_eq!(r["evidence"]["smtp"]["achieved"], 1, "{r:#}");
-    assert!(r["evidence"]["smtp"]["refusal"].as_str().unwrap().contains("421"), "{r:#}");
-    assert!(r["remedy"].as_str().unwrap().contains("smtpd_client_connection_count_limit"), "{r:#}");
+    assert!(
+        r["evidence"]["smtp"]["refusal"]
+            .as_str()
+            .unwrap()
+            .contains("421"),
+        "{r:#}"
+    );
+    assert!(
+        r["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("smtpd_client_connection_count_limit"),
+        "{r:#}"
+    );
     // Nothing left open: with a limit of 1, a new client is greeted with 220, not 421.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -115,7 +184,10 @@ fn postfix_client_limit_of_one_fails_the_smtp_side() {
         if line.starts_with("220") {
             break;
         }
-        assert!(Instant::now() < deadline, "still refused after the run: {line}");
+        assert!(
+            Instant::now() < deadline,
+            "still refused after the run: {line}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -139,6 +211,12 @@ fn a_budget_below_the_requirement_is_a_skip_not_an_overstep() {
     let report = check(args);
     let r = requirement(&report, "connections.concurrent");
     assert_eq!(r["status"], "skip", "{r:#}");
-    assert!(r["summary"].as_str().unwrap().contains("server_connections"), "{r:#}");
+    assert!(
+        r["summary"]
+            .as_str()
+            .unwrap()
+            .contains("server_connections"),
+        "{r:#}"
+    );
     assert_eq!(dovecot_sessions_after_run(&lab), "");
 }

@@ -18,19 +18,7 @@ pub struct JsonClient {
 
 impl JsonClient {
     pub fn new(timeout: Duration) -> Self {
-        let connector = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(b) => b.https_or_http().enable_http1().build(),
-            // No system roots: https receivers fail to verify, http ones still work.
-            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(
-                    rustls::ClientConfig::builder()
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
-                )
-                .https_or_http()
-                .enable_http1()
-                .build(),
-        };
+        let connector = mailprobe_telemetry::http::https_connector();
         JsonClient {
             client: Client::builder(TokioExecutor::new()).build(connector),
             timeout,

@@ -60,20 +60,7 @@ fn http_client(
 ) -> opentelemetry_http::hyper::HyperClient<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
 > {
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let connector = match builder.with_native_roots() {
-        Ok(b) => b.https_or_http().enable_http1().build(),
-        // No system roots: https endpoints will fail to verify, http ones still work.
-        Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-            )
-            .https_or_http()
-            .enable_http1()
-            .build(),
-    };
+    let connector = mailprobe_telemetry::http::https_connector();
     opentelemetry_http::hyper::HyperClient::new(connector, timeout, None)
 }
 

@@ -11,6 +11,7 @@
 //! never on each other, and never talk to plugins.
 #![forbid(unsafe_code)]
 
+pub mod http;
 pub mod names;
 pub mod series;
 pub mod stats;

@@ -125,15 +125,6 @@ impl CheckPlugin for Tls {
 /// Reports a port on which no ClientHello could be sent at all.
 fn report_unprobeable(cx: &mut RunContext, ep: &Endpoint, e: &NetErrorView) {
     let id = ep.protocol.requirement("tls_versions");
-    let enc = ep.protocol.requirement("encryption");
-    if cx.status(&enc) == Some(Status::Fail) {
-        cx.report(RequirementResult::skip(
-            &id,
-            &enc,
-            format!("not evaluated: {enc} failed"),
-        ));
-        return;
-    }
     let (summary, remedy) = match (e.error_type.as_str(), ep.security) {
         ("starttls_not_offered", _) => (
             "STARTTLS is not offered, so no TLS version can be negotiated".to_string(),
@@ -272,15 +263,7 @@ async fn judge(
     // Every probe failed before the server could answer a ClientHello: the preamble or the
     // connection is the problem, not the versions.
     if accepted.is_empty() && refusals.is_empty() {
-        let enc = ep.protocol.requirement("encryption");
         let first = probes.iter().find_map(|(_, o)| o.as_ref().err().cloned());
-        if cx.status(&enc) == Some(Status::Fail) {
-            cx.report(
-                RequirementResult::skip(&id, &enc, format!("not evaluated: {enc} failed"))
-                    .with("versions", Value::Object(versions)),
-            );
-            return;
-        }
         let (summary, remedy) = match &first {
             Some(NetError::StarttlsNotOffered) => (
                 "STARTTLS is not offered, so no TLS version can be negotiated".to_string(),

@@ -4,8 +4,7 @@
 //! within the run's share of the server's connection budget.
 #![forbid(unsafe_code)]
 
-pub mod hello;
-pub mod probe;
+pub use mailprobe_tlswire::{hello, probe};
 
 use std::collections::BTreeMap;
 

@@ -13,10 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mailprobe_plugin_tls::hello::{
+use mailprobe_tlswire::hello::{
     self, Parse, SSL3, TLS10, TLS11, TLS12, TLS13, client_hello, parse_server_flight,
 };
-use mailprobe_plugin_tls::probe::{ProbeOutcome, probe_version};
+use mailprobe_tlswire::probe::{ProbeOutcome, probe_version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -93,20 +93,29 @@ fn classify(requested: u16, answer: ServerAnswer) -> ProbeOutcome {
     }
 }
 
-/// Send a ClientHello offering exactly `version` on `stream` (already past
-/// any STARTTLS preamble) and read the server's answer.
+/// How a server answered one ClientHello, before any judgement of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A ServerHello (with whatever of the flight arrived), a HelloRetryRequest or an alert.
+    Server(ServerAnswer),
+    /// The server closed the connection before it said anything.
+    Closed,
+    /// The server reset the connection before it said anything.
+    Reset,
+}
+
+/// Send a ClientHello offering `version` on `stream` (already past any STARTTLS preamble) and
+/// read the server's answer, whatever version it chose.
 ///
-/// Every write and read is bounded by `io_timeout`. EOF or a reset before a
-/// ServerHello is a refusal ("connection closed" / "connection reset"); if
-/// the connection ends or times out after a ServerHello but before the end
-/// of the flight, the version counts as accepted with the certificates seen
-/// so far. Does not shut the stream down: the caller drops it.
-pub async fn probe_version<S: AsyncRead + AsyncWrite + Unpin>(
+/// Every write and read is bounded by `io_timeout`. If the connection ends or times out after a
+/// ServerHello but before the end of the flight, the ServerHello counts, with the certificates
+/// seen so far. Does not shut the stream down: the caller drops it.
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     version: u16,
     server_name: Option<&str>,
     io_timeout: Duration,
-) -> Result<ProbeOutcome, ProbeError> {
+) -> Result<Answer, ProbeError> {
     let ch = client_hello(version, server_name);
     let write = async {
         stream.write_all(&ch).await?;
@@ -114,11 +123,7 @@ pub async fn probe_version<S: AsyncRead + AsyncWrite + Unpin>(
     };
     match tokio::time::timeout(io_timeout, write).await {
         Err(_) => return Err(ProbeError::Timeout),
-        Ok(Err(e)) if is_reset(&e) => {
-            return Ok(ProbeOutcome::Refused {
-                reason: "connection reset".to_owned(),
-            });
-        }
+        Ok(Err(e)) if is_reset(&e) => return Ok(Answer::Reset),
         Ok(Err(e)) => return Err(ProbeError::Io(e)),
         Ok(Ok(())) => {}
     }
@@ -133,7 +138,7 @@ pub async fn probe_version<S: AsyncRead + AsyncWrite + Unpin>(
                 buf.extend_from_slice(&chunk[..n]);
                 match parse_server_flight(&buf) {
                     Parse::NeedMore => continue,
-                    Parse::Done(answer) => return Ok(classify(version, answer)),
+                    Parse::Done(answer) => return Ok(Answer::Server(answer)),
                     Parse::Invalid(reason) => return Err(ProbeError::Invalid(reason)),
                 }
             }
@@ -142,18 +147,36 @@ pub async fn probe_version<S: AsyncRead + AsyncWrite + Unpin>(
         };
         // The flight ended early. A ServerHello already received settles it.
         if let Some(answer) = hello::hello_so_far(&buf) {
-            return Ok(classify(version, answer));
+            return Ok(Answer::Server(answer));
         }
         return match ended {
             Ended::Timeout => Err(ProbeError::Timeout),
-            Ended::Closed => Ok(ProbeOutcome::Refused {
-                reason: "connection closed".to_owned(),
-            }),
-            Ended::Reset => Ok(ProbeOutcome::Refused {
-                reason: "connection reset".to_owned(),
-            }),
+            Ended::Closed => Ok(Answer::Closed),
+            Ended::Reset => Ok(Answer::Reset),
         };
     }
+}
+
+/// Send a ClientHello offering exactly `version` and judge the answer: accepted only when the
+/// server chose that very version. EOF or a reset before a ServerHello is a refusal ("connection
+/// closed" / "connection reset").
+pub async fn probe_version<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    version: u16,
+    server_name: Option<&str>,
+    io_timeout: Duration,
+) -> Result<ProbeOutcome, ProbeError> {
+    Ok(
+        match exchange(stream, version, server_name, io_timeout).await? {
+            Answer::Server(answer) => classify(version, answer),
+            Answer::Closed => ProbeOutcome::Refused {
+                reason: "connection closed".to_owned(),
+            },
+            Answer::Reset => ProbeOutcome::Refused {
+                reason: "connection reset".to_owned(),
+            },
+        },
+    )
 }
 
 enum Ended {

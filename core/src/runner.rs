@@ -98,11 +98,13 @@ pub async fn run_target(
         }
     }
 
-    // Close the sessions plugins kept for each other and nobody took.
-    for held in std::mem::take(&mut cx.held) {
-        let wait = Duration::from_secs(2);
-        let _ = tokio::time::timeout(wait, held.session.close(wait)).await;
-    }
+    // Close the sessions plugins kept for each other and nobody took, all at once and briefly:
+    // the run may already be at its deadline.
+    let wait = Duration::from_secs(2);
+    let closing = std::mem::take(&mut cx.held)
+        .into_iter()
+        .map(|held| held.session.close(wait));
+    let _ = tokio::time::timeout(wait, futures::future::join_all(closing)).await;
 
     let profile = target.profile.clone();
     let mut results = cx.take_results();

@@ -12,6 +12,26 @@ use common::probe::{
 };
 use common::{DovecotOpts, Lab, PostfixOpts};
 
+/// `mailprobe check` of the lab user against `mail.lab.test:PORT` on 127.0.0.1, plus `extra`.
+fn port_args(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "check",
+        "--imap",
+        &format!("{HOSTNAME}:{port}"),
+        "--connect-to",
+        &format!("{HOSTNAME}:127.0.0.1"),
+        "--user",
+        "alice@lab.test",
+        "--password-env",
+        PASSWORD_ENV,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 fn closed_port() -> u16 {
     // Bound then released: nothing listens there.
     TcpListener::bind("127.0.0.1:0")
@@ -50,19 +70,7 @@ fn reachability_passes_against_the_lab() {
 #[test]
 fn a_closed_port_is_refused_and_non_compliant() {
     let port = closed_port();
-    let run = mailprobe(&[
-        "check",
-        "--imap",
-        &format!("{HOSTNAME}:{port}"),
-        "--connect-to",
-        &format!("{HOSTNAME}:127.0.0.1"),
-        "--user",
-        "alice@lab.test",
-        "--password-env",
-        PASSWORD_ENV,
-        "--format",
-        "json",
-    ]);
+    let run = run_args(&port_args(port, &["--format", "json"]));
     let report = run.json();
     let r = requirement(&report, "imap.reachable");
     assert_eq!(r["status"], "fail", "{r:#}");
@@ -119,21 +127,7 @@ fn dropping_listener() -> (
 #[test]
 fn a_dropped_connection_is_a_timeout_within_the_deadline() {
     let (_rt, _listener, _held, port) = dropping_listener();
-    let run = mailprobe(&[
-        "check",
-        "--imap",
-        &format!("{HOSTNAME}:{port}"),
-        "--connect-to",
-        &format!("{HOSTNAME}:127.0.0.1"),
-        "--user",
-        "alice@lab.test",
-        "--password-env",
-        PASSWORD_ENV,
-        "--format",
-        "json",
-        "--timeout",
-        "3s",
-    ]);
+    let run = run_args(&port_args(port, &["--format", "json", "--timeout", "3s"]));
     let report = run.json();
     let r = requirement(&report, "imap.reachable");
     assert_eq!(r["status"], "fail", "{r:#}");
@@ -156,22 +150,10 @@ fn a_dropped_connection_is_a_timeout_within_the_deadline() {
 #[test]
 fn nagios_and_text_formats() {
     let port = closed_port();
-    let base = [
-        "check",
-        "--imap",
-        &format!("{HOSTNAME}:{port}"),
-        "--connect-to",
-        &format!("{HOSTNAME}:127.0.0.1"),
-        "--user",
-        "alice@lab.test",
-        "--password-env",
-        PASSWORD_ENV,
-        "--only",
-        "reachability",
-    ];
-    let mut args = base.to_vec();
-    args.extend(["--format", "nagios"]);
-    let run = mailprobe(&args);
+    let run = run_args(&port_args(
+        port,
+        &["--only", "reachability", "--format", "nagios"],
+    ));
     assert_eq!(run.code, 2);
     let line = run.stdout.trim_end();
     assert_eq!(line.lines().count(), 1, "{line}");
@@ -186,7 +168,7 @@ fn nagios_and_text_formats() {
         "{line}"
     );
 
-    let run = mailprobe(&base);
+    let run = run_args(&port_args(port, &["--only", "reachability"]));
     assert_eq!(run.code, 2);
     assert!(
         run.stdout.contains(&format!("IMAP {HOSTNAME}:{port}")),

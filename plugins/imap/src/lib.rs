@@ -552,6 +552,38 @@ impl async_imap::Authenticator for Plain<'_> {
     }
 }
 
+/// Logs in with `method` over TLS; returns the session and, for LOGIN, the capabilities the
+/// server sent with its OK. The plugin's own login and the session opener both use it, so the
+/// connection-limit check logs in exactly the way the plugin did.
+async fn log_in(
+    client: async_imap::Client<TlsStream<Conn>>,
+    method: Method,
+    target: &Target,
+) -> Result<
+    (ImapSession, Option<Vec<String>>),
+    (
+        async_imap::error::Error,
+        async_imap::Client<TlsStream<Conn>>,
+    ),
+> {
+    match method {
+        Method::Login => client
+            .login_with_capabilities(&target.user, target.password.expose())
+            .await
+            .map(|(s, c)| (s, c.map(|c| caps_to_strings(&c)))),
+        Method::AuthenticatePlain => client
+            .authenticate(
+                "PLAIN",
+                Plain {
+                    user: &target.user,
+                    password: target.password.expose(),
+                },
+            )
+            .await
+            .map(|s| (s, None)),
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
     Login,
@@ -705,25 +737,7 @@ async fn login_and_folders(
     let target: Arc<Target> = cx.target.clone();
     let client = async_imap::Client::new(wire.into_inner());
     let timer = StepTimer::start();
-    let attempt = tokio::time::timeout(wait, async {
-        match method {
-            Method::Login => client
-                .login_with_capabilities(&target.user, target.password.expose())
-                .await
-                .map(|(s, c)| (s, c.map(|c| caps_to_strings(&c)))),
-            Method::AuthenticatePlain => client
-                .authenticate(
-                    "PLAIN",
-                    Plain {
-                        user: &target.user,
-                        password: target.password.expose(),
-                    },
-                )
-                .await
-                .map(|s| (s, None)),
-        }
-    })
-    .await;
+    let attempt = tokio::time::timeout(wait, log_in(client, method, &target)).await;
     let (mut session, login_caps) = match attempt {
         Ok(Ok(x)) => {
             cx.record_step(

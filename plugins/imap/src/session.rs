@@ -11,7 +11,7 @@ use mailprobe_core::{Security, tls};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::client::TlsStream;
 
-use crate::{ImapSession, Method, Plain, server_words};
+use crate::{ImapSession, Method, log_in, server_words};
 
 /// A logged-in IMAP session held for the connection-limit check.
 pub struct HeldImap(pub ImapSession);
@@ -88,26 +88,9 @@ async fn open(
         }
     };
     let client = async_imap::Client::new(stream);
-    let target = p.target.clone();
-    let attempt = tokio::time::timeout(wait, async {
-        match method {
-            Method::Login => client.login(&target.user, target.password.expose()).await,
-            Method::AuthenticatePlain => {
-                client
-                    .authenticate(
-                        "PLAIN",
-                        Plain {
-                            user: &target.user,
-                            password: target.password.expose(),
-                        },
-                    )
-                    .await
-            }
-        }
-    })
-    .await;
+    let attempt = tokio::time::timeout(wait, log_in(client, method, &p.target)).await;
     match attempt {
-        Ok(Ok(session)) => Ok(session),
+        Ok(Ok((session, _))) => Ok(session),
         Ok(Err((e, _))) => Err(SessionRefusal::at("login", server_words(&e.to_string()))),
         Err(_) => Err(SessionRefusal::at(
             "login",

@@ -82,12 +82,6 @@ pub struct Conn {
     _slot: Option<OwnedSemaphorePermit>,
 }
 
-impl Conn {
-    pub fn into_parts(self) -> (TcpStream, Option<OwnedSemaphorePermit>) {
-        (self.stream, self._slot)
-    }
-}
-
 impl AsyncRead for Conn {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -281,6 +281,7 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
     let options = args.dynamic.options(args.plugin_dir.as_deref())?;
     let registry = crate::builtins::registry_with_dynamic(args.plugin_dir.as_deref(), &options)?;
     let plugins = registry.select(&args.only).map_err(|e| e.to_string())?;
+    crate::builtins::check_profile(&registry, &profile)?;
     let target = Target {
         mailbox: args.user.clone(),
         profile: Arc::new(profile),

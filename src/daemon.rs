@@ -45,7 +45,12 @@ pub fn load(path: &Path, shard: Option<Shard>) -> Result<Loaded, String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     // Load the dynamic plugins now, so that `validate` reports a bad library too.
-    crate::builtins::registry_for_config(&config).map_err(|e| format!("{shown}: {e}"))?;
+    let registry =
+        crate::builtins::registry_for_config(&config).map_err(|e| format!("{shown}: {e}"))?;
+    for (t, _) in &targets {
+        crate::builtins::check_profile(&registry, &t.profile)
+            .map_err(|e| format!("{shown}: mailbox `{}`: {e}", t.mailbox))?;
+    }
     Ok(Loaded { config, targets })
 }
 
@@ -57,7 +62,13 @@ pub async fn run(loaded: Loaded) -> u8 {
             return 3;
         }
     };
-    let plugins: Arc<Vec<_>> = Arc::new(registry.plugins().to_vec());
+    let plugins: Arc<Vec<_>> = match registry.select(&[]) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("mailprobe: {e}");
+            return 3;
+        }
+    };
     let budgets = Arc::new(Budgets::new(loaded.config.server_connections));
     let trusts: Arc<std::collections::HashMap<String, Trust>> = Arc::new(
         loaded

@@ -1,4 +1,4 @@
-//! The example POP3 plugin (`plugins/examples/pop3`), loaded with `mailprobe check
+//! The example POP3 plugin (`examples/plugins/pop3`), loaded with `mailprobe check
 //! --plugin-dir`, against the lab's Dovecot with POP3 enabled (`tests/lab/`).
 mod common;
 mod dynamic_support;

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -11,14 +10,13 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::error::NetError;
-use crate::model::{Endpoint, Protocol, Security, Target};
+pub use crate::fact::{Fact, Facts};
+use crate::model::{Endpoint, Protocol, Target};
 use crate::net::{self, Budgets, Conn};
-use crate::profile::TlsVersion;
-use crate::requirement::{self, RequirementResult, Status};
+use crate::requirement::{Catalog, RequirementResult, Status};
 use crate::session::{MailSession, OpenParams, SessionOpener};
-use crate::starttls;
 pub use crate::tls::Handshake;
-use crate::tls::{self, Trust};
+use crate::tls::Trust;
 
 /// One protocol step (connect, TLS handshake, greeting, login, ...), ready to become a span.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,14 +105,6 @@ pub struct PluginRun {
     pub error: Option<String>,
 }
 
-/// Reachability of one port.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Reach {
-    pub address: Option<SocketAddr>,
-    pub local: Option<SocketAddr>,
-    pub error: Option<NetErrorView>,
-}
-
 /// A serializable view of a [`NetError`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NetErrorView {
@@ -142,31 +132,6 @@ impl NetErrorView {
     }
 }
 
-/// What the IMAP plugin learned that others use.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ImapFacts {
-    /// "Dovecot", "Courier-IMAP", ... when identified.
-    pub software: Option<String>,
-    /// Folders besides INBOX and Sent; decides whether the CRM needs a third IMAP connection.
-    pub other_folders: Option<u32>,
-}
-
-/// Facts shared between plugins.
-#[derive(Debug, Default, Serialize)]
-pub struct Facts {
-    pub reach: BTreeMap<Protocol, Reach>,
-    /// The first TLS handshake made to each port, successful or not.
-    pub handshake: BTreeMap<Protocol, Result<Handshake, NetErrorView>>,
-    /// The TLS versions each port accepts (filled by the `tls` plugin).
-    pub tls_versions: BTreeMap<Protocol, BTreeMap<TlsVersion, bool>>,
-    /// A chain read in clear from a TLS ≤1.2 probe, for servers rustls cannot talk to.
-    #[serde(skip)]
-    pub legacy_chain: BTreeMap<Protocol, Vec<Vec<u8>>>,
-    pub imap: ImapFacts,
-    /// Free-form facts from dynamic plugins, by plugin name.
-    pub extra: BTreeMap<String, serde_json::Value>,
-}
-
 /// A logged-in session a plugin keeps open for a later one (the connection-limit check counts it
 /// instead of opening one more). The runner closes those nobody took at the end of the run.
 pub struct HeldSession {
@@ -191,6 +156,8 @@ pub struct RunContext {
     /// cannot deadlock. Every connection of the run takes a slot from here.
     slots: BTreeMap<Protocol, Reservation>,
     deadline: Instant,
+    /// What the plugins of this run declare about their requirements.
+    pub catalog: Arc<Catalog>,
     pub facts: Facts,
     pub held: Vec<HeldSession>,
     /// How to open more sessions like the plugins' own, by protocol (the IMAP and SMTP plugins
@@ -211,6 +178,7 @@ impl RunContext {
             budgets,
             slots: BTreeMap::new(),
             deadline,
+            catalog: Arc::new(Catalog::default()),
             facts: Facts::default(),
             held: Vec::new(),
             openers: BTreeMap::new(),
@@ -219,6 +187,12 @@ impl RunContext {
             plugin_runs: Vec::new(),
             current_plugin: String::new(),
         }
+    }
+
+    /// The same context, judging prerequisites by `catalog`.
+    pub fn with_catalog(mut self, catalog: Arc<Catalog>) -> Self {
+        self.catalog = catalog;
+        self
     }
 
     pub fn deadline(&self) -> Instant {
@@ -336,15 +310,24 @@ impl RunContext {
         &self.results
     }
 
-    /// The first prerequisite of `id` that failed or was skipped, if any. Prerequisites on a
-    /// protocol that is not configured (SMTP without `--smtp`) do not block.
+    /// Whether the server a requirement is about is configured (an SMTP requirement without
+    /// `--smtp` is not).
+    pub fn configured(&self, id: &str) -> bool {
+        match self.catalog.get(id).and_then(|s| s.server) {
+            Some(p) => self.target.endpoint(p).is_some(),
+            None => true,
+        }
+    }
+
+    /// The first prerequisite of `id` that failed or was skipped, if any. Prerequisites about a
+    /// server that is not configured do not block.
     pub fn blocked_by(&self, id: &str) -> Option<String> {
-        let info = requirement::info(id)?;
-        info.prerequisites
+        let spec = self.catalog.get(id)?;
+        spec.prerequisites
             .iter()
-            .filter(|p| !(p.starts_with("smtp.") && self.target.smtp.is_none()))
+            .filter(|p| self.configured(p))
             .find(|p| matches!(self.status(p), Some(Status::Fail | Status::Skip)))
-            .map(|p| p.to_string())
+            .cloned()
     }
 
     /// Reports `id` as skipped when a prerequisite failed; returns whether it did.
@@ -411,24 +394,49 @@ impl RunContext {
 
     /// Connects to an endpoint within the server budget and the deadline, as a `connect` step.
     pub async fn connect(&mut self, endpoint: &Endpoint) -> Result<Conn, NetError> {
-        let timer = StepTimer::start();
-        let wait = self.remaining();
-        let out = match self.slot(endpoint.protocol, wait).await {
-            Ok(slot) => net::connect(endpoint, &self.budgets, Some(slot), wait).await,
-            Err(e) => Err(e),
-        };
-        let mut attrs = BTreeMap::new();
-        if let Ok(c) = &out {
-            attrs.insert("network.peer.address".into(), c.peer.ip().to_string());
-            attrs.insert("network.peer.port".into(), c.peer.port().to_string());
-        }
-        self.record_step(timer, "connect", Some(endpoint), &out, attrs);
+        let (timer, out) = self.connect_job(endpoint, self.remaining()).await;
+        self.record_connect(timer, endpoint, &out);
         out
     }
 
-    /// Records a TLS handshake's facts as a `tls_handshake` step, and keeps the first one per
-    /// protocol for the plugins that need it.
-    pub fn note_handshake(
+    /// A connection attempt that does not hold the context, for connecting to several ports at
+    /// once; record its outcome with [`RunContext::record_connect`].
+    pub fn connect_job(
+        &self,
+        endpoint: &Endpoint,
+        wait: Duration,
+    ) -> impl Future<Output = (StepTimer, Result<Conn, NetError>)> + Send + 'static {
+        let slot = self.slot(endpoint.protocol, wait);
+        let budgets = self.budgets.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            let timer = StepTimer::start();
+            let out = match slot.await {
+                Ok(slot) => net::connect(&endpoint, &budgets, Some(slot), wait).await,
+                Err(e) => Err(e),
+            };
+            (timer, out)
+        }
+    }
+
+    /// Records a connection attempt as the `connect` step, with the peer's address.
+    pub fn record_connect(
+        &mut self,
+        timer: StepTimer,
+        endpoint: &Endpoint,
+        outcome: &Result<Conn, NetError>,
+    ) {
+        let mut attrs = BTreeMap::new();
+        if let Ok(c) = outcome {
+            attrs.insert("network.peer.address".into(), c.peer.ip().to_string());
+            attrs.insert("network.peer.port".into(), c.peer.port().to_string());
+        }
+        self.record_step(timer, "connect", Some(endpoint), outcome, attrs);
+    }
+
+    /// Records a TLS handshake as a `tls_handshake` step with its semantic-convention
+    /// attributes.
+    pub fn record_handshake(
         &mut self,
         timer: StepTimer,
         endpoint: &Endpoint,
@@ -442,76 +450,6 @@ impl RunContext {
             attrs.insert("tls.established".into(), "true".into());
         }
         self.record_step(timer, "tls_handshake", Some(endpoint), outcome, attrs);
-        self.facts
-            .handshake
-            .entry(endpoint.protocol)
-            .or_insert_with(|| match outcome {
-                Ok(h) => Ok(h.clone()),
-                Err(e) => Err(NetErrorView::from(e).at("tls_handshake")),
-            });
-    }
-
-    /// The TLS handshake with a port, made once per run and shared: implicit TLS or STARTTLS as
-    /// the endpoint says. Returns the first handshake's outcome.
-    pub async fn tls_handshake(&mut self, protocol: Protocol) -> Result<Handshake, NetErrorView> {
-        if let Some(h) = self.facts.handshake.get(&protocol) {
-            return h.clone();
-        }
-        let Some(endpoint) = self.target.endpoint(protocol).cloned() else {
-            return Err(NetErrorView {
-                error_type: "not_configured".into(),
-                message: format!("no {protocol} server configured"),
-                step: None,
-            });
-        };
-        let conn = match self.connect(&endpoint).await {
-            Ok(c) => c,
-            Err(e) => {
-                let view = NetErrorView::from(&e).at("connect");
-                self.facts.handshake.insert(protocol, Err(view.clone()));
-                return Err(view);
-            }
-        };
-        let conn = if endpoint.security == Security::Starttls {
-            let wait = self.io_timeout();
-            let pre = match protocol {
-                Protocol::Imap => {
-                    self.step("starttls", Some(&endpoint), async {
-                        starttls::imap_starttls(conn, wait).await.map(|(s, _)| s)
-                    })
-                    .await
-                }
-                Protocol::Smtp => {
-                    let name = starttls::ehlo_name();
-                    self.step("starttls", Some(&endpoint), async {
-                        starttls::smtp_starttls(conn, &name, wait)
-                            .await
-                            .map(|(s, _)| s)
-                    })
-                    .await
-                }
-            };
-            match pre {
-                Ok(c) => c,
-                Err(e) => {
-                    let view = NetErrorView::from(&e).at("starttls");
-                    self.facts.handshake.insert(protocol, Err(view.clone()));
-                    return Err(view);
-                }
-            }
-        } else {
-            conn
-        };
-        let timer = StepTimer::start();
-        let out = tls::handshake(conn, &endpoint.host, &self.trust, self.io_timeout())
-            .await
-            .map(|(_stream, h)| h);
-        self.note_handshake(timer, &endpoint, &out);
-        self.facts
-            .handshake
-            .get(&protocol)
-            .cloned()
-            .unwrap_or_else(|| Err(NetErrorView::from(&NetError::Io("no handshake".into()))))
     }
 
     /// Whether credentials may be sent to this port: only over a TLS session whose certificate a

@@ -40,22 +40,68 @@ pub enum NetError {
     Io(String),
 }
 
+/// The stable `error.type` values of spans, `error_type` in evidence and metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorType {
+    DnsFailure,
+    ConnectionRefused,
+    Timeout,
+    HostUnreachable,
+    ConnectionReset,
+    ConnectionClosed,
+    TlsHandshake,
+    Protocol,
+    ConnectionBudget,
+    StarttlsNotOffered,
+    Io,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::DnsFailure => "dns_failure",
+            ErrorType::ConnectionRefused => "connection_refused",
+            ErrorType::Timeout => "timeout",
+            ErrorType::HostUnreachable => "host_unreachable",
+            ErrorType::ConnectionReset => "connection_reset",
+            ErrorType::ConnectionClosed => "connection_closed",
+            ErrorType::TlsHandshake => "tls_handshake",
+            ErrorType::Protocol => "protocol",
+            ErrorType::ConnectionBudget => "connection_budget",
+            ErrorType::StarttlsNotOffered => "starttls_not_offered",
+            ErrorType::Io => "io",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl NetError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorType {
+        match self {
+            NetError::Dns { .. } => ErrorType::DnsFailure,
+            NetError::Refused { .. } => ErrorType::ConnectionRefused,
+            NetError::ConnectTimeout { .. } | NetError::Timeout { .. } => ErrorType::Timeout,
+            NetError::Unreachable { .. } => ErrorType::HostUnreachable,
+            NetError::Reset => ErrorType::ConnectionReset,
+            NetError::Closed(_) => ErrorType::ConnectionClosed,
+            NetError::Tls(_) => ErrorType::TlsHandshake,
+            NetError::Protocol(_) => ErrorType::Protocol,
+            NetError::BudgetExhausted { .. } => ErrorType::ConnectionBudget,
+            NetError::StarttlsNotOffered => ErrorType::StarttlsNotOffered,
+            NetError::Io(_) => ErrorType::Io,
+        }
+    }
+
     /// The stable `error.type` value.
     pub fn error_type(&self) -> &'static str {
-        match self {
-            NetError::Dns { .. } => "dns_failure",
-            NetError::Refused { .. } => "connection_refused",
-            NetError::ConnectTimeout { .. } | NetError::Timeout { .. } => "timeout",
-            NetError::Unreachable { .. } => "host_unreachable",
-            NetError::Reset => "connection_reset",
-            NetError::Closed(_) => "connection_closed",
-            NetError::Tls(_) => "tls_handshake",
-            NetError::Protocol(_) => "protocol",
-            NetError::BudgetExhausted { .. } => "connection_budget",
-            NetError::StarttlsNotOffered => "starttls_not_offered",
-            NetError::Io(_) => "io",
-        }
+        self.kind().as_str()
     }
 
     /// Maps an I/O error during an exchange (not a connect) onto the variants above.

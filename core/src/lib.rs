@@ -8,6 +8,9 @@
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod fact;
+pub mod future;
+pub mod lines;
 pub mod model;
 pub mod net;
 pub mod plugin;
@@ -19,15 +22,15 @@ pub mod scheduler;
 pub mod secret;
 pub mod session;
 pub mod shard;
-pub mod starttls;
 pub mod tls;
 
 pub use context::{Handshake, RunContext, Step};
 pub use error::NetError;
+pub use fact::{Fact, Facts};
 pub use model::{Endpoint, Protocol, Security, Target};
 pub use plugin::{CheckPlugin, PluginInfo, Registry};
 pub use profile::{Profile, TlsVersion};
-pub use requirement::{RequirementResult, Status, Verdict};
+pub use requirement::{Measure, RequirementResult, RequirementSpec, Status, Verdict};
 pub use secret::Secret;
 
 /// Installs ring as the process-wide rustls crypto provider. Safe to call more than once.

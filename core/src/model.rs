@@ -248,8 +248,23 @@ impl From<&Target> for TargetView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A target on `mail.example.com:993` with the `hubspot` profile, for unit tests.
+    pub(crate) fn target() -> Target {
+        Target {
+            mailbox: "sales".into(),
+            profile: Arc::new(Profile::builtin("hubspot").unwrap()),
+            imap: endpoint(Protocol::Imap, "mail.example.com:993", None).unwrap(),
+            smtp: None,
+            user: "u".into(),
+            password: Secret::new("p"),
+            ca_file: None,
+            allow_insecure_cert: false,
+            timeout: Duration::from_secs(10),
+        }
+    }
 
     #[test]
     fn host_port_forms() {

@@ -1,18 +1,20 @@
 //! The check-plugin interface and the registry of plugins.
 //!
-//! A plugin reads the target and the facts other plugins left in the [`RunContext`], does its
+//! A plugin declares the requirements it reports ([`RequirementSpec`]) and the plugins whose
+//! facts it reads; it reads the target and those facts from the [`RunContext`], does its
 //! protocol work, and returns data: requirement results, steps and facts. It never talks to
-//! OpenTelemetry, Prometheus or an alert receiver itself.
+//! OpenTelemetry, Prometheus or an alert receiver itself. The registry builds the catalogue of
+//! requirements from the declarations and the run order from the declared dependencies.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::context::RunContext;
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::future::BoxFuture;
+use crate::profile::Profile;
+use crate::requirement::{Catalog, Origin, RequirementSpec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,7 +23,7 @@ pub enum PluginKind {
     Dynamic,
 }
 
-/// What `mailprobe plugins list` shows of a plugin.
+/// What a plugin declares about itself; `mailprobe plugins list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {
     pub name: String,
@@ -31,44 +33,89 @@ pub struct PluginInfo {
     pub requirements: Vec<String>,
     /// Where a dynamic plugin was loaded from.
     pub path: Option<String>,
-    /// Plugins that must run before this one (their facts are used).
+    /// Plugins that must run before this one: `--only` pulls them in, and a plugin missing
+    /// from the registry is an error at start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// Plugins whose facts this one uses when they run: it runs after them, but does not need
+    /// them (`--only` does not pull them in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs_after: Vec<String>,
+    /// What it declares about each requirement it reports.
+    #[serde(skip)]
+    pub specs: Vec<RequirementSpec>,
 }
 
 impl PluginInfo {
-    pub fn builtin(name: &str, requirements: &[&str], depends_on: &[&str]) -> Self {
+    /// A built-in plugin of this build's version.
+    pub fn builtin(name: &str, specs: Vec<RequirementSpec>) -> Self {
         PluginInfo {
             name: name.to_string(),
             kind: PluginKind::Builtin,
             version: env!("CARGO_PKG_VERSION").to_string(),
-            requirements: requirements.iter().map(|s| s.to_string()).collect(),
+            requirements: specs.iter().map(|s| s.id.clone()).collect(),
             path: None,
-            depends_on: depends_on.iter().map(|s| s.to_string()).collect(),
+            depends_on: Vec::new(),
+            runs_after: Vec::new(),
+            specs,
+        }
+    }
+    /// Plugins that must run first (see [`PluginInfo::depends_on`]).
+    pub fn depends_on(mut self, plugins: &[&str]) -> Self {
+        self.depends_on
+            .extend(plugins.iter().map(|s| s.to_string()));
+        self
+    }
+    /// Plugins to run after when they are there (see [`PluginInfo::runs_after`]).
+    pub fn runs_after(mut self, plugins: &[&str]) -> Self {
+        self.runs_after
+            .extend(plugins.iter().map(|s| s.to_string()));
+        self
+    }
+}
+
+/// A plugin-level failure: the plugin could not evaluate its requirements at all. The
+/// requirements it left unreported are then `not_verified`: the probe, not the server, failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The plugin (or its process) crashed or panicked.
+    #[error("{0}")]
+    Crashed(String),
+    /// The plugin answered with something the host cannot read.
+    #[error("{0}")]
+    BadAnswer(String),
+    /// The plugin could not be called (its process could not start, its context not built).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl PluginError {
+    /// The stable `error.type` value.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            PluginError::Crashed(_) => "plugin_crashed",
+            PluginError::BadAnswer(_) => "plugin_bad_answer",
+            PluginError::Unavailable(_) => "plugin_unavailable",
         }
     }
 }
 
-/// A plugin-level failure: the plugin could not evaluate its requirements at all (a crash in a
-/// dynamic plugin, say). Requirements it left unreported become `fail` with this message.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct PluginError(pub String);
-
 /// A check. Implementations report every requirement they declare (for the configured
-/// protocols), with `skip` where a prerequisite failed.
+/// servers), with `skip` where a prerequisite failed.
 pub trait CheckPlugin: Send + Sync {
     fn info(&self) -> PluginInfo;
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>>;
 }
 
-/// The plugins of this process, in run order (a plugin comes after those it depends on).
+/// The plugins of this process.
 #[derive(Clone, Default)]
 pub struct Registry {
     plugins: Vec<Arc<dyn CheckPlugin>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegistryError {
     #[error("plugin `{0}` is registered twice")]
     DuplicateName(String),
@@ -82,6 +129,24 @@ pub enum RegistryError {
     UnknownPlugin { name: String, known: String },
     #[error("plugin `{plugin}` depends on `{missing}`, which is not registered")]
     MissingDependency { plugin: String, missing: String },
+    #[error("plugins depend on each other in a cycle: {0}")]
+    Cycle(String),
+    #[error(
+        "requirement `{id}` (plugin `{plugin}`) needs `{missing}` first, which no plugin reports"
+    )]
+    UnknownPrerequisite {
+        id: String,
+        plugin: String,
+        missing: String,
+    },
+    #[error(
+        "profile `{profile}` holds requirement `{id}`, which no plugin reports; known requirements: {known}"
+    )]
+    UnknownProfileRequirement {
+        profile: String,
+        id: String,
+        known: String,
+    },
 }
 
 impl Registry {
@@ -89,7 +154,8 @@ impl Registry {
         Registry::default()
     }
 
-    /// Adds a plugin. Its name and its requirement IDs must not clash with those already there.
+    /// Adds a plugin. Its name and its requirement IDs must not clash with those already there;
+    /// its dependencies may be registered later (see [`Registry::validate`]).
     pub fn register(&mut self, plugin: Arc<dyn CheckPlugin>) -> Result<(), RegistryError> {
         let info = plugin.info();
         for existing in &self.plugins {
@@ -109,16 +175,57 @@ impl Registry {
                 });
             }
         }
-        for dep in &info.depends_on {
-            if !self.plugins.iter().any(|p| &p.info().name == dep) {
-                return Err(RegistryError::MissingDependency {
-                    plugin: info.name,
-                    missing: dep.clone(),
-                });
-            }
-        }
         self.plugins.push(plugin);
         Ok(())
+    }
+
+    /// Checks what registration cannot: every dependency is registered, the dependencies have
+    /// no cycle, and every prerequisite is a requirement some plugin reports.
+    pub fn validate(&self) -> Result<(), RegistryError> {
+        let infos = self.infos();
+        for info in &infos {
+            if let Some(missing) = info
+                .depends_on
+                .iter()
+                .find(|d| !infos.iter().any(|i| &i.name == *d))
+            {
+                return Err(RegistryError::MissingDependency {
+                    plugin: info.name.clone(),
+                    missing: missing.clone(),
+                });
+            }
+            for spec in &info.specs {
+                if let Some(missing) = spec
+                    .prerequisites
+                    .iter()
+                    .find(|p| !infos.iter().any(|i| i.requirements.contains(p)))
+                {
+                    return Err(RegistryError::UnknownPrerequisite {
+                        id: spec.id.clone(),
+                        plugin: info.name.clone(),
+                        missing: missing.clone(),
+                    });
+                }
+            }
+        }
+        run_order(&infos).map(|_| ())
+    }
+
+    /// Checks that every requirement `profile` holds is reported by a registered plugin.
+    pub fn check_profile(&self, profile: &Profile) -> Result<(), RegistryError> {
+        let catalog = self.catalog();
+        match profile.requirements.iter().find(|id| !catalog.contains(id)) {
+            None => Ok(()),
+            Some(id) => Err(RegistryError::UnknownProfileRequirement {
+                profile: profile.name.clone(),
+                id: id.clone(),
+                known: catalog
+                    .specs()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
     }
 
     pub fn plugins(&self) -> &[Arc<dyn CheckPlugin>] {
@@ -129,14 +236,19 @@ impl Registry {
         self.plugins.iter().map(|p| p.info()).collect()
     }
 
+    /// Every requirement the registered plugins declare.
+    pub fn catalog(&self) -> Catalog {
+        catalog_of(&self.plugins)
+    }
+
     /// The plugins named in `only` and those they depend on, in run order; all when `only` is
     /// empty.
     pub fn select(&self, only: &[String]) -> Result<Vec<Arc<dyn CheckPlugin>>, RegistryError> {
-        if only.is_empty() {
-            return Ok(self.plugins.clone());
-        }
         let infos = self.infos();
-        let mut wanted: Vec<String> = Vec::new();
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        if only.is_empty() {
+            wanted.extend(infos.iter().map(|i| i.name.clone()));
+        }
         let mut stack: Vec<String> = only.to_vec();
         while let Some(name) = stack.pop() {
             let Some(info) = infos.iter().find(|i| i.name == name) else {
@@ -149,18 +261,60 @@ impl Registry {
                         .join(", "),
                 });
             };
-            if !wanted.contains(&name) {
+            if wanted.insert(name) {
                 stack.extend(info.depends_on.iter().cloned());
-                wanted.push(name);
             }
         }
-        Ok(self
-            .plugins
-            .iter()
-            .filter(|p| wanted.contains(&p.info().name))
-            .cloned()
+        let order = run_order(&infos)?;
+        Ok(order
+            .into_iter()
+            .filter(|&i| wanted.contains(&infos[i].name))
+            .map(|i| self.plugins[i].clone())
             .collect())
     }
+}
+
+/// The catalogue of what `plugins` declare.
+pub fn catalog_of(plugins: &[Arc<dyn CheckPlugin>]) -> Catalog {
+    let mut entries = Vec::new();
+    for p in plugins {
+        let info = p.info();
+        let origin = match info.kind {
+            PluginKind::Builtin => Origin::Builtin,
+            PluginKind::Dynamic => Origin::Dynamic,
+        };
+        entries.extend(info.specs.into_iter().map(|s| (s, origin)));
+    }
+    Catalog::new(entries)
+}
+
+/// Indexes of `infos` in an order where each plugin comes after those it depends on or runs
+/// after (Kahn's algorithm; ties keep registration order, so the order is stable).
+fn run_order(infos: &[PluginInfo]) -> Result<Vec<usize>, RegistryError> {
+    let before = |i: usize| -> Vec<usize> {
+        infos[i]
+            .depends_on
+            .iter()
+            .chain(&infos[i].runs_after)
+            .filter_map(|n| infos.iter().position(|o| &o.name == n))
+            .collect()
+    };
+    let mut placed: Vec<usize> = Vec::with_capacity(infos.len());
+    while placed.len() < infos.len() {
+        let next = (0..infos.len())
+            .find(|&i| !placed.contains(&i) && before(i).iter().all(|b| placed.contains(b)));
+        match next {
+            Some(i) => placed.push(i),
+            None => {
+                let stuck: Vec<&str> = (0..infos.len())
+                    .filter(|i| !placed.contains(i))
+                    .map(|i| infos[i].name.as_str())
+                    .collect();
+                return Err(RegistryError::Cycle(stuck.join(", ")));
+            }
+        }
+    }
+    Ok(placed)
 }
 
 #[cfg(test)]
@@ -177,35 +331,73 @@ mod tests {
         }
     }
 
-    fn fake(name: &str, reqs: &[&str], deps: &[&str]) -> Arc<dyn CheckPlugin> {
-        Arc::new(Fake(PluginInfo::builtin(name, reqs, deps)))
+    fn fake(name: &str, reqs: &[&str], deps: &[&str], after: &[&str]) -> Arc<dyn CheckPlugin> {
+        let specs = reqs.iter().map(|r| RequirementSpec::new(*r, "d")).collect();
+        Arc::new(Fake(
+            PluginInfo::builtin(name, specs)
+                .depends_on(deps)
+                .runs_after(after),
+        ))
+    }
+
+    fn names(plugins: &[Arc<dyn CheckPlugin>]) -> Vec<String> {
+        plugins.iter().map(|p| p.info().name).collect()
     }
 
     #[test]
     fn clashing_requirement_ids_are_refused() {
         let mut r = Registry::new();
-        r.register(fake("a", &["x.one"], &[])).unwrap();
-        let e = r.register(fake("b", &["x.one"], &[])).unwrap_err();
+        r.register(fake("a", &["x.one"], &[], &[])).unwrap();
+        let e = r.register(fake("b", &["x.one"], &[], &[])).unwrap_err();
         assert!(matches!(e, RegistryError::RequirementClash { .. }));
         assert!(e.to_string().contains("x.one"));
     }
 
     #[test]
-    fn select_pulls_in_dependencies_in_run_order() {
+    fn run_order_follows_declarations_not_registration() {
         let mut r = Registry::new();
-        r.register(fake("reach", &["r"], &[])).unwrap();
-        r.register(fake("tls", &["t"], &["reach"])).unwrap();
-        r.register(fake("cert", &["c"], &["reach"])).unwrap();
-        let names: Vec<_> = r
-            .select(&["tls".into()])
-            .unwrap()
-            .iter()
-            .map(|p| p.info().name)
-            .collect();
-        assert_eq!(names, vec!["reach", "tls"]);
+        r.register(fake("cert", &["c"], &["reach"], &["tls"]))
+            .unwrap();
+        r.register(fake("tls", &["t"], &["reach"], &[])).unwrap();
+        r.register(fake("reach", &["r"], &[], &[])).unwrap();
+        r.validate().unwrap();
+        assert_eq!(names(&r.select(&[]).unwrap()), vec!["reach", "tls", "cert"]);
+        // `runs_after` orders but does not pull in.
+        assert_eq!(
+            names(&r.select(&["cert".into()]).unwrap()),
+            vec!["reach", "cert"]
+        );
         assert!(matches!(
             r.select(&["nope".into()]),
             Err(RegistryError::UnknownPlugin { .. })
         ));
+    }
+
+    #[test]
+    fn cycles_and_missing_dependencies_are_errors_at_start() {
+        let mut r = Registry::new();
+        r.register(fake("a", &["a.x"], &["b"], &[])).unwrap();
+        r.register(fake("b", &["b.x"], &[], &["a"])).unwrap();
+        let e = r.validate().unwrap_err();
+        assert!(matches!(e, RegistryError::Cycle(_)), "{e}");
+        assert!(e.to_string().contains("a, b"), "{e}");
+
+        let mut r = Registry::new();
+        r.register(fake("a", &["a.x"], &["ghost"], &[])).unwrap();
+        let e = r.validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin `a` depends on `ghost`, which is not registered"
+        );
+    }
+
+    #[test]
+    fn prerequisites_must_be_declared_by_some_plugin() {
+        let mut r = Registry::new();
+        let spec = RequirementSpec::new("a.x", "d").after(&["b.y"]);
+        r.register(Arc::new(Fake(PluginInfo::builtin("a", vec![spec]))))
+            .unwrap();
+        let e = r.validate().unwrap_err();
+        assert!(e.to_string().contains("`b.y`"), "{e}");
     }
 }

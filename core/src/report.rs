@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::model::{Protocol, Target};
-use crate::requirement::{RequirementResult, Status, Verdict};
+use crate::requirement::{Measurement, RequirementResult, Status, Verdict};
 
 pub const SCHEMA: &str = "mailprobe.report/v1";
 
@@ -25,6 +25,9 @@ pub struct Report {
     /// The servers checked, for grouping and labels: `imap` and `smtp` as `host:port`.
     #[serde(default, skip_serializing_if = "Servers::is_empty")]
     pub servers: Servers,
+    /// The values the exporters publish, taken from the evidence as the plugins declared.
+    #[serde(skip)]
+    pub measures: Vec<Measurement>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -68,6 +71,7 @@ impl Report {
                 imap: Some(target.imap.authority()),
                 smtp: target.smtp.as_ref().map(|e| e.authority()),
             },
+            measures: Vec::new(),
         }
     }
 
@@ -263,6 +267,7 @@ mod tests {
                 imap: Some("imap.example.com:993".into()),
                 smtp: None,
             },
+            measures: Vec::new(),
         }
     }
 

@@ -1,8 +1,13 @@
-//! Requirement results, statuses, the verdict, and the catalogue of known requirement IDs with
-//! their prerequisites (used for skip propagation).
+//! Requirement results, statuses, the verdict, and what plugins declare about the requirements
+//! they report (prerequisites for skip propagation, the server each is about, measurements).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::NetError;
+use crate::model::{Endpoint, Protocol, Target};
 
 /// The outcome of one requirement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -84,6 +89,12 @@ impl RequirementResult {
         self.evidence.insert(key.to_string(), value.into());
         self
     }
+    /// Records an error on the result: its message (`error`) and its stable type
+    /// (`error_type`, as on the step's span).
+    pub fn with_error(self, e: &NetError) -> Self {
+        self.with("error", e.to_string())
+            .with("error_type", e.error_type())
+    }
     pub fn prerequisite(&self) -> Option<&str> {
         self.evidence.get("prerequisite").and_then(Value::as_str)
     }
@@ -113,95 +124,185 @@ impl Verdict {
     }
 }
 
-/// A known requirement: its ID, what it checks, and what must hold before it can be evaluated.
-#[derive(Clone, Copy, Debug)]
-pub struct RequirementInfo {
-    pub id: &'static str,
-    pub description: &'static str,
-    pub prerequisites: &'static [&'static str],
+/// What a plugin declares about one requirement it reports: what it checks, what must hold
+/// before it can be evaluated, which server it is about, and which of its evidence keys carry
+/// a measurement the exporters turn into metrics. The catalogue of a process is built from
+/// these declarations ([`crate::plugin::Registry::catalog`]); nothing in the core names a
+/// requirement ID.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequirementSpec {
+    pub id: String,
+    pub description: String,
+    /// Requirement IDs that must pass (or warn) first; when one fails or is skipped, this one
+    /// is skipped naming it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<String>,
+    /// The server this requirement is about. When the target has no such server (no `--smtp`),
+    /// the requirement is skipped as not configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<Protocol>,
+    /// Evidence keys whose values the exporters publish as metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measures: Vec<Measure>,
 }
 
-macro_rules! per_protocol {
-    ($p:literal) => {
-        [
-            RequirementInfo {
-                id: concat!($p, ".reachable"),
-                description: "TCP connect to the port succeeds",
-                prerequisites: &[],
-            },
-            RequirementInfo {
-                id: concat!($p, ".encryption"),
-                description: "implicit TLS, or STARTTLS advertised and the upgrade succeeds",
-                prerequisites: &[concat!($p, ".reachable")],
-            },
-            RequirementInfo {
-                id: concat!($p, ".tls_versions"),
-                description: "the server accepts a TLS version the profile's client speaks",
-                prerequisites: &[concat!($p, ".reachable")],
-            },
-            RequirementInfo {
-                id: concat!($p, ".certificate.name"),
-                description: "the certificate's Common Name matches the server's host name",
-                prerequisites: &[concat!($p, ".reachable")],
-            },
-            RequirementInfo {
-                id: concat!($p, ".certificate.trust"),
-                description: "the certificate chain verifies to a trusted root",
-                prerequisites: &[concat!($p, ".reachable")],
-            },
-            RequirementInfo {
-                id: concat!($p, ".certificate.expiry"),
-                description: "the certificate is valid for more than warn_days",
-                prerequisites: &[concat!($p, ".reachable")],
-            },
-            RequirementInfo {
-                id: concat!($p, ".login"),
-                description: "the user logs in with username and password, over TLS only",
-                prerequisites: &[concat!($p, ".encryption")],
-            },
-        ]
-    };
+impl RequirementSpec {
+    pub fn new(id: impl Into<String>, description: impl Into<String>) -> Self {
+        RequirementSpec {
+            id: id.into(),
+            description: description.into(),
+            prerequisites: Vec::new(),
+            server: None,
+            measures: Vec::new(),
+        }
+    }
+    /// The requirements that must hold first.
+    pub fn after<S: AsRef<str>>(mut self, prerequisites: &[S]) -> Self {
+        self.prerequisites
+            .extend(prerequisites.iter().map(|p| p.as_ref().to_string()));
+        self
+    }
+    /// The server the requirement is about.
+    pub fn on(mut self, server: Protocol) -> Self {
+        self.server = Some(server);
+        self
+    }
+    /// An evidence key that carries a measurement.
+    pub fn measures(mut self, measure: Measure) -> Self {
+        self.measures.push(measure);
+        self
+    }
 }
 
-const IMAP: [RequirementInfo; 7] = per_protocol!("imap");
-const SMTP: [RequirementInfo; 7] = per_protocol!("smtp");
+/// An evidence key with a meaning the exporters know, declared by the plugin that fills it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Measure {
+    /// An RFC 3339 timestamp: a certificate's notAfter
+    /// (`mailprobe_cert_expiry_timestamp_seconds{server,port}`).
+    CertificateExpiry { key: String },
+    /// A map of TLS version name to accepted (`true`/`false`, `null` when unknown)
+    /// (`mailprobe_tls_version_accepted{server,port,version}`).
+    TlsVersions { key: String },
+    /// A count of sessions held at once (`mailprobe_concurrent_connections_achieved`).
+    ConcurrentConnections { key: String },
+}
 
-/// Every requirement ID mailprobe's built-in plugins know.
-pub static CATALOG: &[RequirementInfo] = &[
-    IMAP[0],
-    IMAP[1],
-    IMAP[2],
-    IMAP[3],
-    IMAP[4],
-    IMAP[5],
-    RequirementInfo {
-        id: "imap.server_software",
-        description: "the IMAP server is not Courier-IMAP",
-        prerequisites: &["imap.reachable"],
+/// A value taken from a report's evidence as a declared [`Measure`] said, with the server it is
+/// about; what the exporters publish.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Measurement {
+    CertificateExpiry {
+        server: String,
+        port: u16,
+        not_after_unix: i64,
     },
-    IMAP[6],
-    RequirementInfo {
-        id: "imap.folders",
-        description: "INBOX and a Sent folder can be selected",
-        prerequisites: &["imap.login"],
+    TlsVersion {
+        server: String,
+        port: u16,
+        version: String,
+        accepted: bool,
     },
-    SMTP[0],
-    SMTP[1],
-    SMTP[2],
-    SMTP[3],
-    SMTP[4],
-    SMTP[5],
-    SMTP[6],
-    RequirementInfo {
-        id: "connections.concurrent",
-        description: "the server allows the CRM's concurrent IMAP and SMTP sessions",
-        prerequisites: &["imap.login", "smtp.login"],
+    ConcurrentConnections {
+        achieved: f64,
     },
-];
+}
 
-/// The catalogue entry of a requirement, if it is a built-in one.
-pub fn info(id: &str) -> Option<&'static RequirementInfo> {
-    CATALOG.iter().find(|r| r.id == id)
+/// Where a declared requirement comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Builtin,
+    Dynamic,
+}
+
+/// Every requirement the plugins of a run declare.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    entries: Vec<(RequirementSpec, Origin)>,
+}
+
+impl Catalog {
+    pub fn new(entries: Vec<(RequirementSpec, Origin)>) -> Self {
+        Catalog { entries }
+    }
+    pub fn get(&self, id: &str) -> Option<&RequirementSpec> {
+        self.entries
+            .iter()
+            .find(|(s, _)| s.id == id)
+            .map(|(s, _)| s)
+    }
+    pub fn origin(&self, id: &str) -> Option<Origin> {
+        self.entries
+            .iter()
+            .find(|(s, _)| s.id == id)
+            .map(|(_, o)| *o)
+    }
+    pub fn specs(&self) -> impl Iterator<Item = &RequirementSpec> {
+        self.entries.iter().map(|(s, _)| s)
+    }
+    pub fn contains(&self, id: &str) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The measurements the declared [`Measure`]s find in `results`, labelled with the server
+    /// each requirement is about.
+    pub fn measurements(&self, target: &Target, results: &[RequirementResult]) -> Vec<Measurement> {
+        let mut out = Vec::new();
+        for r in results {
+            let Some(spec) = self.get(&r.id) else {
+                continue;
+            };
+            let server = spec.server.and_then(|p| target.endpoint(p));
+            for m in &spec.measures {
+                measure(m, r, server, &mut out);
+            }
+        }
+        out
+    }
+}
+
+fn measure(
+    m: &Measure,
+    r: &RequirementResult,
+    server: Option<&Endpoint>,
+    out: &mut Vec<Measurement>,
+) {
+    match (m, server) {
+        (Measure::CertificateExpiry { key }, Some(ep)) => {
+            let not_after = r
+                .evidence
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+            if let Some(t) = not_after {
+                out.push(Measurement::CertificateExpiry {
+                    server: ep.host.clone(),
+                    port: ep.port,
+                    not_after_unix: t.unix_timestamp(),
+                });
+            }
+        }
+        (Measure::TlsVersions { key }, Some(ep)) if r.status != Status::Skip => {
+            if let Some(Value::Object(versions)) = r.evidence.get(key) {
+                for (version, accepted) in versions {
+                    if let Some(b) = accepted.as_bool() {
+                        out.push(Measurement::TlsVersion {
+                            server: ep.host.clone(),
+                            port: ep.port,
+                            version: version.clone(),
+                            accepted: b,
+                        });
+                    }
+                }
+            }
+        }
+        (Measure::ConcurrentConnections { key }, _) => {
+            if let Some(n) = r.evidence.get(key).and_then(Value::as_f64) {
+                out.push(Measurement::ConcurrentConnections { achieved: n });
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -234,16 +335,67 @@ mod tests {
     }
 
     #[test]
-    fn catalogue_ids_are_unique_and_prerequisites_known() {
-        for (i, r) in CATALOG.iter().enumerate() {
-            assert!(
-                CATALOG[i + 1..].iter().all(|o| o.id != r.id),
-                "{} twice",
-                r.id
-            );
-            for p in r.prerequisites {
-                assert!(info(p).is_some(), "{} needs unknown {p}", r.id);
-            }
-        }
+    fn declared_measures_become_measurements() {
+        let spec = |id: &str, m: Measure| {
+            (
+                RequirementSpec::new(id, "d").on(Protocol::Imap).measures(m),
+                Origin::Builtin,
+            )
+        };
+        let catalog = Catalog::new(vec![
+            spec(
+                "x.expiry",
+                Measure::CertificateExpiry {
+                    key: "not_after".into(),
+                },
+            ),
+            spec(
+                "x.versions",
+                Measure::TlsVersions {
+                    key: "versions".into(),
+                },
+            ),
+            (
+                RequirementSpec::new("x.sessions", "d").measures(Measure::ConcurrentConnections {
+                    key: "achieved".into(),
+                }),
+                Origin::Builtin,
+            ),
+        ]);
+        let target = crate::model::tests::target();
+        let results = vec![
+            RequirementResult::pass("x.expiry", "ok").with("not_after", "2027-01-01T00:00:00Z"),
+            // Not declared: its evidence means nothing to the exporters.
+            RequirementResult::pass("y.other", "ok").with("not_after", "2027-01-01T00:00:00Z"),
+            RequirementResult::warn("x.versions", "weak", "r").with(
+                "versions",
+                serde_json::json!({"SSLv3": false, "TLSv1.0": true, "TLSv1.3": null}),
+            ),
+            RequirementResult::fail("x.sessions", "refused", "r").with("achieved", 3),
+        ];
+        let (host, port) = (target.imap.host.clone(), target.imap.port);
+        assert_eq!(
+            catalog.measurements(&target, &results),
+            vec![
+                Measurement::CertificateExpiry {
+                    server: host.clone(),
+                    port,
+                    not_after_unix: 1_798_761_600,
+                },
+                Measurement::TlsVersion {
+                    server: host.clone(),
+                    port,
+                    version: "SSLv3".into(),
+                    accepted: false,
+                },
+                Measurement::TlsVersion {
+                    server: host,
+                    port,
+                    version: "TLSv1.0".into(),
+                    accepted: true,
+                },
+                Measurement::ConcurrentConnections { achieved: 3.0 },
+            ]
+        );
     }
 }

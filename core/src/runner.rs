@@ -8,9 +8,9 @@ use tokio::time::Instant;
 use crate::context::{PluginRun, RunContext, Step};
 use crate::model::Target;
 use crate::net::Budgets;
-use crate::plugin::CheckPlugin;
+use crate::plugin::{CheckPlugin, catalog_of};
 use crate::report::Report;
-use crate::requirement::{self, RequirementResult};
+use crate::requirement::{Origin, RequirementResult};
 use crate::tls::Trust;
 
 /// Everything a run produced: the report, and the steps and plugin runs that become spans.
@@ -32,7 +32,8 @@ pub async fn run_target(
 ) -> RunOutcome {
     let started_at = SystemTime::now();
     let start = Instant::now();
-    let mut cx = RunContext::new(target.clone(), trust, budgets);
+    let catalog = Arc::new(catalog_of(plugins));
+    let mut cx = RunContext::new(target.clone(), trust, budgets).with_catalog(catalog.clone());
     cx.reserve_slots().await;
 
     for plugin in plugins {
@@ -49,7 +50,7 @@ pub async fn run_target(
         } else {
             match tokio::time::timeout(wait, plugin.run(&mut cx)).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.0),
+                Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!(
                     "timed out: the check did not finish within its deadline ({:?})",
                     target.timeout
@@ -66,11 +67,17 @@ pub async fn run_target(
             if cx.result(id).is_some() {
                 continue;
             }
-            if id.starts_with("smtp.") && target.smtp.is_none() {
+            if let Some(p) = catalog.get(id).and_then(|s| s.server)
+                && target.endpoint(p).is_none()
+            {
                 cx.report(RequirementResult::skip(
                     id,
-                    "smtp",
-                    "not evaluated: no SMTP server configured (give --smtp HOST[:PORT])",
+                    p.prefix(),
+                    format!(
+                        "not evaluated: no {} server configured (give --{} HOST[:PORT])",
+                        p.label(),
+                        p.prefix()
+                    ),
                 ));
                 continue;
             }
@@ -110,7 +117,7 @@ pub async fn run_target(
     let mut results = cx.take_results();
     // Built-in requirements the profile does not hold are left out; a dynamic plugin's own IDs
     // are kept after the profile's.
-    results.retain(|r| profile.holds(&r.id) || requirement::info(&r.id).is_none());
+    results.retain(|r| profile.holds(&r.id) || catalog.origin(&r.id) == Some(Origin::Dynamic));
     results.sort_by_key(|r| {
         profile
             .requirements
@@ -119,7 +126,8 @@ pub async fn run_target(
             .unwrap_or(usize::MAX)
     });
     let duration = start.elapsed();
-    let report = Report::new(&target, started_at, duration, results);
+    let mut report = Report::new(&target, started_at, duration, results);
+    report.measures = catalog.measurements(&target, &report.requirements);
     RunOutcome {
         report,
         steps: cx.take_steps(),

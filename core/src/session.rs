@@ -7,31 +7,65 @@ use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::error::NetError;
+use crate::future::BoxFuture;
 use crate::model::Target;
 use crate::net::Budgets;
-use crate::plugin::BoxFuture;
 use crate::tls::Trust;
 
 /// An open, logged-in session.
 pub trait MailSession: Send {
     /// A no-op round trip (IMAP `NOOP`, SMTP `NOOP`): proves the server still holds the session.
-    fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), String>>;
+    fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), NetError>>;
     /// Ends the session politely (IMAP `LOGOUT`, SMTP `QUIT`), then closes the connection.
     fn close(self: Box<Self>, wait: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// The step of opening a session that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStep {
+    Connect,
+    Greeting,
+    Starttls,
+    TlsHandshake,
+    /// The certificate of the new session is not the one the run already checked.
+    Certificate,
+    Ehlo,
+    Login,
+}
+
+impl SessionStep {
+    /// The stable name, in evidence (`refused_at`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStep::Connect => "connect",
+            SessionStep::Greeting => "greeting",
+            SessionStep::Starttls => "starttls",
+            SessionStep::TlsHandshake => "tls_handshake",
+            SessionStep::Certificate => "certificate",
+            SessionStep::Ehlo => "ehlo",
+            SessionStep::Login => "login",
+        }
+    }
+}
+
+impl std::fmt::Display for SessionStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why a session could not be opened, in the server's own words where it gave any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRefusal {
-    /// The step that failed: `connect`, `greeting`, `starttls`, `tls_handshake`, `login`.
-    pub step: String,
+    pub step: SessionStep,
     pub message: String,
 }
 
 impl SessionRefusal {
-    pub fn at(step: &str, message: impl Into<String>) -> Self {
+    pub fn at(step: SessionStep, message: impl Into<String>) -> Self {
         SessionRefusal {
-            step: step.to_string(),
+            step,
             message: message.into(),
         }
     }

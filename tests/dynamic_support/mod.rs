@@ -1,7 +1,7 @@
 //! Shared by the `tests/dynamic_*.rs` integration tests: builds the plugin fixtures and runs
 //! the mailprobe binary with a plugin directory.
 //!
-//! The fixture libraries (`plugins/examples/*`) are cdylibs that `cargo test` does not build
+//! The fixture libraries (`examples/plugins/*`) are cdylibs that `cargo test` does not build
 //! for the mailprobe binary, so the first test that needs them runs `$CARGO build -p ...` into
 //! the same target directory and profile as the binary under test (`target/debug/lib<name>.so`,
 //! or under `CARGO_TARGET_DIR`). Each test then copies the libraries it wants into a directory

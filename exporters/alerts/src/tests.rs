@@ -26,6 +26,7 @@ fn outcome(failing: &[&str]) -> RunOutcome {
             duration_ms: 10,
             requirements: results,
             servers: Servers::default(),
+            measures: Vec::new(),
         },
         steps: vec![],
         plugin_runs: vec![],

@@ -21,6 +21,7 @@ fn outcome(results: Vec<RequirementResult>) -> RunOutcome {
                 imap: Some("imap.example.com:993".into()),
                 smtp: None,
             },
+            measures: Vec::new(),
         },
         steps: vec![],
         plugin_runs: vec![],

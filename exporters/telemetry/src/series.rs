@@ -1,4 +1,4 @@
-//! The SPEC gauges of one mailbox, derived from its latest report.
+//! The gauges of one mailbox, derived from its latest report.
 //!
 //! Each run replaces the mailbox's whole set of series. A requirement that is now `skip` (or that
 //! the run no longer reports), a certificate that could not be read, or a TLS version that was
@@ -8,12 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use mailprobe_core::Status;
 use mailprobe_core::report::Report;
-use mailprobe_core::requirement::Verdict;
-use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use mailprobe_core::requirement::{Measurement, Verdict};
 
 /// A `server` / `port` label pair.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,6 +34,8 @@ pub struct MailboxSeries {
 }
 
 impl MailboxSeries {
+    /// The series of a report: a status per requirement, and the measurements its plugins
+    /// declared (the exporter knows no requirement ID).
     pub fn from_report(report: &Report) -> MailboxSeries {
         let mut s = MailboxSeries {
             compliant: if report.verdict == Verdict::Compliant {
@@ -51,43 +49,39 @@ impl MailboxSeries {
             if let Some(v) = r.status.metric_value() {
                 s.requirements.push((r.id.clone(), v));
             }
-            let server = |prefix: &str| -> Option<ServerPort> {
-                let authority = match prefix {
-                    "imap" => report.servers.imap.as_deref(),
-                    "smtp" => report.servers.smtp.as_deref(),
-                    _ => None,
-                }?;
-                split_authority(authority)
-            };
-            let prefix = r.id.split('.').next().unwrap_or_default();
-            if r.id.ends_with(".certificate.expiry") {
-                let not_after = r
-                    .evidence
-                    .get("not_after")
-                    .and_then(Value::as_str)
-                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
-                if let (Some(t), Some(sp)) = (not_after, server(prefix)) {
-                    s.cert_expiry.push((sp, t.unix_timestamp() as f64));
+        }
+        for m in &report.measures {
+            match m {
+                Measurement::CertificateExpiry {
+                    server,
+                    port,
+                    not_after_unix,
+                } => s
+                    .cert_expiry
+                    .push((server_port(server, *port), *not_after_unix as f64)),
+                Measurement::TlsVersion {
+                    server,
+                    port,
+                    version,
+                    accepted,
+                } => s.tls_versions.push((
+                    server_port(server, *port),
+                    version.clone(),
+                    if *accepted { 1.0 } else { 0.0 },
+                )),
+                Measurement::ConcurrentConnections { achieved } => {
+                    s.concurrent_achieved = Some(*achieved)
                 }
-            } else if r.id.ends_with(".tls_versions") && r.status != Status::Skip {
-                if let (Some(Value::Object(versions)), Some(sp)) =
-                    (r.evidence.get("versions"), server(prefix))
-                {
-                    for (version, accepted) in versions {
-                        if let Some(b) = accepted.as_bool() {
-                            s.tls_versions.push((
-                                sp.clone(),
-                                version.clone(),
-                                if b { 1.0 } else { 0.0 },
-                            ));
-                        }
-                    }
-                }
-            } else if r.id == "connections.concurrent" {
-                s.concurrent_achieved = r.evidence.get("achieved").and_then(Value::as_f64);
             }
         }
         s
+    }
+}
+
+fn server_port(server: &str, port: u16) -> ServerPort {
+    ServerPort {
+        server: server.to_string(),
+        port: port.to_string(),
     }
 }
 
@@ -132,7 +126,6 @@ mod tests {
     use super::*;
     use mailprobe_core::RequirementResult;
     use mailprobe_core::report::Servers;
-    use serde_json::json;
 
     pub(crate) fn report(results: Vec<RequirementResult>) -> Report {
         Report {
@@ -147,25 +140,32 @@ mod tests {
                 imap: Some("imap.example.com:993".into()),
                 smtp: Some("[2001:db8::1]:587".into()),
             },
+            measures: Vec::new(),
         }
     }
 
     #[test]
     fn series_follow_the_report() {
-        let r = report(vec![
+        let mut r = report(vec![
             RequirementResult::pass("imap.reachable", "ok"),
-            RequirementResult::warn("imap.tls_versions", "weak", "raise it").with(
-                "versions",
-                json!({"SSLv3": false, "TLSv1.0": true, "TLSv1.3": null}),
-            ),
-            RequirementResult::pass("smtp.certificate.expiry", "ok")
-                .with("not_after", "2027-01-01T00:00:00Z")
-                .with("days_left", 36),
+            RequirementResult::warn("imap.tls_versions", "weak", "raise it"),
             RequirementResult::skip("imap.folders", "imap.login", "not evaluated"),
-            RequirementResult::fail("connections.concurrent", "refused", "raise the limit")
-                .with("achieved", 3)
-                .with("required", 5),
+            RequirementResult::fail("connections.concurrent", "refused", "raise the limit"),
         ]);
+        r.measures = vec![
+            Measurement::TlsVersion {
+                server: "imap.example.com".into(),
+                port: 993,
+                version: "TLSv1.0".into(),
+                accepted: true,
+            },
+            Measurement::CertificateExpiry {
+                server: "2001:db8::1".into(),
+                port: 587,
+                not_after_unix: 1_798_761_600,
+            },
+            Measurement::ConcurrentConnections { achieved: 3.0 },
+        ];
         let s = MailboxSeries::from_report(&r);
         assert_eq!(s.compliant, 0.0);
         assert_eq!(
@@ -173,7 +173,6 @@ mod tests {
             vec![
                 ("imap.reachable".to_string(), 1.0),
                 ("imap.tls_versions".to_string(), 0.5),
-                ("smtp.certificate.expiry".to_string(), 1.0),
                 ("connections.concurrent".to_string(), 0.0),
             ]
         );
@@ -186,13 +185,7 @@ mod tests {
             server: "imap.example.com".into(),
             port: "993".into(),
         };
-        assert_eq!(
-            s.tls_versions,
-            vec![
-                (imap.clone(), "SSLv3".into(), 0.0),
-                (imap, "TLSv1.0".into(), 1.0)
-            ]
-        );
+        assert_eq!(s.tls_versions, vec![(imap, "TLSv1.0".into(), 1.0)]);
         assert_eq!(s.concurrent_achieved, Some(3.0));
     }
 

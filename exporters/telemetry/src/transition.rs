@@ -136,6 +136,7 @@ mod tests {
             duration_ms: 1,
             requirements: vec![r],
             servers: Servers::default(),
+            measures: Vec::new(),
         }
     }
 

@@ -10,8 +10,11 @@ pub mod x509;
 use mailprobe_core::context::NetErrorView;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
 use mailprobe_core::{
-    CheckPlugin, Endpoint, PluginInfo, Protocol, RequirementResult, RunContext, Status,
+    CheckPlugin, Endpoint, Measure, PluginInfo, Protocol, RequirementResult, RequirementSpec,
+    RunContext, Status,
 };
+use mailprobe_mailwire::handshake;
+use mailprobe_plugin_tls::LegacyChain;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -20,21 +23,47 @@ use x509::{CertInfo, NameMatch, TrustOutcome};
 
 pub const NAME: &str = "certificate";
 
-const REQUIREMENTS: [&str; 6] = [
-    "imap.certificate.name",
-    "imap.certificate.trust",
-    "imap.certificate.expiry",
-    "smtp.certificate.name",
-    "smtp.certificate.trust",
-    "smtp.certificate.expiry",
-];
+/// The three requirements of one protocol's port.
+fn specs(p: Protocol) -> [RequirementSpec; 3] {
+    let reachable = [p.requirement("reachable")];
+    [
+        RequirementSpec::new(
+            p.requirement("certificate.name"),
+            "the certificate's Common Name matches the server's host name",
+        ),
+        RequirementSpec::new(
+            p.requirement("certificate.trust"),
+            "the certificate chain verifies to a trusted root",
+        ),
+        RequirementSpec::new(
+            p.requirement("certificate.expiry"),
+            "the certificate is valid for more than warn_days",
+        )
+        .measures(Measure::CertificateExpiry {
+            key: "not_after".into(),
+        }),
+    ]
+    .map(|s| s.after(&reachable).on(p))
+}
 
 #[derive(Debug, Default)]
 pub struct Certificate;
 
+/// The plugin, as the binary registers it.
+pub fn plugin() -> std::sync::Arc<dyn CheckPlugin> {
+    std::sync::Arc::new(Certificate)
+}
+
 impl CheckPlugin for Certificate {
     fn info(&self) -> PluginInfo {
-        PluginInfo::builtin(NAME, &REQUIREMENTS, &["reachability"])
+        let mut all = Vec::new();
+        for p in [Protocol::Imap, Protocol::Smtp] {
+            all.extend(specs(p));
+        }
+        PluginInfo::builtin(NAME, all)
+            .depends_on(&["reachability"])
+            // The handshakes of imap and smtp, and the chain tls reads in clear, when they ran.
+            .runs_after(&["imap", "smtp", "tls"])
     }
 
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
@@ -66,7 +95,12 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         return;
     }
     let enc = p.requirement("encryption");
-    if cx.status(&enc) == Some(Status::Fail) && !cx.facts.legacy_chain.contains_key(&p) {
+    let legacy = cx
+        .facts
+        .get::<LegacyChain>()
+        .and_then(|c| c.0.get(&p))
+        .cloned();
+    if cx.status(&enc) == Some(Status::Fail) && legacy.is_none() {
         for id in &ids {
             cx.report(RequirementResult::skip(
                 id,
@@ -76,10 +110,10 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         }
         return;
     }
-    let chain = match cx.tls_handshake(p).await {
+    let chain = match handshake::shared(cx, p).await {
         Ok(h) if !h.chain.is_empty() => Ok(h.chain),
-        other => match cx.facts.legacy_chain.get(&p) {
-            Some(c) if !c.is_empty() => Ok(c.clone()),
+        other => match legacy {
+            Some(c) if !c.is_empty() => Ok(c),
             _ => Err(match other {
                 Err(e) => e,
                 Ok(_) => NetErrorView {

@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use mailprobe_core::context::StepTimer;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
-use mailprobe_core::session::{MailSession, SessionRefusal};
+use mailprobe_core::session::{MailSession, SessionRefusal, SessionStep};
 use mailprobe_core::{
-    CheckPlugin, NetError, PluginInfo, Protocol, RequirementResult, RunContext, Status,
+    CheckPlugin, Measure, NetError, PluginInfo, Protocol, RequirementResult, RequirementSpec,
+    RunContext, Status,
 };
+use mailprobe_plugin_imap::ImapFacts;
 use serde_json::{Value, json};
 
 pub const NAME: &str = "connlimit";
@@ -26,9 +28,28 @@ pub const ID: &str = "connections.concurrent";
 #[derive(Debug, Default)]
 pub struct ConnLimit;
 
+/// The plugin, as the binary registers it.
+pub fn plugin() -> std::sync::Arc<dyn CheckPlugin> {
+    std::sync::Arc::new(ConnLimit)
+}
+
 impl CheckPlugin for ConnLimit {
     fn info(&self) -> PluginInfo {
-        PluginInfo::builtin(NAME, &[ID], &["imap", "smtp"])
+        PluginInfo::builtin(
+            NAME,
+            vec![
+                RequirementSpec::new(
+                    ID,
+                    "the server allows the CRM's concurrent IMAP and SMTP sessions",
+                )
+                .after(&["imap.login", "smtp.login"])
+                .measures(Measure::ConcurrentConnections {
+                    key: "achieved".into(),
+                }),
+            ],
+        )
+        // Their sessions are reused, and their openers open the others.
+        .depends_on(&["imap", "smtp"])
     }
 
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
@@ -59,7 +80,7 @@ impl Side {
             "opened": self.opened,
         });
         if let Some(r) = &self.refusal {
-            v["refused_at"] = json!(r.step);
+            v["refused_at"] = json!(r.step.as_str());
             v["refusal"] = json!(r.message);
         }
         if !self.noop_failures.is_empty() {
@@ -75,7 +96,7 @@ async fn run(cx: &mut RunContext) {
         return;
     }
     let rules = cx.target.profile.connections.clone();
-    let other_folders = cx.facts.imap.other_folders;
+    let other_folders = cx.facts.get::<ImapFacts>().and_then(|f| f.other_folders);
     let mut want: BTreeMap<Protocol, usize> = BTreeMap::new();
     want.insert(
         Protocol::Imap,
@@ -153,10 +174,7 @@ async fn run(cx: &mut RunContext) {
             let slot = cx.slot(p, wait).await;
             let opened = match slot {
                 Ok(slot) => opener.open(params.clone(), slot).await,
-                Err(e) => Err(SessionRefusal {
-                    step: "connect".into(),
-                    message: e.to_string(),
-                }),
+                Err(e) => Err(SessionRefusal::at(SessionStep::Connect, e.to_string())),
             };
             let ep = cx.target.endpoint(p).cloned();
             let outcome: Result<(), NetError> = match &opened {
@@ -192,12 +210,11 @@ async fn run(cx: &mut RunContext) {
         let timer = StepTimer::start();
         let out = s.noop(wait).await;
         let ep = cx.target.endpoint(*p).cloned();
-        let net: Result<(), NetError> = out.clone().map_err(NetError::Protocol);
         cx.record_step(
             timer,
             &format!("noop {}", p.prefix()),
             ep.as_ref(),
-            &net,
+            &out,
             BTreeMap::new(),
         );
         let side = sides.entry(*p).or_default();
@@ -206,7 +223,9 @@ async fn run(cx: &mut RunContext) {
                 side.alive += 1;
                 achieved += 1;
             }
-            Err(e) => side.noop_failures.push(e),
+            // The server's own words where it gave any.
+            Err(NetError::Protocol(words)) => side.noop_failures.push(words),
+            Err(e) => side.noop_failures.push(e.to_string()),
         }
     }
 
@@ -215,7 +234,7 @@ async fn run(cx: &mut RunContext) {
     futures::future::join_all(sessions.into_iter().map(|(_, s)| s.close(wait))).await;
     cx.record_step::<()>(timer, "close sessions", None, &Ok(()), BTreeMap::new());
 
-    let software = cx.facts.imap.software.clone();
+    let software = cx.facts.get::<ImapFacts>().and_then(|f| f.software.clone());
     let mut evidence = serde_json::Map::new();
     for (p, side) in &sides {
         evidence.insert(p.prefix().to_string(), side.evidence());

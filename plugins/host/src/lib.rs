@@ -25,11 +25,17 @@ use std::sync::Arc;
 use mailprobe_core::config::{Isolation, PluginSettings, PluginsConfig};
 use mailprobe_core::model::TargetView;
 use mailprobe_core::plugin::{BoxFuture, CheckPlugin, PluginError, PluginInfo, PluginKind};
-use mailprobe_core::{Registry, RunContext, requirement};
+use mailprobe_core::requirement::{Catalog, Origin};
+use mailprobe_core::{Registry, RequirementSpec, RunContext};
 use mailprobe_plugin_sdk::wire::{ContextJson, Requirement, ResultJson};
 use serde_json::Value;
 
 pub use child::serve_stdio;
+
+/// What each dynamic plugin returned as its facts, by plugin name, for the plugins after it.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct DynamicFacts(pub BTreeMap<String, Value>);
+mailprobe_core::serde_fact!(DynamicFacts, "extra");
 
 /// What a plugin library says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,14 +191,22 @@ pub fn validate(m: &Manifest) -> Result<(), LoadError> {
         if m.requirements[..i].iter().any(|o| o.id == r.id) {
             return Err(invalid(format!("it declares requirement `{}` twice", r.id)));
         }
-        if requirement::info(&r.id).is_some() {
-            return Err(LoadError::BuiltinClash {
-                path,
-                id: r.id.clone(),
-            });
-        }
     }
     Ok(())
+}
+
+/// Refuses a plugin that declares one of the built-in requirement IDs, naming its file.
+fn refuse_builtin_ids(catalog: &Catalog, ids: &[String], path: &Path) -> Result<(), LoadError> {
+    match ids
+        .iter()
+        .find(|id| catalog.origin(id) == Some(Origin::Builtin))
+    {
+        Some(id) => Err(LoadError::BuiltinClash {
+            path: path.display().to_string(),
+            id: id.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// How a loaded plugin is called.
@@ -269,7 +283,7 @@ impl DynamicPlugin {
             target: TargetView::from(&*cx.target),
             password: cx.target.password.expose().to_string(),
             remaining_ms: cx.remaining().as_millis() as u64,
-            facts: serde_json::to_value(&cx.facts).unwrap_or(Value::Null),
+            facts: cx.facts.to_json(),
         }
     }
 
@@ -298,8 +312,9 @@ impl DynamicPlugin {
     /// (others are dropped: a plugin cannot speak for another's requirements), its steps, and
     /// its facts under its name.
     fn apply(&self, cx: &mut RunContext, text: &str) -> Result<(), PluginError> {
-        let out: ResultJson = serde_json::from_str(text)
-            .map_err(|e| PluginError(format!("the plugin returned unreadable JSON: {e}")))?;
+        let out: ResultJson = serde_json::from_str(text).map_err(|e| {
+            PluginError::BadAnswer(format!("the plugin returned unreadable JSON: {e}"))
+        })?;
         let name = &self.manifest.name;
         for r in out.results {
             if self.manifest.requirements.iter().any(|d| d.id == r.id) {
@@ -313,10 +328,13 @@ impl DynamicPlugin {
             cx.push_step(step);
         }
         if !out.facts.is_null() {
-            cx.facts.extra.insert(name.clone(), out.facts);
+            cx.facts
+                .entry::<DynamicFacts>()
+                .0
+                .insert(name.clone(), out.facts);
         }
         match out.error {
-            Some(e) => Err(PluginError(e)),
+            Some(e) => Err(PluginError::Crashed(e)),
             None => Ok(()),
         }
     }
@@ -336,15 +354,26 @@ impl CheckPlugin for DynamicPlugin {
                 .collect(),
             path: Some(self.manifest.path.display().to_string()),
             depends_on: Vec::new(),
+            runs_after: Vec::new(),
+            specs: self
+                .manifest
+                .requirements
+                .iter()
+                .map(|r| RequirementSpec::new(r.id.clone(), r.description.clone()))
+                .collect(),
         }
     }
 
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(async move {
             let wait = cx.remaining();
-            let context = serde_json::to_value(self.context(cx))
-                .map_err(|e| PluginError(format!("cannot build the plugin's context: {e}")))?;
-            let text = self.call(context, wait).await.map_err(PluginError)?;
+            let context = serde_json::to_value(self.context(cx)).map_err(|e| {
+                PluginError::Unavailable(format!("cannot build the plugin's context: {e}"))
+            })?;
+            let text = self
+                .call(context, wait)
+                .await
+                .map_err(PluginError::Crashed)?;
             self.apply(cx, &text)
         })
     }
@@ -362,6 +391,7 @@ pub fn register_dir(
     for path in libraries(dir)? {
         let plugin = DynamicPlugin::load(&path, opts)?;
         let info = plugin.info();
+        refuse_builtin_ids(&registry.catalog(), &info.requirements, &path)?;
         registry
             .register(Arc::new(plugin))
             .map_err(|e| LoadError::Registry {
@@ -407,7 +437,13 @@ mod tests {
 
     #[test]
     fn builtin_requirement_ids_are_refused_naming_the_file() {
-        let e = validate(&manifest("x", &["x.ok", "imap.login"])).unwrap_err();
+        let builtins = Catalog::new(vec![(
+            RequirementSpec::new("imap.login", "d"),
+            Origin::Builtin,
+        )]);
+        let m = manifest("x", &["x.ok", "imap.login"]);
+        let ids: Vec<String> = m.requirements.iter().map(|r| r.id.clone()).collect();
+        let e = refuse_builtin_ids(&builtins, &ids, &m.path).unwrap_err();
         assert!(matches!(e, LoadError::BuiltinClash { .. }));
         let s = e.to_string();
         assert!(s.contains("/p/libx.so") && s.contains("imap.login"), "{s}");
@@ -467,11 +503,11 @@ mod tests {
         })
         .to_string();
         let e = plugin.apply(&mut cx, &text).unwrap_err();
-        assert_eq!(e.0, "half done");
+        assert_eq!(e, PluginError::Crashed("half done".into()));
         assert_eq!(cx.results().len(), 1);
         assert_eq!(cx.results()[0].id, "x.ok");
         assert_eq!(cx.steps()[0].plugin, "x");
-        assert_eq!(cx.facts.extra["x"]["k"], 1);
+        assert_eq!(cx.facts.get::<DynamicFacts>().unwrap().0["x"]["k"], 1);
         assert!(plugin.apply(&mut cx, "not json").is_err());
     }
 

@@ -5,24 +5,30 @@ use std::time::Duration;
 
 use mailprobe_core::net::{self, Conn};
 use mailprobe_core::plugin::BoxFuture;
-use mailprobe_core::session::{MailSession, OpenParams, SessionOpener, SessionRefusal};
-use mailprobe_core::starttls::{self, LineStream, printable};
-use mailprobe_core::{Security, tls};
+use mailprobe_core::session::{
+    MailSession, OpenParams, SessionOpener, SessionRefusal, SessionStep,
+};
+use mailprobe_core::{NetError, Security, tls};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::client::TlsStream;
 
-use crate::{ImapSession, Method, log_in, server_words};
+use crate::ImapSession;
+use crate::login::{Method, log_in, server_words};
+use crate::wire::{self, Status, Wire};
 
 /// A logged-in IMAP session held for the connection-limit check.
 pub struct HeldImap(pub ImapSession);
 
 impl MailSession for HeldImap {
-    fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), String>> {
+    fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), NetError>> {
         Box::pin(async move {
             match tokio::time::timeout(wait, self.0.noop()).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(server_words(&e.to_string())),
-                Err(_) => Err(format!("no answer to NOOP within {wait:?}")),
+                Ok(Err(e)) => Err(NetError::Protocol(server_words(&e.to_string()))),
+                Err(_) => Err(NetError::Timeout {
+                    waiting_for: "the reply to NOOP".into(),
+                    after: wait,
+                }),
             }
         })
     }
@@ -63,37 +69,37 @@ async fn open(
     let wait = p.wait;
     let conn = net::connect(&ep, &p.budgets, Some(slot), wait)
         .await
-        .map_err(|e| SessionRefusal::at("connect", e.to_string()))?;
+        .map_err(|e| SessionRefusal::at(SessionStep::Connect, e.to_string()))?;
     let stream = match ep.security {
         Security::Starttls => {
             // A server at its limit may greet with `* BYE`; the preamble reports it.
-            let (conn, _) = starttls::imap_starttls(conn, wait)
+            let (conn, _) = wire::starttls(conn, wait)
                 .await
-                .map_err(|e| SessionRefusal::at("greeting", e.to_string()))?;
+                .map_err(|e| SessionRefusal::at(SessionStep::Greeting, e.to_string()))?;
             handshake(conn, &ep.host, &p, wait).await?
         }
         Security::Tls => {
             let tls = handshake(conn, &ep.host, &p, wait).await?;
-            let mut lines = LineStream::new(tls);
-            let greeting = lines
-                .read_line(wait)
+            let mut w = Wire::new(tls);
+            let greeting = wire::read_greeting(&mut w, wait)
                 .await
-                .map_err(|e| SessionRefusal::at("greeting", e.to_string()))?;
-            if !greeting.starts_with("* OK") && !greeting.starts_with("* PREAUTH") {
-                return Err(SessionRefusal::at("greeting", printable(&greeting)));
+                .map_err(|e| SessionRefusal::at(SessionStep::Greeting, e.to_string()))?;
+            if greeting.status == Status::Bye {
+                return Err(SessionRefusal::at(SessionStep::Greeting, greeting.line));
             }
-            lines
-                .into_inner()
-                .map_err(|e| SessionRefusal::at("greeting", e.to_string()))?
+            w.into_inner()
         }
     };
     let client = async_imap::Client::new(stream);
     let attempt = tokio::time::timeout(wait, log_in(client, method, &p.target)).await;
     match attempt {
         Ok(Ok((session, _))) => Ok(session),
-        Ok(Err((e, _))) => Err(SessionRefusal::at("login", server_words(&e.to_string()))),
+        Ok(Err((e, _))) => Err(SessionRefusal::at(
+            SessionStep::Login,
+            server_words(&e.to_string()),
+        )),
         Err(_) => Err(SessionRefusal::at(
-            "login",
+            SessionStep::Login,
             format!("no answer to {} within {wait:?}", method.as_str()),
         )),
     }
@@ -108,5 +114,5 @@ async fn handshake(
     tls::handshake(conn, host, &p.trust, wait)
         .await
         .map(|(s, _)| s)
-        .map_err(|e| SessionRefusal::at("tls_handshake", e.to_string()))
+        .map_err(|e| SessionRefusal::at(SessionStep::TlsHandshake, e.to_string()))
 }

@@ -1,9 +1,15 @@
 //! Unit tests of the plugin's judgments, and of its behaviour against scripted hostile servers
 //! (plain TCP, STARTTLS mode: a fake needs no certificate to misbehave before TLS).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::*;
+use crate::login::{Method, choose_method, server_words};
+use crate::software;
 use mailprobe_core::net::Budgets;
 use mailprobe_core::tls::Trust;
+use mailprobe_core::{Endpoint, Target};
 use mailprobe_core::{Profile, Secret, Status as St};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -51,19 +57,24 @@ fn seen_with(greeting: &str) -> Seen {
     }
 }
 
+fn courier() -> Vec<String> {
+    vec!["Courier-IMAP".to_string()]
+}
+
 #[test]
 fn software_judgments() {
-    let r = software_result(&seen_with(
+    let r = software::result(&seen_with(
         "* OK [CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT QUOTA IDLE ACL ACL2=UNION] Courier-IMAP ready. Copyright 1998-2018 Double Precision, Inc.  See COPYING for distribution information.",
-    ))
+    ), &courier())
     .unwrap();
     assert_eq!(r.status, St::Fail);
     assert_eq!(r.evidence["software"], "Courier-IMAP");
     assert!(r.remedy.unwrap().contains("not supported"));
 
-    let r = software_result(&seen_with(
-        "* OK [CAPABILITY IMAP4rev1 ID] Dovecot (Debian) ready.",
-    ))
+    let r = software::result(
+        &seen_with("* OK [CAPABILITY IMAP4rev1 ID] Dovecot (Debian) ready."),
+        &courier(),
+    )
     .unwrap();
     assert_eq!(r.status, St::Pass);
     assert_eq!(r.evidence["software"], "Dovecot");
@@ -72,11 +83,11 @@ fn software_judgments() {
         "* OK [CAPABILITY IMAP4rev1 ID] Dovecot (Debian) ready."
     );
 
-    let r = software_result(&seen_with("* OK IMAP ready")).unwrap();
+    let r = software::result(&seen_with("* OK IMAP ready"), &courier()).unwrap();
     assert_eq!(r.status, St::Warn);
     assert!(r.evidence["software"].is_null());
 
-    assert!(software_result(&Seen::default()).is_none());
+    assert!(software::result(&Seen::default(), &courier()).is_none());
 }
 
 // ---- scripted servers ----
@@ -120,7 +131,10 @@ async fn run_against(port: u16, timeout: Duration) -> RunContext {
         Arc::new(target),
         Trust::load(None).unwrap(),
         Arc::new(Budgets::default()),
-    );
+    )
+    .with_catalog(Arc::new(mailprobe_core::plugin::catalog_of(&[Arc::new(
+        Imap,
+    )])));
     cx.reserve_slots().await;
     Imap.run(&mut cx).await.unwrap();
     cx

@@ -4,13 +4,16 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
-use mailprobe_core::context::{Reach, StepTimer};
+use mailprobe_core::context::NetErrorView;
 use mailprobe_core::net;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
 use mailprobe_core::{
-    CheckPlugin, Endpoint, NetError, PluginInfo, Protocol, RequirementResult, RunContext,
+    CheckPlugin, Endpoint, NetError, PluginInfo, Protocol, RequirementResult, RequirementSpec,
+    RunContext, serde_fact,
 };
+use serde::Serialize;
 use serde_json::json;
 
 pub const NAME: &str = "reachability";
@@ -19,9 +22,35 @@ pub const NAME: &str = "reachability";
 #[derive(Debug, Default)]
 pub struct Reachability;
 
+/// Reachability of one port.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reach {
+    pub address: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    pub error: Option<NetErrorView>,
+}
+
+/// What this plugin found of each port, for the plugins after it.
+#[derive(Debug, Default, Serialize)]
+pub struct Reachable(pub BTreeMap<Protocol, Reach>);
+serde_fact!(Reachable, "reach");
+
+/// The requirement of one protocol's port.
+pub fn reachable(p: Protocol) -> String {
+    p.requirement("reachable")
+}
+
+/// The plugin, as the binary registers it.
+pub fn plugin() -> std::sync::Arc<dyn CheckPlugin> {
+    std::sync::Arc::new(Reachability)
+}
+
 impl CheckPlugin for Reachability {
     fn info(&self) -> PluginInfo {
-        PluginInfo::builtin(NAME, &["imap.reachable", "smtp.reachable"], &[])
+        let spec = |p: Protocol| {
+            RequirementSpec::new(reachable(p), "TCP connect to the port succeeds").on(p)
+        };
+        PluginInfo::builtin(NAME, vec![spec(Protocol::Imap), spec(Protocol::Smtp)])
     }
 
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
@@ -31,27 +60,13 @@ impl CheckPlugin for Reachability {
             // does not eat the time the SMTP port needs, and the result is a timeout of its own
             // rather than the run's deadline.
             let wait = cx.remaining().mul_f64(0.75);
-            let budgets = cx.budgets.clone();
-            let attempts = endpoints.iter().map(|ep| {
-                let budgets = budgets.clone();
-                let slot = cx.slot(ep.protocol, wait);
-                async move {
-                    let timer = StepTimer::start();
-                    let out = match slot.await {
-                        Ok(slot) => net::connect(ep, &budgets, Some(slot), wait).await,
-                        Err(e) => Err(e),
-                    };
-                    (timer, out)
-                }
-            });
+            let attempts: Vec<_> = endpoints
+                .iter()
+                .map(|ep| cx.connect_job(ep, wait))
+                .collect();
             let outcomes = futures::future::join_all(attempts).await;
             for (ep, (timer, outcome)) in endpoints.iter().zip(outcomes) {
-                let mut attrs = BTreeMap::new();
-                if let Ok(c) = &outcome {
-                    attrs.insert("network.peer.address".into(), c.peer.ip().to_string());
-                    attrs.insert("network.peer.port".into(), c.peer.port().to_string());
-                }
-                cx.record_step(timer, "connect", Some(ep), &outcome, attrs);
+                cx.record_connect(timer, ep, &outcome);
                 judge(cx, ep, &outcome);
             }
             Ok(())
@@ -70,7 +85,7 @@ fn judge(cx: &mut RunContext, ep: &Endpoint, outcome: &Result<net::Conn, NetErro
         .with("local_address", conn.local.to_string()),
         Err(e) => judge_failure(&id, ep, e),
     };
-    cx.facts.reach.insert(
+    cx.facts.entry::<Reachable>().0.insert(
         ep.protocol,
         match outcome {
             Ok(c) => Reach {

@@ -5,20 +5,22 @@ use std::time::Duration;
 
 use mailprobe_core::net::{self, Conn};
 use mailprobe_core::plugin::BoxFuture;
-use mailprobe_core::session::{MailSession, OpenParams, SessionOpener, SessionRefusal};
-use mailprobe_core::{Security, tls};
+use mailprobe_core::session::{
+    MailSession, OpenParams, SessionOpener, SessionRefusal, SessionStep,
+};
+use mailprobe_core::{NetError, Security, tls};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::client::{Mechanism, SmtpClient, redact, reply_text};
 use crate::{SmtpSession, TlsClient};
 
 impl MailSession for SmtpSession {
-    fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), String>> {
+    fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), NetError>> {
         Box::pin(async move {
             match self.client.command("NOOP", wait).await {
                 Ok(r) if r.code == 250 => Ok(()),
-                Ok(r) => Err(reply_text(&r)),
-                Err(e) => Err(e.to_string()),
+                Ok(r) => Err(NetError::Protocol(reply_text(&r))),
+                Err(e) => Err(e),
             }
         })
     }
@@ -54,13 +56,16 @@ async fn open(
     mechanism: Mechanism,
 ) -> Result<SmtpSession, SessionRefusal> {
     let Some(ep) = p.target.smtp.clone() else {
-        return Err(SessionRefusal::at("connect", "no SMTP server configured"));
+        return Err(SessionRefusal::at(
+            SessionStep::Connect,
+            "no SMTP server configured",
+        ));
     };
     let wait = p.wait;
     let conn = net::connect(&ep, &p.budgets, Some(slot), wait)
         .await
-        .map_err(|e| SessionRefusal::at("connect", e.to_string()))?;
-    let ehlo = mailprobe_core::starttls::ehlo_name();
+        .map_err(|e| SessionRefusal::at(SessionStep::Connect, e.to_string()))?;
+    let ehlo = crate::client::ehlo_name();
     let stream = match ep.security {
         Security::Tls => handshake(conn, &ep.host, &p, wait).await?,
         Security::Starttls => {
@@ -69,13 +74,13 @@ async fn open(
             let r = plain
                 .command("STARTTLS", wait)
                 .await
-                .map_err(|e| SessionRefusal::at("starttls", e.to_string()))?;
+                .map_err(|e| SessionRefusal::at(SessionStep::Starttls, e.to_string()))?;
             if r.code != 220 {
-                return Err(SessionRefusal::at("starttls", reply_text(&r)));
+                return Err(SessionRefusal::at(SessionStep::Starttls, reply_text(&r)));
             }
             let conn = plain
                 .into_inner()
-                .map_err(|e| SessionRefusal::at("starttls", e.to_string()))?;
+                .map_err(|e| SessionRefusal::at(SessionStep::Starttls, e.to_string()))?;
             handshake(conn, &ep.host, &p, wait).await?
         }
     };
@@ -86,9 +91,9 @@ async fn open(
         let r = client
             .command(&format!("EHLO {ehlo}"), wait)
             .await
-            .map_err(|e| SessionRefusal::at("ehlo", e.to_string()))?;
+            .map_err(|e| SessionRefusal::at(SessionStep::Ehlo, e.to_string()))?;
         if r.code != 250 {
-            return Err(SessionRefusal::at("ehlo", reply_text(&r)));
+            return Err(SessionRefusal::at(SessionStep::Ehlo, reply_text(&r)));
         }
     }
     let password = p.target.password.expose();
@@ -96,10 +101,12 @@ async fn open(
     let r = client
         .auth(mechanism, user, password, wait)
         .await
-        .map_err(|e| SessionRefusal::at("login", redact(&e.to_string(), user, password)))?;
+        .map_err(|e| {
+            SessionRefusal::at(SessionStep::Login, redact(&e.to_string(), user, password))
+        })?;
     if r.code != 235 {
         return Err(SessionRefusal::at(
-            "login",
+            SessionStep::Login,
             redact(&reply_text(&r), user, password),
         ));
     }
@@ -122,16 +129,16 @@ where
     let g = client
         .reply(wait)
         .await
-        .map_err(|e| SessionRefusal::at("greeting", e.to_string()))?;
+        .map_err(|e| SessionRefusal::at(SessionStep::Greeting, e.to_string()))?;
     if g.code != 220 {
-        return Err(SessionRefusal::at("greeting", reply_text(&g)));
+        return Err(SessionRefusal::at(SessionStep::Greeting, reply_text(&g)));
     }
     let r = client
         .command(&format!("EHLO {ehlo}"), wait)
         .await
-        .map_err(|e| SessionRefusal::at("ehlo", e.to_string()))?;
+        .map_err(|e| SessionRefusal::at(SessionStep::Ehlo, e.to_string()))?;
     if r.code != 250 {
-        return Err(SessionRefusal::at("ehlo", reply_text(&r)));
+        return Err(SessionRefusal::at(SessionStep::Ehlo, reply_text(&r)));
     }
     Ok(())
 }
@@ -145,5 +152,5 @@ async fn handshake(
     tls::handshake(conn, host, &p.trust, wait)
         .await
         .map(|(s, _)| s)
-        .map_err(|e| SessionRefusal::at("tls_handshake", e.to_string()))
+        .map_err(|e| SessionRefusal::at(SessionStep::TlsHandshake, e.to_string()))
 }

@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
+use crate::encryption::legacy_tls_message;
 use serde_json::json;
 
 const PASSWORD: &str = "s3cret-Pw";
@@ -44,7 +45,10 @@ async fn run(port: u16, security: Security, insecure: bool) -> RunContext {
         Arc::new(target(port, security, insecure)),
         Trust::load(None).unwrap(),
         Arc::new(Budgets::default()),
-    );
+    )
+    .with_catalog(Arc::new(mailprobe_core::plugin::catalog_of(&[Arc::new(
+        Smtp,
+    )])));
     cx.reserve_slots().await;
     Smtp.run(&mut cx).await.unwrap();
     cx
@@ -390,7 +394,7 @@ async fn starttls_then_login_passes_and_keeps_the_session() {
             "auth"
         ]
     );
-    assert!(cx.facts.handshake.get(&Protocol::Smtp).unwrap().is_ok());
+    assert!(handshake::first(&cx, Protocol::Smtp).unwrap().is_ok());
     // The session is held for the connection-limit check; closing it sends QUIT.
     let held = cx.held.pop().unwrap();
     assert_eq!(held.protocol, Protocol::Smtp);

@@ -1,6 +1,7 @@
 //! A small SMTP client for a probe: every command waits for its reply and hands the whole reply
-//! back, so the plugin can report what the server said. It speaks only what the check needs
-//! (greeting, EHLO/HELO, STARTTLS, AUTH PLAIN/LOGIN, QUIT) and never sends mail.
+//! back, so the plugin can report what the server said. It speaks only what the checks need
+//! (greeting, EHLO/HELO, STARTTLS, AUTH PLAIN/LOGIN, QUIT) and never sends mail; [`starttls`]
+//! is the one SMTP preamble every plugin uses.
 //!
 //! It sits on the core's [`LineStream`], which bounds every line in size and time, so a silent,
 //! endless or garbled peer ends in a [`NetError`], never in a hang.
@@ -11,8 +12,96 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mailprobe_core::NetError;
 use mailprobe_core::error::within;
-use mailprobe_core::starttls::{LineStream, SmtpReply, printable};
+use mailprobe_core::lines::{LineStream, MAX_LINES, printable};
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// One SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpReply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl SmtpReply {
+    pub fn text(&self) -> String {
+        format!("{} {}", self.code, self.lines.join(" / "))
+    }
+}
+
+/// Reads an SMTP reply (all lines of a multi-line reply): its code and its lines' text.
+pub async fn read_reply<S: AsyncRead + AsyncWrite + Unpin>(
+    lines_in: &mut LineStream<S>,
+    wait: Duration,
+) -> Result<SmtpReply, NetError> {
+    let mut lines = Vec::new();
+    loop {
+        let line = lines_in.read_line(wait).await?;
+        let code = line
+            .get(..3)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse::<u16>().ok());
+        let Some(code) = code else {
+            return Err(NetError::Protocol(format!(
+                "not an SMTP reply: {}",
+                printable(&line)
+            )));
+        };
+        let more = line.as_bytes().get(3) == Some(&b'-');
+        lines.push(line.get(4..).unwrap_or("").to_string());
+        if !more {
+            return Ok(SmtpReply { code, lines });
+        }
+        if lines.len() >= MAX_LINES {
+            return Err(NetError::Protocol(format!(
+                "an SMTP reply of more than {MAX_LINES} lines"
+            )));
+        }
+    }
+}
+
+/// What the SMTP server said before TLS.
+#[derive(Debug, Clone, Default)]
+pub struct SmtpPreamble {
+    pub greeting: String,
+    pub extensions: Vec<String>,
+}
+
+/// The SMTP STARTTLS preamble: 220 greeting, EHLO, STARTTLS. Returns the stream ready for the
+/// TLS handshake.
+pub async fn starttls<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    ehlo_name: &str,
+    wait: Duration,
+) -> Result<(S, SmtpPreamble), NetError> {
+    let mut client = SmtpClient::new(stream);
+    let greeting = expect(client.reply(wait).await?, 220, "SMTP greeting")?;
+    let ehlo = expect(
+        client.command(&format!("EHLO {ehlo_name}"), wait).await?,
+        250,
+        "EHLO",
+    )?;
+    let ehlo = Ehlo::from_reply(&ehlo);
+    if !ehlo.has("STARTTLS") {
+        return Err(NetError::StarttlsNotOffered);
+    }
+    expect(client.command("STARTTLS", wait).await?, 220, "STARTTLS")?;
+    Ok((
+        client.into_inner()?,
+        SmtpPreamble {
+            greeting: greeting.lines.join(" "),
+            extensions: ehlo.extensions,
+        },
+    ))
+}
+
+/// The name the probe introduces itself with in EHLO.
+pub fn ehlo_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| h.contains('.'))
+        .unwrap_or_else(|| "mailprobe.localdomain".to_string())
+}
 
 /// The EHLO reply, split into the server's name line and its extension lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,14 +251,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     /// Reads one reply, the whole of it within `wait` (a peer dripping continuation lines
     /// cannot stretch it).
     pub async fn reply(&mut self, wait: Duration) -> Result<SmtpReply, NetError> {
-        within(wait, "the server's reply", self.lines.read_smtp_reply(wait)).await
+        within(
+            wait,
+            "the server's reply",
+            read_reply(&mut self.lines, wait),
+        )
+        .await
     }
 
     /// Sends one command line and reads its reply, both within `wait`.
     pub async fn command(&mut self, line: &str, wait: Duration) -> Result<SmtpReply, NetError> {
         within(wait, "the server's reply", async {
             self.lines.write_line(line, wait).await?;
-            self.lines.read_smtp_reply(wait).await
+            read_reply(&mut self.lines, wait).await
         })
         .await
     }
@@ -235,6 +329,56 @@ pub fn expect(reply: SmtpReply, code: u16, what: &str) -> Result<SmtpReply, NetE
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    #[tokio::test]
+    async fn multiline_reply() {
+        let (client, mut server) = duplex(4096);
+        server
+            .write_all(b"250-mail.example\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+            .await
+            .unwrap();
+        let mut ls = LineStream::new(client);
+        let r = read_reply(&mut ls, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(r.code, 250);
+        assert_eq!(r.lines, vec!["mail.example", "PIPELINING", "STARTTLS"]);
+    }
+
+    #[tokio::test]
+    async fn injected_plaintext_after_starttls_is_refused() {
+        let (client, server) = duplex(4096);
+        tokio::spawn(async move {
+            let mut ls = LineStream::new(server);
+            let w = Duration::from_secs(1);
+            ls.write_line("220 hi", w).await.unwrap();
+            let _ = ls.read_line(w).await;
+            ls.write_line("250-hi\r\n250 STARTTLS", w).await.unwrap();
+            let _ = ls.read_line(w).await;
+            ls.write_line("220 go ahead\r\n250 injected", w)
+                .await
+                .unwrap();
+        });
+        let e = starttls(client, "probe.test", Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, NetError::Protocol(_)), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn starttls_not_offered() {
+        let (client, server) = duplex(4096);
+        tokio::spawn(async move {
+            let mut ls = LineStream::new(server);
+            let w = Duration::from_secs(1);
+            ls.write_line("220 hi", w).await.unwrap();
+            let _ = ls.read_line(w).await;
+            ls.write_line("250-hi\r\n250 AUTH PLAIN", w).await.unwrap();
+            let _ = ls.read_line(w).await;
+        });
+        let e = starttls(client, "probe.test", Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert_eq!(e, NetError::StarttlsNotOffered);
+    }
 
     fn reply(code: u16, lines: &[&str]) -> SmtpReply {
         SmtpReply {

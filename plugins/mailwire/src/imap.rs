@@ -1,5 +1,6 @@
 //! A small IMAP conversation engine for the parts of the session the probe must observe closely
-//! (greeting, capabilities, STARTTLS, ID, LIST, EXAMINE), bounded in time and size.
+//! (greeting, capabilities, STARTTLS, ID, LIST, EXAMINE), bounded in time and size, and the one
+//! IMAP preamble ([`read_greeting`], [`capabilities`], [`starttls`]) every plugin uses.
 //!
 //! It reads one byte at a time on purpose: it never reads past the end of a response, so the
 //! stream can be handed to a TLS handshake or to async-imap afterwards without losing or
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use mailprobe_core::NetError;
 use mailprobe_core::error::within;
-use mailprobe_core::starttls::printable;
+use mailprobe_core::lines::printable;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The longest single response (a line with its literals) accepted from a server.
@@ -292,6 +293,94 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     }
 }
 
+/// Reads the greeting: `* OK`, `* PREAUTH` or `* BYE` (the caller decides what a BYE means).
+/// Anything else is a protocol error.
+pub async fn read_greeting<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    wait: Duration,
+) -> Result<StatusLine, NetError> {
+    let line = wire.read_response(wait).await?;
+    line.strip_prefix("* ")
+        .and_then(|rest| StatusLine::parse(rest, &line))
+        .filter(|s| matches!(s.status, Status::Ok | Status::Preauth | Status::Bye))
+        .ok_or_else(|| NetError::Protocol(format!("not an IMAP greeting: {}", printable(&line))))
+}
+
+/// The capabilities: from the greeting's `[CAPABILITY ...]` code, else by asking.
+pub async fn capabilities<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    greeting: &StatusLine,
+    wait: Duration,
+) -> Result<Vec<String>, NetError> {
+    if let Some(c) = greeting.capabilities() {
+        return Ok(c);
+    }
+    ask_capabilities(wire, wait).await
+}
+
+/// Runs CAPABILITY.
+pub async fn ask_capabilities<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    wait: Duration,
+) -> Result<Vec<String>, NetError> {
+    let r = wire.command("CAPABILITY", wait).await?;
+    if r.tagged.status != Status::Ok {
+        return Err(NetError::Protocol(format!("CAPABILITY: {}", r.tagged.line)));
+    }
+    Ok(r.capabilities())
+}
+
+/// Sends STARTTLS (after the greeting and capabilities were read) and returns the stream for
+/// the TLS handshake.
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    mut wire: Wire<S>,
+    wait: Duration,
+) -> Result<S, NetError> {
+    let r = wire.command("STARTTLS", wait).await?;
+    if r.tagged.status != Status::Ok {
+        return Err(NetError::Protocol(format!("STARTTLS: {}", r.tagged.line)));
+    }
+    Ok(wire.into_inner())
+}
+
+/// What the IMAP server said before TLS.
+#[derive(Debug, Clone)]
+pub struct ImapPreamble {
+    pub greeting: StatusLine,
+    pub capabilities: Vec<String>,
+}
+
+/// The IMAP STARTTLS preamble: greeting, capabilities, STARTTLS. Returns the stream ready for
+/// the TLS handshake.
+pub async fn starttls<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    wait: Duration,
+) -> Result<(S, ImapPreamble), NetError> {
+    let mut wire = Wire::new(stream);
+    let greeting = read_greeting(&mut wire, wait).await?;
+    if greeting.status == Status::Bye {
+        return Err(NetError::Closed(format!(
+            " with its greeting: {}",
+            greeting.line
+        )));
+    }
+    let capabilities = capabilities(&mut wire, &greeting, wait).await?;
+    if !capabilities
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case("STARTTLS"))
+    {
+        return Err(NetError::StarttlsNotOffered);
+    }
+    let stream = upgrade(wire, wait).await?;
+    Ok((
+        stream,
+        ImapPreamble {
+            greeting,
+            capabilities,
+        },
+    ))
+}
+
 /// `Some(n)` when the line ends with a literal announcement `{n}` or `{n+}`.
 fn trailing_literal(line: &[u8]) -> Option<usize> {
     let inner = line.strip_suffix(b"}")?;
@@ -327,6 +416,31 @@ mod tests {
     use tokio::io::duplex;
 
     const W: Duration = Duration::from_secs(2);
+
+    #[tokio::test]
+    async fn preamble_without_starttls() {
+        let (client, mut server) = duplex(4096);
+        tokio::spawn(async move {
+            server
+                .write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+                .await
+                .unwrap();
+            let mut sink = [0u8; 64];
+            let _ = server.read(&mut sink).await;
+        });
+        let e = starttls(client, W).await.unwrap_err();
+        assert_eq!(e, NetError::StarttlsNotOffered);
+    }
+
+    #[tokio::test]
+    async fn bye_greeting_is_a_closed_session() {
+        let (client, mut server) = duplex(4096);
+        tokio::spawn(async move {
+            server.write_all(b"* BYE too many\r\n").await.unwrap();
+        });
+        let e = starttls(client, W).await.unwrap_err();
+        assert!(matches!(e, NetError::Closed(_)), "{e:?}");
+    }
 
     #[test]
     fn status_lines() {

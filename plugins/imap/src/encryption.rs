@@ -1,0 +1,264 @@
+//! `imap.encryption`: connect, read the greeting and capabilities, and establish TLS (implicit,
+//! or STARTTLS), recording each exchange as a step and what the server showed in [`Seen`].
+//! A server whose handshake fails is asked once more with a ClientHello of TLS 1.1 at most, so
+//! that a server speaking only old versions (which the CRM accepts) is not failed.
+
+use mailprobe_core::context::StepTimer;
+use mailprobe_core::net::Conn;
+use mailprobe_core::{
+    Endpoint, Handshake, NetError, Protocol, RequirementResult, RunContext, Security, TlsVersion,
+    tls,
+};
+use mailprobe_mailwire::handshake;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::client::TlsStream;
+
+use crate::wire::{self, Status, StatusLine, Wire};
+use crate::{ENCRYPTION, Seen, Stop, has, legacy, remedies};
+
+/// The failing `imap.encryption` result of an error at `stage`.
+pub(crate) fn fail(ep: &Endpoint, seen: &Seen, stage: &str, e: &NetError) -> RequirementResult {
+    let remedy = match e {
+        NetError::StarttlsNotOffered => remedies::enable_starttls(ep.port),
+        NetError::Tls(_) | NetError::Closed(_) | NetError::Reset if stage == "tls_handshake" => {
+            remedies::HANDSHAKE_FAILED.to_string()
+        }
+        // Silence before a STARTTLS greeting is what an implicit-TLS port looks like.
+        NetError::Timeout { .. } if stage == "greeting" && ep.security == Security::Starttls => {
+            remedies::no_greeting(ep.port)
+        }
+        _ => remedies::NO_TLS.to_string(),
+    };
+    let summary = match e {
+        NetError::StarttlsNotOffered => {
+            "the server does not offer STARTTLS: credentials would travel in clear".to_string()
+        }
+        _ => format!("no TLS session ({stage}): {e}"),
+    };
+    let mut r = RequirementResult::fail(ENCRYPTION, summary, remedy)
+        .with("security", ep.security.as_str())
+        .with("stage", stage)
+        .with_error(e);
+    if let Some(caps) = &seen.caps_before_tls {
+        r = r
+            .with("starttls_offered", has(caps, "STARTTLS"))
+            .with("capabilities_before_tls", json!(caps));
+    }
+    if let Some(g) = &seen.greeting {
+        r = r.with("greeting", g.line.clone());
+    }
+    r
+}
+
+/// After a failed handshake: does the server answer a ClientHello offering TLS 1.1 at most?
+/// Runs over a fresh connection (with the STARTTLS preamble again where needed), as a
+/// `tls_legacy_probe` step.
+async fn legacy_version(cx: &mut RunContext, ep: &Endpoint) -> Option<TlsVersion> {
+    let conn = cx.connect(ep).await.ok()?;
+    let wait = cx.io_timeout();
+    let host = ep.host.clone();
+    let security = ep.security;
+    cx.step("tls_legacy_probe", Some(ep), async move {
+        let stream = match security {
+            Security::Starttls => match handshake::preamble(Protocol::Imap, conn, wait).await {
+                Ok(s) => s,
+                Err(NetError::Protocol(_) | NetError::StarttlsNotOffered) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+            Security::Tls => conn,
+        };
+        legacy::probe(stream, &host, wait).await
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The TLS handshake, shared with the plugins after this one.
+async fn establish(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    conn: Conn,
+    seen: &Seen,
+) -> Result<(TlsStream<Conn>, Handshake), Stop> {
+    let timer = StepTimer::start();
+    let out = tls::handshake(conn, &ep.host, &cx.trust, cx.io_timeout()).await;
+    let view = match &out {
+        Ok((_, h)) => Ok(h.clone()),
+        Err(e) => Err(e.clone()),
+    };
+    handshake::note(cx, timer, ep, &view);
+    match out {
+        Ok(x) => Ok(x),
+        Err(e) if matches!(e, NetError::Tls(_) | NetError::Closed(_) | NetError::Reset) => {
+            match legacy_version(cx, ep).await {
+                Some(v) => Err(Stop::Encryption(
+                    RequirementResult::pass(
+                        ENCRYPTION,
+                        format!("the server offers TLS, but only {} or lower ({e}), which the CRM accepts (see imap.tls_versions)", v.human()),
+                    )
+                    .with("security", ep.security.as_str())
+                    .with("legacy_tls_only", true)
+                    .with("tls_version", v.name())
+                    .with("error", e.to_string()),
+                )),
+                None => Err(Stop::Encryption(fail(ep, seen, "tls_handshake", &e))),
+            }
+        }
+        Err(e) => Err(Stop::Encryption(fail(ep, seen, "tls_handshake", &e))),
+    }
+}
+
+/// Reads the greeting as a `greeting` step; a `* BYE` greeting is a closed session.
+pub(crate) async fn greeting<S>(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    wire: &mut Wire<S>,
+    seen: &mut Seen,
+) -> Result<StatusLine, NetError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let wait = cx.io_timeout();
+    let out = cx
+        .step("greeting", Some(ep), wire::read_greeting(wire, wait))
+        .await?;
+    seen.greeting = Some(out.clone());
+    if out
+        .code
+        .as_deref()
+        .is_some_and(|c| c.eq_ignore_ascii_case("ALERT"))
+    {
+        seen.alerts.push(out.line.clone());
+    }
+    if out.status == Status::Bye {
+        return Err(NetError::Closed(format!(
+            " with its greeting: {}",
+            out.line
+        )));
+    }
+    Ok(out)
+}
+
+/// Runs CAPABILITY as a `capability` step.
+pub(crate) async fn capability<S>(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    wire: &mut Wire<S>,
+) -> Result<Vec<String>, NetError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let wait = cx.io_timeout();
+    cx.step("capability", Some(ep), wire::ask_capabilities(wire, wait))
+        .await
+}
+
+/// TLS from the first byte; the greeting and capabilities come over it.
+pub(crate) async fn implicit_tls(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    conn: Conn,
+    seen: &mut Seen,
+) -> Result<(Wire<TlsStream<Conn>>, Handshake), Stop> {
+    let (stream, hs) = establish(cx, ep, conn, seen).await?;
+    report_pass(cx, ep, &hs, seen);
+    let mut wire = Wire::new(stream);
+    let g = greeting(cx, ep, &mut wire, seen)
+        .await
+        .map_err(|error| Stop::Session {
+            summary: format!("no usable IMAP greeting over TLS: {error}"),
+            error,
+        })?;
+    seen.caps_tls = match g.capabilities() {
+        Some(c) => c,
+        None => capability(cx, ep, &mut wire)
+            .await
+            .map_err(|error| Stop::Session {
+                summary: format!("CAPABILITY failed: {error}"),
+                error,
+            })?,
+    };
+    Ok((wire, hs))
+}
+
+/// A plain session upgraded with STARTTLS; the capabilities are asked again over TLS.
+pub(crate) async fn starttls(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    conn: Conn,
+    seen: &mut Seen,
+) -> Result<(Wire<TlsStream<Conn>>, Handshake), Stop> {
+    let mut plain = Wire::new(conn);
+    let stop = |seen: &Seen, stage: &str, e: NetError| Stop::Encryption(fail(ep, seen, stage, &e));
+    let g = match greeting(cx, ep, &mut plain, seen).await {
+        Ok(g) => g,
+        Err(e) => return Err(stop(seen, "greeting", e)),
+    };
+    let caps = match g.capabilities() {
+        Some(c) => c,
+        None => match capability(cx, ep, &mut plain).await {
+            Ok(c) => c,
+            Err(e) => return Err(stop(seen, "capability", e)),
+        },
+    };
+    seen.caps_before_tls = Some(caps.clone());
+    if !has(&caps, "STARTTLS") {
+        return Err(stop(seen, "capability", NetError::StarttlsNotOffered));
+    }
+    let wait = cx.io_timeout();
+    let reply = cx
+        .step("starttls", Some(ep), async {
+            let r = plain.command("STARTTLS", wait).await?;
+            if r.tagged.status != Status::Ok {
+                return Err(NetError::Protocol(format!(
+                    "STARTTLS refused: {}",
+                    r.tagged.line
+                )));
+            }
+            Ok(r)
+        })
+        .await;
+    match reply {
+        Ok(r) => seen.note_alerts(&r),
+        Err(e) => return Err(stop(seen, "starttls", e)),
+    }
+    let (stream, hs) = establish(cx, ep, plain.into_inner(), seen).await?;
+    report_pass(cx, ep, &hs, seen);
+    let mut wire = Wire::starting_at(stream, 10);
+    // Capabilities change after TLS (LOGINDISABLED goes, AUTH= mechanisms appear): ask again.
+    seen.caps_tls = capability(cx, ep, &mut wire)
+        .await
+        .map_err(|error| Stop::Session {
+            summary: format!("CAPABILITY after STARTTLS failed: {error}"),
+            error,
+        })?;
+    Ok((wire, hs))
+}
+
+fn report_pass(cx: &mut RunContext, ep: &Endpoint, hs: &Handshake, seen: &Seen) {
+    let how = match ep.security {
+        Security::Tls => "implicit TLS",
+        Security::Starttls => "STARTTLS",
+    };
+    let mut r = RequirementResult::pass(
+        ENCRYPTION,
+        format!(
+            "{how} to {} established ({}, {})",
+            ep.authority(),
+            hs.version.human(),
+            hs.cipher
+        ),
+    )
+    .with("security", ep.security.as_str())
+    .with("tls_version", hs.version.name())
+    .with("cipher", hs.cipher.clone())
+    .with("certificate_verified", hs.verified);
+    if let Some(caps) = &seen.caps_before_tls {
+        r = r
+            .with("starttls_offered", has(caps, "STARTTLS"))
+            .with("capabilities_before_tls", json!(caps));
+    }
+    cx.report(r);
+}

@@ -1,0 +1,385 @@
+//! `imap.login`: log in the way the CRM would (LOGIN, or AUTHENTICATE PLAIN where LOGIN is
+//! disabled), over TLS only and only to a server whose certificate a strict client accepts;
+//! then hand the session to [`crate::listing`] and keep it for the connection-limit check.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailprobe_core::context::{HeldSession, StepTimer};
+use mailprobe_core::net::Conn;
+use mailprobe_core::{
+    Endpoint, Handshake, NetError, Protocol, RequirementResult, RunContext, Target,
+};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::client::TlsStream;
+
+use crate::encryption::capability;
+use crate::wire::{Status, Wire};
+use crate::{
+    FOLDERS, ImapSession, LOGIN, Seen, has, listing, mechanisms, remedies, session, software,
+};
+
+/// AUTHENTICATE PLAIN's single response (RFC 4616).
+struct Plain<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl async_imap::Authenticator for Plain<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        format!("\0{}\0{}", self.user, self.password).into_bytes()
+    }
+}
+
+/// What async-imap gives back when a login fails: the error and the client, to log out.
+type LoginFailure = (
+    async_imap::error::Error,
+    async_imap::Client<TlsStream<Conn>>,
+);
+
+/// Logs in with `method` over TLS; returns the session and, for LOGIN, the capabilities the
+/// server sent with its OK. The plugin's own login and the session opener both use it, so the
+/// connection-limit check logs in exactly the way the plugin did.
+pub(crate) async fn log_in(
+    client: async_imap::Client<TlsStream<Conn>>,
+    method: Method,
+    target: &Target,
+) -> Result<(ImapSession, Option<Vec<String>>), LoginFailure> {
+    match method {
+        Method::Login => client
+            .login_with_capabilities(&target.user, target.password.expose())
+            .await
+            .map(|(s, c)| (s, c.map(|c| caps_to_strings(&c)))),
+        Method::AuthenticatePlain => client
+            .authenticate(
+                "PLAIN",
+                Plain {
+                    user: &target.user,
+                    password: target.password.expose(),
+                },
+            )
+            .await
+            .map(|s| (s, None)),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Method {
+    Login,
+    AuthenticatePlain,
+}
+
+impl Method {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Method::Login => "LOGIN",
+            Method::AuthenticatePlain => "AUTHENTICATE PLAIN",
+        }
+    }
+}
+
+/// The method the CRM would use: LOGIN, or AUTHENTICATE PLAIN when LOGIN is disabled.
+pub(crate) fn choose_method(caps: &[String]) -> Option<Method> {
+    if !has(caps, "LOGINDISABLED") {
+        Some(Method::Login)
+    } else if mechanisms(caps).iter().any(|m| m == "PLAIN") {
+        Some(Method::AuthenticatePlain)
+    } else {
+        None
+    }
+}
+
+/// The server's words from async-imap's `code: Some(X), info: Some("text")` error text.
+pub(crate) fn server_words(s: &str) -> String {
+    let Some((code, info)) = s.split_once(", info: ") else {
+        return s.to_string();
+    };
+    let code = code
+        .strip_prefix("code: Some(")
+        .and_then(|c| c.strip_suffix(')'))
+        .map(|c| format!("[{}] ", c.to_ascii_uppercase()));
+    let info = info
+        .strip_prefix("Some(\"")
+        .and_then(|i| i.strip_suffix("\")"))
+        .map(|i| {
+            i.replace("\\\"", "\"")
+                .replace("\\'", "'")
+                .replace("\\\\", "\\")
+        })
+        .unwrap_or_default();
+    format!("{}{}", code.unwrap_or_default(), info)
+        .trim()
+        .to_string()
+}
+
+/// The evidence every `imap.login` result carries.
+fn base(
+    r: RequirementResult,
+    method: Option<Method>,
+    caps: &[String],
+    seen: &Seen,
+) -> RequirementResult {
+    let mut r = r
+        .with("method", method.map(Method::as_str))
+        .with("mechanisms", json!(mechanisms(caps)))
+        .with("login_disabled", has(caps, "LOGINDISABLED"));
+    if let Some(before) = &seen.caps_before_tls {
+        r = r.with("login_disabled_before_tls", has(before, "LOGINDISABLED"));
+    }
+    if !seen.alerts.is_empty() {
+        r = r.with("alerts", json!(seen.alerts));
+    }
+    r
+}
+
+/// Sends LOGOUT over a session the probe gives up, as a `logout` step.
+pub(crate) async fn logout<S>(cx: &mut RunContext, ep: &Endpoint, wire: &mut Wire<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let wait = cx.io_timeout().min(Duration::from_secs(2));
+    let _ = cx
+        .step("logout", Some(ep), async {
+            wire.command("LOGOUT", wait).await
+        })
+        .await;
+}
+
+/// Logs in, checks the folders, and keeps the session: the rest of the check once TLS is up.
+pub(crate) async fn login_and_folders(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    mut wire: Wire<TlsStream<Conn>>,
+    hs: Handshake,
+    seen: &mut Seen,
+) {
+    let caps = seen.caps_tls.clone();
+    // Dovecot answers ID before login; Courier only after (and only when configured to).
+    if has(&caps, "ID") {
+        software::try_id(cx, ep, &mut wire, seen).await;
+    }
+    let Some(method) = may_log_in(cx, ep, &mut wire, &hs, &caps, seen).await else {
+        return;
+    };
+    let Some((session, login_caps)) = attempt(cx, ep, wire, method, &caps, seen).await else {
+        return;
+    };
+    after_login(cx, ep, session, login_caps, method, &caps, seen).await;
+}
+
+/// Whether the probe may and can log in; when not, reports why and ends the session.
+async fn may_log_in(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    wire: &mut Wire<TlsStream<Conn>>,
+    hs: &Handshake,
+    caps: &[String],
+    seen: &Seen,
+) -> Option<Method> {
+    let method = choose_method(caps);
+    let refusal = if let Err(why) = cx.credentials_allowed(hs) {
+        RequirementResult::skip(
+            LOGIN,
+            "imap.certificate.trust",
+            format!("not evaluated: {why}"),
+        )
+    } else if seen
+        .greeting
+        .as_ref()
+        .is_some_and(|g| g.status == Status::Preauth)
+    {
+        software::report(cx, seen);
+        cx.report(base(
+            RequirementResult::warn(
+                LOGIN,
+                "the server pre-authenticated the session (PREAUTH): the CRM's LOGIN would be refused in that state",
+                remedies::PREAUTH,
+            ),
+            method,
+            caps,
+            seen,
+        ));
+        let list = listing::list_folders(cx, ep, wire, caps).await;
+        listing::judge(cx, ep, wire, list).await;
+        logout(cx, ep, wire).await;
+        return None;
+    } else if method.is_none() {
+        RequirementResult::fail(
+            LOGIN,
+            "the server offers no login the CRM can use: LOGIN is disabled and AUTHENTICATE PLAIN is not offered over TLS",
+            remedies::NO_LOGIN_METHOD,
+        )
+    } else {
+        return method;
+    };
+    software::report(cx, seen);
+    cx.report(base(refusal, method, caps, seen));
+    cx.skip_if_blocked(FOLDERS);
+    logout(cx, ep, wire).await;
+    None
+}
+
+fn login_attrs(method: Method) -> BTreeMap<String, String> {
+    BTreeMap::from([("imap.auth.method".to_string(), method.as_str().to_string())])
+}
+
+/// The login itself, as the `login` step; on failure, reports `imap.login` and ends the session.
+async fn attempt(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    wire: Wire<TlsStream<Conn>>,
+    method: Method,
+    caps: &[String],
+    seen: &Seen,
+) -> Option<(ImapSession, Option<Vec<String>>)> {
+    let wait = cx.io_timeout();
+    let target: Arc<Target> = cx.target.clone();
+    let client = async_imap::Client::new(wire.into_inner());
+    let timer = StepTimer::start();
+    let outcome = tokio::time::timeout(wait, log_in(client, method, &target)).await;
+    let (error, refused, client) = match outcome {
+        Ok(Ok(x)) => {
+            let ok: Result<(), NetError> = Ok(());
+            cx.record_step(timer, "login", Some(ep), &ok, login_attrs(method));
+            return Some(x);
+        }
+        Ok(Err((e, client))) => {
+            let (error, refused) = login_error(&e, method);
+            (error, refused, Some(client))
+        }
+        Err(_) => {
+            let error = NetError::Timeout {
+                waiting_for: format!("the reply to {}", method.as_str()),
+                after: wait,
+            };
+            (error, None, None)
+        }
+    };
+    let failed: Result<(), NetError> = Err(error.clone());
+    cx.record_step(timer, "login", Some(ep), &failed, login_attrs(method));
+    software::report(cx, seen);
+    let r = match (&refused, &client) {
+        (Some(words), _) => RequirementResult::fail(
+            LOGIN,
+            format!("the server refused the login of {}: {words}", target.user),
+            remedies::LOGIN_REFUSED,
+        )
+        .with("server_response", words.clone()),
+        (None, Some(_)) => RequirementResult::fail(
+            LOGIN,
+            format!("the login did not complete: {error}"),
+            remedies::LOGIN_BROKEN,
+        ),
+        // No answer at all within the bound.
+        (None, None) => RequirementResult::fail(
+            LOGIN,
+            format!("the login did not complete: {error}"),
+            remedies::LOGIN_TIMEOUT,
+        ),
+    };
+    cx.report(
+        base(r, Some(method), caps, seen)
+            .with("user", target.user.clone())
+            .with_error(&error),
+    );
+    cx.skip_if_blocked(FOLDERS);
+    if let Some(client) = client {
+        let mut w = Wire::starting_at(client.into_inner(), 90);
+        logout(cx, ep, &mut w).await;
+    }
+    None
+}
+
+/// A failed login as an error, and the server's words when it refused.
+fn login_error(e: &async_imap::error::Error, method: Method) -> (NetError, Option<String>) {
+    match e {
+        async_imap::error::Error::No(s) | async_imap::error::Error::Bad(s) => {
+            let words = server_words(s);
+            (
+                NetError::Protocol(format!("{} refused: {words}", method.as_str())),
+                Some(words),
+            )
+        }
+        async_imap::error::Error::Io(io) => (NetError::from_io(io), None),
+        async_imap::error::Error::ConnectionLost => (
+            NetError::Closed(format!(" during {}", method.as_str())),
+            None,
+        ),
+        other => (NetError::Protocol(other.to_string()), None),
+    }
+}
+
+/// Once logged in: capabilities and ID again, `imap.login` and `imap.folders`, and the session
+/// kept for the connection-limit check (or logged out when it is no good).
+async fn after_login(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    mut session: ImapSession,
+    login_caps: Option<Vec<String>>,
+    method: Method,
+    caps: &[String],
+    seen: &mut Seen,
+) {
+    // After login the probe speaks on the session's own stream; async-imap has consumed the
+    // tagged reply to LOGIN and nothing after it.
+    let mut wire = Wire::starting_at(session.get_mut(), 20);
+    seen.caps_login = match login_caps {
+        Some(c) if !c.is_empty() => c,
+        _ => capability(cx, ep, &mut wire).await.unwrap_or_default(),
+    };
+    if seen.id.is_none() && has(&seen.caps_login, "ID") {
+        software::try_id(cx, ep, &mut wire, seen).await;
+    }
+    software::report(cx, seen);
+    let user = cx.target.user.clone();
+    cx.report(
+        base(
+            RequirementResult::pass(LOGIN, format!("{user} logged in with {}", method.as_str())),
+            Some(method),
+            caps,
+            seen,
+        )
+        .with("user", user),
+    );
+    let login_caps = seen.caps_login.clone();
+    let list = listing::list_folders(cx, ep, &mut wire, &login_caps).await;
+    if listing::judge(cx, ep, &mut wire, list).await {
+        cx.held.push(HeldSession {
+            protocol: Protocol::Imap,
+            session: Box::new(session::HeldImap(session)),
+        });
+        cx.openers
+            .insert(Protocol::Imap, Arc::new(session::ImapOpener { method }));
+    } else {
+        close(cx, ep, session).await;
+    }
+}
+
+/// LOGOUT through async-imap, as the `logout` step.
+async fn close(cx: &mut RunContext, ep: &Endpoint, mut session: ImapSession) {
+    let timer = StepTimer::start();
+    let wait = Duration::from_secs(2);
+    let out = match tokio::time::timeout(wait, session.logout()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(NetError::Protocol(e.to_string())),
+        Err(_) => Err(NetError::Timeout {
+            waiting_for: "the reply to LOGOUT".into(),
+            after: wait,
+        }),
+    };
+    cx.record_step(timer, "logout", Some(ep), &out, BTreeMap::new());
+}
+
+fn caps_to_strings(c: &async_imap::types::Capabilities) -> Vec<String> {
+    use async_imap::types::Capability;
+    c.iter()
+        .map(|c| match c {
+            Capability::Imap4rev1 => "IMAP4rev1".to_string(),
+            Capability::Auth(m) => format!("AUTH={m}"),
+            Capability::Atom(a) => a.clone(),
+        })
+        .collect()
+}

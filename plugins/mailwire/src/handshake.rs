@@ -1,0 +1,110 @@
+//! The first TLS handshake with each port, shared: the imap and smtp plugins record theirs, and
+//! the tls and certificate plugins reuse it instead of connecting again. When no plugin made one
+//! yet, [`shared`] makes it (implicit TLS, or the protocol's STARTTLS preamble first).
+
+use std::collections::BTreeMap;
+
+use mailprobe_core::context::{NetErrorView, StepTimer};
+use mailprobe_core::{Handshake, NetError, Protocol, RunContext, Security, serde_fact, tls};
+use serde::Serialize;
+
+use crate::{imap, smtp};
+
+/// The first handshake made with each port of the run, successful or not.
+#[derive(Debug, Default, Serialize)]
+pub struct Handshakes(pub BTreeMap<Protocol, Result<Handshake, NetErrorView>>);
+serde_fact!(Handshakes, "handshake");
+
+/// Records a handshake as the `tls_handshake` step and keeps the first one of its port.
+pub fn note(
+    cx: &mut RunContext,
+    timer: StepTimer,
+    endpoint: &mailprobe_core::Endpoint,
+    outcome: &Result<Handshake, NetError>,
+) {
+    cx.record_handshake(timer, endpoint, outcome);
+    let first = match outcome {
+        Ok(h) => Ok(h.clone()),
+        Err(e) => Err(NetErrorView::from(e).at("tls_handshake")),
+    };
+    keep(cx, endpoint.protocol, first);
+}
+
+/// Keeps `outcome` as the port's handshake unless one is already there: a failure before the
+/// handshake (the connection, the preamble) tells the other plugins not to try again.
+pub fn keep(cx: &mut RunContext, protocol: Protocol, outcome: Result<Handshake, NetErrorView>) {
+    cx.facts
+        .entry::<Handshakes>()
+        .0
+        .entry(protocol)
+        .or_insert(outcome);
+}
+
+/// The port's first handshake, if one was made.
+pub fn first(cx: &RunContext, protocol: Protocol) -> Option<&Result<Handshake, NetErrorView>> {
+    cx.facts.get::<Handshakes>()?.0.get(&protocol)
+}
+
+/// The handshake with a port, made once per run: the first one any plugin made, else a new one
+/// (implicit TLS or STARTTLS as the endpoint says).
+pub async fn shared(cx: &mut RunContext, protocol: Protocol) -> Result<Handshake, NetErrorView> {
+    if let Some(h) = first(cx, protocol) {
+        return h.clone();
+    }
+    let Some(endpoint) = cx.target.endpoint(protocol).cloned() else {
+        return Err(NetErrorView {
+            error_type: "not_configured".into(),
+            message: format!("no {protocol} server configured"),
+            step: None,
+        });
+    };
+    let conn = match cx.connect(&endpoint).await {
+        Ok(c) => c,
+        Err(e) => {
+            let view = NetErrorView::from(&e).at("connect");
+            keep(cx, protocol, Err(view.clone()));
+            return Err(view);
+        }
+    };
+    let conn = if endpoint.security == Security::Starttls {
+        let wait = cx.io_timeout();
+        let upgraded = cx
+            .step("starttls", Some(&endpoint), preamble(protocol, conn, wait))
+            .await;
+        match upgraded {
+            Ok(c) => c,
+            Err(e) => {
+                let view = NetErrorView::from(&e).at("starttls");
+                keep(cx, protocol, Err(view.clone()));
+                return Err(view);
+            }
+        }
+    } else {
+        conn
+    };
+    let timer = StepTimer::start();
+    let out = tls::handshake(conn, &endpoint.host, &cx.trust, cx.io_timeout())
+        .await
+        .map(|(_stream, h)| h);
+    note(cx, timer, &endpoint, &out);
+    first(cx, protocol)
+        .cloned()
+        .unwrap_or_else(|| Err(NetErrorView::from(&NetError::Io("no handshake".into()))))
+}
+
+/// The protocol's plain-text preamble up to the TLS handshake.
+pub async fn preamble<S>(
+    protocol: Protocol,
+    stream: S,
+    wait: std::time::Duration,
+) -> Result<S, NetError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match protocol {
+        Protocol::Imap => imap::starttls(stream, wait).await.map(|(s, _)| s),
+        Protocol::Smtp => smtp::starttls(stream, &smtp::ehlo_name(), wait)
+            .await
+            .map(|(s, _)| s),
+    }
+}

@@ -1,0 +1,100 @@
+//! Sending the ClientHellos: one connection per version and port, all at once, each behind the
+//! port's STARTTLS preamble where it has one, each recorded as a `tls_probe <version>` step.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mailprobe_core::context::StepTimer;
+use mailprobe_core::{Endpoint, NetError, RunContext, Security, TlsVersion, net};
+use mailprobe_mailwire::handshake;
+
+use crate::probe::{self, ProbeOutcome};
+
+/// What one version's probe got.
+pub type Answer = (TlsVersion, Result<ProbeOutcome, NetError>);
+
+/// Probes every version on every port at once; returns the answers per port, in the order of
+/// `endpoints`. Each probe waits for a slot of the run's share of its server's budget.
+pub async fn run_all(cx: &mut RunContext, endpoints: &[Endpoint]) -> Vec<Vec<Answer>> {
+    let io = cx.io_timeout();
+    let wait = cx.remaining();
+    let mut jobs = Vec::new();
+    for ep in endpoints {
+        for version in TlsVersion::ALL {
+            let slot = cx.slot(ep.protocol, wait);
+            let budgets = cx.budgets.clone();
+            let ep = ep.clone();
+            jobs.push(async move {
+                let timer = StepTimer::start();
+                let out = async {
+                    let slot = slot.await?;
+                    let conn = net::connect(&ep, &budgets, Some(slot), io).await?;
+                    probe_one(conn, &ep, version, io).await
+                }
+                .await;
+                (ep, version, timer, out)
+            });
+        }
+    }
+    let results = futures::future::join_all(jobs).await;
+    let mut per_port: Vec<Vec<Answer>> = vec![Vec::new(); endpoints.len()];
+    for (ep, version, timer, out) in results {
+        record(cx, &ep, version, timer, &out);
+        if let Some(i) = endpoints.iter().position(|e| e.protocol == ep.protocol) {
+            per_port[i].push((version, out));
+        }
+    }
+    per_port
+}
+
+fn record(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    version: TlsVersion,
+    timer: StepTimer,
+    out: &Result<ProbeOutcome, NetError>,
+) {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("tls.protocol.version".into(), version.semconv().to_string());
+    if let Ok(ProbeOutcome::Accepted {
+        cipher_name: Some(c),
+        ..
+    }) = out
+    {
+        attrs.insert("tls.cipher".into(), c.clone());
+    }
+    let outcome: Result<(), NetError> = match out {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.clone()),
+    };
+    cx.record_step(
+        timer,
+        &format!("tls_probe {}", version.name()),
+        Some(ep),
+        &outcome,
+        attrs,
+    );
+}
+
+/// Does the STARTTLS preamble where needed and sends one ClientHello.
+async fn probe_one(
+    conn: net::Conn,
+    ep: &Endpoint,
+    version: TlsVersion,
+    io: Duration,
+) -> Result<ProbeOutcome, NetError> {
+    let mut stream = match ep.security {
+        Security::Tls => conn,
+        Security::Starttls => handshake::preamble(ep.protocol, conn, io).await?,
+    };
+    probe::probe_version(&mut stream, version.wire(), Some(&ep.host), io)
+        .await
+        .map_err(|e| match e {
+            probe::ProbeError::Timeout => NetError::Timeout {
+                waiting_for: "the server's answer to the ClientHello".into(),
+                after: io,
+            },
+            probe::ProbeError::Io(e) => NetError::from_io(&e),
+            probe::ProbeError::Invalid(s) => NetError::Protocol(s),
+        })
+}

@@ -1,7 +1,7 @@
 use super::*;
 use mailprobe_core::RequirementResult;
 use mailprobe_core::report::{Report, Servers};
-use mailprobe_core::requirement::Verdict;
+use mailprobe_core::requirement::{Measurement, Verdict};
 use mailprobe_core::runner::RunOutcome;
 use mailprobe_telemetry::ComplianceTracker;
 use serde_json::json;
@@ -36,7 +36,7 @@ fn metrics_page_has_the_spec_series_and_drops_skipped_ones() {
     let stats = Arc::new(ProbeStats::new());
     let exp = PrometheusExporter::new(store.clone(), stats.clone());
     let tracker = ComplianceTracker::new(1);
-    let o = outcome(vec![
+    let mut o = outcome(vec![
         RequirementResult::pass("imap.reachable", "ok"),
         RequirementResult::pass("imap.tls_versions", "ok")
             .with("versions", json!({"TLSv1.2": true, "TLSv1.3": false})),
@@ -44,6 +44,22 @@ fn metrics_page_has_the_spec_series_and_drops_skipped_ones() {
             .with("not_after", "2027-01-01T00:00:00Z"),
         RequirementResult::pass("imap.folders", "ok"),
     ]);
+    // What the runner derives from the plugins' declared measures.
+    let tls = |version: &str, accepted| Measurement::TlsVersion {
+        server: "imap.example.com".into(),
+        port: 993,
+        version: version.into(),
+        accepted,
+    };
+    o.report.measures = vec![
+        tls("TLSv1.2", true),
+        tls("TLSv1.3", false),
+        Measurement::CertificateExpiry {
+            server: "imap.example.com".into(),
+            port: 993,
+            not_after_unix: 1_798_761_600,
+        },
+    ];
     store.update(&o.report);
     let c = tracker.observe(&o.report, SystemTime::now());
     exp.on_run(&RunEvent {

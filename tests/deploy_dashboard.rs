@@ -251,7 +251,11 @@ fn dashboard_takes_its_data_source_from_a_variable_and_has_no_import_inputs() {
     }
     assert!(panels(&d).len() >= 6);
     for p in panels(&d) {
-        assert_eq!(p["datasource"]["uid"], "${datasource}", "panel {}", p["title"]);
+        assert_eq!(
+            p["datasource"]["uid"], "${datasource}",
+            "panel {}",
+            p["title"]
+        );
         let targets = p["targets"].as_array().expect("targets");
         assert!(!targets.is_empty(), "panel {} has no query", p["title"]);
         for t in targets {
@@ -280,7 +284,10 @@ fn dashboard_queries_filter_by_job_namespace_and_mailbox() {
             .find(|v| v["name"] == name)
             .unwrap_or_else(|| panic!("no `{name}` variable"));
         assert_eq!(v["includeAll"], true, "{name}");
-        assert_eq!(v["allValue"], ".*", "{name}: All must match an absent label too");
+        assert_eq!(
+            v["allValue"], ".*",
+            "{name}: All must match an absent label too"
+        );
     }
     let mut checked = 0;
     for (at, expr) in dashboard_queries() {
@@ -306,7 +313,10 @@ fn dashboard_queries_filter_by_job_namespace_and_mailbox() {
             }
         }
     }
-    assert!(checked >= 12, "only {checked} selectors: is the parser broken?");
+    assert!(
+        checked >= 12,
+        "only {checked} selectors: is the parser broken?"
+    );
 }
 
 #[test]
@@ -343,7 +353,10 @@ fn dashboard_certificate_panel_shows_days_as_days() {
         .find(|p| p["title"] == "Certificate expiry (days left)")
         .expect("certificate panel");
     let expr = p["targets"][0]["expr"].as_str().expect("expr");
-    assert!(expr.starts_with("sort(") && expr.contains("/ 86400"), "{expr}");
+    assert!(
+        expr.starts_with("sort(") && expr.contains("/ 86400"),
+        "{expr}"
+    );
     let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
     // Grafana's time units (`d`, `dtdurations`, ...) roll 30 days into "4 week"; a custom
     // suffix unit prints the number as it is.
@@ -357,8 +370,15 @@ fn dashboard_certificate_panel_shows_days_as_days() {
         .iter()
         .filter_map(|s| s["value"].as_f64())
         .collect();
-    assert_eq!(steps, vec![14.0, 30.0], "thresholds in days, as the alert rules");
-    let titles: Vec<&str> = panels(&d).iter().filter_map(|p| p["title"].as_str()).collect();
+    assert_eq!(
+        steps,
+        vec![14.0, 30.0],
+        "thresholds in days, as the alert rules"
+    );
+    let titles: Vec<&str> = panels(&d)
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
     for want in [
         "Compliance per mailbox",
         "Failing and warning requirements",

@@ -539,7 +539,10 @@ fn kustomize_renders_no_secret_so_apply_never_overwrites_real_passwords() {
 
 #[test]
 fn kubernetes_manifests_and_kustomize_output_match_the_api_schemas() {
-    let kv = require_tool("kubernetes-validate", "the PyPI package kubernetes-validate");
+    let kv = require_tool(
+        "kubernetes-validate",
+        "the PyPI package kubernetes-validate",
+    );
     let dir = std::env::temp_dir().join(format!("mailprobe-kv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let rendered = dir.join("kustomize.yaml");
@@ -645,12 +648,20 @@ fn every_alert_rule_links_its_own_section_of_the_runbook() {
             sections.iter().any(|s| s == fragment),
             "{name}: #{fragment} is not a `##` section of docs/runbook.md ({sections:?})"
         );
-        assert_eq!(fragment, anchor(name), "{name}: its section is named after it");
+        assert_eq!(
+            fragment,
+            anchor(name),
+            "{name}: its section is named after it"
+        );
         linked.push(fragment.to_string());
     }
     linked.sort();
     linked.dedup();
-    assert_eq!(linked.len(), rules.len(), "two rules share a runbook section");
+    assert_eq!(
+        linked.len(),
+        rules.len(),
+        "two rules share a runbook section"
+    );
 }
 
 #[test]
@@ -726,6 +737,128 @@ fn every_alert_rule_has_a_unit_test() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenTelemetry Collector and Datadog examples (no collector binary or Agent is packaged in the
+// registries this project installs from: checked against their documented conventions)
+
+#[test]
+fn collector_pipelines_start_with_memory_limiter_and_keep_version_labels_off_series() {
+    let text = read("deploy/otel-collector/config.yaml");
+    let c = &yaml_docs("deploy/otel-collector/config.yaml")[0];
+    assert!(
+        !text.contains("add_metric_suffixes"),
+        "add_metric_suffixes is deprecated in the remote-write exporter"
+    );
+    assert!(
+        s(c, &["processors", "memory_limiter"]).is_some(),
+        "no memory_limiter processor"
+    );
+    assert!(
+        s(c, &["extensions", "health_check"]).is_some(),
+        "no health_check extension"
+    );
+    let service_ext: Vec<&str> = s(c, &["service", "extensions"])
+        .and_then(Value::as_sequence)
+        .map(|e| e.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        service_ext.contains(&"health_check"),
+        "health_check is not enabled in service.extensions"
+    );
+    let pipelines = s(c, &["service", "pipelines"])
+        .and_then(Value::as_mapping)
+        .expect("service.pipelines");
+    assert!(pipelines.len() >= 3);
+    for (name, p) in pipelines {
+        let name = name.as_str().unwrap_or("?");
+        let procs: Vec<&str> = p
+            .get("processors")
+            .and_then(Value::as_sequence)
+            .map(|e| e.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            procs.first(),
+            Some(&"memory_limiter"),
+            "pipeline {name}: memory_limiter must come first: {procs:?}"
+        );
+        for proc in &procs {
+            assert!(
+                s(c, &["processors", proc]).is_some(),
+                "pipeline {name}: processor {proc} is not defined"
+            );
+        }
+        // An exporter that turns resource attributes into labels must be fed by a pipeline
+        // that removes the version attributes first.
+        let exporters: Vec<&str> = p
+            .get("exporters")
+            .and_then(Value::as_sequence)
+            .map(|e| e.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        for exp in exporters {
+            let converts = s(
+                c,
+                &[
+                    "exporters",
+                    exp,
+                    "resource_to_telemetry_conversion",
+                    "enabled",
+                ],
+            )
+            .and_then(Value::as_bool)
+                == Some(true);
+            if !converts {
+                continue;
+            }
+            for version in ["service.version", "telemetry.sdk.version"] {
+                let deleted = procs.iter().any(|proc| {
+                    s(c, &["processors", proc, "attributes"])
+                        .and_then(Value::as_sequence)
+                        .is_some_and(|attrs| {
+                            attrs.iter().any(|a| {
+                                a.get("key").and_then(Value::as_str) == Some(version)
+                                    && a.get("action").and_then(Value::as_str) == Some("delete")
+                            })
+                        })
+                });
+                assert!(
+                    deleted,
+                    "pipeline {name}: {exp} copies {version} onto every series (a new series per upgrade)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn datadog_example_enables_the_agents_log_pipeline() {
+    let text = read("deploy/datadog/datadog.yaml");
+    let d = &yaml_docs("deploy/datadog/datadog.yaml")[0];
+    assert_eq!(
+        d.get("logs_enabled").and_then(Value::as_bool),
+        Some(true),
+        "top-level logs_enabled: without it the Agent drops the OTLP log records"
+    );
+    assert_eq!(
+        s(d, &["otlp_config", "logs", "enabled"]).and_then(Value::as_bool),
+        Some(true)
+    );
+    for var in [
+        "DD_LOGS_ENABLED=true",
+        "DD_OTLP_CONFIG_RECEIVER_PROTOCOLS_GRPC_ENDPOINT",
+        "DD_OTLP_CONFIG_LOGS_ENABLED=true",
+    ] {
+        assert!(
+            text.contains(var),
+            "datadog.yaml's env-var list lacks {var}"
+        );
+    }
+    let readme = read("deploy/README.md");
+    assert!(
+        readme.contains("DD_LOGS_ENABLED"),
+        "deploy/README.md's Datadog env vars lack DD_LOGS_ENABLED"
+    );
 }
 
 #[test]

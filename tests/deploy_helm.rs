@@ -40,7 +40,12 @@ fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 
 fn top_keys(v: &Value) -> Vec<String> {
     v.as_mapping()
-        .map(|m| m.keys().filter_map(Value::as_str).map(String::from).collect())
+        .map(|m| {
+            m.keys()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -219,8 +224,8 @@ fn values_follow_the_community_chart_layout() {
     // No fixed UID, GID or fsGroup: OpenShift's restricted-v2 assigns them.
     for sc in ["securityContext", "podSecurityContext", "app"] {
         for key in ["runAsUser", "runAsGroup", "fsGroup"] {
-            let found = s(&values, &[sc, key])
-                .or_else(|| s(&values, &[sc, "podSecurityContext", key]));
+            let found =
+                s(&values, &[sc, key]).or_else(|| s(&values, &[sc, "podSecurityContext", key]));
             assert!(found.is_none(), "values.yaml: {sc}.{key} is fixed");
         }
     }
@@ -328,7 +333,11 @@ fn nothing_can_stop_helm_lint_on_the_default_values() {
     assert!(names.contains(&"default-values.yaml"), "{names:?}");
     let modes: Vec<&str> = ci
         .iter()
-        .map(|(_, v)| v.get("mode").and_then(Value::as_str).unwrap_or("standalone"))
+        .map(|(_, v)| {
+            v.get("mode")
+                .and_then(Value::as_str)
+                .unwrap_or("standalone")
+        })
         .collect();
     assert!(
         modes.contains(&"sidecar") && modes.contains(&"standalone"),
@@ -457,7 +466,10 @@ fn values_schema_covers_every_value_and_accepts_the_defaults_and_ci_values() {
     let bad: Vec<(&str, &str)> = vec![
         ("mode", "mode: sidecars"),
         ("replicas", "replicas: 0"),
-        ("password", "mailboxes: [{name: a, imap: i, user: u, password: x}]"),
+        (
+            "password",
+            "mailboxes: [{name: a, imap: i, user: u, password: x}]",
+        ),
         ("digest", "image: {digest: latest}"),
         ("unknown", "shards: 3"),
         ("interval", "interval: 5 minutes"),
@@ -502,7 +514,11 @@ fn sidecar_mode_sets_nothing_pod_wide_on_the_application() {
             "sidecar mode sets {forbidden} on the application's pod"
         );
     }
-    for wanted in ["initContainers", "mailprobe.nativeSidecar", ".Values.app.podSecurityContext"] {
+    for wanted in [
+        "initContainers",
+        "mailprobe.nativeSidecar",
+        ".Values.app.podSecurityContext",
+    ] {
         assert!(sidecar.contains(wanted), "sidecar mode lacks {wanted}");
     }
     let container = define("mailprobe.container");

@@ -64,6 +64,10 @@ fn the_shards_of_a_statefulset_split_the_mailboxes_between_them() {
             // The StatefulSet form: MAILPROBE_SHARD=$(POD_NAME)/N.
             let (code, out) = validate(&path, None, Some(&format!("mailprobe-{i}/{n}")));
             assert_eq!((code, count(&out)), (0, by_flag), "{out}");
+            // The form on Kubernetes >= 1.28: MAILPROBE_SHARD=$(POD_INDEX)/N, the index read
+            // from the pod label apps.kubernetes.io/pod-index.
+            let (code, out) = validate(&path, None, Some(&format!("{i}/{n}")));
+            assert_eq!((code, count(&out)), (0, by_flag), "{out}");
             total += by_flag;
         }
         assert_eq!(total, 40, "{n} shards");

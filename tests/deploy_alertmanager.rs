@@ -4,7 +4,6 @@
 //! that one cause pages once.
 
 // telemetry/ uses the lab helpers of common/.
-#[allow(dead_code)]
 mod common;
 mod telemetry;
 
@@ -86,8 +85,14 @@ fn start_alertmanager(dir: &Scratch, port: u16) -> Proc {
     p
 }
 
-/// (alert name, the label that tells this alert apart, inhibited?)
-const CASES: &[(&str, &[(&str, &str)], bool)] = &[
+/// The labels (besides `alertname`) that tell an alert apart.
+type Labels = &'static [(&'static str, &'static str)];
+
+/// An alert as Alertmanager lists it: (alertname, its other labels sorted).
+type AlertKey = (String, Vec<(String, String)>);
+
+/// (alert name, its labels, inhibited?)
+const CASES: &[(&str, Labels, bool)] = &[
     // The probe down: its stuck checks and failing deliveries on the same instance are noise,
     // another instance's are not.
     ("MailprobeDown", &[("instance", "p0:9925")], false),
@@ -171,7 +176,7 @@ fn the_inhibit_example_makes_one_cause_page_once() {
 
     // Alertmanager marks inhibited alerts when it processes their group: wait until every alert
     // it holds has been given a state that says so either way, then compare.
-    let key = |labels: &serde_json::Value| -> (String, Vec<(String, String)>) {
+    let key = |labels: &serde_json::Value| -> AlertKey {
         let name = labels["alertname"].as_str().unwrap_or("").to_string();
         let mut rest: Vec<(String, String)> = labels
             .as_object()
@@ -183,7 +188,7 @@ fn the_inhibit_example_makes_one_cause_page_once() {
         rest.sort();
         (name, rest)
     };
-    let mut seen: Vec<((String, Vec<(String, String)>), bool)> = Vec::new();
+    let mut seen: Vec<(AlertKey, bool)> = Vec::new();
     // A wrong config never reaches that point: compare what there is after the deadline.
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {

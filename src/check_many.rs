@@ -383,11 +383,7 @@ impl Progress {
         let filled = (self.done * Self::WIDTH)
             .checked_div(self.total)
             .unwrap_or(Self::WIDTH);
-        let bar = format!(
-            "{}{}",
-            "#".repeat(filled),
-            "-".repeat(Self::WIDTH - filled)
-        );
+        let bar = format!("{}{}", "#".repeat(filled), "-".repeat(Self::WIDTH - filled));
         let last = last.map(|m| format!(", last: {m}")).unwrap_or_default();
         let mut err = std::io::stderr().lock();
         let _ = write!(

@@ -30,7 +30,8 @@ pub enum Command {
     /// Check one mailbox (or every mailbox of --config) once and print a report (exit 0 compliant, 1 warnings, 2 non-compliant, 3 could not run).
     Check(CheckArgs),
     /// The daemon: check every mailbox of the config on a schedule and export the results.
-    Run(ConfigArgs),
+    /// SIGHUP or `POST /-/reload` re-reads the file without a restart.
+    Run(RunArgs),
     /// Check a configuration file and exit.
     Validate(ConfigArgs),
     /// About the check plugins.
@@ -86,6 +87,16 @@ pub struct ConfigArgs {
     /// ordinal (`mailprobe-2/5`), so a manifest can set MAILPROBE_SHARD=$(POD_NAME)/5.
     #[arg(long, env = "MAILPROBE_SHARD", value_name = "INDEX/COUNT")]
     pub shard: Option<mailprobe_core::shard::Shard>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Also reload the file whenever its content changed, looking every DURATION (e.g. 30s):
+    /// for where nothing sends SIGHUP or POST /-/reload, such as a Kubernetes ConfigMap.
+    #[arg(long, env = "MAILPROBE_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub reload_interval: Option<Duration>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -362,11 +373,13 @@ pub fn man(out_dir: Option<&std::path::Path>) -> Result<Vec<u8>, String> {
             Ok(out)
         }
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!("--out-dir: cannot create {}: {e}", dir.display())
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("--out-dir: cannot create {}: {e}", dir.display()))?;
             clap_mangen::generate_to(cmd, dir).map_err(|e| {
-                format!("--out-dir: cannot write the manual pages into {}: {e}", dir.display())
+                format!(
+                    "--out-dir: cannot write the manual pages into {}: {e}",
+                    dir.display()
+                )
             })?;
             Ok(format!("wrote the manual pages into {}\n", dir.display()).into_bytes())
         }

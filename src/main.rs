@@ -6,6 +6,7 @@ mod builtins;
 mod check_many;
 mod cli;
 mod daemon;
+mod reload;
 mod telemetry;
 
 use std::io::IsTerminal;
@@ -86,8 +87,15 @@ async fn dispatch(cli: Cli) -> u8 {
             }
             Err(msg) => usage_error(&msg),
         },
-        Command::Run(args) => match daemon::load(&args.config, args.shard) {
-            Ok(loaded) => daemon::run(loaded).await,
+        Command::Run(args) => match daemon::load(&args.config.config, args.config.shard) {
+            Ok(loaded) => {
+                let source = reload::Source {
+                    path: args.config.config.clone(),
+                    shard: args.config.shard,
+                    every: args.reload_interval,
+                };
+                daemon::run(loaded, source).await
+            }
             Err(msg) => usage_error(&msg),
         },
         Command::Completions(args) => {

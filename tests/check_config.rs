@@ -80,7 +80,10 @@ fn several_mailboxes_give_a_summary_json_lines_and_the_worst_exit_code() {
     assert!(run.stdout.starts_with("MAILBOX"), "{}", run.stdout);
     let good = line("good");
     assert!(
-        good.split_whitespace().nth(1).unwrap().starts_with("compliant"),
+        good.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .starts_with("compliant"),
         "{}",
         run.stdout
     );
@@ -231,7 +234,8 @@ fn config_mode_usage_errors_say_what_to_change() {
     ]);
     assert_eq!(run.code, 3);
     assert!(
-        run.stdout.starts_with("MAILPROBE UNKNOWN - --mailbox `nope`"),
+        run.stdout
+            .starts_with("MAILPROBE UNKNOWN - --mailbox `nope`"),
         "{}",
         run.stdout
     );

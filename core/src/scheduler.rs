@@ -48,8 +48,11 @@ impl SchedulerConfig {
 
 type LoopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Builds one mailbox's loop (the caller's `run_one` erased, so the handle can start loops later).
-type Spawner =
-    Arc<dyn Fn(watch::Receiver<Arc<Target>>, CancellationToken, Duration, u64) -> LoopFuture + Send + Sync>;
+type Spawner = Arc<
+    dyn Fn(watch::Receiver<Arc<Target>>, CancellationToken, Duration, u64) -> LoopFuture
+        + Send
+        + Sync,
+>;
 
 /// One scheduled mailbox.
 struct Scheduled {

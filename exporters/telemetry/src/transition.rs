@@ -74,6 +74,12 @@ impl ComplianceTracker {
         }
     }
 
+    /// Forgets a mailbox that is no longer configured: added back later, it starts afresh.
+    pub fn forget(&self, mailbox: &str) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.remove(mailbox);
+    }
+
     /// Takes one run's report (at time `now`) and returns the mailbox's state after it.
     pub fn observe(&self, report: &Report, now: SystemTime) -> Compliance {
         let failing: Vec<Failing> = report

@@ -384,7 +384,14 @@ impl Progress {
             .checked_div(self.total)
             .unwrap_or(Self::WIDTH);
         let bar = format!("{}{}", "#".repeat(filled), "-".repeat(Self::WIDTH - filled));
-        let last = last.map(|m| format!(", last: {m}")).unwrap_or_default();
+        // Kept short: a line longer than the terminal wraps, and `\r` then redraws only its
+        // last part.
+        let last = last
+            .map(|m| {
+                let name: String = m.chars().take(24).collect();
+                format!(", last: {name}")
+            })
+            .unwrap_or_default();
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,

@@ -288,7 +288,7 @@ fn table(rows: &[Row]) -> String {
     }
     let [ok, warn, crit, unknown] = counts(rows);
     out.push_str(&format!(
-        "{} mailbox(es): {} compliant, {} compliant with warnings, {} non-compliant, {} not checked\n",
+        "{} mailbox(es): {} compliant, {} compliant with warnings, {} non-compliant, {} not verified\n",
         rows.len(),
         ok.1,
         warn.1,
@@ -341,7 +341,7 @@ fn nagios_line(rows: &[Row]) -> String {
     // A `|` would start the perfdata early.
     let detail = detail.replace('|', "/");
     format!(
-        "MAILPROBE {state} - {} mailboxes: {} compliant, {} with warnings, {} non-compliant, {} not checked{detail} | mailboxes={} compliant={} warning={} non_compliant={} unknown={}",
+        "MAILPROBE {state} - {} mailboxes: {} compliant, {} with warnings, {} non-compliant, {} not verified{detail} | mailboxes={} compliant={} warning={} non_compliant={} unknown={}",
         rows.len(),
         ok.1,
         warn.1,

@@ -170,6 +170,23 @@ mod tests {
     }
 
     #[test]
+    fn a_forgotten_mailbox_starts_afresh() {
+        let t = ComplianceTracker::new(1);
+        let now = SystemTime::now();
+        assert_eq!(
+            t.observe(&report(false), now).transition,
+            Some(Transition::Fired)
+        );
+        t.forget("m");
+        // Back after a reload: its old alert is not resolved by it, nor fired twice.
+        assert_eq!(t.observe(&report(true), now).transition, None);
+        assert_eq!(
+            t.observe(&report(false), now).transition,
+            Some(Transition::Fired)
+        );
+    }
+
+    #[test]
     fn carries_the_failing_requirements_and_remedies() {
         let t = ComplianceTracker::new(1);
         let c = t.observe(&report(false), SystemTime::now());

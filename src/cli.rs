@@ -1,4 +1,5 @@
-//! Command-line interface (see SPEC.md, "Command line").
+//! Command-line interface: every subcommand and flag, parsed by clap. The same definitions
+//! produce the shell completions and the manual page, so they cannot drift from the parser.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,15 +27,20 @@ pub struct Cli {
 // Parsed once per process: the size of the `check` arguments does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
-    /// Check one mailbox once and print a report (exit 0 compliant, 1 warnings, 2 non-compliant, 3 could not run).
+    /// Check one mailbox (or every mailbox of --config) once and print a report (exit 0 compliant, 1 warnings, 2 non-compliant, 3 could not run).
     Check(CheckArgs),
     /// The daemon: check every mailbox of the config on a schedule and export the results.
-    Run(ConfigArgs),
+    /// SIGHUP or `POST /-/reload` re-reads the file without a restart.
+    Run(RunArgs),
     /// Check a configuration file and exit.
     Validate(ConfigArgs),
     /// About the check plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Print a shell completion script to stdout (e.g. `mailprobe completions bash > /etc/bash_completion.d/mailprobe`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to stdout, or write one page per command into --out-dir.
+    Man(ManArgs),
     /// Serves a dynamic plugin to a mailprobe parent process (process isolation).
     #[command(name = "plugin-host", hide = true)]
     PluginHost(PluginHostArgs),
@@ -58,6 +64,21 @@ pub struct PluginsListArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write mailprobe.1 and a page per subcommand (mailprobe-check.1, ...) into DIR instead of
+    /// printing mailprobe.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct ConfigArgs {
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
@@ -66,6 +87,16 @@ pub struct ConfigArgs {
     /// ordinal (`mailprobe-2/5`), so a manifest can set MAILPROBE_SHARD=$(POD_NAME)/5.
     #[arg(long, env = "MAILPROBE_SHARD", value_name = "INDEX/COUNT")]
     pub shard: Option<mailprobe_core::shard::Shard>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Also reload the file whenever its content changed, looking every DURATION (e.g. 30s):
+    /// for where nothing sends SIGHUP or POST /-/reload, such as a Kubernetes ConfigMap.
+    #[arg(long, env = "MAILPROBE_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub reload_interval: Option<Duration>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,9 +121,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    /// Check every mailbox of this configuration file (the one `run` takes) instead of the one
+    /// that --imap, --user etc. describe.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "imap", "imap_security", "smtp", "smtp_security", "user", "password_env", "password_file",
+        "connect_to", "ca_file", "allow_insecure_cert", "profile", "timeout", "plugin_dir",
+        "server_connections", "plugin_isolation", "plugin_config",
+    ])]
+    pub config: Option<PathBuf>,
+    /// With --config: check only this mailbox (its `name`). Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub mailbox: Vec<String>,
     /// The IMAP server, HOST[:PORT] (993 implies tls, other ports starttls).
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub imap: String,
+    #[arg(long, value_name = "HOST[:PORT]", required_unless_present = "config")]
+    pub imap: Option<String>,
     #[arg(long, value_name = "tls|starttls", value_parser = parse_security)]
     pub imap_security: Option<Security>,
     /// The SMTP server, HOST[:PORT] (465 implies tls, other ports starttls). Without it the SMTP requirements are skipped.
@@ -101,8 +143,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "tls|starttls", value_parser = parse_security)]
     pub smtp_security: Option<Security>,
     /// The login name.
-    #[arg(long)]
-    pub user: String,
+    #[arg(long, required_unless_present = "config")]
+    pub user: Option<String>,
     /// The environment variable holding the password.
     #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
     pub password_env: Option<String>,
@@ -205,7 +247,9 @@ pub struct CheckSetup {
     pub budgets: Arc<Budgets>,
 }
 
-/// Applies `--connect-to HOST:ADDRESS` entries to the endpoints whose host is HOST.
+/// Applies `--connect-to HOST:ADDRESS` entries to the endpoints whose host is HOST. As with
+/// curl's `--connect-to`, an entry for a host this run does not use is ignored: one list of
+/// mappings can then serve every mailbox of a script.
 pub fn apply_connect_to(
     entries: &[String],
     endpoints: &mut [&mut model::Endpoint],
@@ -222,28 +266,31 @@ pub fn apply_connect_to(
                 "--connect-to `{entry}`: expected HOST:ADDRESS, e.g. imap.example.com:192.0.2.10"
             ));
         }
-        let mut used = false;
         for ep in endpoints.iter_mut() {
             if ep.host.eq_ignore_ascii_case(host) {
                 ep.connect_to = Some(address.to_string());
-                used = true;
             }
-        }
-        if !used {
-            return Err(format!(
-                "--connect-to `{entry}`: `{host}` is neither the --imap nor the --smtp host"
-            ));
         }
     }
     Ok(())
 }
 
 pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
-    if args.user.trim().is_empty() {
+    // clap requires both unless --config is given, and --config takes another path.
+    let (Some(imap_arg), Some(user)) = (&args.imap, &args.user) else {
+        return Err("give --imap HOST[:PORT] and --user USER, or --config FILE".into());
+    };
+    if !args.mailbox.is_empty() {
+        return Err(
+            "--mailbox picks mailboxes of a configuration file; add --config FILE, or drop --mailbox"
+                .into(),
+        );
+    }
+    if user.trim().is_empty() {
         return Err("--user is empty; give the mailbox's login name".into());
     }
     let profile = Profile::builtin(&args.profile).map_err(|e| format!("--profile: {e}"))?;
-    let mut imap = model::endpoint(Protocol::Imap, &args.imap, args.imap_security)
+    let mut imap = model::endpoint(Protocol::Imap, imap_arg, args.imap_security)
         .map_err(|e| format!("--imap: {e}"))?;
     let mut smtp = match &args.smtp {
         Some(s) => Some(
@@ -283,11 +330,11 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
     let plugins = registry.select(&args.only).map_err(|e| e.to_string())?;
     crate::builtins::check_profile(&registry, &profile)?;
     let target = Target {
-        mailbox: args.user.clone(),
+        mailbox: user.clone(),
         profile: Arc::new(profile),
         imap,
         smtp,
-        user: args.user.clone(),
+        user: user.clone(),
         password,
         ca_file: args.ca_file.clone(),
         allow_insecure_cert: args.allow_insecure_cert,
@@ -305,6 +352,41 @@ pub async fn run_check(setup: CheckSetup) -> RunOutcome {
     runner::run_target(setup.target, setup.trust, setup.budgets, &setup.plugins).await
 }
 
+/// The completion script of `shell`, generated from the parser's own definitions.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "mailprobe", &mut out);
+    out
+}
+
+/// `mailprobe man`: the top page on stdout, or every page into `out_dir` (returns what it wrote).
+pub fn man(out_dir: Option<&std::path::Path>) -> Result<Vec<u8>, String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    match out_dir {
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| format!("cannot render the manual page: {e}"))?;
+            Ok(out)
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("--out-dir: cannot create {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir).map_err(|e| {
+                format!(
+                    "--out-dir: cannot write the manual pages into {}: {e}",
+                    dir.display()
+                )
+            })?;
+            Ok(format!("wrote the manual pages into {}\n", dir.display()).into_bytes())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,8 +398,10 @@ mod tests {
         apply_connect_to(&["imap.x.test:127.0.0.1".into()], &mut [&mut a, &mut b]).unwrap();
         assert_eq!(a.connect_to.as_deref(), Some("127.0.0.1"));
         assert_eq!(b.connect_to, None);
-        let e = apply_connect_to(&["other:1.2.3.4".into()], &mut [&mut a]).unwrap_err();
-        assert!(e.contains("neither"));
+        // Like curl: a mapping for a host this run does not use changes nothing.
+        apply_connect_to(&["other:1.2.3.4".into()], &mut [&mut a, &mut b]).unwrap();
+        assert_eq!(a.connect_to.as_deref(), Some("127.0.0.1"));
+        assert_eq!(b.connect_to, None);
         apply_connect_to(&["imap.x.test:[::1]".into()], &mut [&mut a]).unwrap();
         assert_eq!(a.connect_to.as_deref(), Some("::1"));
     }

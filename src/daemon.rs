@@ -1,7 +1,11 @@
 //! `mailprobe run`: the scheduler over the configured mailboxes.
+//!
+//! The configuration can change under a running daemon (see [`crate::reload`]), so each run
+//! looks up its mailbox's trust store in the live set, and records its result only while the
+//! mailbox is still configured.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mailprobe_core::config::Config;
@@ -54,7 +58,9 @@ pub fn load(path: &Path, shard: Option<Shard>) -> Result<Loaded, String> {
     Ok(Loaded { config, targets })
 }
 
-pub async fn run(loaded: Loaded) -> u8 {
+pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
+    // Before anything else: SIGHUP's default action ends the process.
+    let signals = crate::reload::Signals::install();
     let registry = match crate::builtins::registry_for_config(&loaded.config) {
         Ok(r) => r,
         Err(e) => {
@@ -70,13 +76,14 @@ pub async fn run(loaded: Loaded) -> u8 {
         }
     };
     let budgets = Arc::new(Budgets::new(loaded.config.server_connections));
-    let trusts: Arc<std::collections::HashMap<String, Trust>> = Arc::new(
+    let trusts: crate::reload::LiveTrust = Arc::new(RwLock::new(
         loaded
             .targets
             .iter()
             .map(|(t, tr)| (t.mailbox.clone(), tr.clone()))
             .collect(),
-    );
+    ));
+    let live = trusts.clone();
     let targets: Vec<Arc<Target>> = loaded.targets.iter().map(|(t, _)| t.clone()).collect();
     let telemetry = match Telemetry::start(&loaded.config).await {
         Ok(t) => Arc::new(t),
@@ -94,13 +101,18 @@ pub async fn run(loaded: Loaded) -> u8 {
     let mut scheduling = SchedulerConfig::new(loaded.config.interval, loaded.config.concurrency);
     // Runs in flight get 6 s after SIGTERM, telemetry the rest: the process is gone within 10 s.
     scheduling.shutdown_grace = RUN_GRACE;
-    let handle = scheduler::start(targets, scheduling, move |target: Arc<Target>| {
+    let mut handle = scheduler::start(targets, scheduling, move |target: Arc<Target>| {
         let plugins = plugins.clone();
         let budgets = budgets.clone();
         let trusts = trusts.clone();
         let feed = feed.clone();
         async move {
-            let Some(trust) = trusts.get(&target.mailbox).cloned() else {
+            let trust = trusts
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&target.mailbox)
+                .cloned();
+            let Some(trust) = trust else {
                 return;
             };
             let outcome = runner::run_target(target, trust, budgets, &plugins).await;
@@ -118,11 +130,24 @@ pub async fn run(loaded: Loaded) -> u8 {
                 failing = %failing.join(","),
                 "check finished"
             );
-            feed.record(&outcome);
+            // Under the lock a reload takes to remove mailboxes: a run that ends as its mailbox
+            // is removed cannot bring the mailbox's series back.
+            let still_configured = trusts.read().unwrap_or_else(|e| e.into_inner());
+            if still_configured.contains_key(&r.mailbox) {
+                feed.record(&outcome);
+            }
         }
     });
     telemetry.set_ready(true);
-    wait_for_signal().await;
+    crate::reload::serve(
+        source,
+        signals,
+        loaded.config.clone(),
+        &mut handle,
+        &live,
+        &telemetry,
+    )
+    .await;
     let stopping = std::time::Instant::now();
     tracing::info!("shutting down");
     telemetry.set_ready(false);
@@ -140,18 +165,3 @@ pub async fn run(loaded: Loaded) -> u8 {
 const SHUTDOWN_BUDGET: Duration = Duration::from_millis(9_300);
 /// What runs in flight get of it; telemetry flushing gets the rest.
 const RUN_GRACE: Duration = Duration::from_secs(6);
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}

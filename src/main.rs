@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 
 mod builtins;
+mod check_many;
 mod cli;
 mod daemon;
+mod reload;
 mod telemetry;
 
 use std::io::IsTerminal;
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
+        Command::Check(args) if args.config.is_some() => check_many::run(&args).await,
         Command::Check(args) => match cli::check_setup(&args) {
             Err(msg) => usage_error(&msg),
             Ok(setup) => {
@@ -84,9 +87,27 @@ async fn dispatch(cli: Cli) -> u8 {
             }
             Err(msg) => usage_error(&msg),
         },
-        Command::Run(args) => match daemon::load(&args.config, args.shard) {
-            Ok(loaded) => daemon::run(loaded).await,
+        Command::Run(args) => match daemon::load(&args.config.config, args.config.shard) {
+            Ok(loaded) => {
+                let source = reload::Source {
+                    path: args.config.config.clone(),
+                    shard: args.config.shard,
+                    every: args.reload_interval,
+                };
+                daemon::run(loaded, source).await
+            }
             Err(msg) => usage_error(&msg),
+        },
+        Command::Completions(args) => {
+            out_bytes(&cli::completions(args.shell));
+            0
+        }
+        Command::Man(args) => match cli::man(args.out_dir.as_deref()) {
+            Ok(page) => {
+                out_bytes(&page);
+                0
+            }
+            Err(e) => usage_error(&e),
         },
         Command::PluginHost(args) => mailprobe_plugin_host::serve_stdio(&args.library),
         Command::Plugins(cli::PluginsCommand::List(args)) => {
@@ -126,15 +147,17 @@ async fn dispatch(cli: Cli) -> u8 {
 }
 
 /// Writes to stdout; a closed pipe (`mailprobe check | head`) is not an error worth a panic.
-fn out(text: &str) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush());
+pub(crate) fn out(text: &str) {
+    out_bytes(text.as_bytes());
 }
 
-fn usage_error(msg: &str) -> u8 {
+fn out_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|_| stdout.flush());
+}
+
+pub(crate) fn usage_error(msg: &str) -> u8 {
     eprintln!("mailprobe: {msg}");
     EXIT_UNKNOWN
 }

@@ -10,7 +10,9 @@ use mailprobe_core::runner::RunOutcome;
 use mailprobe_core::secret::ProcessEnv;
 use mailprobe_exporter_alerts::AlertsExporter;
 use mailprobe_exporter_otlp::{OtlpExporter, OtlpSettings};
-use mailprobe_exporter_prometheus::{AdminServer, PrometheusExporter, Readiness};
+use mailprobe_exporter_prometheus::{
+    AdminServer, PrometheusExporter, Readiness, ReloadRequest, ReloadState,
+};
 use mailprobe_telemetry::{
     ComplianceTracker, ProbeStats, RunEvent, RunSink, SeriesStore, Transition, names,
 };
@@ -23,6 +25,8 @@ pub struct Telemetry {
     sinks: Vec<Arc<dyn RunSink>>,
     admin: AdminServer,
     readiness: Readiness,
+    reloads: Arc<ReloadState>,
+    reload_requests: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<ReloadRequest>>>,
 }
 
 impl Telemetry {
@@ -32,6 +36,8 @@ impl Telemetry {
         let stats = Arc::new(ProbeStats::new());
         let prometheus = Arc::new(PrometheusExporter::new(store.clone(), stats.clone()));
         let readiness = prometheus.readiness();
+        let reloads = prometheus.reload_state();
+        let reload_requests = std::sync::Mutex::new(prometheus.take_reload_requests());
         let mut sinks: Vec<Arc<dyn RunSink>> = vec![prometheus.clone()];
 
         let otlp =
@@ -80,7 +86,35 @@ impl Telemetry {
             sinks,
             admin,
             readiness,
+            reloads,
+            reload_requests,
         })
+    }
+
+    /// The `POST /-/reload` requests (once).
+    pub fn take_reload_requests(&self) -> Option<tokio::sync::mpsc::Receiver<ReloadRequest>> {
+        self.reload_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Counts a configuration reload and sets the reload gauges.
+    pub fn record_reload(&self, success: bool) {
+        self.reloads.record(success);
+        let result = if success { "success" } else { "failure" };
+        self.stats
+            .add(names::CONFIG_RELOADS, &[("result", result)], 1);
+    }
+
+    /// Drops everything kept for a mailbox that a reload removed: its series disappear from
+    /// /metrics and OTLP, and its alerting state starts afresh if it comes back.
+    pub fn forget(&self, mailbox: &str) {
+        self.store.remove(mailbox);
+        self.tracker.forget(mailbox);
+        for sink in &self.sinks {
+            sink.forget(mailbox);
+        }
     }
 
     /// `/readyz` answers 200 from now on (after the first round is scheduled).

@@ -252,9 +252,9 @@ fn bad_command_lines_exit_3_with_a_message() {
                 "--password-env",
                 PASSWORD_ENV,
                 "--connect-to",
-                "other:127.0.0.1",
+                "other",
             ],
-            "`other` is neither the --imap nor the --smtp host",
+            "--connect-to `other`: expected HOST:ADDRESS",
         ),
         (
             &[

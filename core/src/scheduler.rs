@@ -3,12 +3,17 @@
 //! a grace period and are then cancelled, so the process exits within 10 s of SIGTERM.
 //!
 //! The per-server connection budget is enforced where connections are made ([`crate::net`]).
+//!
+//! Mailboxes can be added, removed and updated while it runs (a configuration reload): an
+//! updated mailbox keeps its place in the schedule and takes its new settings at its next run.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -41,14 +46,99 @@ impl SchedulerConfig {
     }
 }
 
+type LoopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Builds one mailbox's loop (the caller's `run_one` erased, so the handle can start loops later).
+type Spawner = Arc<
+    dyn Fn(watch::Receiver<Arc<Target>>, CancellationToken, Duration, u64) -> LoopFuture
+        + Send
+        + Sync,
+>;
+
+/// One scheduled mailbox.
+struct Scheduled {
+    /// Stops this mailbox's loop at once (it was removed), without the shutdown grace.
+    removed: CancellationToken,
+    /// The settings its next run uses.
+    target: watch::Sender<Arc<Target>>,
+}
+
 /// A running scheduler.
 pub struct SchedulerHandle {
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     grace: Duration,
+    mailboxes: BTreeMap<String, Scheduled>,
+    spawner: Spawner,
+    interval: watch::Sender<Duration>,
+    rng: fastrand::Rng,
 }
 
 impl SchedulerHandle {
+    /// The names of the mailboxes scheduled now.
+    pub fn mailboxes(&self) -> Vec<String> {
+        self.mailboxes.keys().cloned().collect()
+    }
+
+    /// Schedules a new mailbox; its first run comes within a tenth of the interval (at most
+    /// 30 s). Returns false (and changes nothing) when a mailbox of that name is scheduled.
+    pub fn add(&mut self, target: Arc<Target>) -> bool {
+        if self.mailboxes.contains_key(&target.mailbox) {
+            return false;
+        }
+        let spread = first_round_spread(*self.interval.borrow());
+        let first = spread.mul_f64(self.rng.f64());
+        let seed = self.rng.u64(..);
+        self.spawn(target, first, seed);
+        true
+    }
+
+    /// Gives a scheduled mailbox new settings, used from its next run on; its schedule stays.
+    /// Returns false when no mailbox of that name is scheduled.
+    pub fn update(&mut self, target: Arc<Target>) -> bool {
+        match self.mailboxes.get(&target.mailbox) {
+            Some(s) => {
+                s.target.send_replace(target);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops a mailbox's loop at once, a run in flight included. Returns false when no mailbox
+    /// of that name is scheduled.
+    pub fn remove(&mut self, mailbox: &str) -> bool {
+        match self.mailboxes.remove(mailbox) {
+            Some(s) => {
+                s.removed.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A new interval, for every mailbox from its next wait on.
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.interval.send_replace(interval);
+    }
+
+    fn spawn(&mut self, target: Arc<Target>, first: Duration, seed: u64) {
+        let removed = CancellationToken::new();
+        let name = target.mailbox.clone();
+        let (tx, rx) = watch::channel(target);
+        self.tasks
+            .spawn((self.spawner)(rx, removed.clone(), first, seed));
+        // Reap loops that ended (removed mailboxes), so a long-lived daemon that reloads often
+        // does not keep their results.
+        while self.tasks.try_join_next().is_some() {}
+        self.mailboxes.insert(
+            name,
+            Scheduled {
+                removed,
+                target: tx,
+            },
+        );
+    }
+
     /// The token that stops the scheduler when cancelled.
     pub fn token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -86,37 +176,60 @@ where
 {
     let shutdown = CancellationToken::new();
     let slots = Arc::new(Semaphore::new(config.concurrency));
-    let mut tasks = JoinSet::new();
     let n = targets.len().max(1) as u32;
     let mut rng = match config.seed {
         Some(s) => fastrand::Rng::with_seed(s),
         None => fastrand::Rng::new(),
     };
+    let (interval, interval_rx) = watch::channel(config.interval);
+    let spawner: Spawner = {
+        let token = shutdown.clone();
+        let cfg = config.clone();
+        Arc::new(move |target, removed, first, seed| {
+            Box::pin(mailbox_loop(
+                target,
+                cfg.clone(),
+                interval_rx.clone(),
+                token.clone(),
+                removed,
+                slots.clone(),
+                run_one.clone(),
+                first,
+                seed,
+            ))
+        })
+    };
+    let mut handle = SchedulerHandle {
+        shutdown,
+        tasks: JoinSet::new(),
+        grace: config.shutdown_grace,
+        mailboxes: BTreeMap::new(),
+        spawner,
+        interval,
+        rng: fastrand::Rng::with_seed(rng.u64(..)),
+    };
     // The first round is spread over at most a tenth of the interval (and 30 s), so a restart
     // does not hit every server at the same instant yet results come in quickly.
-    let spread = (config.interval / 10).min(Duration::from_secs(30));
+    let spread = first_round_spread(config.interval);
     for (i, target) in targets.into_iter().enumerate() {
         let first = spread / n * i as u32;
-        let cfg = config.clone();
-        let token = shutdown.clone();
-        let slots = slots.clone();
-        let run_one = run_one.clone();
         let seed = rng.u64(..);
-        tasks.spawn(mailbox_loop(
-            target, cfg, token, slots, run_one, first, seed,
-        ));
+        handle.spawn(target, first, seed);
     }
-    SchedulerHandle {
-        shutdown,
-        tasks,
-        grace: config.shutdown_grace,
-    }
+    handle
 }
 
+fn first_round_spread(interval: Duration) -> Duration {
+    (interval / 10).min(Duration::from_secs(30))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn mailbox_loop<F, Fut>(
-    target: Arc<Target>,
+    mut target: watch::Receiver<Arc<Target>>,
     config: SchedulerConfig,
+    interval: watch::Receiver<Duration>,
     shutdown: CancellationToken,
+    removed: CancellationToken,
     slots: Arc<Semaphore>,
     run_one: F,
     first: Duration,
@@ -131,29 +244,33 @@ async fn mailbox_loop<F, Fut>(
         tokio::select! {
             _ = sleep_until(next) => {}
             _ = shutdown.cancelled() => return,
+            _ = removed.cancelled() => return,
         }
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.cancelled() => return,
+            _ = removed.cancelled() => return,
         };
+        let current = target.borrow_and_update().clone();
         let started = Instant::now();
         let run = tokio::time::timeout(
-            target.timeout + Duration::from_secs(5),
-            run_one(target.clone()),
+            current.timeout + Duration::from_secs(5),
+            run_one(current.clone()),
         );
         tokio::pin!(run);
         tokio::select! {
             _ = &mut run => {}
+            // Dropping the run cancels it: a removed mailbox reports nothing more.
+            _ = removed.cancelled() => return,
             _ = shutdown.cancelled() => {
                 let _ = tokio::time::timeout(config.shutdown_grace, &mut run).await;
                 return;
             }
         }
         drop(permit);
-        let jitter = config
-            .interval
-            .mul_f64(config.jitter.clamp(0.0, 1.0) * rng.f64());
-        next = started + config.interval + jitter;
+        let every = *interval.borrow();
+        let jitter = every.mul_f64(config.jitter.clamp(0.0, 1.0) * rng.f64());
+        next = started + every + jitter;
     }
 }
 
@@ -226,6 +343,67 @@ mod tests {
                 );
             }
             assert!(times[0] - t0 < Duration::from_secs(7));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn mailboxes_are_added_removed_and_updated_while_it_runs() {
+        let runs = Arc::new(Mutex::new(Vec::<(String, Duration, Instant)>::new()));
+        let r = runs.clone();
+        let mut cfg = SchedulerConfig::new(Duration::from_secs(60), 4);
+        cfg.seed = Some(3);
+        cfg.jitter = 0.0;
+        let mut h = start(
+            vec![
+                target("a", Duration::from_secs(5)),
+                target("b", Duration::from_secs(5)),
+            ],
+            cfg,
+            move |t| {
+                let r = r.clone();
+                async move {
+                    r.lock()
+                        .unwrap()
+                        .push((t.mailbox.clone(), t.timeout, Instant::now()));
+                }
+            },
+        );
+        tokio::time::sleep(Duration::from_secs(90)).await;
+        let a_before: Vec<Instant> = runs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _, _)| n == "a")
+            .map(|(_, _, t)| *t)
+            .collect();
+        assert!(h.remove("b"));
+        assert!(!h.remove("b"));
+        assert!(h.add(target("c", Duration::from_secs(5))));
+        assert!(!h.add(target("a", Duration::from_secs(5))));
+        assert!(h.update(target("a", Duration::from_secs(9))));
+        assert_eq!(h.mailboxes(), vec!["a".to_string(), "c".to_string()]);
+        let reloaded = Instant::now();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        h.shutdown().await;
+        let runs = runs.lock().unwrap();
+        assert!(
+            runs.iter()
+                .filter(|(n, _, t)| n == "b" && *t > reloaded)
+                .count()
+                == 0
+        );
+        let c: Vec<_> = runs.iter().filter(|(n, _, _)| n == "c").collect();
+        assert!(c.len() >= 2, "{c:?}");
+        assert!(c[0].2 - reloaded <= Duration::from_secs(6), "{c:?}");
+        // `a` kept its schedule: still every 60 s from its first run, now with the new settings.
+        let a_after: Vec<_> = runs
+            .iter()
+            .filter(|(n, _, t)| n == "a" && *t > reloaded)
+            .collect();
+        assert!(!a_after.is_empty());
+        for (_, timeout, t) in &a_after {
+            assert_eq!(*timeout, Duration::from_secs(9));
+            assert_eq!((*t - a_before[0]).as_secs() % 60, 0, "{a_after:?}");
         }
     }
 

@@ -167,6 +167,27 @@ fn alert(mailbox: &str, f: &Failing, starts: SystemTime, ends: SystemTime) -> Po
 }
 
 impl AlertsExporter {
+    /// The alerts that end a removed mailbox's active alert now, rather than at its `endsAt`:
+    /// a mailbox no longer checked has nothing left to vouch for.
+    fn resolve_removed(&self, mailbox: &str, now: SystemTime) -> Vec<PostableAlert> {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = active.remove(mailbox) else {
+            return Vec::new();
+        };
+        entry
+            .started
+            .into_iter()
+            .map(|(id, start)| {
+                let f = Failing {
+                    id,
+                    summary: "resolved: the mailbox was removed from the configuration".into(),
+                    remedy: None,
+                };
+                alert(mailbox, &f, start, now)
+            })
+            .collect()
+    }
+
     /// The Alertmanager alerts one run calls for.
     fn alerts_for(&self, event: &RunEvent<'_>, now: SystemTime) -> Vec<PostableAlert> {
         let c = event.compliance;
@@ -236,6 +257,15 @@ impl RunSink for AlertsExporter {
                     1,
                 );
             }
+        }
+    }
+
+    fn forget(&self, mailbox: &str) {
+        let resolved = self.resolve_removed(mailbox, SystemTime::now());
+        if let Some(am) = &self.am
+            && !resolved.is_empty()
+        {
+            am.push(resolved);
         }
     }
 

@@ -150,6 +150,42 @@ async fn fires_reposts_and_resolves() {
 }
 
 #[tokio::test]
+async fn a_removed_mailbox_has_its_alerts_resolved() {
+    let config = AlertsConfig {
+        alertmanager: Some("http://127.0.0.1:9".into()),
+        webhook: None,
+        alert_after: 1,
+    };
+    let exp = AlertsExporter::start(
+        &config,
+        Duration::from_secs(60),
+        Arc::new(ProbeStats::new()),
+    )
+    .unwrap();
+    let tracker = ComplianceTracker::new(1);
+    let o = outcome(&["imap.login"]);
+    let c = tracker.observe(&o.report, SystemTime::now());
+    let fired = exp.alerts_for(
+        &RunEvent {
+            outcome: &o,
+            compliance: &c,
+        },
+        SystemTime::now(),
+    );
+    assert_eq!(fired.len(), 1);
+    let now = SystemTime::now();
+    let resolved = exp.resolve_removed("sales", now);
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].labels["requirement"], "imap.login");
+    assert_eq!(resolved[0].starts_at, fired[0].starts_at);
+    assert_eq!(resolved[0].ends_at, rfc3339(now));
+    // Nothing is left to resolve, and an unknown mailbox has nothing either.
+    assert!(exp.resolve_removed("sales", now).is_empty());
+    assert!(exp.resolve_removed("other", now).is_empty());
+    exp.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn delivery_is_retried_and_counted() {
     let (am_url, am_got) = receiver(2).await;
     let (hook_url, hook_got) = receiver(1).await;

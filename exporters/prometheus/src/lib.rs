@@ -1,6 +1,7 @@
 //! The Prometheus endpoint and the health probes, on one listener (`listen` in the config):
 //! `/metrics` (OpenMetrics text, the same series as OTLP), `/healthz` (the process is alive) and
-//! `/readyz` (the configuration is loaded and the first round is scheduled).
+//! `/readyz` (the configuration is loaded and the first round is scheduled), and `POST /-/reload`
+//! (re-read the configuration file, as Prometheus and blackbox_exporter do).
 //!
 //! The gauges are read at scrape time from the shared [`SeriesStore`], so a series the latest
 //! run no longer has (a requirement now `skip`) disappears instead of going stale. The duration
@@ -16,7 +17,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use mailprobe_telemetry::series::ServerPort;
 use mailprobe_telemetry::{
     BoxFuture, DURATION_BUCKETS, ProbeStats, RunEvent, RunSink, SeriesStore, names,
@@ -29,7 +30,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The content type of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -53,11 +54,60 @@ impl Readiness {
     }
 }
 
+/// A request for a configuration reload from `POST /-/reload`: the daemon answers with what
+/// changed, or with the message that `mailprobe validate` gives for the new file.
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
+/// How long `POST /-/reload` waits for the daemon's answer.
+const RELOAD_ANSWER_WITHIN: Duration = Duration::from_secs(30);
+
+/// The outcome of the latest configuration load, for the two reload gauges.
+#[derive(Debug)]
+pub struct ReloadState {
+    successful: AtomicBool,
+    /// Unix time of the latest successful load, as f64 bits.
+    last_success: std::sync::atomic::AtomicU64,
+}
+
+impl Default for ReloadState {
+    /// The configuration loaded at start-up counts as a successful load.
+    fn default() -> Self {
+        let state = ReloadState {
+            successful: AtomicBool::new(true),
+            last_success: std::sync::atomic::AtomicU64::new(0),
+        };
+        state.record(true);
+        state
+    }
+}
+
+impl ReloadState {
+    /// Records a load: a success also moves the timestamp.
+    pub fn record(&self, success: bool) {
+        self.successful.store(success, Ordering::SeqCst);
+        if success {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.last_success.store(now.to_bits(), Ordering::SeqCst);
+        }
+    }
+
+    pub fn successful(&self) -> bool {
+        self.successful.load(Ordering::SeqCst)
+    }
+
+    pub fn last_success(&self) -> f64 {
+        f64::from_bits(self.last_success.load(Ordering::SeqCst))
+    }
+}
+
 /// Encodes the store's gauges and the probe's counters at scrape time.
 #[derive(Debug)]
 struct StoreCollector {
     store: Arc<SeriesStore>,
     stats: Arc<ProbeStats>,
+    reloads: Arc<ReloadState>,
 }
 
 fn sp(mailbox: &str, s: &ServerPort) -> Labels {
@@ -144,6 +194,18 @@ impl Collector for StoreCollector {
                 .filter_map(|(m, s)| s.concurrent_achieved.map(|v| (vec![mb(m)], v)))
                 .collect(),
         )?;
+        gauges(
+            &mut encoder,
+            names::CONFIG_LAST_RELOAD_SUCCESSFUL,
+            "1 when the latest configuration load (start-up or reload) succeeded, else 0 (the previous configuration keeps running).",
+            vec![(Vec::new(), f64::from(u8::from(self.reloads.successful())))],
+        )?;
+        gauges(
+            &mut encoder,
+            names::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,
+            "Unix time of the latest successful configuration load.",
+            vec![(Vec::new(), self.reloads.last_success())],
+        )?;
         // The probe's own counters. prometheus-client appends `_total` to counter samples.
         let counters = self.stats.snapshot();
         let mut i = 0;
@@ -168,12 +230,22 @@ pub struct PrometheusExporter {
     registry: Arc<Registry>,
     durations: Family<Labels, Histogram, fn() -> Histogram>,
     readiness: Readiness,
+    reloads: Arc<ReloadState>,
+    reload_tx: mpsc::Sender<ReloadRequest>,
+    reload_rx: std::sync::Mutex<Option<mpsc::Receiver<ReloadRequest>>>,
 }
 
 impl PrometheusExporter {
     pub fn new(store: Arc<SeriesStore>, stats: Arc<ProbeStats>) -> Self {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(StoreCollector { store, stats }));
+        let reloads = Arc::new(ReloadState::default());
+        registry.register_collector(Box::new(StoreCollector {
+            store,
+            stats,
+            reloads: reloads.clone(),
+        }));
+        // A few requests may wait while one reload runs; more are refused, not queued.
+        let (reload_tx, reload_rx) = mpsc::channel(4);
         let durations: Family<Labels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(duration_histogram);
         registry.register(
@@ -185,11 +257,28 @@ impl PrometheusExporter {
             registry: Arc::new(registry),
             durations,
             readiness: Readiness::default(),
+            reloads,
+            reload_tx,
+            reload_rx: std::sync::Mutex::new(Some(reload_rx)),
         }
     }
 
     pub fn readiness(&self) -> Readiness {
         self.readiness.clone()
+    }
+
+    /// Where the daemon records each configuration load for the reload gauges.
+    pub fn reload_state(&self) -> Arc<ReloadState> {
+        self.reloads.clone()
+    }
+
+    /// The `POST /-/reload` requests, for the one task that reloads (None after the first call).
+    /// Until it is taken, or once it is dropped, the endpoint answers 503.
+    pub fn take_reload_requests(&self) -> Option<mpsc::Receiver<ReloadRequest>> {
+        self.reload_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// The `/metrics` page as it would be served now.
@@ -204,11 +293,13 @@ impl PrometheusExporter {
         let state = AppState {
             registry: self.registry.clone(),
             readiness: self.readiness.clone(),
+            reload: self.reload_tx.clone(),
         };
         let app = Router::new()
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route("/-/reload", post(reload))
             .with_state(state);
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -249,6 +340,11 @@ impl RunSink for PrometheusExporter {
             .observe(event.outcome.duration.as_secs_f64());
     }
 
+    fn forget(&self, mailbox: &str) {
+        self.durations
+            .remove(&vec![("mailbox", mailbox.to_string())]);
+    }
+
     fn shutdown(&self, _within: Duration) -> BoxFuture<'_, ()> {
         self.readiness.set(false);
         Box::pin(async {})
@@ -283,6 +379,7 @@ impl AdminServer {
 struct AppState {
     registry: Arc<Registry>,
     readiness: Readiness,
+    reload: mpsc::Sender<ReloadRequest>,
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -290,6 +387,34 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         render(&state.registry),
     )
+}
+
+/// Answers as Prometheus' `/-/reload` does: 200 when the new configuration is running, 500 with
+/// the reason when it was refused (the previous one keeps running).
+async fn reload(State(state): State<AppState>) -> impl IntoResponse {
+    let (reply, answer) = oneshot::channel();
+    if state.reload.try_send(reply).is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot reload now: reloads are not being taken, or too many are waiting; retry\n"
+                .to_string(),
+        );
+    }
+    match tokio::time::timeout(RELOAD_ANSWER_WITHIN, answer).await {
+        Ok(Ok(Ok(summary))) => (StatusCode::OK, format!("{summary}\n")),
+        Ok(Ok(Err(e))) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        ),
+        Ok(Err(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot reload now: the daemon is shutting down\n".to_string(),
+        ),
+        Err(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "the reload did not answer within 30 s; see the log\n".to_string(),
+        ),
+    }
 }
 
 async fn healthz() -> impl IntoResponse {

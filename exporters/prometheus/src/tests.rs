@@ -120,3 +120,88 @@ async fn health_endpoints_answer() {
     assert!(m.contains("mailprobe_checks_total"), "{m}");
     server.shutdown(Duration::from_secs(2)).await;
 }
+
+async fn request(addr: SocketAddr, method: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn reload_endpoint_passes_requests_on_and_answers_with_the_outcome() {
+    let exp = PrometheusExporter::new(Arc::new(SeriesStore::new()), Arc::new(ProbeStats::new()));
+    let server = exp.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = server.local_addr();
+    let mut requests = exp.take_reload_requests().unwrap();
+    assert!(exp.take_reload_requests().is_none());
+    let answers = tokio::spawn(async move {
+        let first = requests.recv().await.unwrap();
+        let _ = first.send(Ok("configuration reloaded: 1 mailbox(es)".into()));
+        let second = requests.recv().await.unwrap();
+        let _ = second.send(Err("c.yaml:3:1: unknown field `x`".into()));
+        // Dropped: no one takes reloads any more.
+    });
+    let ok = request(addr, "POST", "/-/reload").await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("configuration reloaded"), "{ok}");
+    let refused = request(addr, "POST", "/-/reload").await;
+    assert!(refused.starts_with("HTTP/1.1 500"), "{refused}");
+    assert!(
+        refused.contains("failed to reload config: c.yaml:3:1: unknown field `x`"),
+        "{refused}"
+    );
+    answers.await.unwrap();
+    let gone = request(addr, "POST", "/-/reload").await;
+    assert!(gone.starts_with("HTTP/1.1 503"), "{gone}");
+    let get = request(addr, "GET", "/-/reload").await;
+    assert!(get.starts_with("HTTP/1.1 405"), "{get}");
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+#[test]
+fn reload_gauges_follow_the_latest_load() {
+    let exp = PrometheusExporter::new(Arc::new(SeriesStore::new()), Arc::new(ProbeStats::new()));
+    let page = exp.render();
+    assert!(
+        page.contains("\nmailprobe_config_last_reload_successful 1.0\n"),
+        "{page}"
+    );
+    let state = exp.reload_state();
+    let loaded = state.last_success();
+    assert!(loaded > 1.7e9, "{loaded}");
+    state.record(false);
+    let page = exp.render();
+    assert!(
+        page.contains("\nmailprobe_config_last_reload_successful 0.0\n"),
+        "{page}"
+    );
+    assert_eq!(state.last_success(), loaded);
+}
+
+#[test]
+fn a_forgotten_mailbox_loses_its_histogram() {
+    let store = Arc::new(SeriesStore::new());
+    let exp = PrometheusExporter::new(store.clone(), Arc::new(ProbeStats::new()));
+    let o = outcome(vec![RequirementResult::pass("imap.reachable", "ok")]);
+    store.update(&o.report);
+    let c = ComplianceTracker::new(1).observe(&o.report, SystemTime::now());
+    exp.on_run(&RunEvent {
+        outcome: &o,
+        compliance: &c,
+    });
+    assert!(exp.render().contains("mailbox=\"sales\""));
+    store.remove("sales");
+    exp.forget("sales");
+    let page = exp.render();
+    assert!(!page.contains("mailbox=\"sales\""), "{page}");
+}

@@ -48,6 +48,10 @@ pub trait RunSink: Send + Sync {
     /// own tasks, behind bounded queues.
     fn on_run(&self, event: &RunEvent<'_>);
 
+    /// Forgets a mailbox that a configuration reload removed (its per-mailbox series). Most
+    /// exporters keep nothing per mailbox.
+    fn forget(&self, _mailbox: &str) {}
+
     /// Flushes what is pending and stops, within `within`.
     fn shutdown(&self, within: Duration) -> BoxFuture<'_, ()>;
 }

@@ -15,6 +15,14 @@ pub const TELEMETRY_EXPORT_FAILURES: &str = "mailprobe_telemetry_export_failures
 pub const ALERT_DELIVERY_FAILURES: &str = "mailprobe_alert_delivery_failures_total";
 pub const ALERT_NOTIFICATIONS_DROPPED: &str = "mailprobe_alert_notifications_dropped_total";
 pub const ALERT_NOTIFICATIONS_SENT: &str = "mailprobe_alert_notifications_sent_total";
+/// Configuration reloads, by `result` (`success`, `failure`).
+pub const CONFIG_RELOADS: &str = "mailprobe_config_reloads_total";
+
+/// The configuration reload gauges, named as Prometheus and Alertmanager name theirs so that
+/// the same alert rules apply.
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "mailprobe_config_last_reload_successful";
+pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP: &str =
+    "mailprobe_config_last_reload_success_timestamp_seconds";
 
 /// Span names.
 pub const SPAN_CHECK: &str = "mailprobe.check";

@@ -114,6 +114,12 @@ impl SeriesStore {
         map.insert(report.mailbox.clone(), series);
     }
 
+    /// Forgets a mailbox that is no longer configured, so its series disappear at once.
+    pub fn remove(&self, mailbox: &str) {
+        let mut map = self.by_mailbox.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(mailbox);
+    }
+
     /// A copy of every mailbox's series, in mailbox order.
     pub fn snapshot(&self) -> Vec<(String, MailboxSeries)> {
         let map = self.by_mailbox.read().unwrap_or_else(|e| e.into_inner());

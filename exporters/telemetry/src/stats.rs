@@ -40,6 +40,9 @@ pub fn help(name: &str) -> &'static str {
             "Alert notifications given up on (retries exhausted or queue full)."
         }
         names::ALERT_NOTIFICATIONS_SENT => "Alert notifications a receiver accepted.",
+        names::CONFIG_RELOADS => {
+            "Configuration reloads (SIGHUP, POST /-/reload, a changed file), by result."
+        }
         _ => "mailprobe counter.",
     }
 }
@@ -51,6 +54,9 @@ impl Default for ProbeStats {
         };
         for verdict in ["compliant", "non_compliant"] {
             stats.add(names::CHECKS, &[("verdict", verdict)], 0);
+        }
+        for result in ["success", "failure"] {
+            stats.add(names::CONFIG_RELOADS, &[("result", result)], 0);
         }
         for signal in ["traces", "metrics", "logs"] {
             stats.add(names::TELEMETRY_DROPPED, &[("signal", signal)], 0);

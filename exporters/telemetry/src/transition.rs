@@ -74,6 +74,12 @@ impl ComplianceTracker {
         }
     }
 
+    /// Forgets a mailbox that is no longer configured: added back later, it starts afresh.
+    pub fn forget(&self, mailbox: &str) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.remove(mailbox);
+    }
+
     /// Takes one run's report (at time `now`) and returns the mailbox's state after it.
     pub fn observe(&self, report: &Report, now: SystemTime) -> Compliance {
         let failing: Vec<Failing> = report
@@ -161,6 +167,23 @@ mod tests {
                 Some(Resolved),
                 None
             ]
+        );
+    }
+
+    #[test]
+    fn a_forgotten_mailbox_starts_afresh() {
+        let t = ComplianceTracker::new(1);
+        let now = SystemTime::now();
+        assert_eq!(
+            t.observe(&report(false), now).transition,
+            Some(Transition::Fired)
+        );
+        t.forget("m");
+        // Back after a reload: its old alert is not resolved by it, nor fired twice.
+        assert_eq!(t.observe(&report(true), now).transition, None);
+        assert_eq!(
+            t.observe(&report(false), now).transition,
+            Some(Transition::Fired)
         );
     }
 

@@ -1,0 +1,253 @@
+//! Configuration reload without a restart, as Prometheus and blackbox_exporter do it: SIGHUP,
+//! `POST /-/reload`, or (with `--reload-interval`) a change of the file's content makes the
+//! daemon re-read its configuration file.
+//!
+//! A new file is checked exactly as `mailprobe validate` checks it. When it is bad, the reload
+//! is refused with validate's message (logged, counted, and answered to `/-/reload`), and the
+//! previous configuration keeps running. When it is good, mailboxes are matched by name:
+//! - an unchanged or changed mailbox keeps its place in the schedule and its alerting state (a
+//!   changed one uses its new settings from its next run on);
+//! - a removed one stops at once, and its series leave /metrics and OTLP;
+//! - an added one is scheduled within a tenth of the interval.
+//!
+//! Settings that belong to the process (`listen`, `otlp`, `alerts`, `plugins`, `concurrency`,
+//! `server_connections`) take effect at the next restart; a reload that changes them says so.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::pending;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use mailprobe_core::config::Config;
+use mailprobe_core::scheduler::SchedulerHandle;
+use mailprobe_core::shard::Shard;
+use mailprobe_core::tls::Trust;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::telemetry::Telemetry;
+
+/// The trust store of every configured mailbox, by name: the set a reload replaces, and the
+/// one a run checks to know that its mailbox is still configured.
+pub type LiveTrust = Arc<RwLock<HashMap<String, Trust>>>;
+
+/// Where the configuration comes from, as `run` was started.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    pub shard: Option<Shard>,
+    /// Look for a changed file this often (`--reload-interval`).
+    pub every: Option<Duration>,
+}
+
+/// The signals the daemon acts on. Installed first thing, since SIGHUP's default action would
+/// end the process.
+pub struct Signals {
+    term: Option<Signal>,
+    hup: Option<Signal>,
+}
+
+impl Signals {
+    pub fn install() -> Signals {
+        let term = signal(SignalKind::terminate());
+        let hup = signal(SignalKind::hangup());
+        if let Err(e) = &hup {
+            tracing::warn!(error = %e, "cannot take SIGHUP; reload with POST /-/reload instead");
+        }
+        Signals {
+            term: term.ok(),
+            hup: hup.ok(),
+        }
+    }
+}
+
+/// Waits for a signal; never returns when the signal could not be taken or its stream ended.
+async fn next_signal(s: &mut Option<Signal>) {
+    if let Some(sig) = s
+        && sig.recv().await.is_some()
+    {
+        return;
+    }
+    pending().await
+}
+
+async fn next_request(
+    r: &mut Option<tokio::sync::mpsc::Receiver<mailprobe_exporter_prometheus::ReloadRequest>>,
+) -> Option<mailprobe_exporter_prometheus::ReloadRequest> {
+    match r {
+        Some(rx) => rx.recv().await,
+        None => pending().await,
+    }
+}
+
+async fn next_tick(t: &mut Option<tokio::time::Interval>) {
+    match t {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => pending().await,
+    }
+}
+
+/// Serves reloads until SIGTERM or Ctrl-C.
+pub async fn serve(
+    source: Source,
+    mut signals: Signals,
+    mut current: Config,
+    handle: &mut SchedulerHandle,
+    live: &LiveTrust,
+    telemetry: &Telemetry,
+) {
+    let mut requests = telemetry.take_reload_requests();
+    let mut seen = std::fs::read(&source.path).ok();
+    let mut tick = source.every.map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    loop {
+        let trigger = tokio::select! {
+            _ = next_signal(&mut signals.term) => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = next_signal(&mut signals.hup) => "SIGHUP",
+            request = next_request(&mut requests) => match request {
+                Some(reply) => {
+                    seen = std::fs::read(&source.path).ok();
+                    let result = reload(&source, &mut current, handle, live, telemetry, "POST /-/reload");
+                    let _ = reply.send(result);
+                    continue;
+                }
+                None => {
+                    requests = None;
+                    continue;
+                }
+            },
+            _ = next_tick(&mut tick) => {
+                // A file being replaced (a ConfigMap's symlink swap) may be missing for a
+                // moment: wait for the next look rather than report it.
+                let Ok(now) = std::fs::read(&source.path) else { continue };
+                if seen.as_ref() == Some(&now) {
+                    continue;
+                }
+                seen = Some(now);
+                "file change"
+            }
+        };
+        if trigger == "SIGHUP" {
+            seen = std::fs::read(&source.path).ok();
+        }
+        let _ = reload(&source, &mut current, handle, live, telemetry, trigger);
+    }
+}
+
+/// The process-wide settings that differ between two configurations.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if old.listen != new.listen {
+        keys.push("listen");
+    }
+    if old.otlp != new.otlp {
+        keys.push("otlp");
+    }
+    if old.alerts != new.alerts {
+        keys.push("alerts");
+    }
+    if old.plugins != new.plugins {
+        keys.push("plugins");
+    }
+    if old.concurrency != new.concurrency {
+        keys.push("concurrency");
+    }
+    if old.server_connections != new.server_connections {
+        keys.push("server_connections");
+    }
+    keys
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Loads the file again and applies it; returns what changed, or validate's message.
+fn reload(
+    source: &Source,
+    current: &mut Config,
+    handle: &mut SchedulerHandle,
+    live: &LiveTrust,
+    telemetry: &Telemetry,
+    trigger: &str,
+) -> Result<String, String> {
+    let loaded = match crate::daemon::load(&source.path, source.shard) {
+        Ok(l) => l,
+        Err(msg) => {
+            tracing::error!(
+                trigger,
+                error = %msg,
+                "configuration reload refused; the previous configuration keeps running"
+            );
+            telemetry.record_reload(false);
+            return Err(msg);
+        }
+    };
+    let restart = needs_restart(current, &loaded.config);
+    if !restart.is_empty() {
+        tracing::warn!(
+            keys = %restart.join(", "),
+            "these settings changed, but take effect only when mailprobe restarts"
+        );
+    }
+    let wanted: BTreeSet<&str> = loaded
+        .targets
+        .iter()
+        .map(|(t, _)| t.mailbox.as_str())
+        .collect();
+    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    {
+        // Held while mailboxes go, so that no run of a removed mailbox records after it.
+        let mut trusts = live.write().unwrap_or_else(|e| e.into_inner());
+        for name in handle.mailboxes() {
+            if !wanted.contains(name.as_str()) {
+                handle.remove(&name);
+                trusts.remove(&name);
+                telemetry.forget(&name);
+                removed.push(name);
+            }
+        }
+        for (target, trust) in &loaded.targets {
+            let name = target.mailbox.clone();
+            trusts.insert(name.clone(), trust.clone());
+            if handle.update(target.clone()) {
+                let before = current.mailboxes.iter().find(|m| m.name == name);
+                let after = loaded.config.mailboxes.iter().find(|m| m.name == name);
+                if before != after || current.timeout != loaded.config.timeout {
+                    changed.push(name);
+                }
+            } else {
+                handle.add(target.clone());
+                added.push(name);
+            }
+        }
+    }
+    handle.set_interval(loaded.config.interval);
+    *current = loaded.config;
+    telemetry.record_reload(true);
+    let summary = format!(
+        "configuration reloaded: {} mailbox(es); added: {}; removed: {}; changed: {}",
+        handle.mailboxes().len(),
+        list(&added),
+        list(&removed),
+        list(&changed)
+    );
+    tracing::info!(
+        trigger,
+        added = %list(&added),
+        removed = %list(&removed),
+        changed = %list(&changed),
+        "configuration reloaded"
+    );
+    Ok(summary)
+}

@@ -78,6 +78,7 @@ impl CheckPlugin for Certificate {
     }
 }
 
+/// The three IDs of one port, in the order they are judged and reported.
 fn ids(p: Protocol) -> [String; 3] {
     [
         p.requirement("certificate.name"),
@@ -230,10 +231,12 @@ fn parse_chain(
     Some((leaf, parsed))
 }
 
+/// Dates in evidence and summaries are RFC 3339, as the report format promises.
 fn ts(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
+/// Every name the certificate carries, for a summary that says what it is for instead.
 fn names_of(leaf: &CertInfo) -> String {
     let mut v: Vec<String> = leaf.subject_cn.iter().map(|c| format!("CN={c}")).collect();
     v.extend(leaf.san_dns.iter().map(|s| format!("DNS:{s}")));
@@ -245,6 +248,8 @@ fn names_of(leaf: &CertInfo) -> String {
     }
 }
 
+/// `*.certificate.name`: the CN must match (the CRM reads it); a subjectAltName-only match
+/// passes unless the profile asks for the CN.
 pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> RequirementResult {
     let san: Vec<Value> = leaf
         .san_dns
@@ -287,6 +292,8 @@ pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> Re
         .with("issuer", leaf.issuer.clone())
 }
 
+/// `*.certificate.trust`: the verification outcome, with the reason named and the leaf's key
+/// facts as evidence; an untrusted chain only warns when insecure certificates are allowed.
 pub fn judge_trust(
     id: &str,
     outcome: &TrustOutcome,
@@ -355,6 +362,8 @@ pub fn judge_trust(
         .with("signature_algorithm", leaf.signature_algorithm.clone())
 }
 
+/// `*.certificate.expiry`: the leaf's dates against `warn_days`, and an intermediate that
+/// expires before the leaf, since that breaks the chain first.
 pub fn judge_expiry(
     id: &str,
     chain: &[CertInfo],

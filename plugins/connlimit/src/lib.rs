@@ -74,6 +74,7 @@ struct Side {
 }
 
 impl Side {
+    /// The per-protocol evidence: what was required, held, reused, opened, and any refusal.
     fn evidence(&self) -> Value {
         let mut v = json!({
             "required": self.required,

@@ -123,6 +123,7 @@ fn io_timeout(cx: &Context) -> Duration {
     (Duration::from_millis(cx.target.timeout_ms) / 2).min(cx.remaining())
 }
 
+/// Bounds one exchange step, so a silent server becomes a timeout naming what was awaited.
 async fn within<T>(
     cx: &Context,
     what: &str,
@@ -138,6 +139,7 @@ async fn within<T>(
     }
 }
 
+/// Resolves (bounded) and dials each address in turn; the last error is the one reported.
 async fn connect(cx: &Context, server: &Server) -> Result<TcpStream, NetError> {
     let wait = io_timeout(cx);
     let addrs: Vec<SocketAddr> = match server.dial.parse::<IpAddr>() {
@@ -367,6 +369,7 @@ async fn greeting_over_tls(
     true
 }
 
+/// The password is only ever sent over TLS, so without encryption there is no login to try.
 fn skip_login(out: &mut Output) {
     out.report(RequirementResult::skip(
         LOGIN,
@@ -375,6 +378,8 @@ fn skip_login(out: &mut Output) {
     ));
 }
 
+/// The TLS handshake (recorded with the negotiated version and cipher); a failure fails
+/// `pop3.encryption`.
 async fn tls_handshake(
     cx: &Context,
     server: &Server,
@@ -410,6 +415,8 @@ async fn tls_handshake(
     }
 }
 
+/// Greeting, CAPA, STLS in clear, then the handshake; a server without STLS would have the
+/// password travel in clear, so that fails `pop3.encryption`.
 async fn stls(
     cx: &Context,
     server: &Server,

@@ -5,6 +5,7 @@
 //! certificate still gets its name and expiry checked.
 #![forbid(unsafe_code)]
 
+mod remedies;
 pub mod x509;
 
 use mailprobe_core::context::NetErrorView;
@@ -77,6 +78,7 @@ impl CheckPlugin for Certificate {
     }
 }
 
+/// The three IDs of one port, in the order they are judged and reported.
 fn ids(p: Protocol) -> [String; 3] {
     [
         p.requirement("certificate.name"),
@@ -85,13 +87,12 @@ fn ids(p: Protocol) -> [String; 3] {
     ]
 }
 
+/// One port's three requirements as a story: can they be judged at all, read the chain, parse
+/// the leaf, then judge name, trust and expiry each on its own.
 async fn check(cx: &mut RunContext, ep: &Endpoint) {
     let p = ep.protocol;
     let ids = ids(p);
-    if ids.iter().all(|id| cx.blocked_by(id).is_some()) {
-        for id in &ids {
-            cx.skip_if_blocked(id);
-        }
+    if all_blocked(cx, &ids) {
         return;
     }
     let enc = p.requirement("encryption");
@@ -101,77 +102,19 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         .and_then(|c| c.0.get(&p))
         .cloned();
     if cx.status(&enc) == Some(Status::Fail) && legacy.is_none() {
-        for id in &ids {
-            cx.report(RequirementResult::skip(
-                id,
-                &enc,
-                format!("not evaluated: {enc} failed, so no certificate could be read"),
-            ));
-        }
+        skip_all(cx, &ids, &enc);
         return;
     }
-    let chain = match handshake::shared(cx, p).await {
-        Ok(h) if !h.chain.is_empty() => Ok(h.chain),
-        other => match legacy {
-            Some(c) if !c.is_empty() => Ok(c),
-            _ => Err(match other {
-                Err(e) => e,
-                Ok(_) => NetErrorView {
-                    error_type: "no_certificate".into(),
-                    message: "the server sent no certificate".into(),
-                    step: Some("tls_handshake".into()),
-                },
-            }),
-        },
-    };
-    let chain = match chain {
+    let chain = match read_chain(cx, p, legacy).await {
         Ok(c) => c,
         Err(e) => {
-            // Without a chain nothing can be said; when encryption itself already failed, name
-            // that as the cause rather than repeating the failure three times.
-            let enc = p.requirement("encryption");
-            for id in &ids {
-                if cx.status(&enc) == Some(Status::Fail) {
-                    cx.report(RequirementResult::skip(
-                        id,
-                        &enc,
-                        format!("not evaluated: {enc} failed, so no certificate could be read"),
-                    ));
-                } else {
-                    cx.report(
-                        RequirementResult::fail(
-                            id,
-                            format!("no certificate could be read: {}", e.message),
-                            format!(
-                                "Make TLS work on {} (see {enc}) so the certificate can be checked.",
-                                ep.authority()
-                            ),
-                        )
-                        .with("error", e.message.clone())
-                        .with("error_type", e.error_type.clone()),
-                    );
-                }
-            }
+            report_unreadable(cx, ep, &ids, &e);
             return;
         }
     };
-    let infos: Vec<Result<CertInfo, x509::CertError>> =
-        chain.iter().map(|d| x509::parse_certificate(d)).collect();
-    let leaf = match infos.first() {
-        Some(Ok(l)) => l.clone(),
-        Some(Err(e)) => {
-            for id in &ids {
-                cx.report(RequirementResult::fail(
-                    id,
-                    format!("the server's certificate cannot be parsed: {e}"),
-                    "Install a valid X.509 certificate on the server.",
-                ));
-            }
-            return;
-        }
-        None => return,
+    let Some((leaf, parsed)) = parse_chain(cx, &ids, &chain) else {
+        return;
     };
-    let parsed: Vec<CertInfo> = infos.into_iter().filter_map(Result::ok).collect();
     let [name_id, trust_id, expiry_id] = ids;
     let require_cn = cx.target.profile.certificate.require_common_name;
     let warn_days = cx.target.profile.warn_days();
@@ -194,10 +137,106 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
     ));
 }
 
+/// When a prerequisite blocks all three, each is reported as skipped for that reason.
+fn all_blocked(cx: &mut RunContext, ids: &[String; 3]) -> bool {
+    if !ids.iter().all(|id| cx.blocked_by(id).is_some()) {
+        return false;
+    }
+    for id in ids {
+        cx.skip_if_blocked(id);
+    }
+    true
+}
+
+/// When encryption itself failed, that is the cause to name, rather than repeating the
+/// failure three times.
+fn skip_all(cx: &mut RunContext, ids: &[String; 3], enc: &str) {
+    for id in ids {
+        cx.report(RequirementResult::skip(
+            id,
+            enc,
+            format!("not evaluated: {enc} failed, so no certificate could be read"),
+        ));
+    }
+}
+
+/// The chain the server sent: from the run's shared handshake, else (a server that speaks
+/// only TLS ≤ 1.1) the one the `tls` plugin read in clear.
+async fn read_chain(
+    cx: &mut RunContext,
+    p: Protocol,
+    legacy: Option<Vec<Vec<u8>>>,
+) -> Result<Vec<Vec<u8>>, NetErrorView> {
+    match handshake::shared(cx, p).await {
+        Ok(h) if !h.chain.is_empty() => Ok(h.chain),
+        other => match legacy {
+            Some(c) if !c.is_empty() => Ok(c),
+            _ => Err(match other {
+                Err(e) => e,
+                Ok(_) => NetErrorView {
+                    error_type: "no_certificate".into(),
+                    message: "the server sent no certificate".into(),
+                    step: Some("tls_handshake".into()),
+                },
+            }),
+        },
+    }
+}
+
+/// Without a chain nothing can be said: a failure per requirement with the reason, or a skip
+/// when encryption already failed.
+fn report_unreadable(cx: &mut RunContext, ep: &Endpoint, ids: &[String; 3], e: &NetErrorView) {
+    let enc = ep.protocol.requirement("encryption");
+    if cx.status(&enc) == Some(Status::Fail) {
+        skip_all(cx, ids, &enc);
+        return;
+    }
+    for id in ids {
+        cx.report(
+            RequirementResult::fail(
+                id,
+                format!("no certificate could be read: {}", e.message),
+                remedies::make_tls_work(&ep.authority(), &enc),
+            )
+            .with("error", e.message.clone())
+            .with("error_type", e.error_type.clone()),
+        );
+    }
+}
+
+/// The leaf and every chain certificate that parses; an unparsable leaf fails all three
+/// (`None`), while an unparsable intermediate is left to the trust verdict.
+fn parse_chain(
+    cx: &mut RunContext,
+    ids: &[String; 3],
+    chain: &[Vec<u8>],
+) -> Option<(CertInfo, Vec<CertInfo>)> {
+    let infos: Vec<Result<CertInfo, x509::CertError>> =
+        chain.iter().map(|d| x509::parse_certificate(d)).collect();
+    let leaf = match infos.first() {
+        Some(Ok(l)) => l.clone(),
+        Some(Err(e)) => {
+            for id in ids {
+                cx.report(RequirementResult::fail(
+                    id,
+                    format!("the server's certificate cannot be parsed: {e}"),
+                    remedies::UNPARSABLE,
+                ));
+            }
+            return None;
+        }
+        None => return None,
+    };
+    let parsed: Vec<CertInfo> = infos.into_iter().filter_map(Result::ok).collect();
+    Some((leaf, parsed))
+}
+
+/// Dates in evidence and summaries are RFC 3339, as the report format promises.
 fn ts(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
+/// Every name the certificate carries, for a summary that says what it is for instead.
 fn names_of(leaf: &CertInfo) -> String {
     let mut v: Vec<String> = leaf.subject_cn.iter().map(|c| format!("CN={c}")).collect();
     v.extend(leaf.san_dns.iter().map(|s| format!("DNS:{s}")));
@@ -209,6 +248,8 @@ fn names_of(leaf: &CertInfo) -> String {
     }
 }
 
+/// `*.certificate.name`: the CN must match (the CRM reads it); a subjectAltName-only match
+/// passes unless the profile asks for the CN.
 pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> RequirementResult {
     let san: Vec<Value> = leaf
         .san_dns
@@ -233,9 +274,7 @@ pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> Re
                     .map(|c| format!("`{c}`"))
                     .unwrap_or_else(|| "absent".into())
             ),
-            format!(
-                "Reissue the certificate with Common Name (CN) = {host}: the CRM checks the CN, not only the subjectAltName."
-            ),
+            remedies::common_name_only(host),
         ),
         NameMatch::SanOnly => {
             RequirementResult::pass(id, format!("a subjectAltName matches {host}"))
@@ -243,9 +282,7 @@ pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> Re
         NameMatch::NoMatch => RequirementResult::fail(
             id,
             format!("the certificate is for {}, not {host}", names_of(leaf)),
-            format!(
-                "Install a certificate whose Common Name is {host} (and list it in subjectAltName), or configure the CRM with a host name the certificate carries."
-            ),
+            remedies::wrong_name(host),
         ),
     };
     r.with("host", host)
@@ -255,13 +292,8 @@ pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> Re
         .with("issuer", leaf.issuer.clone())
 }
 
-fn server_hint(ep: &Endpoint) -> &'static str {
-    match ep.protocol {
-        Protocol::Imap => "Dovecot: ssl_cert = </path/fullchain.pem",
-        Protocol::Smtp => "Postfix: smtpd_tls_chain_files = /path/key.pem, /path/fullchain.pem",
-    }
-}
-
+/// `*.certificate.trust`: the verification outcome, with the reason named and the leaf's key
+/// facts as evidence; an untrusted chain only warns when insecure certificates are allowed.
 pub fn judge_trust(
     id: &str,
     outcome: &TrustOutcome,
@@ -274,7 +306,10 @@ pub fn judge_trust(
         TrustOutcome::Trusted => {
             return RequirementResult::pass(
                 id,
-                format!("the chain verifies to a trusted root (issuer {})", leaf.issuer),
+                format!(
+                    "the chain verifies to a trusted root (issuer {})",
+                    leaf.issuer
+                ),
             )
             .with("issuer", leaf.issuer.clone())
             .with("chain_length", chain_len)
@@ -285,19 +320,21 @@ pub fn judge_trust(
         }
         TrustOutcome::SelfSigned => (
             "the certificate is self-signed".to_string(),
-            "Install a certificate signed by a public CA (e.g. Let's Encrypt); otherwise the user must allow an insecure certificate when connecting the inbox.".to_string(),
+            remedies::SELF_SIGNED.to_string(),
         ),
         TrustOutcome::UnknownIssuer { issuer } => (
             format!("the chain ends at `{issuer}`, which is not a trusted root"),
-            "Install a certificate from a CA the CRM trusts (a public CA); for a private CA, the user must allow an insecure certificate (and mailprobe needs --ca-file to trust it).".to_string(),
+            remedies::UNKNOWN_ISSUER.to_string(),
         ),
         TrustOutcome::IncompleteChain { missing_issuer } => (
-            format!("the issuer `{missing_issuer}` is neither sent by the server nor a trusted root (a missing intermediate, or a private CA)"),
-            format!("If `{missing_issuer}` is an intermediate of a public CA, configure the server to send the full chain ({}); if it is a private CA, install a certificate from a public CA or let the user allow an insecure certificate (and give mailprobe --ca-file).", server_hint(ep)),
+            format!(
+                "the issuer `{missing_issuer}` is neither sent by the server nor a trusted root (a missing intermediate, or a private CA)"
+            ),
+            remedies::incomplete_chain(missing_issuer, ep.protocol),
         ),
         TrustOutcome::Invalid { reason } => (
             format!("the chain is invalid: {reason}"),
-            "Install a valid certificate chain issued for TLS server use.".to_string(),
+            remedies::INVALID_CHAIN.to_string(),
         ),
     };
     let reason = match outcome {
@@ -325,6 +362,8 @@ pub fn judge_trust(
         .with("signature_algorithm", leaf.signature_algorithm.clone())
 }
 
+/// `*.certificate.expiry`: the leaf's dates against `warn_days`, and an intermediate that
+/// expires before the leaf, since that breaks the chain first.
 pub fn judge_expiry(
     id: &str,
     chain: &[CertInfo],
@@ -333,18 +372,15 @@ pub fn judge_expiry(
     ep: &Endpoint,
 ) -> RequirementResult {
     let Some(leaf) = chain.first() else {
-        return RequirementResult::fail(id, "no certificate", "Install a certificate.");
+        return RequirementResult::fail(id, "no certificate", remedies::NO_CERTIFICATE);
     };
     let days_left = (leaf.not_after - now).whole_days();
-    let renew = format!(
-        "Renew the certificate of {} (and reload the server); automate renewal, e.g. with an ACME client.",
-        ep.host
-    );
+    let renew = remedies::renew(&ep.host);
     let mut r = if now < leaf.not_before {
         RequirementResult::fail(
             id,
             format!("not valid before {}", ts(leaf.not_before)),
-            "Check the server's clock and the certificate's validity dates; install a certificate that is valid now.",
+            remedies::NOT_YET_VALID,
         )
     } else if now > leaf.not_after {
         RequirementResult::fail(
@@ -383,17 +419,11 @@ pub fn judge_expiry(
         if when < now && r.status != Status::Fail {
             r.status = Status::Fail;
             r.summary = format!("chain certificate {} expired on {}", c.subject, ts(when));
-            r.remedy = Some(format!(
-                "Replace the expired intermediate in the chain the server sends; {}.",
-                server_hint(ep)
-            ));
+            r.remedy = Some(remedies::expired_intermediate(ep.protocol));
         } else if (when - now).whole_days() < i64::from(warn_days) && r.status == Status::Pass {
             r.status = Status::Warn;
             r.summary = format!("chain certificate {} expires on {}", c.subject, ts(when));
-            r.remedy = Some(format!(
-                "Update the intermediate certificate in the chain the server sends; {}.",
-                server_hint(ep)
-            ));
+            r.remedy = Some(remedies::expiring_intermediate(ep.protocol));
         }
     }
     r.with("not_before", ts(leaf.not_before))

@@ -9,6 +9,8 @@
 //! per-server budget: when the budget is below what is required, the result is `skip`.
 #![forbid(unsafe_code)]
 
+mod remedies;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -72,6 +74,7 @@ struct Side {
 }
 
 impl Side {
+    /// The per-protocol evidence: what was required, held, reused, opened, and any refusal.
     fn evidence(&self) -> Value {
         let mut v = json!({
             "required": self.required,
@@ -90,13 +93,35 @@ impl Side {
     }
 }
 
+/// The check as a story: work out what is required, make sure it may be tried, take the held
+/// sessions, open the missing ones, NOOP all at once, close all, judge.
 async fn run(cx: &mut RunContext) {
     if cx.skip_if_blocked(ID) {
         release_held(cx).await;
         return;
     }
-    let rules = cx.target.profile.connections.clone();
     let other_folders = cx.facts.get::<ImapFacts>().and_then(|f| f.other_folders);
+    let want = required_sessions(cx, other_folders);
+    let required: usize = want.values().sum();
+    if let Some(skip) = cannot_try(cx, &want, required) {
+        cx.report(skip);
+        release_held(cx).await;
+        return;
+    }
+    let wait = cx.io_timeout();
+    let mut sides: BTreeMap<Protocol, Side> = BTreeMap::new();
+    let mut sessions = reuse_held(cx, &want, &mut sides, wait).await;
+    open_missing(cx, &want, &mut sessions, &mut sides, wait).await;
+    let achieved = noop_all(cx, &mut sessions, &mut sides, wait).await;
+    close_all(cx, sessions, wait).await;
+    let verdict = judge(cx, &sides, required, achieved, other_folders);
+    cx.report(verdict);
+}
+
+/// How many sessions of each protocol the CRM holds at once, from the profile: the IMAP count
+/// depends on whether the account has folders besides INBOX and Sent (unknown counts as none).
+fn required_sessions(cx: &RunContext, other_folders: Option<u32>) -> BTreeMap<Protocol, usize> {
+    let rules = &cx.target.profile.connections;
     let mut want: BTreeMap<Protocol, usize> = BTreeMap::new();
     want.insert(
         Protocol::Imap,
@@ -109,10 +134,18 @@ async fn run(cx: &mut RunContext) {
     if cx.target.smtp.is_some() {
         want.insert(Protocol::Smtp, rules.smtp as usize);
     }
-    let required: usize = want.values().sum();
+    want
+}
 
-    // Never overstep the budget: better no answer than eating the CRM's own connections.
-    for (p, n) in &want {
+/// The `skip` result when the check may not or cannot be tried: never overstep the budget
+/// (better no answer than eating the CRM's own connections), and without a protocol's plugin
+/// there is no way to open its sessions.
+fn cannot_try(
+    cx: &RunContext,
+    want: &BTreeMap<Protocol, usize>,
+    required: usize,
+) -> Option<RequirementResult> {
+    for (p, n) in want {
         let reserved = cx.reserved(*p);
         if reserved < *n {
             let server = cx
@@ -120,7 +153,7 @@ async fn run(cx: &mut RunContext) {
                 .endpoint(*p)
                 .map(|e| e.authority())
                 .unwrap_or_default();
-            cx.report(
+            return Some(
                 RequirementResult::skip(
                     ID,
                     "server_connections",
@@ -131,28 +164,32 @@ async fn run(cx: &mut RunContext) {
                 .with("required", required)
                 .with("budget", reserved),
             );
-            release_held(cx).await;
-            return;
         }
         if !cx.openers.contains_key(p) {
-            cx.report(RequirementResult::skip(
+            return Some(RequirementResult::skip(
                 ID,
                 p.prefix(),
                 format!(
                     "not evaluated: the {p} plugin did not run, so no {p} session can be opened"
                 ),
             ));
-            release_held(cx).await;
-            return;
         }
     }
+    None
+}
 
-    let wait = cx.io_timeout();
+/// Takes the logged-in sessions other plugins kept, up to what is required, so the server is
+/// never asked for more than the CRM would hold; the surplus is closed at once.
+async fn reuse_held(
+    cx: &mut RunContext,
+    want: &BTreeMap<Protocol, usize>,
+    sides: &mut BTreeMap<Protocol, Side>,
+    wait: Duration,
+) -> Vec<(Protocol, Box<dyn MailSession>)> {
     let mut sessions: Vec<(Protocol, Box<dyn MailSession>)> = Vec::new();
-    let mut sides: BTreeMap<Protocol, Side> = BTreeMap::new();
     for held in std::mem::take(&mut cx.held) {
         if want.contains_key(&held.protocol)
-            && sessions.iter().filter(|(p, _)| *p == held.protocol).count() < want[&held.protocol]
+            && count(&sessions, held.protocol) < want[&held.protocol]
         {
             sides.entry(held.protocol).or_default().held += 1;
             sessions.push((held.protocol, held.session));
@@ -160,36 +197,31 @@ async fn run(cx: &mut RunContext) {
             held.session.close(wait).await;
         }
     }
+    sessions
+}
 
-    // Open the missing sessions one after the other, stopping a protocol at its first refusal:
-    // the server has said what its limit is, and more attempts would only add to its count.
+/// Opens the missing sessions one after the other, stopping a protocol at its first refusal:
+/// the server has said what its limit is, and more attempts would only add to its count.
+async fn open_missing(
+    cx: &mut RunContext,
+    want: &BTreeMap<Protocol, usize>,
+    sessions: &mut Vec<(Protocol, Box<dyn MailSession>)>,
+    sides: &mut BTreeMap<Protocol, Side>,
+    wait: Duration,
+) {
     let params = cx.open_params();
-    for (p, n) in want.clone() {
+    for (&p, &n) in want {
         let side = sides.entry(p).or_default();
         side.required = n;
         let opener = cx.openers[&p].clone();
-        while sessions.iter().filter(|(q, _)| *q == p).count() < n {
-            let index = sessions.iter().filter(|(q, _)| *q == p).count() + 1;
+        while count(sessions, p) < n {
+            let index = count(sessions, p) + 1;
             let timer = StepTimer::start();
-            let slot = cx.slot(p, wait).await;
-            let opened = match slot {
+            let opened = match cx.slot(p, wait).await {
                 Ok(slot) => opener.open(params.clone(), slot).await,
                 Err(e) => Err(SessionRefusal::at(SessionStep::Connect, e.to_string())),
             };
-            let ep = cx.target.endpoint(p).cloned();
-            let outcome: Result<(), NetError> = match &opened {
-                Ok(_) => Ok(()),
-                Err(r) => Err(NetError::Protocol(format!("{}: {}", r.step, r.message))),
-            };
-            let mut attrs = BTreeMap::new();
-            attrs.insert("mailprobe.session.index".into(), index.to_string());
-            cx.record_step(
-                timer,
-                &format!("open {} session", p.prefix()),
-                ep.as_ref(),
-                &outcome,
-                attrs,
-            );
+            record_open(cx, p, index, timer, &opened);
             let side = sides.entry(p).or_default();
             match opened {
                 Ok(s) => {
@@ -203,8 +235,45 @@ async fn run(cx: &mut RunContext) {
             }
         }
     }
+}
 
-    // All of them at the same moment: a NOOP on each while every one is open.
+/// How many of `sessions` speak `protocol`.
+fn count(sessions: &[(Protocol, Box<dyn MailSession>)], protocol: Protocol) -> usize {
+    sessions.iter().filter(|(q, _)| *q == protocol).count()
+}
+
+/// Records one opening as a step, with its index, so a trace shows which session was refused.
+fn record_open(
+    cx: &mut RunContext,
+    p: Protocol,
+    index: usize,
+    timer: StepTimer,
+    opened: &Result<Box<dyn MailSession>, SessionRefusal>,
+) {
+    let ep = cx.target.endpoint(p).cloned();
+    let outcome: Result<(), NetError> = match opened {
+        Ok(_) => Ok(()),
+        Err(r) => Err(NetError::Protocol(format!("{}: {}", r.step, r.message))),
+    };
+    let mut attrs = BTreeMap::new();
+    attrs.insert("mailprobe.session.index".into(), index.to_string());
+    cx.record_step(
+        timer,
+        &format!("open {} session", p.prefix()),
+        ep.as_ref(),
+        &outcome,
+        attrs,
+    );
+}
+
+/// All of them at the same moment: a NOOP on each while every one is open. Returns how many
+/// answered.
+async fn noop_all(
+    cx: &mut RunContext,
+    sessions: &mut [(Protocol, Box<dyn MailSession>)],
+    sides: &mut BTreeMap<Protocol, Side>,
+    wait: Duration,
+) -> usize {
     let mut achieved = 0;
     for (p, s) in sessions.iter_mut() {
         let timer = StepTimer::start();
@@ -228,17 +297,29 @@ async fn run(cx: &mut RunContext) {
             Err(e) => side.noop_failures.push(e.to_string()),
         }
     }
+    achieved
+}
 
-    // Close everything, whatever happened, so no session outlives the run.
+/// Closes everything, whatever happened, so no session outlives the run.
+async fn close_all(
+    cx: &mut RunContext,
+    sessions: Vec<(Protocol, Box<dyn MailSession>)>,
+    wait: Duration,
+) {
     let timer = StepTimer::start();
     futures::future::join_all(sessions.into_iter().map(|(_, s)| s.close(wait))).await;
     cx.record_step::<()>(timer, "close sessions", None, &Ok(()), BTreeMap::new());
+}
 
-    let software = cx.facts.get::<ImapFacts>().and_then(|f| f.software.clone());
-    let mut evidence = serde_json::Map::new();
-    for (p, side) in &sides {
-        evidence.insert(p.prefix().to_string(), side.evidence());
-    }
+/// The verdict: pass when every required session answered at once, else a failure quoting
+/// each refusal, with the remedy for the identified server software.
+fn judge(
+    cx: &RunContext,
+    sides: &BTreeMap<Protocol, Side>,
+    required: usize,
+    achieved: usize,
+    other_folders: Option<u32>,
+) -> RequirementResult {
     let detail = sides
         .iter()
         .map(|(p, s)| format!("{}/{} {p}", s.alive, s.required))
@@ -250,31 +331,19 @@ async fn run(cx: &mut RunContext) {
             format!("held {achieved} authenticated sessions at once ({detail})"),
         )
     } else {
-        let short: Vec<Protocol> = sides
+        let software = cx.facts.get::<ImapFacts>().and_then(|f| f.software.clone());
+        let short: Vec<(Protocol, usize)> = sides
             .iter()
             .filter(|(_, s)| s.alive < s.required)
-            .map(|(p, _)| *p)
+            .map(|(p, s)| (*p, s.required))
             .collect();
-        let said = sides
-            .iter()
-            .filter_map(|(p, s)| {
-                s.refusal
-                    .as_ref()
-                    .map(|r| format!("{p} refused session {}: {}", s.alive + 1, r.message))
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
         RequirementResult::fail(
             ID,
             format!(
                 "the server allowed {achieved} of the {required} concurrent sessions the CRM needs ({detail}){}",
-                if said.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {said}")
-                }
+                refusals(sides)
             ),
-            remedy(&short, software.as_deref(), &sides),
+            remedies::remedy(&short, software.as_deref()),
         )
     };
     r = r.with("required", required).with("achieved", achieved);
@@ -284,13 +353,31 @@ async fn run(cx: &mut RunContext) {
             "the folder count is unknown, so 2 IMAP sessions were assumed",
         );
     }
-    for (k, v) in evidence {
-        r = r.with(&k, v);
+    for (p, side) in sides {
+        r = r.with(p.prefix(), side.evidence());
     }
     if r.status == Status::Pass {
         r.remedy = None;
     }
-    cx.report(r);
+    r
+}
+
+/// The servers' refusals, quoted, as a suffix of the summary (empty when none refused).
+fn refusals(sides: &BTreeMap<Protocol, Side>) -> String {
+    let said = sides
+        .iter()
+        .filter_map(|(p, s)| {
+            s.refusal
+                .as_ref()
+                .map(|r| format!("{p} refused session {}: {}", s.alive + 1, r.message))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!("; {said}")
+    }
 }
 
 /// Closes the sessions other plugins left for this one when it cannot use them.
@@ -298,37 +385,5 @@ async fn release_held(cx: &mut RunContext) {
     let wait = cx.io_timeout().min(Duration::from_secs(5));
     for held in std::mem::take(&mut cx.held) {
         held.session.close(wait).await;
-    }
-}
-
-fn remedy(short: &[Protocol], software: Option<&str>, sides: &BTreeMap<Protocol, Side>) -> String {
-    let mut parts = Vec::new();
-    for p in short {
-        let need = sides.get(p).map_or(0, |s| s.required);
-        parts.push(match p {
-            Protocol::Imap => match software {
-                Some("Dovecot") => format!(
-                    "Dovecot: raise `mail_max_userip_connections` (protocol imap) to at least {} (the CRM holds {need} at once from one address; 10 or more leaves room for mail clients)",
-                    need.max(10)
-                ),
-                Some("Courier-IMAP") => format!(
-                    "Courier: raise MAXPERIP in /etc/courier/imapd to at least {} (default 4)",
-                    need.max(10)
-                ),
-                Some("Gmail") => "Gmail allows 15 simultaneous IMAP connections per account: close other clients of this mailbox".to_string(),
-                Some("Microsoft Exchange") => format!(
-                    "Exchange: raise MaxConnectionsPerUser / MaxConnectionFromSingleIP of the IMAP4 service (Set-ImapSettings) to at least {need}"
-                ),
-                _ => format!("Raise the IMAP server's per-user/per-IP connection limit to at least {need}"),
-            },
-            Protocol::Smtp => format!(
-                "Raise the SMTP server's concurrent connection limit to at least {need} (Postfix: `smtpd_client_connection_count_limit`, or list the CRM's addresses in `smtpd_client_event_limit_exceptions`)"
-            ),
-        });
-    }
-    if parts.is_empty() {
-        "Check the server's connection limits.".to_string()
-    } else {
-        parts.join("; ") + "."
     }
 }

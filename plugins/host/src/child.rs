@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
 use mailprobe_plugin_sdk::abi::ABI_VERSION;
 use mailprobe_plugin_sdk::wire::Requirement;
@@ -207,77 +208,14 @@ async fn exchange(
     let mut child = command(exe, library)
         .spawn()
         .map_err(|e| format!("cannot start `{} {SUBCOMMAND}`: {e}", exe.display()))?;
-    let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         return Err("the plugin process has no stdio pipes".into());
     };
-    let stderr_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut chunk).await {
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.len() > 16 * 1024 {
-                buf.drain(..buf.len() - 8 * 1024);
-            }
-        }
-        buf
-    });
-    let talk = async {
-        let mut lines = BufReader::new(stdout).lines();
-        let hello = match next_message(&mut lines).await {
-            Some(Message::Hello {
-                abi_version,
-                name,
-                version,
-                requirements,
-            }) => {
-                if abi_version != ABI_VERSION {
-                    return Exchange::Failed(format!(
-                        "the plugin host speaks ABI version {abi_version}, expected {ABI_VERSION}"
-                    ));
-                }
-                Manifest {
-                    name,
-                    version,
-                    requirements,
-                    path: library.to_path_buf(),
-                }
-            }
-            Some(Message::Error { message }) => return Exchange::Failed(message),
-            Some(_) => return Exchange::Failed("the plugin host did not say hello".into()),
-            None => return Exchange::Ended,
-        };
-        if let Some(expected) = expect_name
-            && hello.name != expected
-        {
-            return Exchange::Failed(format!(
-                "the library now calls itself `{}`, not `{expected}`; restart mailprobe after replacing a plugin",
-                hello.name
-            ));
-        }
-        let Some((config, context)) = request else {
-            return Exchange::Hello(hello);
-        };
-        let line = match serde_json::to_string(&Message::Request { config, context }) {
-            Ok(l) => l + "\n",
-            Err(e) => return Exchange::Failed(e.to_string()),
-        };
-        if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
-            return Exchange::Ended;
-        }
-        match next_message(&mut lines).await {
-            Some(Message::Result { result }) => Exchange::Result(result.to_string()),
-            Some(Message::Error { message }) => Exchange::Failed(message),
-            Some(_) => Exchange::Failed("the plugin host answered out of turn".into()),
-            None => Exchange::Ended,
-        }
-    };
-    let outcome = tokio::time::timeout(wait, talk).await;
-    let Ok(outcome) = outcome else {
+    let stderr_task = keep_stderr_tail(stderr);
+    let talk = talk(stdout, &mut stdin, library, request, expect_name);
+    let Ok(outcome) = tokio::time::timeout(wait, talk).await else {
         let _ = child.start_kill();
         let _ = child.wait().await;
         stderr_task.abort();
@@ -286,21 +224,7 @@ async fn exchange(
         ));
     };
     if let Exchange::Ended = outcome {
-        // The child died before answering: say how.
-        let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-            Ok(Ok(s)) => describe_exit(s),
-            _ => {
-                let _ = child.start_kill();
-                "closed its output".into()
-            }
-        };
-        let tail = tokio::time::timeout(Duration::from_secs(1), stderr_task)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|b| stderr_tail(&b))
-            .unwrap_or_default();
-        return Err(format!("the plugin process crashed: {status}{tail}"));
+        return Err(crashed(&mut child, stderr_task).await);
     }
     // Answered: close its stdin so it exits, and reap it without waiting long.
     drop(stdin);
@@ -313,6 +237,116 @@ async fn exchange(
     }
     stderr_task.abort();
     Ok(outcome)
+}
+
+/// Reads the child's stderr in the background, keeping only its last few KiB: its last words
+/// explain a crash, and a chatty plugin must not fill memory.
+fn keep_stderr_tail(mut stderr: ChildStderr) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > 16 * 1024 {
+                buf.drain(..buf.len() - 8 * 1024);
+            }
+        }
+        buf
+    })
+}
+
+/// The conversation itself: the hello, checked, then (with a request) one request and its
+/// answer. `Ended` when the child stopped talking.
+async fn talk(
+    stdout: ChildStdout,
+    stdin: &mut ChildStdin,
+    library: &Path,
+    request: Option<(Value, Value)>,
+    expect_name: Option<&str>,
+) -> Exchange {
+    let mut lines = BufReader::new(stdout).lines();
+    let hello = match read_hello(&mut lines, library).await {
+        Ok(h) => h,
+        Err(end) => return end,
+    };
+    if let Some(expected) = expect_name
+        && hello.name != expected
+    {
+        return Exchange::Failed(format!(
+            "the library now calls itself `{}`, not `{expected}`; restart mailprobe after replacing a plugin",
+            hello.name
+        ));
+    }
+    let Some((config, context)) = request else {
+        return Exchange::Hello(hello);
+    };
+    let line = match serde_json::to_string(&Message::Request { config, context }) {
+        Ok(l) => l + "\n",
+        Err(e) => return Exchange::Failed(e.to_string()),
+    };
+    if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+        return Exchange::Ended;
+    }
+    match next_message(&mut lines).await {
+        Some(Message::Result { result }) => Exchange::Result(result.to_string()),
+        Some(Message::Error { message }) => Exchange::Failed(message),
+        Some(_) => Exchange::Failed("the plugin host answered out of turn".into()),
+        None => Exchange::Ended,
+    }
+}
+
+/// The child's first message: its manifest, in the ABI this host speaks, or why not.
+async fn read_hello(
+    lines: &mut tokio::io::Lines<BufReader<ChildStdout>>,
+    library: &Path,
+) -> Result<Manifest, Exchange> {
+    match next_message(lines).await {
+        Some(Message::Hello {
+            abi_version,
+            name,
+            version,
+            requirements,
+        }) => {
+            if abi_version != ABI_VERSION {
+                return Err(Exchange::Failed(format!(
+                    "the plugin host speaks ABI version {abi_version}, expected {ABI_VERSION}"
+                )));
+            }
+            Ok(Manifest {
+                name,
+                version,
+                requirements,
+                path: library.to_path_buf(),
+            })
+        }
+        Some(Message::Error { message }) => Err(Exchange::Failed(message)),
+        Some(_) => Err(Exchange::Failed("the plugin host did not say hello".into())),
+        None => Err(Exchange::Ended),
+    }
+}
+
+/// The child died before answering: say how, with its last words on stderr.
+async fn crashed(
+    child: &mut tokio::process::Child,
+    stderr_task: tokio::task::JoinHandle<Vec<u8>>,
+) -> String {
+    let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+        Ok(Ok(s)) => describe_exit(s),
+        _ => {
+            let _ = child.start_kill();
+            "closed its output".into()
+        }
+    };
+    let tail = tokio::time::timeout(Duration::from_secs(1), stderr_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|b| stderr_tail(&b))
+        .unwrap_or_default();
+    format!("the plugin process crashed: {status}{tail}")
 }
 
 /// Reads a library's manifest through a child process, so the library is never loaded into

@@ -25,7 +25,8 @@ use std::path::Path;
 
 use libloading::Library;
 use mailprobe_plugin_sdk::abi::{
-    ABI_VERSION, ENTRY_POINT, ENTRY_POINT_C, EntryPoint, FreeFn, PluginTable, RunFn,
+    ABI_VERSION, ENTRY_POINT, ENTRY_POINT_C, EntryPoint, FreeFn, PluginTable, RequirementDecl,
+    RunFn,
 };
 use mailprobe_plugin_sdk::wire::Requirement;
 
@@ -49,75 +50,12 @@ impl std::fmt::Debug for Functions {
 /// life of the process.
 pub(crate) fn open(path: &Path) -> Result<(Manifest, Functions), LoadError> {
     let shown = path.display().to_string();
-    // SAFETY: see the module documentation ("Loading runs foreign code").
-    let library = unsafe { Library::new(path) }.map_err(|e| LoadError::Open {
-        path: shown.clone(),
-        reason: e.to_string(),
-    })?;
-    let library: &'static Library = Box::leak(Box::new(library));
-    // SAFETY: the symbol's type is the ABI's contract ("The entry point's type").
-    let entry: EntryPoint = match unsafe { library.get::<EntryPoint>(ENTRY_POINT_C) } {
-        Ok(symbol) => *symbol,
-        Err(_) => {
-            return Err(LoadError::NoEntryPoint {
-                path: shown,
-                symbol: ENTRY_POINT,
-            });
-        }
-    };
-    // SAFETY: calling the entry point the library exports for this purpose; the SDK catches
-    // panics in it and returns null instead.
-    let table: *const PluginTable = unsafe { entry() };
-    if table.is_null() {
-        return Err(LoadError::Invalid {
-            path: shown,
-            reason: "its entry point returned no plugin table (the plugin failed to start; see its messages above)".into(),
-        });
-    }
-    // SAFETY: every version of the table starts with the ABI version as a u32 ("The table's
-    // layout"); the pointer is non-null and the SDK's table is suitably aligned.
-    let abi_version = unsafe { std::ptr::read(table.cast::<u32>()) };
-    if abi_version != ABI_VERSION {
-        return Err(LoadError::AbiMismatch {
-            path: shown,
-            found: abi_version,
-            expected: ABI_VERSION,
-        });
-    }
-    // SAFETY: same version, hence this layout; valid for the life of the library, which is
-    // never unloaded ("Lifetimes").
-    let table: &'static PluginTable = unsafe { &*table };
-    let text = |p: *const c_char, what: &str| -> Result<String, LoadError> {
-        if p.is_null() {
-            return Err(LoadError::Invalid {
-                path: shown.clone(),
-                reason: format!("its table has no {what}"),
-            });
-        }
-        // SAFETY: non-null, NUL-terminated and static per the ABI.
-        let s = unsafe { CStr::from_ptr(p) };
-        s.to_str()
-            .map(str::to_string)
-            .map_err(|_| LoadError::Invalid {
-                path: shown.clone(),
-                reason: format!("its {what} is not UTF-8"),
-            })
-    };
+    let table = load_table(path, &shown)?;
+    let text = |p: *const c_char, what: &str| table_text(p, what, &shown);
     let name = text(table.name, "name")?;
     let version = text(table.version, "version")?;
-    let decls = if table.requirements_len == 0 {
-        &[][..]
-    } else if table.requirements.is_null() {
-        return Err(LoadError::Invalid {
-            path: shown,
-            reason: "its table lists requirements but gives no array".into(),
-        });
-    } else {
-        // SAFETY: a non-null array of `requirements_len` declarations, static per the ABI.
-        unsafe { std::slice::from_raw_parts(table.requirements, table.requirements_len) }
-    };
-    let mut requirements = Vec::with_capacity(decls.len());
-    for d in decls {
+    let mut requirements = Vec::new();
+    for d in requirement_decls(table, &shown)? {
         requirements.push(Requirement {
             id: text(d.id, "requirement ID")?,
             description: text(d.description, "requirement description")?,
@@ -136,6 +74,85 @@ pub(crate) fn open(path: &Path) -> Result<(Manifest, Functions), LoadError> {
             free_string: table.free_string,
         },
     ))
+}
+
+/// Loads the library (for good), calls its entry point and checks the table's ABI version
+/// before reading anything else of it.
+fn load_table(path: &Path, shown: &str) -> Result<&'static PluginTable, LoadError> {
+    // SAFETY: see the module documentation ("Loading runs foreign code").
+    let library = unsafe { Library::new(path) }.map_err(|e| LoadError::Open {
+        path: shown.to_string(),
+        reason: e.to_string(),
+    })?;
+    let library: &'static Library = Box::leak(Box::new(library));
+    // SAFETY: the symbol's type is the ABI's contract ("The entry point's type").
+    let entry: EntryPoint = match unsafe { library.get::<EntryPoint>(ENTRY_POINT_C) } {
+        Ok(symbol) => *symbol,
+        Err(_) => {
+            return Err(LoadError::NoEntryPoint {
+                path: shown.to_string(),
+                symbol: ENTRY_POINT,
+            });
+        }
+    };
+    // SAFETY: calling the entry point the library exports for this purpose; the SDK catches
+    // panics in it and returns null instead.
+    let table: *const PluginTable = unsafe { entry() };
+    if table.is_null() {
+        return Err(LoadError::Invalid {
+            path: shown.to_string(),
+            reason: "its entry point returned no plugin table (the plugin failed to start; see its messages above)".into(),
+        });
+    }
+    // SAFETY: every version of the table starts with the ABI version as a u32 ("The table's
+    // layout"); the pointer is non-null and the SDK's table is suitably aligned.
+    let abi_version = unsafe { std::ptr::read(table.cast::<u32>()) };
+    if abi_version != ABI_VERSION {
+        return Err(LoadError::AbiMismatch {
+            path: shown.to_string(),
+            found: abi_version,
+            expected: ABI_VERSION,
+        });
+    }
+    // SAFETY: same version, hence this layout; valid for the life of the library, which is
+    // never unloaded ("Lifetimes").
+    Ok(unsafe { &*table })
+}
+
+/// One of the table's strings, copied; a missing or non-UTF-8 one names which it was.
+fn table_text(p: *const c_char, what: &str, shown: &str) -> Result<String, LoadError> {
+    if p.is_null() {
+        return Err(LoadError::Invalid {
+            path: shown.to_string(),
+            reason: format!("its table has no {what}"),
+        });
+    }
+    // SAFETY: non-null, NUL-terminated and static per the ABI.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map(str::to_string)
+        .map_err(|_| LoadError::Invalid {
+            path: shown.to_string(),
+            reason: format!("its {what} is not UTF-8"),
+        })
+}
+
+/// The table's requirement declarations, as a slice.
+fn requirement_decls(
+    table: &'static PluginTable,
+    shown: &str,
+) -> Result<&'static [RequirementDecl], LoadError> {
+    if table.requirements_len == 0 {
+        Ok(&[][..])
+    } else if table.requirements.is_null() {
+        Err(LoadError::Invalid {
+            path: shown.to_string(),
+            reason: "its table lists requirements but gives no array".into(),
+        })
+    } else {
+        // SAFETY: a non-null array of `requirements_len` declarations, static per the ABI.
+        Ok(unsafe { std::slice::from_raw_parts(table.requirements, table.requirements_len) })
+    }
 }
 
 impl Functions {

@@ -123,6 +123,7 @@ fn io_timeout(cx: &Context) -> Duration {
     (Duration::from_millis(cx.target.timeout_ms) / 2).min(cx.remaining())
 }
 
+/// Bounds one exchange step, so a silent server becomes a timeout naming what was awaited.
 async fn within<T>(
     cx: &Context,
     what: &str,
@@ -138,6 +139,7 @@ async fn within<T>(
     }
 }
 
+/// Resolves (bounded) and dials each address in turn; the last error is the one reported.
 async fn connect(cx: &Context, server: &Server) -> Result<TcpStream, NetError> {
     let wait = io_timeout(cx);
     let addrs: Vec<SocketAddr> = match server.dial.parse::<IpAddr>() {
@@ -247,25 +249,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 /// The TLS session and what its handshake established.
 type TlsSession = Session<tokio_rustls::client::TlsStream<TcpStream>>;
 
+/// The check as a story: connect, get TLS (implicit or STLS), judge it, then log in; each
+/// step that fails says why and skips what depends on it.
 async fn check(cx: &Context, server: &Server, trust: &Trust, out: &mut Output) {
-    let attrs = server.attributes();
-    let t = StepTimer::start();
-    let tcp = connect(cx, server).await;
-    out.step(t, "connect", None, &tcp, attrs.clone());
-    let tcp = match tcp {
-        Ok(s) => s,
-        Err(e) => {
-            let fail = RequirementResult::fail(
-                ENCRYPTION,
-                format!("cannot connect to POP3 at {}:{}: {e}", server.host, server.port),
-                "Check that the POP3 service listens on this port and that the firewall lets the CRM in.",
-            )
-            .with("address", format!("{}:{}", server.dial, server.port))
-            .with("error", e.to_string());
-            out.report(fail);
-            skip_login(out);
-            return;
-        }
+    let Some(tcp) = open_tcp(cx, server, out).await else {
+        skip_login(out);
+        return;
     };
     let upgraded = match server.security {
         Security::Tls => tls_handshake(cx, server, trust, tcp, out).await,
@@ -275,66 +264,112 @@ async fn check(cx: &Context, server: &Server, trust: &Trust, out: &mut Output) {
         skip_login(out);
         return;
     };
-    let mut encryption = RequirementResult::pass(
-        ENCRYPTION,
-        format!(
-            "{} with {} ({})",
-            match server.security {
-                Security::Tls => "implicit TLS",
-                Security::Starttls => "STLS upgrade",
-            },
-            handshake.version.human(),
-            handshake.cipher
-        ),
-    )
-    .with("security", server.security.as_str())
-    .with("tls_version", handshake.version.name())
-    .with("cipher", handshake.cipher.clone())
-    .with("certificate_verified", handshake.verified);
-    if !handshake.verified {
-        let why = handshake
-            .verify_error
-            .clone()
-            .unwrap_or_else(|| "not verified".into());
-        if cx.target.allow_insecure_cert {
-            encryption = RequirementResult::warn(
-                ENCRYPTION,
-                format!("TLS works, but the certificate is not trusted ({why}); accepted because insecure certificates are allowed"),
-                "Install a certificate signed by a public CA for the POP3 server.",
-            )
-            .with("security", server.security.as_str())
-            .with("certificate_verified", false);
-        } else {
-            out.report(
-                RequirementResult::fail(
-                    ENCRYPTION,
-                    format!("the POP3 server's certificate is not trusted: {why}"),
-                    "Install a certificate signed by a public CA, or allow an insecure certificate (--allow-insecure-cert).",
-                )
-                .with("security", server.security.as_str())
-                .with("certificate_verified", false),
-            );
+    match judge_encryption(cx, server, &handshake) {
+        Ok(encryption) => out.report(encryption),
+        Err(fail) => {
+            out.report(fail);
             skip_login(out);
             return;
         }
     }
-    out.report(encryption);
-    if server.security == Security::Tls {
-        let t = StepTimer::start();
-        let greeting = session.reply(cx, "the POP3 greeting").await;
-        out.step(t, "greeting", None, &greeting, attrs.clone());
-        if let Err(e) = greeting {
-            out.report(RequirementResult::fail(
-                LOGIN,
-                format!("no POP3 greeting over TLS: {e}"),
-                "Check that the port speaks POP3 over implicit TLS (usually 995).",
-            ));
-            return;
-        }
+    if server.security == Security::Tls && !greeting_over_tls(cx, server, &mut session, out).await {
+        return;
     }
     login(cx, server, &mut session, out).await;
 }
 
+/// The TCP connection, recorded as the `connect` step; a failure fails `pop3.encryption`.
+async fn open_tcp(cx: &Context, server: &Server, out: &mut Output) -> Option<TcpStream> {
+    let t = StepTimer::start();
+    let tcp = connect(cx, server).await;
+    out.step(t, "connect", None, &tcp, server.attributes());
+    match tcp {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let fail = RequirementResult::fail(
+                ENCRYPTION,
+                format!("cannot connect to POP3 at {}:{}: {e}", server.host, server.port),
+                "Check that the POP3 service listens on this port and that the firewall lets the CRM in.",
+            )
+            .with("address", format!("{}:{}", server.dial, server.port))
+            .with("error", e.to_string());
+            out.report(fail);
+            None
+        }
+    }
+}
+
+/// The `pop3.encryption` verdict on a completed handshake: `Ok` with a pass (or a warn for an
+/// untrusted certificate that is allowed), `Err` with the failure when the login must not go on.
+fn judge_encryption(
+    cx: &Context,
+    server: &Server,
+    handshake: &Handshake,
+) -> Result<RequirementResult, RequirementResult> {
+    if handshake.verified {
+        return Ok(RequirementResult::pass(
+            ENCRYPTION,
+            format!(
+                "{} with {} ({})",
+                match server.security {
+                    Security::Tls => "implicit TLS",
+                    Security::Starttls => "STLS upgrade",
+                },
+                handshake.version.human(),
+                handshake.cipher
+            ),
+        )
+        .with("security", server.security.as_str())
+        .with("tls_version", handshake.version.name())
+        .with("cipher", handshake.cipher.clone())
+        .with("certificate_verified", handshake.verified));
+    }
+    let why = handshake
+        .verify_error
+        .clone()
+        .unwrap_or_else(|| "not verified".into());
+    if cx.target.allow_insecure_cert {
+        Ok(RequirementResult::warn(
+            ENCRYPTION,
+            format!("TLS works, but the certificate is not trusted ({why}); accepted because insecure certificates are allowed"),
+            "Install a certificate signed by a public CA for the POP3 server.",
+        )
+        .with("security", server.security.as_str())
+        .with("certificate_verified", false))
+    } else {
+        Err(RequirementResult::fail(
+            ENCRYPTION,
+            format!("the POP3 server's certificate is not trusted: {why}"),
+            "Install a certificate signed by a public CA, or allow an insecure certificate (--allow-insecure-cert).",
+        )
+        .with("security", server.security.as_str())
+        .with("certificate_verified", false))
+    }
+}
+
+/// Over implicit TLS the greeting comes only after the handshake; without it there is no
+/// POP3 server to log in to (`false`, with `pop3.login` failed).
+async fn greeting_over_tls(
+    cx: &Context,
+    server: &Server,
+    session: &mut TlsSession,
+    out: &mut Output,
+) -> bool {
+    let t = StepTimer::start();
+    let greeting = session.reply(cx, "the POP3 greeting").await;
+    out.step(t, "greeting", None, &greeting, server.attributes());
+    if let Err(e) = greeting {
+        out.report(RequirementResult::fail(
+            LOGIN,
+            format!("no POP3 greeting over TLS: {e}"),
+            "Check that the port speaks POP3 over implicit TLS (usually 995).",
+        ));
+        return false;
+    }
+    true
+}
+
+/// The password is only ever sent over TLS, so without encryption there is no login to try.
 fn skip_login(out: &mut Output) {
     out.report(RequirementResult::skip(
         LOGIN,
@@ -343,6 +378,8 @@ fn skip_login(out: &mut Output) {
     ));
 }
 
+/// The TLS handshake (recorded with the negotiated version and cipher); a failure fails
+/// `pop3.encryption`.
 async fn tls_handshake(
     cx: &Context,
     server: &Server,
@@ -378,6 +415,8 @@ async fn tls_handshake(
     }
 }
 
+/// Greeting, CAPA, STLS in clear, then the handshake; a server without STLS would have the
+/// password travel in clear, so that fails `pop3.encryption`.
 async fn stls(
     cx: &Context,
     server: &Server,
@@ -427,42 +466,16 @@ async fn stls(
     tls_handshake(cx, server, trust, tcp, out).await
 }
 
+/// `pop3.login`: authenticate, then STAT proves the mailbox can be opened.
 async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     cx: &Context,
     server: &Server,
     session: &mut Session<S>,
     out: &mut Output,
 ) {
-    let attrs = server.attributes();
-    let user = cx.target.user.clone();
     let t = StepTimer::start();
-    let mut mechanism = "USER/PASS";
-    let mut result: Result<(), NetError> = async {
-        session.send(cx, &format!("USER {user}")).await?;
-        session.reply(cx, "the USER reply").await?;
-        session
-            .send(cx, &format!("PASS {}", cx.password.expose()))
-            .await?;
-        session.reply(cx, "the PASS reply").await.map(|_| ())
-    }
-    .await;
-    if matches!(result, Err(NetError::Protocol(_))) {
-        // USER/PASS refused (or disabled): try SASL PLAIN.
-        let caps = session.capa(cx).await.unwrap_or_default();
-        if caps
-            .iter()
-            .any(|c| c.starts_with("SASL") && c.split(' ').any(|m| m == "PLAIN"))
-        {
-            mechanism = "AUTH PLAIN";
-            let token = base64(format!("\0{user}\0{}", cx.password.expose()).as_bytes());
-            result = async {
-                session.send(cx, &format!("AUTH PLAIN {token}")).await?;
-                session.reply(cx, "the AUTH reply").await.map(|_| ())
-            }
-            .await;
-        }
-    }
-    let mut login_attrs = attrs.clone();
+    let (mechanism, result) = authenticate(cx, session).await;
+    let mut login_attrs = server.attributes();
     login_attrs.insert("pop3.mechanism".into(), mechanism.into());
     out.step(t, "login", None, &result, login_attrs);
     if let Err(e) = result {
@@ -479,13 +492,59 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         out.report(RequirementResult::fail(LOGIN, summary, remedy).with("mechanism", mechanism));
         return;
     }
+    stat(cx, server, session, mechanism, out).await;
+}
+
+/// USER/PASS first; when the server refuses it (or has it disabled), SASL PLAIN if CAPA
+/// offers it. Returns the mechanism last tried and its outcome.
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    cx: &Context,
+    session: &mut Session<S>,
+) -> (&'static str, Result<(), NetError>) {
+    let user = cx.target.user.clone();
+    let result: Result<(), NetError> = async {
+        session.send(cx, &format!("USER {user}")).await?;
+        session.reply(cx, "the USER reply").await?;
+        session
+            .send(cx, &format!("PASS {}", cx.password.expose()))
+            .await?;
+        session.reply(cx, "the PASS reply").await.map(|_| ())
+    }
+    .await;
+    if !matches!(result, Err(NetError::Protocol(_))) {
+        return ("USER/PASS", result);
+    }
+    let caps = session.capa(cx).await.unwrap_or_default();
+    if !caps
+        .iter()
+        .any(|c| c.starts_with("SASL") && c.split(' ').any(|m| m == "PLAIN"))
+    {
+        return ("USER/PASS", result);
+    }
+    let token = base64(format!("\0{user}\0{}", cx.password.expose()).as_bytes());
+    let result = async {
+        session.send(cx, &format!("AUTH PLAIN {token}")).await?;
+        session.reply(cx, "the AUTH reply").await.map(|_| ())
+    }
+    .await;
+    ("AUTH PLAIN", result)
+}
+
+/// STAT after the login: the message count and size, then a polite QUIT.
+async fn stat<S: AsyncRead + AsyncWrite + Unpin>(
+    cx: &Context,
+    server: &Server,
+    session: &mut Session<S>,
+    mechanism: &str,
+    out: &mut Output,
+) {
     let t = StepTimer::start();
     let stat = async {
         session.send(cx, "STAT").await?;
         session.reply(cx, "the STAT reply").await
     }
     .await;
-    out.step(t, "stat", None, &stat, attrs);
+    out.step(t, "stat", None, &stat, server.attributes());
     match stat {
         Ok(text) => {
             let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());

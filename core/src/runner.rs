@@ -1,8 +1,10 @@
 //! Runs the selected plugins against one target and turns what they found into a report.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt;
 use tokio::time::Instant;
 
 use crate::context::{PluginRun, RunContext, Step};
@@ -10,7 +12,7 @@ use crate::model::Target;
 use crate::net::Budgets;
 use crate::plugin::CheckPlugin;
 use crate::report::Report;
-use crate::requirement::{self, RequirementResult};
+use crate::requirement::{self, RequirementResult, SkipReason, Status};
 use crate::tls::Trust;
 
 /// Everything a run produced: the report, and the steps and plugin runs that become spans.
@@ -43,13 +45,17 @@ pub async fn run_target(
         let wait = cx.deadline().saturating_duration_since(Instant::now());
         let outcome = if wait.is_zero() {
             Err(format!(
-                "not run: the check's deadline ({:?}) had passed",
+                "was not run: the check's deadline ({:?}) had passed",
                 target.timeout
             ))
         } else {
-            match tokio::time::timeout(wait, plugin.run(&mut cx)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.0),
+            // A panicking plugin (a bug, or bytes from a hostile server it did not expect) must
+            // cost only its own requirements, never the whole check or the daemon's loop.
+            let run = AssertUnwindSafe(plugin.run(&mut cx)).catch_unwind();
+            match tokio::time::timeout(wait, run).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(format!("failed: {}", e.0)),
+                Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
                 Err(_) => Err(format!(
                     "timed out: the check did not finish within its deadline ({:?})",
                     target.timeout
@@ -67,32 +73,30 @@ pub async fn run_target(
                 continue;
             }
             if id.starts_with("smtp.") && target.smtp.is_none() {
-                cx.report(RequirementResult::skip(
+                cx.report(RequirementResult::not_configured(
                     id,
-                    "smtp",
                     "not evaluated: no SMTP server configured (give --smtp HOST[:PORT])",
                 ));
                 continue;
             }
-            let result = match &outcome {
-                Err(why) => RequirementResult::fail(
+            // A failure of the probe is never reported as a failure of the server: what the
+            // plugin left unreported was not verified, unless a prerequisite explains it.
+            let result = match (cx.blocked_by(id), &outcome) {
+                (Some(p), _) => {
+                    RequirementResult::skip(id, &p, format!("not evaluated: {p} did not pass"))
+                }
+                (None, Err(why)) => RequirementResult::not_verified(
                     id,
-                    format!("plugin {} failed: {why}", info.name),
-                    "Check that the server answers within the timeout (--timeout / timeout), or report the plugin error.",
+                    format!("not verified: plugin {} {why}", info.name),
                 )
                 .with("error", why.clone()),
-                Ok(()) => match cx.blocked_by(id) {
-                    Some(p) => RequirementResult::skip(
-                        id,
-                        &p,
-                        format!("not evaluated: {p} did not pass"),
+                (None, Ok(())) => RequirementResult::not_verified(
+                    id,
+                    format!(
+                        "not verified: plugin {} did not evaluate this requirement (a bug in the plugin; report it with the JSON report attached)",
+                        info.name
                     ),
-                    None => RequirementResult::fail(
-                        id,
-                        format!("plugin {} did not evaluate this requirement", info.name),
-                        "This is a bug in the plugin; report it with the JSON report attached.",
-                    ),
-                },
+                ),
             };
             cx.report(result);
         }
@@ -107,7 +111,7 @@ pub async fn run_target(
     let _ = tokio::time::timeout(wait, futures::future::join_all(closing)).await;
 
     let profile = target.profile.clone();
-    let mut results = cx.take_results();
+    let mut results = normalize_skips(cx.take_results());
     // Built-in requirements the profile does not hold are left out; a dynamic plugin's own IDs
     // are kept after the profile's.
     results.retain(|r| profile.holds(&r.id) || requirement::info(&r.id).is_none());
@@ -126,5 +130,203 @@ pub async fn run_target(
         plugin_runs: std::mem::take(&mut cx.plugin_runs),
         started_at,
         duration,
+    }
+}
+
+/// The text of a caught panic (a `&str` or `String` payload; anything else is unnamed).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// Makes every `prerequisite` skip true to its word: it names a requirement ID that failed (or
+/// that is itself skipped behind a failure). A skip that names something else (a setting, a
+/// protocol), whose prerequisite passed (the probe could not go on for its own reasons, e.g. a
+/// TLS version it cannot speak), or whose chain ends in a gap becomes `not_verified`; one whose
+/// chain ends in something the user left out becomes `not_configured`.
+fn normalize_skips(mut results: Vec<RequirementResult>) -> Vec<RequirementResult> {
+    let root_reason = |results: &[RequirementResult], start: &str| -> Option<SkipReason> {
+        let mut id = start.to_string();
+        // Bounded: a cycle of prerequisites is a gap, not a hang.
+        for _ in 0..=results.len() {
+            let Some(r) = results.iter().find(|r| r.id == id) else {
+                return Some(SkipReason::NotVerified);
+            };
+            match r.status {
+                Status::Fail => return None,
+                Status::Pass | Status::Warn => return Some(SkipReason::NotVerified),
+                Status::Skip => match r.skip_reason() {
+                    Some(SkipReason::Prerequisite) => match r.prerequisite() {
+                        Some(p) => id = p.to_string(),
+                        None => return Some(SkipReason::NotVerified),
+                    },
+                    other => return other,
+                },
+            }
+        }
+        Some(SkipReason::NotVerified)
+    };
+    let recast: Vec<(usize, SkipReason)> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.skip_reason() == Some(SkipReason::Prerequisite))
+        .filter_map(|(i, r)| {
+            let reason = match r.prerequisite() {
+                Some(p) if p != r.id => root_reason(&results, p)?,
+                _ => SkipReason::NotVerified,
+            };
+            Some((i, reason))
+        })
+        .collect();
+    for (i, reason) in recast {
+        let r = std::mem::replace(&mut results[i], RequirementResult::pass("", String::new()));
+        results[i] = r.recast_skip(reason);
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Endpoint, Protocol, Security};
+    use crate::plugin::{BoxFuture, PluginError, PluginInfo};
+    use crate::profile::Profile;
+    use crate::requirement::Verdict;
+    use crate::secret::Secret;
+
+    /// How a test plugin behaves after reporting `imap.reachable`.
+    #[derive(Clone, Copy)]
+    enum Misbehave {
+        Panic,
+        Error,
+        Hang,
+        Nothing,
+    }
+
+    struct Test(Misbehave);
+
+    impl CheckPlugin for Test {
+        fn info(&self) -> PluginInfo {
+            PluginInfo::builtin(
+                "test",
+                &["imap.reachable", "imap.login", "smtp.reachable"],
+                &[],
+            )
+        }
+        fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
+            Box::pin(async move {
+                cx.report(RequirementResult::pass("imap.reachable", "connected"));
+                match self.0 {
+                    Misbehave::Panic => panic!("boom from a test plugin"),
+                    Misbehave::Error => Err(PluginError("the plugin's own error".into())),
+                    Misbehave::Hang => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok(())
+                    }
+                    Misbehave::Nothing => Ok(()),
+                }
+            })
+        }
+    }
+
+    fn target(smtp: bool) -> Arc<Target> {
+        let ep = |protocol, port| Endpoint {
+            protocol,
+            host: "mail.invalid".into(),
+            port,
+            security: Security::Tls,
+            connect_to: None,
+        };
+        Arc::new(Target {
+            mailbox: "m".into(),
+            profile: Arc::new(Profile::builtin("hubspot").unwrap()),
+            imap: ep(Protocol::Imap, 993),
+            smtp: smtp.then(|| ep(Protocol::Smtp, 465)),
+            user: "u".into(),
+            password: Secret::new("p"),
+            ca_file: None,
+            allow_insecure_cert: false,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    async fn run(how: Misbehave, smtp: bool) -> Report {
+        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(Test(how))];
+        let trust = Trust::load(None).unwrap();
+        run_target(target(smtp), trust, Arc::new(Budgets::new(8)), &plugins)
+            .await
+            .report
+    }
+
+    fn get<'a>(r: &'a Report, id: &str) -> &'a RequirementResult {
+        r.requirements.iter().find(|x| x.id == id).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_failure_is_not_verified_never_a_fail() {
+        for (how, said) in [
+            (Misbehave::Panic, "panicked: boom from a test plugin"),
+            (Misbehave::Error, "failed: the plugin's own error"),
+            (Misbehave::Hang, "timed out"),
+            (Misbehave::Nothing, "did not evaluate"),
+        ] {
+            let r = run(how, true).await;
+            assert_eq!(r.verdict, Verdict::Incomplete, "{said}: {r:#?}");
+            assert_eq!(r.exit_code(), 3);
+            assert_eq!(get(&r, "imap.reachable").status, Status::Pass);
+            for id in ["imap.login", "smtp.reachable"] {
+                let x = get(&r, id);
+                assert_eq!(x.skip_reason(), Some(SkipReason::NotVerified), "{x:?}");
+                assert!(x.summary.contains(said), "{said}: {}", x.summary);
+                assert!(x.remedy.is_none());
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn smtp_left_out_is_not_configured() {
+        let r = run(Misbehave::Error, false).await;
+        let x = get(&r, "smtp.reachable");
+        assert_eq!(x.skip_reason(), Some(SkipReason::NotConfigured));
+        assert_eq!(x.prerequisite(), None);
+        assert!(!x.evidence.contains_key("prerequisite"));
+    }
+
+    #[test]
+    fn a_skip_names_a_requirement_that_did_not_pass_or_becomes_a_gap() {
+        let rs = normalize_skips(vec![
+            RequirementResult::fail("imap.reachable", "refused", "open it"),
+            RequirementResult::skip("imap.encryption", "imap.reachable", "x"),
+            RequirementResult::skip("imap.login", "imap.encryption", "x"),
+            RequirementResult::warn("imap.tls_versions", "TLS 1.0 only", "raise"),
+            // Passed prerequisite: the probe itself could not go on.
+            RequirementResult::skip("imap.folders", "imap.tls_versions", "x"),
+            // Not a requirement ID.
+            RequirementResult::skip("connections.concurrent", "server_connections", "x"),
+            RequirementResult::not_configured("smtp.reachable", "no --smtp"),
+            RequirementResult::skip("smtp.login", "smtp.reachable", "x"),
+            RequirementResult::not_verified("smtp.encryption", "x"),
+            RequirementResult::skip("smtp.tls_versions", "smtp.encryption", "x"),
+        ]);
+        let reason = |id: &str| rs.iter().find(|r| r.id == id).unwrap().skip_reason();
+        assert_eq!(reason("imap.encryption"), Some(SkipReason::Prerequisite));
+        assert_eq!(reason("imap.login"), Some(SkipReason::Prerequisite));
+        assert_eq!(reason("imap.folders"), Some(SkipReason::NotVerified));
+        assert_eq!(
+            reason("connections.concurrent"),
+            Some(SkipReason::NotVerified)
+        );
+        assert_eq!(reason("smtp.login"), Some(SkipReason::NotConfigured));
+        assert_eq!(reason("smtp.tls_versions"), Some(SkipReason::NotVerified));
+        assert!(
+            rs.iter()
+                .filter_map(|r| r.prerequisite())
+                .all(|p| requirement::info(p).is_some())
+        );
     }
 }

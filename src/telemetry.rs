@@ -105,6 +105,20 @@ impl Telemetry {
             }
             None => {}
         }
+        match compliance.incomplete_transition {
+            Some(Transition::Fired) => {
+                let ids: Vec<&str> = compliance
+                    .not_verified
+                    .iter()
+                    .map(|f| f.id.as_str())
+                    .collect();
+                tracing::warn!(mailbox = %report.mailbox, not_verified = %ids.join(","), "mailbox could not be verified (incomplete)");
+            }
+            Some(Transition::Resolved) => {
+                tracing::info!(mailbox = %report.mailbox, verdict = report.verdict.as_str(), "mailbox is verified again");
+            }
+            None => {}
+        }
         let event = RunEvent {
             outcome,
             compliance: &compliance,

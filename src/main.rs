@@ -27,6 +27,16 @@ fn main() -> ExitCode {
                 _ => EXIT_UNKNOWN,
             };
             let _ = e.print();
+            if code == EXIT_UNKNOWN && nagios_requested() {
+                let first = e
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("bad usage")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                nagios_unknown(&first);
+            }
             return ExitCode::from(code);
         }
     };
@@ -51,7 +61,12 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check(args) => match cli::check_setup(&args) {
-            Err(msg) => usage_error(&msg),
+            Err(msg) => {
+                if args.format == Format::Nagios {
+                    nagios_unknown(&msg);
+                }
+                usage_error(&msg)
+            }
             Ok(setup) => {
                 let outcome = cli::run_check(setup).await;
                 let report = &outcome.report;
@@ -65,6 +80,12 @@ async fn dispatch(cli: Cli) -> u8 {
                     }
                 };
                 out(&text);
+                // The text and Nagios formats say it themselves; JSON stays pure on stdout.
+                if args.format == Format::Json
+                    && let Some(line) = report.incomplete_line()
+                {
+                    eprintln!("mailprobe: {} is incomplete: {line}", report.mailbox);
+                }
                 report.exit_code() as u8
             }
         },
@@ -132,6 +153,25 @@ fn out(text: &str) {
     let _ = stdout
         .write_all(text.as_bytes())
         .and_then(|_| stdout.flush());
+}
+
+/// Whether the raw command line asks for `--format nagios` (read before clap could parse it,
+/// so that even a usage error gives Nagios its one status line).
+fn nagios_requested() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().enumerate().any(|(i, a)| {
+        a == "--format=nagios"
+            || (a == "--format" && args.get(i + 1).is_some_and(|v| v == "nagios"))
+    })
+}
+
+/// Nagios' UNKNOWN status line on stdout, where a Nagios-compatible scheduler reads it.
+fn nagios_unknown(msg: &str) {
+    let msg: String = msg
+        .chars()
+        .map(|c| if c.is_control() || c == '|' { ' ' } else { c })
+        .collect();
+    out(&format!("MAILPROBE UNKNOWN - {}\n", msg.trim()));
 }
 
 fn usage_error(msg: &str) -> u8 {

@@ -317,6 +317,46 @@ fn bad_command_lines_exit_3_with_a_message() {
 }
 
 #[test]
+fn a_usage_error_in_nagios_format_prints_one_unknown_line() {
+    let cases: &[&[&str]] = &[
+        // Refused by the argument parser (no --user)...
+        &["check", "--imap", "h", "--format", "nagios"],
+        &["check", "--format=nagios", "--imap", "h"],
+        // ...and by the check's own set-up (a port out of range).
+        &[
+            "check",
+            "--imap",
+            "h:99999",
+            "--user",
+            "u",
+            "--password-env",
+            PASSWORD_ENV,
+            "--format",
+            "nagios",
+        ],
+    ];
+    for args in cases {
+        let run = mailprobe(args);
+        assert_eq!(run.code, 3, "{args:?}: {}", run.stderr);
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {:?}", run.stdout);
+        assert!(
+            lines[0].starts_with("MAILPROBE UNKNOWN - ") && lines[0].len() > 25,
+            "{args:?}: {}",
+            lines[0]
+        );
+        assert!(!lines[0].contains('|'), "{}", lines[0]);
+    }
+    assert!(
+        mailprobe(cases[2])
+            .stdout
+            .contains("port 99999 is out of range")
+    );
+    // Without --format nagios, stdout stays empty.
+    assert!(mailprobe(&["check", "--imap", "h"]).stdout.is_empty());
+}
+
+#[test]
 fn validate_pairs_each_invalid_fixture_with_its_exact_message() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let fixtures = dir.join("tests/fixtures/config");

@@ -289,6 +289,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_scheduler_keeps_checking_a_mailbox_whose_plugin_panics() {
+        use crate::plugin::Registry;
+        use crate::scheduler::{self, SchedulerConfig};
+        let mut registry = Registry::new();
+        registry.register(Arc::new(Test(Misbehave::Panic))).unwrap();
+        let plugins = Arc::new(registry.plugins().to_vec());
+        let trust = Trust::load(None).unwrap();
+        let verdicts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let v = verdicts.clone();
+        let h = scheduler::start(
+            vec![target(true)],
+            SchedulerConfig::new(Duration::from_secs(60), 1),
+            move |t| {
+                let (plugins, trust, v) = (plugins.clone(), trust.clone(), v.clone());
+                async move {
+                    let o = run_target(t, trust, Arc::new(Budgets::new(8)), &plugins).await;
+                    v.lock().unwrap().push(o.report.verdict);
+                }
+            },
+        );
+        tokio::time::sleep(Duration::from_secs(60 * 3 + 30)).await;
+        h.shutdown().await;
+        let verdicts = verdicts.lock().unwrap();
+        assert!(verdicts.len() >= 3, "{verdicts:?}");
+        assert!(verdicts.iter().all(|v| *v == Verdict::Incomplete));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn smtp_left_out_is_not_configured() {
         let r = run(Misbehave::Error, false).await;
         let x = get(&r, "smtp.reachable");

@@ -734,7 +734,7 @@ mailboxes:
         assert_eq!(broken[2].error.line, Some(23), "{}", broken[2].error);
 
         // Every entry broken: still no error, nothing to check.
-        let text = GOOD.replace("imap.example.com", "imap.example.com:0");
+        let text = GOOD.replace("    user: ", "    usr: ");
         let (c, broken) = Config::parse_lenient(&text, "c.yaml").unwrap();
         assert!(c.mailboxes.is_empty());
         assert_eq!(broken.len(), 2);

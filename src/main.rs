@@ -89,23 +89,28 @@ async fn dispatch(cli: Cli) -> u8 {
                 report.exit_code() as u8
             }
         },
-        Command::Validate(args) => match daemon::load(&args.config, args.shard) {
-            Ok(loaded) => {
-                let shard = args
-                    .shard
-                    .map(|s| format!(" in shard {s}"))
-                    .unwrap_or_default();
-                println!(
-                    "{}: OK, {} mailbox(es){shard}, checked every {}",
-                    args.config.display(),
-                    loaded.targets.len(),
-                    humantime::format_duration(loaded.config.interval)
-                );
-                0
+        Command::Validate(args) => {
+            match daemon::load(&args.config, args.shard, daemon::Mode::Validate) {
+                Ok(loaded) => {
+                    for w in &loaded.warnings {
+                        eprintln!("mailprobe: warning: {w}");
+                    }
+                    let shard = args
+                        .shard
+                        .map(|s| format!(" in shard {s}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{}: OK, {} mailbox(es){shard}, checked every {}",
+                        args.config.display(),
+                        loaded.mailboxes.len(),
+                        humantime::format_duration(loaded.config.interval)
+                    );
+                    0
+                }
+                Err(msg) => usage_error(&msg),
             }
-            Err(msg) => usage_error(&msg),
-        },
-        Command::Run(args) => match daemon::load(&args.config, args.shard) {
+        }
+        Command::Run(args) => match daemon::load(&args.config, args.shard, daemon::Mode::Run) {
             Ok(loaded) => daemon::run(loaded).await,
             Err(msg) => usage_error(&msg),
         },

@@ -83,6 +83,20 @@ impl Telemetry {
         })
     }
 
+    /// Creates a mailbox's probe-error series at 0.
+    pub fn register_mailbox(&self, mailbox: &str) {
+        self.stats.register_mailbox(mailbox);
+    }
+
+    /// Counts a run the probe could not complete (`kind`: panic or config).
+    pub fn probe_error(&self, mailbox: &str, kind: &'static str) {
+        self.stats.add(
+            names::PROBE_ERRORS,
+            &[("mailbox", mailbox), ("kind", kind)],
+            1,
+        );
+    }
+
     /// `/readyz` answers 200 from now on (after the first round is scheduled).
     pub fn set_ready(&self, ready: bool) {
         self.readiness.set(ready);

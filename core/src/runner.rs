@@ -133,6 +133,38 @@ pub async fn run_target(
     }
 }
 
+/// The outcome of a run that could not happen (the mailbox's entry or secret cannot be used,
+/// or the run panicked): every requirement of the target's profile is `not_verified` with
+/// `why` (SMTP ones `not_configured` when there is no SMTP server), so the verdict is
+/// `incomplete`, never a guess.
+pub fn unverified_outcome(target: &Target, why: &str) -> RunOutcome {
+    let started_at = SystemTime::now();
+    let results = target
+        .profile
+        .requirements
+        .iter()
+        .map(|id| {
+            if id.starts_with("smtp.") && target.smtp.is_none() {
+                RequirementResult::not_configured(id, "not evaluated: no SMTP server configured")
+            } else {
+                RequirementResult::not_verified(id, why)
+            }
+        })
+        .collect();
+    let mut report = Report::new(target, started_at, Duration::ZERO, results);
+    if target.imap.host.is_empty() {
+        // A stand-in target: there is no server to name.
+        report.servers = Default::default();
+    }
+    RunOutcome {
+        report,
+        steps: Vec::new(),
+        plugin_runs: Vec::new(),
+        started_at,
+        duration: Duration::ZERO,
+    }
+}
+
 /// The text of a caught panic (a `&str` or `String` payload; anything else is unnamed).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

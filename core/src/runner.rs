@@ -52,10 +52,14 @@ pub async fn run_target(
             // A panicking plugin (a bug, or bytes from a hostile server it did not expect) must
             // cost only its own requirements, never the whole check or the daemon's loop.
             let run = AssertUnwindSafe(plugin.run(&mut cx)).catch_unwind();
+            let scrub = |text: &str| scrub(text, target.password.expose());
             match tokio::time::timeout(wait, run).await {
                 Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(format!("failed: {}", e.0)),
-                Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+                Ok(Ok(Err(e))) => Err(format!("failed: {}", scrub(&e.0))),
+                Ok(Err(panic)) => Err(format!(
+                    "panicked: {}",
+                    scrub(&panic_message(panic.as_ref()))
+                )),
                 Err(_) => Err(format!(
                     "timed out: the check did not finish within its deadline ({:?})",
                     target.timeout
@@ -163,6 +167,35 @@ pub fn unverified_outcome(target: &Target, why: &str) -> RunOutcome {
         started_at,
         duration: Duration::ZERO,
     }
+}
+
+/// Error text headed for the report: a panic message can quote whatever bytes a server sent,
+/// so the password is masked, control characters (terminal escapes) are escaped, and the
+/// length is bounded, in that order (masking first, so no prefix of it survives a cut).
+fn scrub(text: &str, password: &str) -> String {
+    const MAX_CHARS: usize = 500;
+    let masked = if password.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(password, "***")
+    };
+    let mut out = String::new();
+    let mut n = 0;
+    for c in masked.chars() {
+        if n >= MAX_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            let escaped: String = c.escape_default().collect();
+            n += escaped.chars().count();
+            out.push_str(&escaped);
+        } else {
+            n += 1;
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The text of a caught panic (a `&str` or `String` payload; anything else is unnamed).
@@ -280,7 +313,7 @@ mod tests {
             imap: ep(Protocol::Imap, 993),
             smtp: smtp.then(|| ep(Protocol::Smtp, 465)),
             user: "u".into(),
-            password: Secret::new("p"),
+            password: Secret::new("Secr3t-Test"),
             ca_file: None,
             allow_insecure_cert: false,
             timeout: Duration::from_secs(10),
@@ -355,6 +388,16 @@ mod tests {
         assert_eq!(x.skip_reason(), Some(SkipReason::NotConfigured));
         assert_eq!(x.prerequisite(), None);
         assert!(!x.evidence.contains_key("prerequisite"));
+    }
+
+    #[test]
+    fn error_text_is_masked_escaped_and_bounded() {
+        let long = format!("\x1b[31mNO LOGIN u hunter2{}", "x".repeat(600));
+        let s = scrub(&long, "hunter2");
+        assert!(!s.contains("hunter2") && !s.contains('\x1b'), "{s}");
+        assert!(s.starts_with("\\u{1b}[31mNO LOGIN u ***"), "{s}");
+        assert!((500..=510).contains(&s.chars().count()), "{}", s.len());
+        assert!(s.ends_with('…'));
     }
 
     #[test]

@@ -239,6 +239,7 @@ pub async fn run(loaded: Loaded) -> u8 {
                 let Some(state) = states.get(&target.mailbox) else {
                     return;
                 };
+                let target_name = target.mailbox.clone();
                 let outcome = match state {
                     MailboxState::Ready(trust) => {
                         runner::run_target(target, trust.clone(), budgets, &plugins).await
@@ -273,7 +274,20 @@ pub async fn run(loaded: Loaded) -> u8 {
                         )
                     }
                 };
+                let panicked = outcome
+                    .plugin_runs
+                    .iter()
+                    .filter(|p| {
+                        p.error
+                            .as_deref()
+                            .is_some_and(|e| e.starts_with(runner::PANICKED))
+                    })
+                    .count();
+                if panicked > 0 {
+                    feed.probe_error_n(&target_name, "panic", panicked as u64);
+                }
                 let r = &outcome.report;
+                let not_verified: Vec<&str> = r.not_verified().map(|x| x.id.as_str()).collect();
                 let failing: Vec<&str> = r
                     .requirements
                     .iter()
@@ -285,6 +299,7 @@ pub async fn run(loaded: Loaded) -> u8 {
                     verdict = r.verdict.as_str(),
                     duration_ms = r.duration_ms,
                     failing = %failing.join(","),
+                    not_verified = %not_verified.join(","),
                     "check finished"
                 );
                 feed.record(&outcome);

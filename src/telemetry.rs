@@ -90,10 +90,15 @@ impl Telemetry {
 
     /// Counts a run the probe could not complete (`kind`: panic or config).
     pub fn probe_error(&self, mailbox: &str, kind: &'static str) {
+        self.probe_error_n(mailbox, kind, 1);
+    }
+
+    /// Counts `n` probe errors at once (several plugins of one run panicked).
+    pub fn probe_error_n(&self, mailbox: &str, kind: &'static str, n: u64) {
         self.stats.add(
             names::PROBE_ERRORS,
             &[("mailbox", mailbox), ("kind", kind)],
-            1,
+            n,
         );
     }
 

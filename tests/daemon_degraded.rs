@@ -1,8 +1,11 @@
 //! `mailprobe run` with bad mailboxes next to a good one, against the lab's Dovecot: a mailbox
 //! whose secret is missing (a variable never set, a file that appears only later) and entries
 //! that cannot be used (a port out of range, a misspelt key) are reported `incomplete` with
-//! the reason and counted, while the good mailbox is checked and `/healthz` stays up.
+//! the reason and counted, while the good mailbox is checked and `/healthz` stays up. A
+//! plugin that panics on every run makes its mailbox incomplete, is counted, and the mailbox
+//! keeps being checked.
 mod common;
+mod dynamic_support;
 mod telemetry;
 
 use std::time::Duration;
@@ -138,5 +141,92 @@ mailboxes:
     assert_eq!(http_get(listen, "/healthz").map(|r| r.0), Some(200));
     let stopped = probe.terminate(Duration::from_secs(15));
     let (_, status) = stopped.expect("mailprobe run was still running and stopped on SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", log());
+}
+
+#[test]
+fn a_plugin_that_panics_every_run_is_counted_and_the_mailbox_stays_checked() {
+    let dovecot = Lab::dovecot("panicking", DovecotOpts::default());
+    let plugins = dynamic_support::plugin_dir("daemon-panic", &["mailprobe-test-misbehave"]);
+    let scratch = Scratch::new("daemon-panic");
+    let listen = free_port();
+    let config = scratch.path("mailprobe.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interval: 1s
+timeout: 20s
+listen: 127.0.0.1:{listen}
+plugins:
+  dir: {plugins}
+  settings:
+    misbehave:
+      config: {{ mode: panic }}
+mailboxes:
+  - name: lab
+    imap: {HOSTNAME}:{port}
+    imap_security: tls
+    connect_to: 127.0.0.1
+    ca_file: {ca}
+    user: {USER}
+    password: {{ env: PANICKING_PASSWORD }}
+",
+            plugins = plugins.display(),
+            port = dovecot.port("imaps"),
+            ca = Lab::ca_file().display(),
+        ),
+    )
+    .unwrap();
+    let log_path = scratch.path("mailprobe.log");
+    let mut probe = mailprobe_run(&config, &log_path, &[("PANICKING_PASSWORD", PASSWORD)]);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let panics = || {
+        let page = http_get(listen, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default();
+        sample(
+            &page,
+            "mailprobe_probe_errors_total{mailbox=\"lab\",kind=\"panic\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    wait_until("a first panicking run", Duration::from_secs(60), || {
+        panics() >= 1.0
+    });
+    let first = panics();
+    // The mailbox is still scheduled: more runs, more panics counted.
+    wait_until(
+        "the mailbox checked again after a panic",
+        Duration::from_secs(60),
+        || panics() >= first + 2.0,
+    );
+    let page = http_get(listen, "/metrics").unwrap().1;
+    assert_eq!(
+        sample(
+            &page,
+            "mailprobe_verdict{mailbox=\"lab\",verdict=\"incomplete\"}"
+        ),
+        Some(1.0),
+        "{page}\n{}",
+        log()
+    );
+    assert!(
+        !page.contains("mailprobe_compliant{mailbox=\"lab\"}"),
+        "{page}"
+    );
+    // The built-in requirements were still judged.
+    assert_eq!(
+        sample(
+            &page,
+            "mailprobe_requirement_status{mailbox=\"lab\",requirement=\"imap.login\"}"
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(http_get(listen, "/healthz").map(|r| r.0), Some(200));
+    assert!(log().contains("misbehave panics on purpose"), "{}", log());
+    let (_, status) = probe
+        .terminate(Duration::from_secs(15))
+        .expect("mailprobe run was still running");
     assert!(status.success(), "{status:?}\n{}", log());
 }

@@ -15,6 +15,13 @@ use crate::report::Report;
 use crate::requirement::{self, RequirementResult, SkipReason, Status};
 use crate::tls::Trust;
 
+/// How a [`PluginRun`]'s error starts when the plugin panicked (a dynamic plugin's host says
+/// the same of a panic it caught), so the daemon can count panics apart from other errors.
+pub const PANICKED: &str = "panicked: ";
+
+/// How the plugin SDK words a panic it caught inside a dynamic plugin.
+const DYNAMIC_PANIC: &str = "the plugin panicked: ";
+
 /// Everything a run produced: the report, and the steps and plugin runs that become spans.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -55,9 +62,13 @@ pub async fn run_target(
             let scrub = |text: &str| scrub(text, target.password.expose());
             match tokio::time::timeout(wait, run).await {
                 Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(format!("failed: {}", scrub(&e.0))),
+                // A dynamic plugin's SDK catches its own panic and reports it as an error.
+                Ok(Ok(Err(e))) => match e.0.strip_prefix(DYNAMIC_PANIC) {
+                    Some(message) => Err(format!("{PANICKED}{}", scrub(message))),
+                    None => Err(format!("failed: {}", scrub(&e.0))),
+                },
                 Ok(Err(panic)) => Err(format!(
-                    "panicked: {}",
+                    "{PANICKED}{}",
                     scrub(&panic_message(panic.as_ref()))
                 )),
                 Err(_) => Err(format!(

@@ -150,6 +150,8 @@ fn a_plugin_that_panics_every_run_is_counted_and_the_mailbox_stays_checked() {
     let plugins = dynamic_support::plugin_dir("daemon-panic", &["mailprobe-test-misbehave"]);
     let scratch = Scratch::new("daemon-panic");
     let listen = free_port();
+    let am_port = free_port();
+    let _am = alertmanager(&scratch.0, am_port);
     let config = scratch.path("mailprobe.yaml");
     std::fs::write(
         &config,
@@ -157,6 +159,9 @@ fn a_plugin_that_panics_every_run_is_counted_and_the_mailbox_stays_checked() {
             "interval: 1s
 timeout: 20s
 listen: 127.0.0.1:{listen}
+alerts:
+  alertmanager: http://127.0.0.1:{am_port}
+  alert_after: 2
 plugins:
   dir: {plugins}
   settings:
@@ -225,6 +230,33 @@ mailboxes:
     );
     assert_eq!(http_get(listen, "/healthz").map(|r| r.0), Some(200));
     assert!(log().contains("misbehave panics on purpose"), "{}", log());
+    // Alertmanager holds MailboxCheckIncomplete for the mailbox, never MailboxNonCompliant.
+    let alerts = || {
+        let (status, body) = http_get(am_port, "/api/v2/alerts").unwrap_or((0, String::new()));
+        assert_eq!(status, 200, "alertmanager: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("alertmanager JSON");
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["labels"]["mailbox"] == "lab")
+            .map(|a| {
+                a["labels"]["alertname"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    wait_until(
+        "MailboxCheckIncomplete in Alertmanager",
+        Duration::from_secs(60),
+        || alerts().iter().any(|n| n == "MailboxCheckIncomplete"),
+    );
+    assert!(
+        !alerts().iter().any(|n| n == "MailboxNonCompliant"),
+        "{:?}",
+        alerts()
+    );
     let (_, status) = probe
         .terminate(Duration::from_secs(15))
         .expect("mailprobe run was still running");

@@ -99,9 +99,18 @@ impl Report {
         if self.verdict != Verdict::Incomplete {
             return None;
         }
-        let items: Vec<String> = self
-            .not_verified()
-            .map(|r| format!("{}: {}", r.id, one_line(&r.summary)))
+        // Requirements left out for one reason (a plugin that panicked) share one entry.
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for r in self.not_verified() {
+            let why = one_line(&r.summary);
+            match groups.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, ids)) => ids.push(&r.id),
+                None => groups.push((why, vec![&r.id])),
+            }
+        }
+        let items: Vec<String> = groups
+            .iter()
+            .map(|(why, ids)| format!("{}: {why}", ids.join(", ")))
             .collect();
         Some(format!("not verified: {}", items.join("; ")))
     }
@@ -145,9 +154,14 @@ impl Report {
         if !warning.is_empty() {
             let _ = write!(detail, "; warnings: {}", warning.join(", "));
         }
+        // `U` is the plugin guidelines' value for "could not be determined".
+        let compliant = match self.verdict {
+            Verdict::Compliant => "1",
+            Verdict::NonCompliant => "0",
+            Verdict::Incomplete => "U",
+        };
         let mut perf = format!(
-            "compliant={} pass={} warn={} fail={} skip={} duration={:.3}s",
-            u8::from(self.verdict == Verdict::Compliant),
+            "compliant={compliant} pass={} warn={} fail={} skip={} duration={:.3}s",
             self.count(Status::Pass),
             self.count(Status::Warn),
             self.count(Status::Fail),
@@ -339,21 +353,27 @@ mod tests {
                 "not verified: plugin imap panicked: boom",
             ),
             RequirementResult::not_configured("smtp.login", "no --smtp"),
+            RequirementResult::not_verified(
+                "imap.folders",
+                "not verified: plugin imap panicked: boom",
+            ),
         ]);
         let text = r.to_text(false);
         assert!(text.contains(": INCOMPLETE\n"), "{text}");
         assert!(
-            text.contains("not verified: imap.login: not verified: plugin imap panicked: boom"),
+            text.contains(
+                "not verified: imap.login, imap.folders: not verified: plugin imap panicked: boom\n"
+            ),
             "{text}"
         );
         let line = r.to_nagios();
         assert!(
             line.starts_with(
-                "MAILPROBE UNKNOWN - alice@example.com incomplete; not verified: imap.login: "
+                "MAILPROBE UNKNOWN - alice@example.com incomplete; not verified: imap.login, imap.folders: not verified: plugin imap panicked: boom; "
             ),
             "{line}"
         );
-        assert!(line.contains("compliant=0"), "{line}");
+        assert!(line.contains("compliant=U "), "{line}");
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["verdict"], "incomplete");
         assert_eq!(v["requirements"][2]["evidence"]["reason"], "not_verified");

@@ -88,25 +88,31 @@ fn a_plugin_panic_on_server_bytes_never_ends_the_check_with_101() {
     assert!(!port.is_empty(), "the hostile peer did not start");
 
     let ca = Lab::ca_file();
-    let run = mailprobe(&[
-        "check",
-        "--imap",
-        &format!("{HOSTNAME}:{port}"),
-        "--imap-security",
-        "tls",
-        "--connect-to",
-        &format!("{HOSTNAME}:127.0.0.1"),
-        "--ca-file",
-        &ca.display().to_string(),
-        "--user",
-        USER,
-        "--password-env",
-        PASSWORD_ENV,
-        "--timeout",
-        "20s",
-        "--format",
-        "json",
-    ]);
+    let ca = ca.display().to_string();
+    let address = format!("{HOSTNAME}:{port}");
+    let connect_to = format!("{HOSTNAME}:127.0.0.1");
+    let check = |format: &str| {
+        mailprobe(&[
+            "check",
+            "--imap",
+            &address,
+            "--imap-security",
+            "tls",
+            "--connect-to",
+            &connect_to,
+            "--ca-file",
+            &ca,
+            "--user",
+            USER,
+            "--password-env",
+            PASSWORD_ENV,
+            "--timeout",
+            "20s",
+            "--format",
+            format,
+        ])
+    };
+    let run = check("json");
     assert!(
         (0..=3).contains(&run.code),
         "exit {} (101 is a panic that escaped):\n{}",
@@ -138,4 +144,20 @@ fn a_plugin_panic_on_server_bytes_never_ends_the_check_with_101() {
         folders["status"], "fail",
         "a parse panic is never the server's failure"
     );
+    if report["verdict"] == "incomplete" {
+        assert_eq!(run.code, 3);
+        let nagios = check("nagios");
+        assert_eq!(nagios.code, 3, "{}", nagios.stderr);
+        assert!(
+            nagios.stdout.starts_with("MAILPROBE UNKNOWN - ")
+                && nagios.stdout.contains(" incomplete; not verified: ")
+                && nagios.stdout.lines().count() == 1,
+            "{}",
+            nagios.stdout
+        );
+        let text = check("text");
+        assert_eq!(text.code, 3, "{}", text.stderr);
+        assert!(text.stdout.contains(": INCOMPLETE\n"), "{}", text.stdout);
+        assert!(text.stdout.contains("\nnot verified: "), "{}", text.stdout);
+    }
 }

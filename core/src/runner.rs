@@ -263,6 +263,15 @@ fn normalize_skips(mut results: Vec<RequirementResult>) -> Vec<RequirementResult
         let r = std::mem::replace(&mut results[i], RequirementResult::pass("", String::new()));
         results[i] = r.recast_skip(reason);
     }
+    // A skip from a plugin that names no reason (a foreign or older one) gets the one it is
+    // read as, so every skip in the report says why.
+    for r in &mut results {
+        if let Some(reason) = r.skip_reason()
+            && !r.evidence.contains_key("reason")
+        {
+            r.evidence.insert("reason".into(), reason.as_str().into());
+        }
+    }
     results
 }
 
@@ -426,6 +435,14 @@ mod tests {
             RequirementResult::skip("smtp.login", "smtp.reachable", "x"),
             RequirementResult::not_verified("smtp.encryption", "x"),
             RequirementResult::skip("smtp.tls_versions", "smtp.encryption", "x"),
+            // A foreign skip that gives no reason and names nothing: a gap, said so.
+            RequirementResult {
+                id: "pop3.login".into(),
+                status: Status::Skip,
+                summary: "x".into(),
+                evidence: Default::default(),
+                remedy: None,
+            },
         ]);
         let reason = |id: &str| rs.iter().find(|r| r.id == id).unwrap().skip_reason();
         assert_eq!(reason("imap.encryption"), Some(SkipReason::Prerequisite));
@@ -437,6 +454,12 @@ mod tests {
         );
         assert_eq!(reason("smtp.login"), Some(SkipReason::NotConfigured));
         assert_eq!(reason("smtp.tls_versions"), Some(SkipReason::NotVerified));
+        assert_eq!(reason("pop3.login"), Some(SkipReason::NotVerified));
+        assert!(
+            rs.iter()
+                .filter(|r| r.status == Status::Skip)
+                .all(|r| r.evidence.contains_key("reason"))
+        );
         assert!(
             rs.iter()
                 .filter_map(|r| r.prerequisite())

@@ -44,7 +44,8 @@ fn config(n: usize) -> std::path::PathBuf {
             "  - {{ name: box{i}@example.com, imap: imap.example.com, user: u{i}, password: {{ env: DEPLOY_SHARD_PW }} }}\n"
         ));
     }
-    let path = dir.join("mailprobe.yaml");
+    // One file per size: the tests of this binary run in parallel in one process.
+    let path = dir.join(format!("mailprobe-{n}.yaml"));
     std::fs::write(&path, text).expect("write config");
     path
 }

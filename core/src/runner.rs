@@ -183,7 +183,7 @@ pub fn unverified_outcome(target: &Target, why: &str) -> RunOutcome {
 /// Error text headed for the report: a panic message can quote whatever bytes a server sent,
 /// so the password is masked, control characters (terminal escapes) are escaped, and the
 /// length is bounded, in that order (masking first, so no prefix of it survives a cut).
-fn scrub(text: &str, password: &str) -> String {
+pub fn scrub(text: &str, password: &str) -> String {
     const MAX_CHARS: usize = 500;
     let masked = if password.is_empty() {
         text.to_string()

@@ -182,7 +182,11 @@ async fn mailbox_loop<F, Fut>(
             }
         };
         if let Ok(Err(panic)) = result {
-            let message = crate::runner::panic_message(panic.as_ref());
+            // The message may quote server bytes: masked and escaped like any error text.
+            let message = crate::runner::scrub(
+                &crate::runner::panic_message(panic.as_ref()),
+                target.password.expose(),
+            );
             tracing::error!(mailbox = %target.mailbox, panic = %message, "a check panicked; the mailbox stays scheduled");
             let handler = AssertUnwindSafe(|| on_panic(target.clone(), message));
             if std::panic::catch_unwind(handler).is_err() {

@@ -27,7 +27,7 @@ pub struct Cli {
 // Parsed once per process: the size of the `check` arguments does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
-    /// Check one mailbox (or every mailbox of --config) once and print a report (exit 0 compliant, 1 warnings, 2 non-compliant, 3 could not run).
+    /// Check one mailbox (or every mailbox of --config) once and print a report (exit 0 compliant, 1 warnings, 2 non-compliant, 3 could not run or incomplete).
     Check(CheckArgs),
     /// The daemon: check every mailbox of the config on a schedule and export the results.
     /// SIGHUP or `POST /-/reload` re-reads the file without a restart.

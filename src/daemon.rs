@@ -1,19 +1,25 @@
 //! `mailprobe run`: the scheduler over the configured mailboxes.
 //!
+//! The daemon degrades instead of dying: a mailbox whose entry is invalid or whose secret is
+//! missing is reported `incomplete` with the reason (and counted), every other mailbox is
+//! checked, and `/healthz` stays up. A sidecar that crash-loops on one bad entry would take
+//! its host pod's readiness with it.
+//!
 //! The configuration can change under a running daemon (see [`crate::reload`]), so each run
-//! looks up its mailbox's trust store in the live set, and records its result only while the
+//! looks up its mailbox's state in the live set, and records its result only while the
 //! mailbox is still configured.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mailprobe_core::config::Config;
-use mailprobe_core::model::Target;
+use mailprobe_core::model::{Endpoint, Protocol, Security, Target};
 use mailprobe_core::net::Budgets;
+use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
 use mailprobe_core::runner;
 use mailprobe_core::scheduler::{self, SchedulerConfig};
-use mailprobe_core::secret::ProcessEnv;
+use mailprobe_core::secret::{ProcessEnv, Secret, SecretSource};
 use mailprobe_core::shard::Shard;
 use mailprobe_core::tls::Trust;
 
@@ -21,41 +27,160 @@ use crate::telemetry::Telemetry;
 
 pub struct Loaded {
     pub config: Config,
-    pub targets: Vec<(Arc<Target>, Trust)>,
+    pub mailboxes: Vec<Mailbox>,
+    /// What is wrong but does not stop the start (printed by `validate`, logged by `run`).
+    pub warnings: Vec<String>,
+}
+
+/// How strict [`load`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `validate`: every mistake in the file is an error; a secret that cannot be read here is
+    /// a warning (CI and GitOps checks run where the secrets do not exist).
+    Validate,
+    /// `run`: a mailbox whose entry or secret cannot be used is reported `incomplete` with the
+    /// reason while the others are checked; only a file that cannot be read as a whole stops it.
+    Run,
+}
+
+/// One mailbox as the daemon schedules it.
+pub struct Mailbox {
+    /// For a broken entry, a stand-in that carries its label, profile and timeout.
+    pub target: Arc<Target>,
+    pub state: MailboxState,
+}
+
+/// What a run of a mailbox can use.
+pub enum MailboxState {
+    Ready(Trust),
+    /// The password could not be read; it is read again at every run, so a secret created
+    /// later is picked up without a restart.
+    SecretMissing {
+        trust: Trust,
+        source: SecretSource,
+    },
+    /// The entry cannot be used until the file is fixed (and the daemon restarted).
+    Broken(String),
 }
 
 /// Loads and checks a config file, secrets and trust stores included. With a shard, only the
 /// mailboxes of that shard are kept (before their secrets are read: a replica needs only its own).
-pub fn load(path: &Path, shard: Option<Shard>) -> Result<Loaded, String> {
-    let mut config = Config::load(path).map_err(|e| e.to_string())?;
+pub fn load(path: &Path, shard: Option<Shard>, mode: Mode) -> Result<Loaded, String> {
+    let (mut config, mut broken) = match mode {
+        Mode::Validate => (Config::load(path).map_err(|e| e.to_string())?, Vec::new()),
+        Mode::Run => Config::load_lenient(path).map_err(|e| e.to_string())?,
+    };
     let shown = path.display().to_string();
     if let Some(shard) = shard {
-        let total = config.mailboxes.len();
+        let total = config.mailboxes.len() + broken.len();
         config.mailboxes.retain(|m| shard.owns(&m.name));
-        tracing::info!(%shard, mailboxes = config.mailboxes.len(), of = total, "sharded");
-        if config.mailboxes.is_empty() {
+        broken.retain(|b| shard.owns(&b.name));
+        let kept = config.mailboxes.len() + broken.len();
+        tracing::info!(%shard, mailboxes = kept, of = total, "sharded");
+        if kept == 0 {
             tracing::warn!(%shard, "this shard has no mailbox; are there more shards than mailboxes?");
         }
     }
-    let targets = config
-        .targets(&shown, &ProcessEnv)
-        .map_err(|e| e.to_string())?;
-    let targets = targets
-        .into_iter()
-        .map(|t| {
-            let trust = Trust::load(t.ca_file.as_deref())
-                .map_err(|e| format!("{shown}: mailbox `{}`: ca_file: {e}", t.mailbox))?;
-            Ok((Arc::new(t), trust))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
+    let mut warnings = Vec::new();
+    let mut mailboxes = Vec::new();
+    for b in broken {
+        let error = b.error.to_string();
+        warnings.push(format!("{error} (mailbox `{}` is not checked)", b.name));
+        let profile = b.profile.as_deref().unwrap_or(DEFAULT_PROFILE);
+        let profile = Profile::builtin(profile)
+            .or_else(|_| Profile::builtin(DEFAULT_PROFILE))
+            .map_err(|e| e.to_string())?;
+        mailboxes.push(Mailbox {
+            target: Arc::new(stand_in(&b.name, profile, config.timeout)),
+            state: MailboxState::Broken(error),
+        });
+    }
+    for m in &config.mailboxes {
+        // An error in `validate`; in `run`, that mailbox is set aside.
+        let entry_error = |warnings: &mut Vec<String>, e: String| -> Result<(), String> {
+            match mode {
+                Mode::Validate => Err(e),
+                Mode::Run => {
+                    warnings.push(format!("{e} (mailbox `{}` is not checked)", m.name));
+                    Ok(())
+                }
+            }
+        };
+        let target = match config.target_without_secret(m, &shown) {
+            Ok(t) => t,
+            Err(e) => {
+                entry_error(&mut warnings, e.to_string())?;
+                let profile = Profile::builtin(DEFAULT_PROFILE).map_err(|e| e.to_string())?;
+                mailboxes.push(Mailbox {
+                    target: Arc::new(stand_in(&m.name, profile, config.timeout)),
+                    state: MailboxState::Broken(e.to_string()),
+                });
+                continue;
+            }
+        };
+        let trust = match Trust::load(target.ca_file.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                let e = format!("{shown}: mailbox `{}`: ca_file: {e}", m.name);
+                entry_error(&mut warnings, e.clone())?;
+                mailboxes.push(Mailbox {
+                    target: Arc::new(target),
+                    state: MailboxState::Broken(e),
+                });
+                continue;
+            }
+        };
+        match m.password.load(&ProcessEnv) {
+            Ok(password) => mailboxes.push(Mailbox {
+                target: Arc::new(Target { password, ..target }),
+                state: MailboxState::Ready(trust),
+            }),
+            Err(e) => {
+                warnings.push(format!("{shown}: mailbox `{}`: password: {e}", m.name));
+                mailboxes.push(Mailbox {
+                    target: Arc::new(target),
+                    state: MailboxState::SecretMissing {
+                        trust,
+                        source: m.password.clone(),
+                    },
+                });
+            }
+        }
+    }
     // Load the dynamic plugins now, so that `validate` reports a bad library too.
     let registry =
         crate::builtins::registry_for_config(&config).map_err(|e| format!("{shown}: {e}"))?;
-    for (t, _) in &targets {
-        crate::builtins::check_profile(&registry, &t.profile)
-            .map_err(|e| format!("{shown}: mailbox `{}`: {e}", t.mailbox))?;
+    for m in &mailboxes {
+        crate::builtins::check_profile(&registry, &m.target.profile)
+            .map_err(|e| format!("{shown}: mailbox `{}`: {e}", m.target.mailbox))?;
     }
-    Ok(Loaded { config, targets })
+    Ok(Loaded {
+        config,
+        mailboxes,
+        warnings,
+    })
+}
+
+/// The target a broken entry is scheduled under: its label, profile and timeout; nothing in
+/// it is ever connected to.
+fn stand_in(name: &str, profile: Profile, timeout: Duration) -> Target {
+    Target {
+        mailbox: name.to_string(),
+        profile: Arc::new(profile),
+        imap: Endpoint {
+            protocol: Protocol::Imap,
+            host: String::new(),
+            port: 993,
+            security: Security::Tls,
+            connect_to: None,
+        },
+        smtp: None,
+        user: String::new(),
+        password: Secret::new(""),
+        ca_file: None,
+        allow_insecure_cert: false,
+        timeout,
+    }
 }
 
 pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
@@ -68,6 +193,9 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
             return 3;
         }
     };
+    for w in &loaded.warnings {
+        tracing::error!("{w}; it is reported incomplete until this is fixed");
+    }
     let plugins: Arc<Vec<_>> = match registry.select(&[]) {
         Ok(p) => Arc::new(p),
         Err(e) => {
@@ -76,78 +204,52 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
         }
     };
     let budgets = Arc::new(Budgets::new(loaded.config.server_connections));
-    let trusts: crate::reload::LiveTrust = Arc::new(RwLock::new(
+    let targets: Vec<Arc<Target>> = loaded.mailboxes.iter().map(|m| m.target.clone()).collect();
+    let config = loaded.config;
+    let live: crate::reload::LiveStates = Arc::new(std::sync::RwLock::new(
         loaded
-            .targets
-            .iter()
-            .map(|(t, tr)| (t.mailbox.clone(), tr.clone()))
+            .mailboxes
+            .into_iter()
+            .map(|m| (m.target.mailbox.clone(), Arc::new(m.state)))
             .collect(),
     ));
-    let live = trusts.clone();
-    let targets: Vec<Arc<Target>> = loaded.targets.iter().map(|(t, _)| t.clone()).collect();
-    let telemetry = match Telemetry::start(&loaded.config).await {
+    let telemetry = match Telemetry::start(&config).await {
         Ok(t) => Arc::new(t),
         Err(e) => {
             eprintln!("mailprobe: {e}");
             return 3;
         }
     };
-    let feed = telemetry.clone();
+    for t in &targets {
+        telemetry.register_mailbox(&t.mailbox);
+    }
     tracing::info!(
         mailboxes = targets.len(),
-        interval = %humantime::format_duration(loaded.config.interval),
+        interval = %humantime::format_duration(config.interval),
         "mailprobe started"
     );
-    let mut scheduling = SchedulerConfig::new(loaded.config.interval, loaded.config.concurrency);
+    let mut scheduling = SchedulerConfig::new(config.interval, config.concurrency);
     // Runs in flight get 6 s after SIGTERM, telemetry the rest: the process is gone within 10 s.
     scheduling.shutdown_grace = RUN_GRACE;
-    let mut handle = scheduler::start(targets, scheduling, move |target: Arc<Target>| {
-        let plugins = plugins.clone();
-        let budgets = budgets.clone();
-        let trusts = trusts.clone();
-        let feed = feed.clone();
-        async move {
-            let trust = trusts
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&target.mailbox)
-                .cloned();
-            let Some(trust) = trust else {
-                return;
+    let on_panic = panic_handler(telemetry.clone());
+    let states = live.clone();
+    let feed = telemetry.clone();
+    let mut handle = scheduler::start_guarded(
+        targets,
+        scheduling,
+        move |target: Arc<Target>| {
+            let run = Run {
+                plugins: plugins.clone(),
+                budgets: budgets.clone(),
+                states: states.clone(),
+                feed: feed.clone(),
             };
-            let outcome = runner::run_target(target, trust, budgets, &plugins).await;
-            let r = &outcome.report;
-            let failing: Vec<&str> = r
-                .requirements
-                .iter()
-                .filter(|x| x.status == mailprobe_core::Status::Fail)
-                .map(|x| x.id.as_str())
-                .collect();
-            tracing::info!(
-                mailbox = %r.mailbox,
-                verdict = r.verdict.as_str(),
-                duration_ms = r.duration_ms,
-                failing = %failing.join(","),
-                "check finished"
-            );
-            // Under the lock a reload takes to remove mailboxes: a run that ends as its mailbox
-            // is removed cannot bring the mailbox's series back.
-            let still_configured = trusts.read().unwrap_or_else(|e| e.into_inner());
-            if still_configured.contains_key(&r.mailbox) {
-                feed.record(&outcome);
-            }
-        }
-    });
+            async move { run.check(target).await }
+        },
+        on_panic,
+    );
     telemetry.set_ready(true);
-    crate::reload::serve(
-        source,
-        signals,
-        loaded.config.clone(),
-        &mut handle,
-        &live,
-        &telemetry,
-    )
-    .await;
+    crate::reload::serve(source, signals, config, &mut handle, &live, &telemetry).await;
     let stopping = std::time::Instant::now();
     tracing::info!("shutting down");
     telemetry.set_ready(false);
@@ -158,6 +260,118 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
     telemetry.shutdown(left).await;
     tracing::info!(took_ms = stopping.elapsed().as_millis() as u64, "stopped");
     0
+}
+
+/// Records a panicked run as a probe error whose requirements were not verified.
+fn panic_handler(feed: Arc<Telemetry>) -> scheduler::PanicHandler {
+    Arc::new(move |target: Arc<Target>, message: String| {
+        feed.probe_error(&target.mailbox, "panic");
+        let outcome = runner::unverified_outcome(
+            &target,
+            &format!(
+                "not verified: the check panicked ({message}); this is a bug in mailprobe, report it"
+            ),
+        );
+        feed.record(&outcome);
+    })
+}
+
+/// What one scheduled run needs.
+struct Run {
+    plugins: Arc<Vec<Arc<dyn mailprobe_core::CheckPlugin>>>,
+    budgets: Arc<Budgets>,
+    states: crate::reload::LiveStates,
+    feed: Arc<Telemetry>,
+}
+
+impl Run {
+    /// Checks one mailbox as its live state allows, and records the outcome while the mailbox
+    /// is still configured.
+    async fn check(self, target: Arc<Target>) {
+        let state = self
+            .states
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&target.mailbox)
+            .cloned();
+        let Some(state) = state else {
+            return;
+        };
+        let name = target.mailbox.clone();
+        let outcome = self.outcome(target, &state).await;
+        let panicked = outcome
+            .plugin_runs
+            .iter()
+            .filter(|p| {
+                p.error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(runner::PANICKED))
+            })
+            .count();
+        if panicked > 0 {
+            self.feed.probe_error_n(&name, "panic", panicked as u64);
+        }
+        log_outcome(&outcome);
+        // Under the lock a reload takes to remove mailboxes: a run that ends as its mailbox is
+        // removed cannot bring the mailbox's series back.
+        let still_configured = self.states.read().unwrap_or_else(|e| e.into_inner());
+        if still_configured.contains_key(&name) {
+            self.feed.record(&outcome);
+        }
+    }
+
+    async fn outcome(&self, target: Arc<Target>, state: &MailboxState) -> runner::RunOutcome {
+        let budgets = self.budgets.clone();
+        match state {
+            MailboxState::Ready(trust) => {
+                runner::run_target(target, trust.clone(), budgets, &self.plugins).await
+            }
+            MailboxState::SecretMissing { trust, source } => match source.load(&ProcessEnv) {
+                Ok(password) => {
+                    let target = Arc::new(Target {
+                        password,
+                        ..(*target).clone()
+                    });
+                    runner::run_target(target, trust.clone(), budgets, &self.plugins).await
+                }
+                Err(e) => {
+                    self.feed.probe_error(&target.mailbox, "config");
+                    runner::unverified_outcome(
+                        &target,
+                        &format!("not verified: the mailbox's password cannot be read: {e}"),
+                    )
+                }
+            },
+            MailboxState::Broken(error) => {
+                self.feed.probe_error(&target.mailbox, "config");
+                runner::unverified_outcome(
+                    &target,
+                    &format!(
+                        "not verified: the mailbox's configuration entry cannot be used: {error}"
+                    ),
+                )
+            }
+        }
+    }
+}
+
+fn log_outcome(outcome: &runner::RunOutcome) {
+    let r = &outcome.report;
+    let not_verified: Vec<&str> = r.not_verified().map(|x| x.id.as_str()).collect();
+    let failing: Vec<&str> = r
+        .requirements
+        .iter()
+        .filter(|x| x.status == mailprobe_core::Status::Fail)
+        .map(|x| x.id.as_str())
+        .collect();
+    tracing::info!(
+        mailbox = %r.mailbox,
+        verdict = r.verdict.as_str(),
+        duration_ms = r.duration_ms,
+        failing = %failing.join(","),
+        not_verified = %not_verified.join(","),
+        "check finished"
+    );
 }
 
 /// From SIGTERM to exit, everything included (Kubernetes' default grace period is 30 s; the

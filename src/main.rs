@@ -29,6 +29,16 @@ fn main() -> ExitCode {
                 _ => EXIT_UNKNOWN,
             };
             let _ = e.print();
+            if code == EXIT_UNKNOWN && nagios_requested() {
+                let first = e
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("bad usage")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                nagios_unknown(&first);
+            }
             return ExitCode::from(code);
         }
     };
@@ -54,7 +64,12 @@ async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check(args) if args.config.is_some() => check_many::run(&args).await,
         Command::Check(args) => match cli::check_setup(&args) {
-            Err(msg) => usage_error(&msg),
+            Err(msg) => {
+                if args.format == Format::Nagios {
+                    nagios_unknown(&msg);
+                }
+                usage_error(&msg)
+            }
             Ok(setup) => {
                 let outcome = cli::run_check(setup).await;
                 let report = &outcome.report;
@@ -68,36 +83,49 @@ async fn dispatch(cli: Cli) -> u8 {
                     }
                 };
                 out(&text);
+                // The text and Nagios formats say it themselves; JSON stays pure on stdout.
+                if args.format == Format::Json
+                    && let Some(line) = report.incomplete_line()
+                {
+                    eprintln!("mailprobe: {} is incomplete: {line}", report.mailbox);
+                }
                 report.exit_code() as u8
             }
         },
-        Command::Validate(args) => match daemon::load(&args.config, args.shard) {
-            Ok(loaded) => {
-                let shard = args
-                    .shard
-                    .map(|s| format!(" in shard {s}"))
-                    .unwrap_or_default();
-                println!(
-                    "{}: OK, {} mailbox(es){shard}, checked every {}",
-                    args.config.display(),
-                    loaded.targets.len(),
-                    humantime::format_duration(loaded.config.interval)
-                );
-                0
+        Command::Validate(args) => {
+            match daemon::load(&args.config, args.shard, daemon::Mode::Validate) {
+                Ok(loaded) => {
+                    for w in &loaded.warnings {
+                        eprintln!("mailprobe: warning: {w}");
+                    }
+                    let shard = args
+                        .shard
+                        .map(|s| format!(" in shard {s}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{}: OK, {} mailbox(es){shard}, checked every {}",
+                        args.config.display(),
+                        loaded.mailboxes.len(),
+                        humantime::format_duration(loaded.config.interval)
+                    );
+                    0
+                }
+                Err(msg) => usage_error(&msg),
             }
-            Err(msg) => usage_error(&msg),
-        },
-        Command::Run(args) => match daemon::load(&args.config.config, args.config.shard) {
-            Ok(loaded) => {
-                let source = reload::Source {
-                    path: args.config.config.clone(),
-                    shard: args.config.shard,
-                    every: args.reload_interval,
-                };
-                daemon::run(loaded, source).await
+        }
+        Command::Run(args) => {
+            match daemon::load(&args.config.config, args.config.shard, daemon::Mode::Run) {
+                Ok(loaded) => {
+                    let source = reload::Source {
+                        path: args.config.config.clone(),
+                        shard: args.config.shard,
+                        every: args.reload_interval,
+                    };
+                    daemon::run(loaded, source).await
+                }
+                Err(msg) => usage_error(&msg),
             }
-            Err(msg) => usage_error(&msg),
-        },
+        }
         Command::Completions(args) => {
             out_bytes(&cli::completions(args.shell));
             0
@@ -155,6 +183,25 @@ fn out_bytes(bytes: &[u8]) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(bytes).and_then(|_| stdout.flush());
+}
+
+/// Whether the raw command line asks for `--format nagios` (read before clap could parse it,
+/// so that even a usage error gives Nagios its one status line).
+fn nagios_requested() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().enumerate().any(|(i, a)| {
+        a == "--format=nagios"
+            || (a == "--format" && args.get(i + 1).is_some_and(|v| v == "nagios"))
+    })
+}
+
+/// Nagios' UNKNOWN status line on stdout, where a Nagios-compatible scheduler reads it.
+fn nagios_unknown(msg: &str) {
+    let msg: String = msg
+        .chars()
+        .map(|c| if c.is_control() || c == '|' { ' ' } else { c })
+        .collect();
+    out(&format!("MAILPROBE UNKNOWN - {}\n", msg.trim()));
 }
 
 pub(crate) fn usage_error(msg: &str) -> u8 {

@@ -22,14 +22,14 @@ use std::time::Duration;
 use mailprobe_core::config::Config;
 use mailprobe_core::scheduler::SchedulerHandle;
 use mailprobe_core::shard::Shard;
-use mailprobe_core::tls::Trust;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::daemon::{MailboxState, Mode};
 use crate::telemetry::Telemetry;
 
-/// The trust store of every configured mailbox, by name: the set a reload replaces, and the
-/// one a run checks to know that its mailbox is still configured.
-pub type LiveTrust = Arc<RwLock<HashMap<String, Trust>>>;
+/// The state of every configured mailbox, by name: the set a reload replaces, and the one a
+/// run checks to know that its mailbox is still configured.
+pub type LiveStates = Arc<RwLock<HashMap<String, Arc<MailboxState>>>>;
 
 /// Where the configuration comes from, as `run` was started.
 #[derive(Clone, Debug)]
@@ -95,7 +95,7 @@ pub async fn serve(
     mut signals: Signals,
     mut current: Config,
     handle: &mut SchedulerHandle,
-    live: &LiveTrust,
+    live: &LiveStates,
     telemetry: &Telemetry,
 ) {
     let mut requests = telemetry.take_reload_requests();
@@ -177,11 +177,13 @@ fn reload(
     source: &Source,
     current: &mut Config,
     handle: &mut SchedulerHandle,
-    live: &LiveTrust,
+    live: &LiveStates,
     telemetry: &Telemetry,
     trigger: &str,
 ) -> Result<String, String> {
-    let loaded = match crate::daemon::load(&source.path, source.shard) {
+    // As strict as `validate`: a reload that would break a mailbox is refused, and the running
+    // configuration stays (a secret that cannot be read is only a warning, as in `validate`).
+    let loaded = match crate::daemon::load(&source.path, source.shard, Mode::Validate) {
         Ok(l) => l,
         Err(msg) => {
             tracing::error!(
@@ -200,26 +202,27 @@ fn reload(
             "these settings changed, but take effect only when mailprobe restarts"
         );
     }
-    let wanted: BTreeSet<&str> = loaded
-        .targets
+    let wanted: BTreeSet<String> = loaded
+        .mailboxes
         .iter()
-        .map(|(t, _)| t.mailbox.as_str())
+        .map(|m| m.target.mailbox.clone())
         .collect();
     let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
     {
         // Held while mailboxes go, so that no run of a removed mailbox records after it.
-        let mut trusts = live.write().unwrap_or_else(|e| e.into_inner());
+        let mut states = live.write().unwrap_or_else(|e| e.into_inner());
         for name in handle.mailboxes() {
-            if !wanted.contains(name.as_str()) {
+            if !wanted.contains(&name) {
                 handle.remove(&name);
-                trusts.remove(&name);
+                states.remove(&name);
                 telemetry.forget(&name);
                 removed.push(name);
             }
         }
-        for (target, trust) in &loaded.targets {
+        for m in loaded.mailboxes {
+            let target = m.target;
             let name = target.mailbox.clone();
-            trusts.insert(name.clone(), trust.clone());
+            states.insert(name.clone(), Arc::new(m.state));
             if handle.update(target.clone()) {
                 let before = current.mailboxes.iter().find(|m| m.name == name);
                 let after = loaded.config.mailboxes.iter().find(|m| m.name == name);
@@ -227,7 +230,8 @@ fn reload(
                     changed.push(name);
                 }
             } else {
-                handle.add(target.clone());
+                telemetry.register_mailbox(&name);
+                handle.add(target);
                 added.push(name);
             }
         }

@@ -117,6 +117,25 @@ impl Telemetry {
         }
     }
 
+    /// Creates a mailbox's probe-error series at 0.
+    pub fn register_mailbox(&self, mailbox: &str) {
+        self.stats.register_mailbox(mailbox);
+    }
+
+    /// Counts a run the probe could not complete (`kind`: panic or config).
+    pub fn probe_error(&self, mailbox: &str, kind: &'static str) {
+        self.probe_error_n(mailbox, kind, 1);
+    }
+
+    /// Counts `n` probe errors at once (several plugins of one run panicked).
+    pub fn probe_error_n(&self, mailbox: &str, kind: &'static str, n: u64) {
+        self.stats.add(
+            names::PROBE_ERRORS,
+            &[("mailbox", mailbox), ("kind", kind)],
+            n,
+        );
+    }
+
     /// `/readyz` answers 200 from now on (after the first round is scheduled).
     pub fn set_ready(&self, ready: bool) {
         self.readiness.set(ready);
@@ -136,6 +155,20 @@ impl Telemetry {
             }
             Some(Transition::Resolved) => {
                 tracing::info!(mailbox = %report.mailbox, "mailbox is compliant again");
+            }
+            None => {}
+        }
+        match compliance.incomplete_transition {
+            Some(Transition::Fired) => {
+                let ids: Vec<&str> = compliance
+                    .not_verified
+                    .iter()
+                    .map(|f| f.id.as_str())
+                    .collect();
+                tracing::warn!(mailbox = %report.mailbox, not_verified = %ids.join(","), "mailbox could not be verified (incomplete)");
+            }
+            Some(Transition::Resolved) => {
+                tracing::info!(mailbox = %report.mailbox, verdict = report.verdict.as_str(), "mailbox is verified again");
             }
             None => {}
         }

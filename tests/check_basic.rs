@@ -317,6 +317,46 @@ fn bad_command_lines_exit_3_with_a_message() {
 }
 
 #[test]
+fn a_usage_error_in_nagios_format_prints_one_unknown_line() {
+    let cases: &[&[&str]] = &[
+        // Refused by the argument parser (no --user)...
+        &["check", "--imap", "h", "--format", "nagios"],
+        &["check", "--format=nagios", "--imap", "h"],
+        // ...and by the check's own set-up (a port out of range).
+        &[
+            "check",
+            "--imap",
+            "h:99999",
+            "--user",
+            "u",
+            "--password-env",
+            PASSWORD_ENV,
+            "--format",
+            "nagios",
+        ],
+    ];
+    for args in cases {
+        let run = mailprobe(args);
+        assert_eq!(run.code, 3, "{args:?}: {}", run.stderr);
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {:?}", run.stdout);
+        assert!(
+            lines[0].starts_with("MAILPROBE UNKNOWN - ") && lines[0].len() > 25,
+            "{args:?}: {}",
+            lines[0]
+        );
+        assert!(!lines[0].contains('|'), "{}", lines[0]);
+    }
+    assert!(
+        mailprobe(cases[2])
+            .stdout
+            .contains("port 99999 is out of range")
+    );
+    // Without --format nagios, stdout stays empty.
+    assert!(mailprobe(&["check", "--imap", "h"]).stdout.is_empty());
+}
+
+#[test]
 fn validate_pairs_each_invalid_fixture_with_its_exact_message() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let fixtures = dir.join("tests/fixtures/config");
@@ -348,7 +388,37 @@ fn validate_pairs_each_invalid_fixture_with_its_exact_message() {
         );
         seen += 1;
     }
-    assert!(seen >= 7, "only {seen} fixtures");
+    assert!(seen >= 6, "only {seen} fixtures");
+    // A secret that cannot be read where `validate` runs (CI, GitOps) is a warning, not an
+    // error: the file itself is right.
+    let mut warned = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !(name.starts_with("warning-") && name.ends_with(".yaml")) {
+            continue;
+        }
+        let expected = std::fs::read_to_string(path.with_extension("expected")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+            .args([
+                "validate",
+                "--config",
+                &format!("tests/fixtures/config/{name}"),
+            ])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("mailprobe: warning: {}", expected.trim_end()),
+            "{name}"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(": OK, 1 mailbox(es)"));
+        warned += 1;
+    }
+    assert!(warned >= 1);
     let run = mailprobe(&[
         "validate",
         "--config",
@@ -362,6 +432,18 @@ fn validate_pairs_each_invalid_fixture_with_its_exact_message() {
         &[("SALES_PASSWORD", "x")],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // Without its secret: still valid, with a warning that names the variable.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(["validate", "--config", &sample.display().to_string()])
+        .env_remove("SALES_PASSWORD")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("SALES_PASSWORD is not set"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -218,5 +218,8 @@ fn a_budget_below_the_requirement_is_a_skip_not_an_overstep() {
             .contains("server_connections"),
         "{r:#}"
     );
+    // The probe's own budget stopped it: not verified, so no verdict of compliance.
+    assert_eq!(r["evidence"]["reason"], "not_verified", "{r:#}");
+    assert_eq!(report["verdict"], "incomplete");
     assert_eq!(dovecot_sessions_after_run(&lab), "");
 }

@@ -203,6 +203,7 @@ mailboxes:
         "tls.protocol.version:",
         "service.name: Str(mailprobe)",
         "Name: mailprobe_compliant",
+        "Name: mailprobe_verdict",
         "Name: mailprobe_requirement_status",
         "Name: mailprobe_cert_expiry_timestamp_seconds",
         "Name: mailprobe_tls_version_accepted",
@@ -210,6 +211,7 @@ mailboxes:
         "Name: mailprobe_checks_total",
         "EventName: mailprobe.compliance.transition",
         "mailprobe.transition: Str(firing)",
+        "mailprobe.alert: Str(MailboxNonCompliant)",
         "mailprobe.failing_requirements: Slice(Str(imap.certificate",
     ] {
         assert!(

@@ -193,6 +193,17 @@ pub struct Config {
     pub mailboxes: Vec<MailboxConfig>,
 }
 
+/// A mailbox entry that `run` cannot use: it is reported `incomplete` with the error, while
+/// the other mailboxes are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenMailbox {
+    /// Its `mailbox` label: its name, or `mailboxes[INDEX]` when it has no usable name of its own.
+    pub name: String,
+    /// The profile it names, if any (whose requirements it is reported on).
+    pub profile: Option<String>,
+    pub error: ConfigError,
+}
+
 /// A configuration mistake: where it is and what to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -274,6 +285,16 @@ impl Config {
     }
 
     fn check(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        self.check_top(text, file, false)?;
+        let mut names = HashSet::new();
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            check_mailbox(i, m, text, file, &mut names)?;
+        }
+        Ok(())
+    }
+
+    /// The checks of everything but the mailbox entries.
+    fn check_top(&self, text: &str, file: &str, allow_empty: bool) -> Result<(), ConfigError> {
         let err = |line: Option<usize>, message: String| ConfigError {
             file: file.to_string(),
             line,
@@ -300,7 +321,7 @@ impl Config {
                     .into(),
             ));
         }
-        if self.mailboxes.is_empty() {
+        if self.mailboxes.is_empty() && !allow_empty {
             return Err(err(
                 top("mailboxes"),
                 "mailboxes is empty; list at least one mailbox to check".into(),
@@ -316,63 +337,93 @@ impl Config {
                 format!("otlp.protocol `{p}` is not supported; use grpc or http/protobuf"),
             ));
         }
+        Ok(())
+    }
+
+    /// Reads a file for `run`; see [`Config::parse_lenient`].
+    pub fn load_lenient(path: &Path) -> Result<(Config, Vec<BrokenMailbox>), ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: shown.clone(),
+            line: None,
+            column: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        Config::parse_lenient(&text, &shown)
+    }
+
+    /// As [`Config::parse`], but a mailbox entry that is wrong on its own (an unknown or
+    /// missing key, a bad port, an unknown profile, a duplicate name) is set aside as a
+    /// [`BrokenMailbox`] with the error `validate` gives, and the rest is kept: one bad entry
+    /// must not stop the checks of every other mailbox. Only a file that cannot be read as a
+    /// whole (YAML syntax, an unknown or invalid top-level key) is an error.
+    pub fn parse_lenient(
+        text: &str,
+        file: &str,
+    ) -> Result<(Config, Vec<BrokenMailbox>), ConfigError> {
+        use serde_norway::Value;
+        let strict = match Config::parse(text, file) {
+            Ok(c) => return Ok((c, Vec::new())),
+            Err(e) => e,
+        };
+        let Ok(Value::Mapping(mut top)) = serde_norway::from_str::<Value>(text) else {
+            return Err(strict);
+        };
+        let Some(Value::Sequence(entries)) = top.remove("mailboxes") else {
+            return Err(strict);
+        };
+        top.insert("mailboxes".into(), Value::Sequence(Vec::new()));
+        let Ok(mut config) = serde_norway::from_value::<Config>(Value::Mapping(top)) else {
+            return Err(strict);
+        };
+        config.check_top(text, file, true)?;
         let mut names = HashSet::new();
-        for (i, m) in self.mailboxes.iter().enumerate() {
+        let mut broken = Vec::new();
+        for (i, entry) in entries.into_iter().enumerate() {
+            let field = |k: &str| {
+                entry
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+            };
+            let (name, profile) = (field("name"), field("profile"));
+            let fresh = name.as_ref().is_some_and(|n| !names.contains(n));
             let start = mailbox_line(text, i);
-            let at = |key: &str| start.and_then(|l| find_key_line(text, l, key)).or(start);
-            let here = format!("mailboxes[{i}] ({})", m.name);
-            if m.name.trim().is_empty() {
-                return Err(err(
-                    at("name"),
-                    format!("mailboxes[{i}].name is empty; give the mailbox a name"),
-                ));
-            }
-            if !names.insert(m.name.clone()) {
-                return Err(err(
-                    at("name"),
-                    format!(
-                        "{here}: the name `{}` is used twice; mailbox names must be unique",
-                        m.name
-                    ),
-                ));
-            }
-            if m.user.trim().is_empty() {
-                return Err(err(
-                    at("user"),
-                    format!("{here}.user is empty; give the login name"),
-                ));
-            }
-            if let Err(e) = Profile::builtin(&m.profile) {
-                return Err(err(at("profile"), format!("{here}.profile: {e}")));
-            }
-            if let Err(e) = model::endpoint(Protocol::Imap, &m.imap, m.imap_security) {
-                return Err(err(at("imap"), format!("{here}.imap: {e}")));
-            }
-            if let Some(s) = &m.smtp {
-                if let Err(e) = model::endpoint(Protocol::Smtp, s, m.smtp_security) {
-                    return Err(err(at("smtp"), format!("{here}.smtp: {e}")));
+            let end = mailbox_line(text, i + 1);
+            let within = |e: &ConfigError| matches!((e.line, start), (Some(l), Some(s)) if l >= s && end.is_none_or(|n| l < n));
+            let result = match serde_norway::from_value::<MailboxConfig>(entry) {
+                // The strict parse stopped at this entry: its message has the exact place.
+                Err(_) if within(&strict) => Err(strict.clone()),
+                Err(e) => Err(ConfigError {
+                    file: file.to_string(),
+                    line: start,
+                    column: None,
+                    message: format!("mailboxes[{i}]: {e}"),
+                }),
+                Ok(m) => check_mailbox(i, &m, text, file, &mut names).map(|_| m),
+            };
+            match result {
+                Ok(m) => config.mailboxes.push(m),
+                Err(error) => {
+                    // The label must not collide with a mailbox that is checked.
+                    let label = match name {
+                        Some(n) if fresh => {
+                            names.insert(n.clone());
+                            n
+                        }
+                        _ => format!("mailboxes[{i}]"),
+                    };
+                    broken.push(BrokenMailbox {
+                        name: label,
+                        profile,
+                        error,
+                    });
                 }
-            } else if m.smtp_security.is_some() {
-                return Err(err(
-                    at("smtp_security"),
-                    format!("{here}: smtp_security is set but smtp is not; add smtp: HOST[:PORT]"),
-                ));
-            }
-            if let Some(t) = m.timeout
-                && t < Duration::from_secs(1)
-            {
-                return Err(err(
-                    at("timeout"),
-                    format!("{here}.timeout must be at least 1s"),
-                ));
-            }
-            if let Some(ca) = &m.ca_file
-                && let Err(e) = crate::tls::Trust::load(Some(ca))
-            {
-                return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
             }
         }
-        Ok(())
+        Ok((config, broken))
     }
 
     /// The targets to check, with their secrets loaded from `env` or files.
@@ -380,43 +431,129 @@ impl Config {
         self.mailboxes
             .iter()
             .map(|m| {
-                let err = |message: String| ConfigError {
-                    file: file.to_string(),
-                    line: None,
-                    column: None,
-                    message: format!("mailbox `{}`: {message}", m.name),
-                };
-                let profile = Profile::builtin(&m.profile).map_err(|e| err(e.to_string()))?;
-                let mut imap = model::endpoint(Protocol::Imap, &m.imap, m.imap_security)
-                    .map_err(|e| err(format!("imap: {e}")))?;
-                imap.connect_to = m.connect_to.clone();
-                let smtp = match &m.smtp {
-                    Some(s) => {
-                        let mut e = model::endpoint(Protocol::Smtp, s, m.smtp_security)
-                            .map_err(|e| err(format!("smtp: {e}")))?;
-                        e.connect_to = m.connect_to.clone();
-                        Some(e)
-                    }
-                    None => None,
-                };
-                let password = m
+                let mut t = self.target_without_secret(m, file)?;
+                t.password = m
                     .password
                     .load(env)
-                    .map_err(|e| err(format!("password: {e}")))?;
-                Ok(Target {
-                    mailbox: m.name.clone(),
-                    profile: Arc::new(profile),
-                    imap,
-                    smtp,
-                    user: m.user.clone(),
-                    password,
-                    ca_file: m.ca_file.clone(),
-                    allow_insecure_cert: m.allow_insecure_cert,
-                    timeout: m.timeout.unwrap_or(self.timeout),
-                })
+                    .map_err(|e| mailbox_error(file, m, format!("password: {e}")))?;
+                Ok(t)
             })
             .collect()
     }
+
+    /// A mailbox's target with an empty password, for a caller that loads the secret itself
+    /// (the daemon reads a missing secret again at every run, so that one created later, e.g.
+    /// a Kubernetes Secret, is picked up without a restart).
+    pub fn target_without_secret(
+        &self,
+        m: &MailboxConfig,
+        file: &str,
+    ) -> Result<Target, ConfigError> {
+        let err = |message: String| mailbox_error(file, m, message);
+        let profile = Profile::builtin(&m.profile).map_err(|e| err(e.to_string()))?;
+        let mut imap = model::endpoint(Protocol::Imap, &m.imap, m.imap_security)
+            .map_err(|e| err(format!("imap: {e}")))?;
+        imap.connect_to = m.connect_to.clone();
+        let smtp = match &m.smtp {
+            Some(s) => {
+                let mut e = model::endpoint(Protocol::Smtp, s, m.smtp_security)
+                    .map_err(|e| err(format!("smtp: {e}")))?;
+                e.connect_to = m.connect_to.clone();
+                Some(e)
+            }
+            None => None,
+        };
+        Ok(Target {
+            mailbox: m.name.clone(),
+            profile: Arc::new(profile),
+            imap,
+            smtp,
+            user: m.user.clone(),
+            password: crate::secret::Secret::new(""),
+            ca_file: m.ca_file.clone(),
+            allow_insecure_cert: m.allow_insecure_cert,
+            timeout: m.timeout.unwrap_or(self.timeout),
+        })
+    }
+}
+
+fn mailbox_error(file: &str, m: &MailboxConfig, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        line: None,
+        column: None,
+        message: format!("mailbox `{}`: {message}", m.name),
+    }
+}
+
+/// The checks of one mailbox entry (the `i`th), recording its name in `names`.
+fn check_mailbox(
+    i: usize,
+    m: &MailboxConfig,
+    text: &str,
+    file: &str,
+    names: &mut HashSet<String>,
+) -> Result<(), ConfigError> {
+    let err = |line: Option<usize>, message: String| ConfigError {
+        file: file.to_string(),
+        line,
+        column: None,
+        message,
+    };
+    let start = mailbox_line(text, i);
+    let at = |key: &str| start.and_then(|l| find_key_line(text, l, key)).or(start);
+    let here = format!("mailboxes[{i}] ({})", m.name);
+    if m.name.trim().is_empty() {
+        return Err(err(
+            at("name"),
+            format!("mailboxes[{i}].name is empty; give the mailbox a name"),
+        ));
+    }
+    if !names.insert(m.name.clone()) {
+        return Err(err(
+            at("name"),
+            format!(
+                "{here}: the name `{}` is used twice; mailbox names must be unique",
+                m.name
+            ),
+        ));
+    }
+    if m.user.trim().is_empty() {
+        return Err(err(
+            at("user"),
+            format!("{here}.user is empty; give the login name"),
+        ));
+    }
+    if let Err(e) = Profile::builtin(&m.profile) {
+        return Err(err(at("profile"), format!("{here}.profile: {e}")));
+    }
+    if let Err(e) = model::endpoint(Protocol::Imap, &m.imap, m.imap_security) {
+        return Err(err(at("imap"), format!("{here}.imap: {e}")));
+    }
+    if let Some(s) = &m.smtp {
+        if let Err(e) = model::endpoint(Protocol::Smtp, s, m.smtp_security) {
+            return Err(err(at("smtp"), format!("{here}.smtp: {e}")));
+        }
+    } else if m.smtp_security.is_some() {
+        return Err(err(
+            at("smtp_security"),
+            format!("{here}: smtp_security is set but smtp is not; add smtp: HOST[:PORT]"),
+        ));
+    }
+    if let Some(t) = m.timeout
+        && t < Duration::from_secs(1)
+    {
+        return Err(err(
+            at("timeout"),
+            format!("{here}.timeout must be at least 1s"),
+        ));
+    }
+    if let Some(ca) = &m.ca_file
+        && let Err(e) = crate::tls::Trust::load(Some(ca))
+    {
+        return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
+    }
+    Ok(())
 }
 
 /// The 1-based line of `key:` at or after line `from` (1-based; 0 = from the top, top level only).
@@ -548,6 +685,73 @@ mailboxes:
             .targets("c.yaml", &HashMap::<String, String>::new())
             .unwrap_err();
         assert!(e.message.contains("SALES_PASSWORD is not set"), "{e}");
+    }
+
+    #[test]
+    fn lenient_parse_sets_bad_entries_aside_with_the_validate_message() {
+        // An unknown key in the second entry: validate's exact message, the first kept.
+        let text = GOOD.replace(
+            "    imap: imap.example.com\n",
+            "    imap: imap.example.com\n    colour: blue\n",
+        );
+        let strict = Config::parse(&text, "c.yaml").unwrap_err();
+        let (c, broken) = Config::parse_lenient(&text, "c.yaml").unwrap();
+        assert_eq!(c.mailboxes.len(), 1);
+        assert_eq!(c.mailboxes[0].name, "sales");
+        assert_eq!(broken.len(), 1);
+        assert_eq!(broken[0].name, "support");
+        assert_eq!(broken[0].error, strict);
+        assert!(
+            broken[0]
+                .error
+                .to_string()
+                .contains("unknown field `colour`")
+        );
+
+        // A semantic error (port), a duplicate name and a missing field, all at once.
+        let text = format!(
+            "{GOOD}  - name: sales\n    imap: x\n    user: u\n    password: {{ env: X }}\n  - name: nouser\n    imap: x:99999\n    password: {{ env: X }}\n  - name: badport\n    imap: x:99999\n    user: u\n    password: {{ env: X }}\n"
+        );
+        let (c, broken) = Config::parse_lenient(&text, "c.yaml").unwrap();
+        assert_eq!(c.mailboxes.len(), 2);
+        let names: Vec<&str> = broken.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["mailboxes[2]", "nouser", "badport"]);
+        assert!(
+            broken[0].error.message.contains("used twice"),
+            "{:?}",
+            broken[0]
+        );
+        assert!(
+            broken[1].error.message.contains("missing field `user`"),
+            "{:?}",
+            broken[1]
+        );
+        assert!(
+            broken[2].error.message.contains("out of range"),
+            "{:?}",
+            broken[2]
+        );
+        assert_eq!(broken[2].error.line, Some(23), "{}", broken[2].error);
+
+        // Every entry broken: still no error, nothing to check.
+        let text = GOOD.replace("    user: ", "    usr: ");
+        let (c, broken) = Config::parse_lenient(&text, "c.yaml").unwrap();
+        assert!(c.mailboxes.is_empty());
+        assert_eq!(broken.len(), 2);
+    }
+
+    #[test]
+    fn lenient_parse_still_refuses_a_file_it_cannot_read_as_a_whole() {
+        for text in [
+            format!("{GOOD}  - [unclosed\n"),
+            format!("colour: blue\n{GOOD}"),
+            GOOD.replace("interval: 5m", "interval: 0s"),
+            "interval: 5m\n".to_string(),
+        ] {
+            let strict = Config::parse(&text, "c.yaml").unwrap_err();
+            let lenient = Config::parse_lenient(&text, "c.yaml").unwrap_err();
+            assert_eq!(strict, lenient, "{text}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::model::{Protocol, Target};
-use crate::requirement::{Measurement, RequirementResult, Status, Verdict};
+use crate::requirement::{Measurement, RequirementResult, SkipReason, Status, Verdict};
 
 pub const SCHEMA: &str = "mailprobe.report/v1";
 
@@ -79,13 +79,44 @@ impl Report {
         self.requirements.iter().any(|r| r.status == Status::Warn)
     }
 
-    /// The Nagios plugin exit code: 0 compliant, 1 compliant with warnings, 2 non-compliant.
+    /// The Nagios plugin exit code: 0 compliant, 1 compliant with warnings, 2 non-compliant,
+    /// 3 (UNKNOWN) incomplete.
     pub fn exit_code(&self) -> i32 {
         match self.verdict {
             Verdict::NonCompliant => 2,
+            Verdict::Incomplete => 3,
             Verdict::Compliant if self.has_warnings() => 1,
             Verdict::Compliant => 0,
         }
+    }
+
+    /// The requirements the probe could not verify.
+    pub fn not_verified(&self) -> impl Iterator<Item = &RequirementResult> {
+        self.requirements
+            .iter()
+            .filter(|r| r.skip_reason() == Some(SkipReason::NotVerified))
+    }
+
+    /// For an `incomplete` verdict, one line saying what could not be verified and why
+    /// (`imap.login: <why>; ...`); `None` for any other verdict.
+    pub fn incomplete_line(&self) -> Option<String> {
+        if self.verdict != Verdict::Incomplete {
+            return None;
+        }
+        // Requirements left out for one reason (a plugin that panicked) share one entry.
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for r in self.not_verified() {
+            let why = one_line(&r.summary);
+            match groups.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, ids)) => ids.push(&r.id),
+                None => groups.push((why, vec![&r.id])),
+            }
+        }
+        let items: Vec<String> = groups
+            .iter()
+            .map(|(why, ids)| format!("{}: {why}", ids.join(", ")))
+            .collect();
+        Some(format!("not verified: {}", items.join("; ")))
     }
 
     pub fn to_json(&self) -> String {
@@ -101,7 +132,8 @@ impl Report {
         let state = match self.exit_code() {
             0 => "OK",
             1 => "WARNING",
-            _ => "CRITICAL",
+            2 => "CRITICAL",
+            _ => "UNKNOWN",
         };
         let failing: Vec<&str> = self
             .requirements
@@ -119,12 +151,21 @@ impl Report {
         if !failing.is_empty() {
             let _ = write!(detail, "; failing: {}", failing.join(", "));
         }
+        if let Some(line) = self.incomplete_line() {
+            // `|` starts perfdata for Nagios: keep it out of the text.
+            let _ = write!(detail, "; {}", line.replace('|', "/"));
+        }
         if !warning.is_empty() {
             let _ = write!(detail, "; warnings: {}", warning.join(", "));
         }
+        // `U` is the plugin guidelines' value for "could not be determined".
+        let compliant = match self.verdict {
+            Verdict::Compliant => "1",
+            Verdict::NonCompliant => "0",
+            Verdict::Incomplete => "U",
+        };
         let mut perf = format!(
-            "compliant={} pass={} warn={} fail={} skip={} duration={:.3}s",
-            u8::from(self.verdict == Verdict::Compliant),
+            "compliant={compliant} pass={} warn={} fail={} skip={} duration={:.3}s",
             self.count(Status::Pass),
             self.count(Status::Warn),
             self.count(Status::Fail),
@@ -179,11 +220,13 @@ impl Report {
             Verdict::Compliant if self.has_warnings() => "COMPLIANT (with warnings)",
             Verdict::Compliant => "COMPLIANT",
             Verdict::NonCompliant => "NON-COMPLIANT",
+            Verdict::Incomplete => "INCOMPLETE",
         };
         let vstatus = match self.exit_code() {
             0 => Status::Pass,
             1 => Status::Warn,
-            _ => Status::Fail,
+            2 => Status::Fail,
+            _ => Status::Skip,
         };
         let _ = writeln!(
             out,
@@ -192,6 +235,9 @@ impl Report {
             self.profile,
             paint(vstatus, verdict)
         );
+        if let Some(line) = self.incomplete_line() {
+            let _ = writeln!(out, "{line}");
+        }
         let groups: [(&str, Option<Protocol>); 3] = [
             ("imap", Some(Protocol::Imap)),
             ("smtp", Some(Protocol::Smtp)),
@@ -250,6 +296,13 @@ impl Report {
     }
 }
 
+/// Newlines and other control characters out of a summary, so a Nagios line stays one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +340,49 @@ mod tests {
             "open it",
         )]);
         assert_eq!(fail.exit_code(), 2);
+        let gap = report(vec![
+            RequirementResult::pass("imap.reachable", "ok"),
+            RequirementResult::not_verified("imap.login", "not verified: plugin imap timed out"),
+        ]);
+        assert_eq!(gap.verdict, Verdict::Incomplete);
+        assert_eq!(gap.exit_code(), 3);
+    }
+
+    #[test]
+    fn incomplete_says_what_was_not_verified_in_every_format() {
+        let r = report(vec![
+            RequirementResult::pass("imap.reachable", "ok"),
+            RequirementResult::warn("imap.tls_versions", "weak", "raise"),
+            RequirementResult::not_verified(
+                "imap.login",
+                "not verified: plugin imap panicked: boom",
+            ),
+            RequirementResult::not_configured("smtp.login", "no --smtp"),
+            RequirementResult::not_verified(
+                "imap.folders",
+                "not verified: plugin imap panicked: boom",
+            ),
+        ]);
+        let text = r.to_text(false);
+        assert!(text.contains(": INCOMPLETE\n"), "{text}");
+        assert!(
+            text.contains(
+                "not verified: imap.login, imap.folders: not verified: plugin imap panicked: boom\n"
+            ),
+            "{text}"
+        );
+        let line = r.to_nagios();
+        assert!(
+            line.starts_with(
+                "MAILPROBE UNKNOWN - alice@example.com incomplete; not verified: imap.login, imap.folders: not verified: plugin imap panicked: boom; "
+            ),
+            "{line}"
+        );
+        assert!(line.contains("compliant=U "), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["verdict"], "incomplete");
+        assert_eq!(v["requirements"][2]["evidence"]["reason"], "not_verified");
+        assert_eq!(v["requirements"][3]["evidence"]["reason"], "not_configured");
     }
 
     #[test]

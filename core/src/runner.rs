@@ -1,17 +1,26 @@
 //! Runs the selected plugins against one target and turns what they found into a report.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt;
 use tokio::time::Instant;
 
 use crate::context::{PluginRun, RunContext, Step};
-use crate::model::Target;
+use crate::model::{Protocol, Target};
 use crate::net::Budgets;
 use crate::plugin::{CheckPlugin, catalog_of};
 use crate::report::Report;
-use crate::requirement::{Origin, RequirementResult};
+use crate::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
 use crate::tls::Trust;
+
+/// How a [`PluginRun`]'s error starts when the plugin panicked (a dynamic plugin's host says
+/// the same of a panic it caught), so the daemon can count panics apart from other errors.
+pub const PANICKED: &str = "panicked: ";
+
+/// How the plugin SDK words a panic it caught inside a dynamic plugin.
+const DYNAMIC_PANIC: &str = "the plugin panicked: ";
 
 /// Everything a run produced: the report, and the steps and plugin runs that become spans.
 #[derive(Debug)]
@@ -41,22 +50,7 @@ pub async fn run_target(
         cx.current_plugin = info.name.clone();
         let wall = SystemTime::now();
         let t0 = Instant::now();
-        let wait = cx.deadline().saturating_duration_since(Instant::now());
-        let outcome = if wait.is_zero() {
-            Err(format!(
-                "not run: the check's deadline ({:?}) had passed",
-                target.timeout
-            ))
-        } else {
-            match tokio::time::timeout(wait, plugin.run(&mut cx)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!(
-                    "timed out: the check did not finish within its deadline ({:?})",
-                    target.timeout
-                )),
-            }
-        };
+        let outcome = run_plugin(&mut cx, plugin.as_ref()).await;
         cx.plugin_runs.push(PluginRun {
             plugin: info.name.clone(),
             start: wall,
@@ -64,44 +58,10 @@ pub async fn run_target(
             error: outcome.clone().err(),
         });
         for id in &info.requirements {
-            if cx.result(id).is_some() {
-                continue;
+            if cx.result(id).is_none() {
+                let r = unreported(&cx, &catalog, &info.name, id, &outcome);
+                cx.report(r);
             }
-            if let Some(p) = catalog.get(id).and_then(|s| s.server)
-                && target.endpoint(p).is_none()
-            {
-                cx.report(RequirementResult::skip(
-                    id,
-                    p.prefix(),
-                    format!(
-                        "not evaluated: no {} server configured (give --{} HOST[:PORT])",
-                        p.label(),
-                        p.prefix()
-                    ),
-                ));
-                continue;
-            }
-            let result = match &outcome {
-                Err(why) => RequirementResult::fail(
-                    id,
-                    format!("plugin {} failed: {why}", info.name),
-                    "Check that the server answers within the timeout (--timeout / timeout), or report the plugin error.",
-                )
-                .with("error", why.clone()),
-                Ok(()) => match cx.blocked_by(id) {
-                    Some(p) => RequirementResult::skip(
-                        id,
-                        &p,
-                        format!("not evaluated: {p} did not pass"),
-                    ),
-                    None => RequirementResult::fail(
-                        id,
-                        format!("plugin {} did not evaluate this requirement", info.name),
-                        "This is a bug in the plugin; report it with the JSON report attached.",
-                    ),
-                },
-            };
-            cx.report(result);
         }
     }
 
@@ -114,9 +74,9 @@ pub async fn run_target(
     let _ = tokio::time::timeout(wait, futures::future::join_all(closing)).await;
 
     let profile = target.profile.clone();
-    let mut results = cx.take_results();
-    // Built-in requirements the profile does not hold are left out; a dynamic plugin's own IDs
-    // are kept after the profile's.
+    let mut results = normalize_skips(cx.take_results());
+    // Requirements the profile does not hold are left out; a dynamic plugin's own IDs are kept
+    // after the profile's.
     results.retain(|r| profile.holds(&r.id) || catalog.origin(&r.id) == Some(Origin::Dynamic));
     results.sort_by_key(|r| {
         profile
@@ -134,5 +94,408 @@ pub async fn run_target(
         plugin_runs: std::mem::take(&mut cx.plugin_runs),
         started_at,
         duration,
+    }
+}
+
+/// Runs one plugin within what is left of the deadline. A panicking plugin (a bug, or bytes
+/// from a hostile server it did not expect) costs only its own requirements, never the whole
+/// check or the daemon's loop. The error text is scrubbed of the password.
+async fn run_plugin(cx: &mut RunContext, plugin: &dyn CheckPlugin) -> Result<(), String> {
+    let target = cx.target.clone();
+    let wait = cx.deadline().saturating_duration_since(Instant::now());
+    if wait.is_zero() {
+        return Err(format!(
+            "was not run: the check's deadline ({:?}) had passed",
+            target.timeout
+        ));
+    }
+    let run = AssertUnwindSafe(plugin.run(cx)).catch_unwind();
+    let scrub = |text: &str| scrub(text, target.password.expose());
+    match tokio::time::timeout(wait, run).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        // A dynamic plugin's SDK catches its own panic and reports it as an error.
+        Ok(Ok(Err(e))) => {
+            let text = e.to_string();
+            match text.strip_prefix(DYNAMIC_PANIC) {
+                Some(message) => Err(format!("{PANICKED}{}", scrub(message))),
+                None => Err(format!("failed: {}", scrub(&text))),
+            }
+        }
+        Ok(Err(panic)) => Err(format!(
+            "{PANICKED}{}",
+            scrub(&panic_message(panic.as_ref()))
+        )),
+        Err(_) => Err(format!(
+            "timed out: the check did not finish within its deadline ({:?})",
+            target.timeout
+        )),
+    }
+}
+
+/// The result of a requirement its plugin left unreported. A failure of the probe is never
+/// reported as a failure of the server: it was not verified, unless a prerequisite explains it
+/// or its server is not configured.
+fn unreported(
+    cx: &RunContext,
+    catalog: &Catalog,
+    plugin: &str,
+    id: &str,
+    outcome: &Result<(), String>,
+) -> RequirementResult {
+    if let Some(p) = catalog.get(id).and_then(|s| s.server)
+        && cx.target.endpoint(p).is_none()
+    {
+        return RequirementResult::not_configured(id, not_configured_summary(p));
+    }
+    match (cx.blocked_by(id), outcome) {
+        (Some(p), _) => RequirementResult::skip(id, &p, format!("not evaluated: {p} did not pass")),
+        (None, Err(why)) => {
+            RequirementResult::not_verified(id, format!("not verified: plugin {plugin} {why}"))
+                .with("error", why.clone())
+        }
+        (None, Ok(())) => RequirementResult::not_verified(
+            id,
+            format!(
+                "not verified: plugin {plugin} did not evaluate this requirement (a bug in the plugin; report it with the JSON report attached)"
+            ),
+        ),
+    }
+}
+
+/// Why a requirement about a server the user left out was not evaluated.
+fn not_configured_summary(p: Protocol) -> String {
+    format!(
+        "not evaluated: no {} server configured (give --{} HOST[:PORT])",
+        p.label(),
+        p.prefix()
+    )
+}
+
+/// The outcome of a run that could not happen (the mailbox's entry or secret cannot be used,
+/// or the run panicked): every requirement of the target's profile is `not_verified` with
+/// `why` (SMTP ones `not_configured` when there is no SMTP server), so the verdict is
+/// `incomplete`, never a guess.
+pub fn unverified_outcome(target: &Target, why: &str) -> RunOutcome {
+    let started_at = SystemTime::now();
+    let results = target
+        .profile
+        .requirements
+        .iter()
+        .map(|id| {
+            // Without the catalog, the server a requirement is about is read from its prefix.
+            let unconfigured = [Protocol::Imap, Protocol::Smtp].into_iter().find(|p| {
+                target.endpoint(*p).is_none() && id.starts_with(&format!("{}.", p.prefix()))
+            });
+            match unconfigured {
+                Some(p) => RequirementResult::not_configured(id, not_configured_summary(p)),
+                None => RequirementResult::not_verified(id, why),
+            }
+        })
+        .collect();
+    let mut report = Report::new(target, started_at, Duration::ZERO, results);
+    if target.imap.host.is_empty() {
+        // A stand-in target: there is no server to name.
+        report.servers = Default::default();
+    }
+    RunOutcome {
+        report,
+        steps: Vec::new(),
+        plugin_runs: Vec::new(),
+        started_at,
+        duration: Duration::ZERO,
+    }
+}
+
+/// Error text headed for the report: a panic message can quote whatever bytes a server sent,
+/// so the password is masked, control characters (terminal escapes) are escaped, and the
+/// length is bounded, in that order (masking first, so no prefix of it survives a cut).
+pub fn scrub(text: &str, password: &str) -> String {
+    const MAX_CHARS: usize = 500;
+    let masked = if password.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(password, "***")
+    };
+    let mut out = String::new();
+    let mut n = 0;
+    for c in masked.chars() {
+        if n >= MAX_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            let escaped: String = c.escape_default().collect();
+            n += escaped.chars().count();
+            out.push_str(&escaped);
+        } else {
+            n += 1;
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The text of a caught panic (a `&str` or `String` payload; anything else is unnamed).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// Makes every `prerequisite` skip true to its word: it names a requirement ID that failed (or
+/// that is itself skipped behind a failure). A skip that names something else (a setting, a
+/// protocol), whose prerequisite passed (the probe could not go on for its own reasons, e.g. a
+/// TLS version it cannot speak), or whose chain ends in a gap becomes `not_verified`; one whose
+/// chain ends in something the user left out becomes `not_configured`.
+fn normalize_skips(mut results: Vec<RequirementResult>) -> Vec<RequirementResult> {
+    let root_reason = |results: &[RequirementResult], start: &str| -> Option<SkipReason> {
+        let mut id = start.to_string();
+        // Bounded: a cycle of prerequisites is a gap, not a hang.
+        for _ in 0..=results.len() {
+            let Some(r) = results.iter().find(|r| r.id == id) else {
+                return Some(SkipReason::NotVerified);
+            };
+            match r.status {
+                Status::Fail => return None,
+                Status::Pass | Status::Warn => return Some(SkipReason::NotVerified),
+                Status::Skip => match r.skip_reason() {
+                    Some(SkipReason::Prerequisite) => match r.prerequisite() {
+                        Some(p) => id = p.to_string(),
+                        None => return Some(SkipReason::NotVerified),
+                    },
+                    other => return other,
+                },
+            }
+        }
+        Some(SkipReason::NotVerified)
+    };
+    let recast: Vec<(usize, SkipReason)> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.skip_reason() == Some(SkipReason::Prerequisite))
+        .filter_map(|(i, r)| {
+            let reason = match r.prerequisite() {
+                Some(p) if p != r.id => root_reason(&results, p)?,
+                _ => SkipReason::NotVerified,
+            };
+            Some((i, reason))
+        })
+        .collect();
+    for (i, reason) in recast {
+        let r = std::mem::replace(&mut results[i], RequirementResult::pass("", String::new()));
+        results[i] = r.recast_skip(reason);
+    }
+    // A skip from a plugin that names no reason (a foreign or older one) gets the one it is
+    // read as, so every skip in the report says why.
+    for r in &mut results {
+        if let Some(reason) = r.skip_reason()
+            && !r.evidence.contains_key("reason")
+        {
+            r.evidence.insert("reason".into(), reason.as_str().into());
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Endpoint, Protocol, Security};
+    use crate::plugin::{BoxFuture, PluginError, PluginInfo};
+    use crate::profile::Profile;
+    use crate::requirement::RequirementSpec;
+    use crate::requirement::Verdict;
+    use crate::secret::Secret;
+
+    /// How a test plugin behaves after reporting `imap.reachable`.
+    #[derive(Clone, Copy)]
+    enum Misbehave {
+        Panic,
+        Error,
+        Hang,
+        Nothing,
+    }
+
+    struct Test(Misbehave);
+
+    impl CheckPlugin for Test {
+        fn info(&self) -> PluginInfo {
+            let spec = |id: &str, p| RequirementSpec::new(id, "d").on(p);
+            PluginInfo::builtin(
+                "test",
+                vec![
+                    spec("imap.reachable", Protocol::Imap),
+                    spec("imap.login", Protocol::Imap).after(&["imap.reachable"]),
+                    spec("smtp.reachable", Protocol::Smtp),
+                ],
+            )
+        }
+        fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
+            Box::pin(async move {
+                cx.report(RequirementResult::pass("imap.reachable", "connected"));
+                match self.0 {
+                    Misbehave::Panic => panic!("boom from a test plugin"),
+                    Misbehave::Error => Err(PluginError::Crashed("the plugin's own error".into())),
+                    Misbehave::Hang => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok(())
+                    }
+                    Misbehave::Nothing => Ok(()),
+                }
+            })
+        }
+    }
+
+    fn target(smtp: bool) -> Arc<Target> {
+        let ep = |protocol, port| Endpoint {
+            protocol,
+            host: "mail.invalid".into(),
+            port,
+            security: Security::Tls,
+            connect_to: None,
+        };
+        Arc::new(Target {
+            mailbox: "m".into(),
+            profile: Arc::new(Profile::builtin("hubspot").unwrap()),
+            imap: ep(Protocol::Imap, 993),
+            smtp: smtp.then(|| ep(Protocol::Smtp, 465)),
+            user: "u".into(),
+            password: Secret::new("Secr3t-Test"),
+            ca_file: None,
+            allow_insecure_cert: false,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    async fn run(how: Misbehave, smtp: bool) -> Report {
+        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(Test(how))];
+        let trust = Trust::load(None).unwrap();
+        run_target(target(smtp), trust, Arc::new(Budgets::new(8)), &plugins)
+            .await
+            .report
+    }
+
+    fn get<'a>(r: &'a Report, id: &str) -> &'a RequirementResult {
+        r.requirements.iter().find(|x| x.id == id).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_failure_is_not_verified_never_a_fail() {
+        for (how, said) in [
+            (Misbehave::Panic, "panicked: boom from a test plugin"),
+            (Misbehave::Error, "failed: the plugin's own error"),
+            (Misbehave::Hang, "timed out"),
+            (Misbehave::Nothing, "did not evaluate"),
+        ] {
+            let r = run(how, true).await;
+            assert_eq!(r.verdict, Verdict::Incomplete, "{said}: {r:#?}");
+            assert_eq!(r.exit_code(), 3);
+            assert_eq!(get(&r, "imap.reachable").status, Status::Pass);
+            for id in ["imap.login", "smtp.reachable"] {
+                let x = get(&r, id);
+                assert_eq!(x.skip_reason(), Some(SkipReason::NotVerified), "{x:?}");
+                assert!(x.summary.contains(said), "{said}: {}", x.summary);
+                assert!(x.remedy.is_none());
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_scheduler_keeps_checking_a_mailbox_whose_plugin_panics() {
+        use crate::plugin::Registry;
+        use crate::scheduler::{self, SchedulerConfig};
+        let mut registry = Registry::new();
+        registry.register(Arc::new(Test(Misbehave::Panic))).unwrap();
+        let plugins = Arc::new(registry.plugins().to_vec());
+        let trust = Trust::load(None).unwrap();
+        let verdicts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let v = verdicts.clone();
+        let h = scheduler::start(
+            vec![target(true)],
+            SchedulerConfig::new(Duration::from_secs(60), 1),
+            move |t| {
+                let (plugins, trust, v) = (plugins.clone(), trust.clone(), v.clone());
+                async move {
+                    let o = run_target(t, trust, Arc::new(Budgets::new(8)), &plugins).await;
+                    v.lock().unwrap().push(o.report.verdict);
+                }
+            },
+        );
+        tokio::time::sleep(Duration::from_secs(60 * 3 + 30)).await;
+        h.shutdown().await;
+        let verdicts = verdicts.lock().unwrap();
+        assert!(verdicts.len() >= 3, "{verdicts:?}");
+        assert!(verdicts.iter().all(|v| *v == Verdict::Incomplete));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn smtp_left_out_is_not_configured() {
+        let r = run(Misbehave::Error, false).await;
+        let x = get(&r, "smtp.reachable");
+        assert_eq!(x.skip_reason(), Some(SkipReason::NotConfigured));
+        assert_eq!(x.prerequisite(), None);
+        assert!(!x.evidence.contains_key("prerequisite"));
+    }
+
+    #[test]
+    fn error_text_is_masked_escaped_and_bounded() {
+        let long = format!("\x1b[31mNO LOGIN u hunter2{}", "x".repeat(600));
+        let s = scrub(&long, "hunter2");
+        assert!(!s.contains("hunter2") && !s.contains('\x1b'), "{s}");
+        assert!(s.starts_with("\\u{1b}[31mNO LOGIN u ***"), "{s}");
+        assert!((500..=510).contains(&s.chars().count()), "{}", s.len());
+        assert!(s.ends_with('…'));
+    }
+
+    #[test]
+    fn a_skip_names_a_requirement_that_did_not_pass_or_becomes_a_gap() {
+        let rs = normalize_skips(vec![
+            RequirementResult::fail("imap.reachable", "refused", "open it"),
+            RequirementResult::skip("imap.encryption", "imap.reachable", "x"),
+            RequirementResult::skip("imap.login", "imap.encryption", "x"),
+            RequirementResult::warn("imap.tls_versions", "TLS 1.0 only", "raise"),
+            // Passed prerequisite: the probe itself could not go on.
+            RequirementResult::skip("imap.folders", "imap.tls_versions", "x"),
+            // Not a requirement ID.
+            RequirementResult::skip("connections.concurrent", "server_connections", "x"),
+            RequirementResult::not_configured("smtp.reachable", "no --smtp"),
+            RequirementResult::skip("smtp.login", "smtp.reachable", "x"),
+            RequirementResult::not_verified("smtp.encryption", "x"),
+            RequirementResult::skip("smtp.tls_versions", "smtp.encryption", "x"),
+            // A foreign skip that gives no reason and names nothing: a gap, said so.
+            RequirementResult {
+                id: "pop3.login".into(),
+                status: Status::Skip,
+                summary: "x".into(),
+                evidence: Default::default(),
+                remedy: None,
+            },
+        ]);
+        let reason = |id: &str| rs.iter().find(|r| r.id == id).unwrap().skip_reason();
+        assert_eq!(reason("imap.encryption"), Some(SkipReason::Prerequisite));
+        assert_eq!(reason("imap.login"), Some(SkipReason::Prerequisite));
+        assert_eq!(reason("imap.folders"), Some(SkipReason::NotVerified));
+        assert_eq!(
+            reason("connections.concurrent"),
+            Some(SkipReason::NotVerified)
+        );
+        assert_eq!(reason("smtp.login"), Some(SkipReason::NotConfigured));
+        assert_eq!(reason("smtp.tls_versions"), Some(SkipReason::NotVerified));
+        assert_eq!(reason("pop3.login"), Some(SkipReason::NotVerified));
+        assert!(
+            rs.iter()
+                .filter(|r| r.status == Status::Skip)
+                .all(|r| r.evidence.contains_key("reason"))
+        );
+        // Every prerequisite named is a requirement of the run.
+        assert!(
+            rs.iter()
+                .filter_map(|r| r.prerequisite())
+                .all(|p| rs.iter().any(|r| r.id == p))
+        );
     }
 }

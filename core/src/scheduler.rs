@@ -6,13 +6,19 @@
 //!
 //! Mailboxes can be added, removed and updated while it runs (a configuration reload): an
 //! updated mailbox keeps its place in the schedule and takes its new settings at its next run.
+//!
+//! A run that panics is caught at the loop (whatever hostile bytes made it panic), handed to
+//! the panic handler to be recorded, and the mailbox keeps its schedule: one bad server must
+//! not silently end its mailbox's checks.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
@@ -163,12 +169,31 @@ impl SchedulerHandle {
     }
 }
 
+/// Called with a target and the panic's message when a run of it panicked.
+pub type PanicHandler = Arc<dyn Fn(Arc<Target>, String) + Send + Sync>;
+
 /// Starts one loop per target. `run_one` checks one target and must respect its deadline; the
-/// scheduler also cuts it off at the deadline plus 5 s.
+/// scheduler also cuts it off at the deadline plus 5 s. A run that panics is logged and the
+/// loop goes on; [`start_guarded`] also hands it to a handler.
 pub fn start<F, Fut>(
     targets: Vec<Arc<Target>>,
     config: SchedulerConfig,
     run_one: F,
+) -> SchedulerHandle
+where
+    F: Fn(Arc<Target>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    start_guarded(targets, config, run_one, Arc::new(|_, _| {}))
+}
+
+/// As [`start`], with `on_panic` called for every run that panicked (to record it as a probe
+/// error); the mailbox stays scheduled.
+pub fn start_guarded<F, Fut>(
+    targets: Vec<Arc<Target>>,
+    config: SchedulerConfig,
+    run_one: F,
+    on_panic: PanicHandler,
 ) -> SchedulerHandle
 where
     F: Fn(Arc<Target>) -> Fut + Clone + Send + Sync + 'static,
@@ -196,6 +221,7 @@ where
                 run_one.clone(),
                 first,
                 seed,
+                on_panic.clone(),
             ))
         })
     };
@@ -234,6 +260,7 @@ async fn mailbox_loop<F, Fut>(
     run_one: F,
     first: Duration,
     seed: u64,
+    on_panic: PanicHandler,
 ) where
     F: Fn(Arc<Target>) -> Fut,
     Fut: Future<Output = ()>,
@@ -253,24 +280,39 @@ async fn mailbox_loop<F, Fut>(
         };
         let current = target.borrow_and_update().clone();
         let started = Instant::now();
-        let run = tokio::time::timeout(
-            current.timeout + Duration::from_secs(5),
-            run_one(current.clone()),
-        );
+        let guarded = AssertUnwindSafe(async { run_one(current.clone()).await }).catch_unwind();
+        let run = tokio::time::timeout(current.timeout + Duration::from_secs(5), guarded);
         tokio::pin!(run);
-        tokio::select! {
-            _ = &mut run => {}
+        let result = tokio::select! {
+            r = &mut run => r,
             // Dropping the run cancels it: a removed mailbox reports nothing more.
             _ = removed.cancelled() => return,
             _ = shutdown.cancelled() => {
                 let _ = tokio::time::timeout(config.shutdown_grace, &mut run).await;
                 return;
             }
+        };
+        if let Ok(Err(panic)) = result {
+            record_panic(&current, panic.as_ref(), &on_panic);
         }
         drop(permit);
         let every = *interval.borrow();
         let jitter = every.mul_f64(config.jitter.clamp(0.0, 1.0) * rng.f64());
         next = started + every + jitter;
+    }
+}
+
+/// Logs a run's panic and hands it to the handler, which must not take the loop down either.
+fn record_panic(target: &Arc<Target>, panic: &(dyn std::any::Any + Send), on_panic: &PanicHandler) {
+    // The message may quote server bytes: masked and escaped like any error text.
+    let message = crate::runner::scrub(
+        &crate::runner::panic_message(panic),
+        target.password.expose(),
+    );
+    tracing::error!(mailbox = %target.mailbox, panic = %message, "a check panicked; the mailbox stays scheduled");
+    let handler = AssertUnwindSafe(|| on_panic(target.clone(), message));
+    if std::panic::catch_unwind(handler).is_err() {
+        tracing::error!(mailbox = %target.mailbox, "recording a panicked check panicked too");
     }
 }
 
@@ -468,5 +510,41 @@ mod tests {
         let t = Instant::now();
         h.shutdown().await;
         assert!(t.elapsed() <= Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_run_is_recorded_and_the_mailbox_stays_scheduled() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let panics = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+        let (r, p) = (runs.clone(), panics.clone());
+        let h = start_guarded(
+            vec![
+                target("bad", Duration::from_secs(10)),
+                target("good", Duration::from_secs(10)),
+            ],
+            SchedulerConfig::new(Duration::from_secs(60), 2),
+            move |t| {
+                let r = r.clone();
+                async move {
+                    if t.mailbox == "bad" {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        panic!("hostile bytes in {}", t.mailbox);
+                    }
+                    r.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+            Arc::new(move |t, msg| p.lock().unwrap().push((t.mailbox.clone(), msg))),
+        );
+        tokio::time::sleep(Duration::from_secs(60 * 4 + 30)).await;
+        h.shutdown().await;
+        let panics = panics.lock().unwrap();
+        // Every scheduled run of the bad mailbox panicked, was recorded, and it was run again.
+        assert!(panics.len() >= 4, "{panics:?}");
+        assert!(
+            panics
+                .iter()
+                .all(|(m, msg)| m == "bad" && msg == "hostile bytes in bad")
+        );
+        assert!(runs.load(Ordering::SeqCst) >= 4);
     }
 }

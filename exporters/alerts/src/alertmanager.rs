@@ -57,9 +57,14 @@ impl Sync {
         }
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         for a in alerts {
+            // A mailbox-wide alert (MailboxCheckIncomplete) has no requirement: its name keys it.
             let key = (
                 a.labels.get("mailbox").cloned().unwrap_or_default(),
-                a.labels.get("requirement").cloned().unwrap_or_default(),
+                a.labels
+                    .get("requirement")
+                    .or_else(|| a.labels.get("alertname"))
+                    .cloned()
+                    .unwrap_or_default(),
             );
             p.insert(key, a);
         }

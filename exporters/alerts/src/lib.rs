@@ -6,7 +6,11 @@
 //!   re-posts it with `endsAt` = now + 4 × max(interval, 1 min), so Alertmanager never times it
 //!   out while the probe runs; a requirement that stops failing, or the mailbox's recovery,
 //!   posts `endsAt` = now (resolved).
-//! - **Webhook** (`alerts.webhook`): the SPEC JSON report of the run that fired or resolved.
+//! - **`MailboxCheckIncomplete`**: one alert per mailbox (labels `mailbox`), fired after
+//!   `alert_after` incomplete runs in a row, re-posted like the above while it lasts, resolved
+//!   by the first run that is judged again. An incomplete run neither fires nor resolves
+//!   `MailboxNonCompliant`: an alert already active is re-posted unchanged.
+//! - **Webhook** (`alerts.webhook`): the JSON report of the run that fired or resolved either.
 //!
 //! Delivery happens in background tasks, with retries and backoff; failures are counted
 //! (`mailprobe_alert_delivery_failures_total{receiver}`) and never stop the probe.
@@ -22,6 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use hyper::Uri;
 use mailprobe_core::config::AlertsConfig;
+use mailprobe_core::requirement::Verdict;
 use mailprobe_telemetry::transition::Failing;
 use mailprobe_telemetry::{BoxFuture, ProbeStats, RunEvent, RunSink, Transition, names};
 use tokio::sync::{mpsc, watch};
@@ -70,11 +75,13 @@ pub fn alert_ttl(interval: Duration) -> Duration {
 struct Active {
     /// Requirement ID → when its alert started.
     started: BTreeMap<String, SystemTime>,
+    /// Requirement ID → what it said when last judged (re-posted as is by an incomplete run).
+    last: BTreeMap<String, Failing>,
 }
 
 pub struct AlertsExporter {
     am: Option<Arc<alertmanager::Sync>>,
-    webhook: Option<mpsc::Sender<(&'static str, Vec<u8>)>>,
+    webhook: Option<mpsc::Sender<webhook::Notification>>,
     active: Mutex<HashMap<String, Active>>,
     ttl: Duration,
     stats: Arc<ProbeStats>,
@@ -141,6 +148,42 @@ impl AlertsExporter {
     }
 }
 
+/// The mailbox-wide `MailboxCheckIncomplete` alert.
+fn incomplete_alert(
+    mailbox: &str,
+    not_verified: &[Failing],
+    starts: SystemTime,
+    ends: SystemTime,
+) -> PostableAlert {
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "alertname".to_string(),
+        names::ALERT_NAME_INCOMPLETE.to_string(),
+    );
+    labels.insert("mailbox".to_string(), mailbox.to_string());
+    let items: Vec<String> = not_verified
+        .iter()
+        .map(|f| format!("{}: {}", f.id, f.summary))
+        .collect();
+    let mut annotations = BTreeMap::new();
+    let summary = if items.is_empty() {
+        "the mailbox is checked again".to_string()
+    } else {
+        format!("not verified: {}", items.join("; "))
+    };
+    annotations.insert("summary".to_string(), summary.clone());
+    annotations.insert(
+        "description".to_string(),
+        format!("mailprobe cannot vouch for mailbox {mailbox}: {summary}"),
+    );
+    PostableAlert {
+        labels,
+        annotations,
+        starts_at: rfc3339(starts),
+        ends_at: rfc3339(ends),
+    }
+}
+
 fn alert(mailbox: &str, f: &Failing, starts: SystemTime, ends: SystemTime) -> PostableAlert {
     let mut labels = BTreeMap::new();
     labels.insert("alertname".to_string(), names::ALERT_NAME.to_string());
@@ -193,7 +236,16 @@ impl AlertsExporter {
         let c = event.compliance;
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
-        if c.firing {
+        if c.firing && c.verdict == Verdict::Incomplete {
+            // No judgement this run: keep what is active alive, unchanged.
+            if let Some(entry) = active.get(&c.mailbox) {
+                for (id, start) in &entry.started {
+                    if let Some(f) = entry.last.get(id) {
+                        out.push(alert(&c.mailbox, f, *start, now + self.ttl));
+                    }
+                }
+            }
+        } else if c.firing {
             let entry = active.entry(c.mailbox.clone()).or_default();
             let since = c.firing_since.unwrap_or(now);
             // Requirements that no longer fail: resolved now.
@@ -204,6 +256,7 @@ impl AlertsExporter {
                 .cloned()
                 .collect();
             for id in gone {
+                entry.last.remove(&id);
                 if let Some(start) = entry.started.remove(&id) {
                     let f = Failing {
                         id,
@@ -218,9 +271,12 @@ impl AlertsExporter {
                     .started
                     .entry(f.id.clone())
                     .or_insert(if c.transition.is_some() { since } else { now });
+                entry.last.insert(f.id.clone(), f.clone());
                 out.push(alert(&c.mailbox, f, start, now + self.ttl));
             }
-        } else if let Some(entry) = active.remove(&c.mailbox) {
+        } else if c.verdict != Verdict::Incomplete
+            && let Some(entry) = active.remove(&c.mailbox)
+        {
             for (id, start) in entry.started {
                 let f = Failing {
                     id,
@@ -229,6 +285,17 @@ impl AlertsExporter {
                 };
                 out.push(alert(&c.mailbox, &f, start, now));
             }
+        }
+        let since = c.incomplete_since.unwrap_or(now);
+        if c.incomplete_firing {
+            out.push(incomplete_alert(
+                &c.mailbox,
+                &c.not_verified,
+                since,
+                now + self.ttl,
+            ));
+        } else if c.incomplete_transition == Some(Transition::Resolved) {
+            out.push(incomplete_alert(&c.mailbox, &[], since, now));
         }
         out
     }
@@ -244,13 +311,16 @@ impl RunSink for AlertsExporter {
         if let Some(am) = &self.am {
             am.push(self.alerts_for(event, now));
         }
-        if let (Some(tx), Some(t)) = (&self.webhook, event.compliance.transition) {
-            let kind = match t {
-                Transition::Fired => "firing",
-                Transition::Resolved => "resolved",
-            };
+        let Some(tx) = &self.webhook else { return };
+        let c = event.compliance;
+        let transitions = [
+            (names::ALERT_NAME, c.transition),
+            (names::ALERT_NAME_INCOMPLETE, c.incomplete_transition),
+        ];
+        for (alert, t) in transitions {
+            let Some(t) = t else { continue };
             let body = serde_json::to_vec(&event.outcome.report).unwrap_or_default();
-            if tx.try_send((kind, body)).is_err() {
+            if tx.try_send((alert, t.as_str(), body)).is_err() {
                 self.stats.add(
                     names::ALERT_NOTIFICATIONS_DROPPED,
                     &[("receiver", "webhook")],

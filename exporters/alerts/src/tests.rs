@@ -16,6 +16,18 @@ fn outcome(failing: &[&str]) -> RunOutcome {
             format!("fix {id}"),
         ));
     }
+    outcome_of(results)
+}
+
+/// A run in which the probe could not verify `imap.login`.
+fn incomplete() -> RunOutcome {
+    outcome_of(vec![
+        RequirementResult::pass("imap.reachable", "ok"),
+        RequirementResult::not_verified("imap.login", "not verified: plugin imap panicked"),
+    ])
+}
+
+fn outcome_of(results: Vec<RequirementResult>) -> RunOutcome {
     RunOutcome {
         report: Report {
             schema: "mailprobe.report/v1".into(),
@@ -182,6 +194,58 @@ async fn a_removed_mailbox_has_its_alerts_resolved() {
     // Nothing is left to resolve, and an unknown mailbox has nothing either.
     assert!(exp.resolve_removed("sales", now).is_empty());
     assert!(exp.resolve_removed("other", now).is_empty());
+    exp.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn an_incomplete_run_keeps_non_compliance_and_fires_its_own_alert() {
+    let stats = Arc::new(ProbeStats::new());
+    let config = AlertsConfig {
+        alertmanager: Some("http://127.0.0.1:9".into()),
+        webhook: None,
+        alert_after: 2,
+    };
+    let exp = AlertsExporter::start(&config, Duration::from_secs(60), stats).unwrap();
+    let tracker = ComplianceTracker::new(2);
+    let run = |o: RunOutcome| {
+        let c = tracker.observe(&o.report, SystemTime::now());
+        exp.alerts_for(
+            &RunEvent {
+                outcome: &o,
+                compliance: &c,
+            },
+            SystemTime::now(),
+        )
+    };
+    let name = |a: &PostableAlert| a.labels["alertname"].clone();
+    assert!(run(outcome(&["imap.folders"])).is_empty());
+    let fired = run(outcome(&["imap.folders"]));
+    assert_eq!(fired.len(), 1);
+    // Incomplete: the non-compliance alert is re-posted as it was, never resolved; one
+    // incomplete run is below alert_after.
+    let kept = run(incomplete());
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(name(&kept[0]), "MailboxNonCompliant");
+    assert_eq!(kept[0].starts_at, fired[0].starts_at);
+    assert_eq!(kept[0].annotations["remedy"], "fix imap.folders");
+    assert!(kept[0].ends_at > kept[0].starts_at);
+    let second = run(incomplete());
+    let inc = second
+        .iter()
+        .find(|a| name(a) == "MailboxCheckIncomplete")
+        .expect("MailboxCheckIncomplete after alert_after incomplete runs");
+    assert!(!inc.labels.contains_key("requirement"));
+    assert!(inc.annotations["summary"].contains("imap.login"), "{inc:?}");
+    assert!(second.iter().any(|a| name(a) == "MailboxNonCompliant"));
+    // Judged again (compliant): both end now.
+    let resolved = run(outcome(&[]));
+    assert_eq!(resolved.len(), 2, "{resolved:?}");
+    assert!(
+        resolved
+            .iter()
+            .all(|a| a.ends_at <= rfc3339(SystemTime::now()))
+    );
+    assert!(run(outcome(&[])).is_empty());
     exp.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -1,6 +1,6 @@
 //! The generic JSON webhook: the SPEC report of every compliance transition, POSTed as is
-//! (`Content-Type: application/json`), with the header `X-Mailprobe-Transition: firing` or
-//! `resolved`. A bounded queue; each notification is retried with backoff, then dropped and
+//! (`Content-Type: application/json`), with the headers `X-Mailprobe-Transition: firing` or
+//! `resolved` and `X-Mailprobe-Alert: MailboxNonCompliant` or `MailboxCheckIncomplete`. A bounded queue; each notification is retried with backoff, then dropped and
 //! counted.
 
 use std::sync::Arc;
@@ -14,11 +14,14 @@ use crate::http::JsonClient;
 
 /// Notifications waiting for the webhook at most; beyond, new ones are dropped and counted.
 pub const QUEUE: usize = 256;
+/// One notification: the alert's name, `firing` or `resolved`, and the JSON report.
+pub type Notification = (&'static str, &'static str, Vec<u8>);
+
 /// Attempts per notification.
 pub const ATTEMPTS: u32 = 5;
 
 pub async fn worker(
-    mut rx: mpsc::Receiver<(&'static str, Vec<u8>)>,
+    mut rx: mpsc::Receiver<Notification>,
     url: Uri,
     client: JsonClient,
     stats: Arc<ProbeStats>,
@@ -27,7 +30,7 @@ pub async fn worker(
     let labels = [("receiver", "webhook")];
     loop {
         // Once stopping, only what is already queued gets one more try.
-        let (transition, body) = if *stop.borrow() {
+        let (alert, transition, body) = if *stop.borrow() {
             match rx.try_recv() {
                 Ok(b) => b,
                 Err(_) => return,
@@ -45,7 +48,10 @@ pub async fn worker(
                 .post(
                     &url,
                     body.clone(),
-                    &[("x-mailprobe-transition", transition)],
+                    &[
+                        ("x-mailprobe-transition", transition),
+                        ("x-mailprobe-alert", alert),
+                    ],
                 )
                 .await
             {

@@ -277,6 +277,7 @@ impl OtlpExporter {
         record.add_attribute("mailprobe.mailbox", c.mailbox.clone());
         record.add_attribute("mailprobe.profile", report.profile.clone());
         record.add_attribute("mailprobe.verdict", report.verdict.as_str());
+        record.add_attribute("mailprobe.alert", names::ALERT_NAME);
         record.add_attribute("mailprobe.transition", t.as_str());
         record.add_attribute(
             "mailprobe.consecutive_failures",
@@ -292,6 +293,64 @@ impl OtlpExporter {
         record.add_attribute(
             "mailprobe.remedies",
             list(c.failing.iter().filter_map(|f| f.remedy.clone()).collect()),
+        );
+        if root.is_valid() {
+            record.set_trace_context(root.trace_id(), root.span_id(), Some(root.trace_flags()));
+        }
+        self.logger.emit(record);
+    }
+
+    /// The log record of `MailboxCheckIncomplete` firing (the probe could not vouch for the
+    /// mailbox for `alert_after` runs) or resolving (a run was judged again).
+    fn incomplete_record(&self, event: &RunEvent<'_>, t: Transition, root: &SpanContext) {
+        let c: &Compliance = event.compliance;
+        let report = &event.outcome.report;
+        let mut record = self.logger.create_log_record();
+        record.set_event_name("mailprobe.compliance.transition");
+        record.set_timestamp(SystemTime::now());
+        let body = match t {
+            Transition::Fired => {
+                let items: Vec<String> = c
+                    .not_verified
+                    .iter()
+                    .map(|f| format!("{} ({})", f.id, f.summary))
+                    .collect();
+                record.set_severity_number(Severity::Warn);
+                record.set_severity_text("WARN");
+                format!(
+                    "mailbox {} could not be verified: {}",
+                    c.mailbox,
+                    items.join("; ")
+                )
+            }
+            Transition::Resolved => {
+                record.set_severity_number(Severity::Info);
+                record.set_severity_text("INFO");
+                format!(
+                    "mailbox {} is verified again ({})",
+                    c.mailbox,
+                    report.verdict.as_str()
+                )
+            }
+        };
+        record.set_body(AnyValue::from(body));
+        record.add_attribute("mailprobe.mailbox", c.mailbox.clone());
+        record.add_attribute("mailprobe.profile", report.profile.clone());
+        record.add_attribute("mailprobe.verdict", report.verdict.as_str());
+        record.add_attribute("mailprobe.alert", names::ALERT_NAME_INCOMPLETE);
+        record.add_attribute("mailprobe.transition", t.as_str());
+        record.add_attribute(
+            "mailprobe.consecutive_incomplete",
+            i64::from(c.consecutive_incomplete),
+        );
+        record.add_attribute(
+            "mailprobe.not_verified_requirements",
+            AnyValue::ListAny(Box::new(
+                c.not_verified
+                    .iter()
+                    .map(|f| AnyValue::from(f.id.clone()))
+                    .collect(),
+            )),
         );
         if root.is_valid() {
             record.set_trace_context(root.trace_id(), root.span_id(), Some(root.trace_flags()));
@@ -322,10 +381,26 @@ fn instruments(
     gauges.push(
         meter
             .f64_observable_gauge(names::COMPLIANT)
-            .with_description("1 when the mailbox meets every requirement of its profile, else 0.")
+            .with_description("1 when the mailbox meets every requirement of its profile, else 0; no sample while the latest verdict is incomplete.")
             .with_callback(move |o| {
                 for (m, series) in s.snapshot() {
-                    o.observe(series.compliant, &[mb(&m)]);
+                    if let Some(v) = series.compliant {
+                        o.observe(v, &[mb(&m)]);
+                    }
+                }
+            })
+            .build(),
+    );
+    let s = store.clone();
+    gauges.push(
+        meter
+            .f64_observable_gauge(names::VERDICT)
+            .with_description("The latest verdict as a state set: 1 for it, 0 for the other two.")
+            .with_callback(move |o| {
+                for (m, series) in s.snapshot() {
+                    for (v, x) in series.verdict_states() {
+                        o.observe(x, &[mb(&m), KeyValue::new("verdict", v)]);
+                    }
                 }
             })
             .build(),
@@ -393,6 +468,9 @@ fn instruments(
             .build(),
     );
     let mut counter_names: Vec<&'static str> = stats.snapshot().iter().map(|c| c.name).collect();
+    // Per-mailbox counters may have no series yet when the instruments are built.
+    counter_names.push(names::PROBE_ERRORS);
+    counter_names.sort_unstable();
     counter_names.dedup();
     let counters = counter_names
         .into_iter()
@@ -431,6 +509,9 @@ impl RunSink for OtlpExporter {
         );
         if let Some(t) = event.compliance.transition {
             self.transition_record(event, t, &root);
+        }
+        if let Some(t) = event.compliance.incomplete_transition {
+            self.incomplete_record(event, t, &root);
         }
     }
 

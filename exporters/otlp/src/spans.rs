@@ -93,6 +93,10 @@ where
             "non_compliant: {}",
             failing.join(", ")
         )));
+    } else if let Some(line) = report.incomplete_line() {
+        root_cx
+            .span()
+            .set_status(Status::error(format!("incomplete: {line}")));
     }
 
     let mut placed = vec![false; outcome.steps.len()];

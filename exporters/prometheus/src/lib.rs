@@ -142,10 +142,23 @@ impl Collector for StoreCollector {
         gauges(
             &mut encoder,
             names::COMPLIANT,
-            "1 when the mailbox meets every requirement of its profile (no requirement fails), else 0.",
+            "1 when the mailbox meets every requirement of its profile (no requirement fails), else 0; no sample while the latest verdict is incomplete.",
             snapshot
                 .iter()
-                .map(|(m, s)| (vec![mb(m)], s.compliant))
+                .filter_map(|(m, s)| s.compliant.map(|v| (vec![mb(m)], v)))
+                .collect(),
+        )?;
+        gauges(
+            &mut encoder,
+            names::VERDICT,
+            "The latest verdict as a state set: 1 for it, 0 for the other two (compliant, non_compliant, incomplete).",
+            snapshot
+                .iter()
+                .flat_map(|(m, s)| {
+                    s.verdict_states()
+                        .into_iter()
+                        .map(move |(v, x)| (vec![mb(m), ("verdict", v.to_string())], x))
+                })
                 .collect(),
         )?;
         gauges(

@@ -77,6 +77,9 @@ fn metrics_page_has_the_spec_series_and_drops_skipped_ones() {
         "mailprobe_telemetry_dropped_total{signal=\"traces\"} 7",
         "mailprobe_checks_total{verdict=\"compliant\"} 0",
         "# TYPE mailprobe_compliant gauge",
+        "mailprobe_verdict{mailbox=\"sales\",verdict=\"compliant\"} 1.0",
+        "mailprobe_verdict{mailbox=\"sales\",verdict=\"non_compliant\"} 0.0",
+        "mailprobe_verdict{mailbox=\"sales\",verdict=\"incomplete\"} 0.0",
         "# TYPE mailprobe_check_duration_seconds histogram",
     ] {
         assert!(page.contains(line), "missing {line:?} in\n{page}");
@@ -92,6 +95,34 @@ fn metrics_page_has_the_spec_series_and_drops_skipped_ones() {
     store.update(&o.report);
     let page = exp.render();
     assert!(!page.contains("requirement=\"imap.folders\""), "{page}");
+}
+
+#[test]
+fn an_incomplete_run_drops_mailprobe_compliant_and_sets_the_verdict_state() {
+    let store = Arc::new(SeriesStore::new());
+    let exp = PrometheusExporter::new(store.clone(), Arc::new(ProbeStats::new()));
+    store.update(&outcome(vec![RequirementResult::pass("imap.reachable", "ok")]).report);
+    assert!(
+        exp.render()
+            .contains("mailprobe_compliant{mailbox=\"sales\"} 1.0")
+    );
+    store.update(
+        &outcome(vec![
+            RequirementResult::pass("imap.reachable", "ok"),
+            RequirementResult::not_verified("imap.login", "plugin imap panicked"),
+        ])
+        .report,
+    );
+    let page = exp.render();
+    assert!(!page.contains("mailprobe_compliant{"), "{page}");
+    for line in [
+        "mailprobe_verdict{mailbox=\"sales\",verdict=\"compliant\"} 0.0",
+        "mailprobe_verdict{mailbox=\"sales\",verdict=\"non_compliant\"} 0.0",
+        "mailprobe_verdict{mailbox=\"sales\",verdict=\"incomplete\"} 1.0",
+        "mailprobe_checks_total{verdict=\"incomplete\"} 0",
+    ] {
+        assert!(page.contains(line), "missing {line:?} in\n{page}");
+    }
 }
 
 #[tokio::test]

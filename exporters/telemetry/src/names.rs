@@ -1,6 +1,8 @@
 //! Metric names (SPEC "Telemetry"): the same in OTLP and Prometheus.
 
 pub const COMPLIANT: &str = "mailprobe_compliant";
+/// A state set: 1 for the latest verdict, 0 for the other two.
+pub const VERDICT: &str = "mailprobe_verdict";
 pub const REQUIREMENT_STATUS: &str = "mailprobe_requirement_status";
 pub const CERT_EXPIRY: &str = "mailprobe_cert_expiry_timestamp_seconds";
 pub const TLS_VERSION_ACCEPTED: &str = "mailprobe_tls_version_accepted";
@@ -23,6 +25,10 @@ pub const CONFIG_RELOADS: &str = "mailprobe_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "mailprobe_config_last_reload_successful";
 pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP: &str =
     "mailprobe_config_last_reload_success_timestamp_seconds";
+/// Runs the probe itself could not complete, by mailbox and kind (see [`PROBE_ERROR_KINDS`]).
+pub const PROBE_ERRORS: &str = "mailprobe_probe_errors_total";
+/// `panic`: a run panicked; `config`: the mailbox's entry or secret could not be used.
+pub const PROBE_ERROR_KINDS: &[&str] = &["panic", "config"];
 
 /// Span names.
 pub const SPAN_CHECK: &str = "mailprobe.check";
@@ -31,3 +37,6 @@ pub const SPAN_PLUGIN_PREFIX: &str = "mailprobe.plugin";
 
 /// The Alertmanager alert name.
 pub const ALERT_NAME: &str = "MailboxNonCompliant";
+/// The alert of a mailbox whose checks stayed `incomplete` for `alert_after` runs: the probe
+/// cannot vouch for it either way.
+pub const ALERT_NAME_INCOMPLETE: &str = "MailboxCheckIncomplete";

@@ -21,8 +21,10 @@ pub struct ServerPort {
 /// Every gauge sample of one mailbox, by the labels that follow `mailbox`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MailboxSeries {
-    /// `mailprobe_compliant`: 1 or 0.
-    pub compliant: f64,
+    /// The latest verdict: `mailprobe_verdict{verdict}` is 1 for it and 0 for the others.
+    pub verdict: Option<Verdict>,
+    /// `mailprobe_compliant`: 1 or 0; `None` (no sample) while the verdict is `incomplete`.
+    pub compliant: Option<f64>,
     /// `mailprobe_requirement_status{requirement}`: 1 pass, 0.5 warn, 0 fail (skip: absent).
     pub requirements: Vec<(String, f64)>,
     /// `mailprobe_cert_expiry_timestamp_seconds{server,port}`: the leaf's notAfter (Unix time).
@@ -38,10 +40,11 @@ impl MailboxSeries {
     /// declared (the exporter knows no requirement ID).
     pub fn from_report(report: &Report) -> MailboxSeries {
         let mut s = MailboxSeries {
-            compliant: if report.verdict == Verdict::Compliant {
-                1.0
-            } else {
-                0.0
+            verdict: Some(report.verdict),
+            compliant: match report.verdict {
+                Verdict::Compliant => Some(1.0),
+                Verdict::NonCompliant => Some(0.0),
+                Verdict::Incomplete => None,
             },
             ..MailboxSeries::default()
         };
@@ -75,6 +78,17 @@ impl MailboxSeries {
             }
         }
         s
+    }
+
+    /// The `mailprobe_verdict` state set: (verdict label, 1 or 0) for every verdict.
+    pub fn verdict_states(&self) -> Vec<(&'static str, f64)> {
+        let Some(latest) = self.verdict else {
+            return Vec::new();
+        };
+        Verdict::ALL
+            .iter()
+            .map(|v| (v.as_str(), if *v == latest { 1.0 } else { 0.0 }))
+            .collect()
     }
 }
 
@@ -173,7 +187,15 @@ mod tests {
             Measurement::ConcurrentConnections { achieved: 3.0 },
         ];
         let s = MailboxSeries::from_report(&r);
-        assert_eq!(s.compliant, 0.0);
+        assert_eq!(s.compliant, Some(0.0));
+        assert_eq!(
+            s.verdict_states(),
+            vec![
+                ("compliant", 0.0),
+                ("non_compliant", 1.0),
+                ("incomplete", 0.0)
+            ]
+        );
         assert_eq!(
             s.requirements,
             vec![
@@ -193,6 +215,23 @@ mod tests {
         };
         assert_eq!(s.tls_versions, vec![(imap, "TLSv1.0".into(), 1.0)]);
         assert_eq!(s.concurrent_achieved, Some(3.0));
+    }
+
+    #[test]
+    fn an_incomplete_run_has_no_compliant_sample_but_a_verdict() {
+        let s = MailboxSeries::from_report(&report(vec![
+            RequirementResult::pass("imap.reachable", "ok"),
+            RequirementResult::not_verified("imap.login", "plugin panicked"),
+        ]));
+        assert_eq!(s.compliant, None);
+        assert_eq!(
+            s.verdict_states(),
+            vec![
+                ("compliant", 0.0),
+                ("non_compliant", 0.0),
+                ("incomplete", 1.0)
+            ]
+        );
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub fn help(name: &str) -> &'static str {
         names::CONFIG_RELOADS => {
             "Configuration reloads (SIGHUP, POST /-/reload, a changed file), by result."
         }
+        names::PROBE_ERRORS => {
+            "Mailbox runs the probe itself could not complete (kind: panic, or config for an unusable mailbox entry or secret); their requirements are not_verified."
+        }
         _ => "mailprobe counter.",
     }
 }
@@ -52,7 +55,7 @@ impl Default for ProbeStats {
         let stats = ProbeStats {
             counters: Mutex::new(BTreeMap::new()),
         };
-        for verdict in ["compliant", "non_compliant"] {
+        for verdict in ["compliant", "non_compliant", "incomplete"] {
             stats.add(names::CHECKS, &[("verdict", verdict)], 0);
         }
         for result in ["success", "failure"] {
@@ -82,6 +85,17 @@ impl Default for ProbeStats {
 impl ProbeStats {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Creates the probe-error series of a mailbox at 0, so that `increase()` sees its first error.
+    pub fn register_mailbox(&self, mailbox: &str) {
+        for kind in names::PROBE_ERROR_KINDS {
+            self.add(
+                names::PROBE_ERRORS,
+                &[("mailbox", mailbox), ("kind", kind)],
+                0,
+            );
+        }
     }
 
     /// Adds `n` to a counter series (creating it at `n`).

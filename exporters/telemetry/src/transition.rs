@@ -1,6 +1,11 @@
 //! Compliance transitions per mailbox: an alert fires after `alert_after` consecutive
 //! non-compliant runs, and resolves on the first compliant run after that. One blip below
 //! `alert_after` never fires, so it never resolves either.
+//!
+//! An `incomplete` run judges nothing: it neither counts towards nor breaks a run of
+//! non-compliant results, and never fires or resolves the non-compliance alert. A separate
+//! alert (`MailboxCheckIncomplete`) fires after `alert_after` incomplete runs in a row and
+//! resolves on the first run that is judged again (compliant or non-compliant).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,12 +55,26 @@ pub struct Compliance {
     pub firing_since: Option<SystemTime>,
     /// The requirements that failed in this run.
     pub failing: Vec<Failing>,
+    /// This run's verdict.
+    pub verdict: Verdict,
+    /// The incomplete alert is active.
+    pub incomplete_firing: bool,
+    /// Set on the run that changed `incomplete_firing`.
+    pub incomplete_transition: Option<Transition>,
+    /// Incomplete runs in a row, this one included.
+    pub consecutive_incomplete: u32,
+    /// When the active incomplete alert fired (kept on the resolving run).
+    pub incomplete_since: Option<SystemTime>,
+    /// The requirements this run could not verify, with why.
+    pub not_verified: Vec<Failing>,
 }
 
 #[derive(Clone, Debug, Default)]
 struct MailboxState {
     consecutive_failures: u32,
     firing_since: Option<SystemTime>,
+    consecutive_incomplete: u32,
+    incomplete_since: Option<SystemTime>,
 }
 
 /// Tracks every mailbox's state across runs.
@@ -92,22 +111,51 @@ impl ComplianceTracker {
                 remedy: r.remedy.clone(),
             })
             .collect();
+        let not_verified: Vec<Failing> = report
+            .not_verified()
+            .map(|r| Failing {
+                id: r.id.clone(),
+                summary: r.summary.clone(),
+                remedy: None,
+            })
+            .collect();
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         let st = states.entry(report.mailbox.clone()).or_default();
         let mut transition = None;
+        let mut incomplete_transition = None;
         let since;
-        if report.verdict == Verdict::NonCompliant {
-            st.consecutive_failures = st.consecutive_failures.saturating_add(1);
-            if st.firing_since.is_none() && st.consecutive_failures >= self.alert_after {
-                st.firing_since = Some(now);
-                transition = Some(Transition::Fired);
+        let incomplete_since;
+        match report.verdict {
+            Verdict::NonCompliant => {
+                st.consecutive_failures = st.consecutive_failures.saturating_add(1);
+                if st.firing_since.is_none() && st.consecutive_failures >= self.alert_after {
+                    st.firing_since = Some(now);
+                    transition = Some(Transition::Fired);
+                }
+                since = st.firing_since;
             }
-            since = st.firing_since;
+            Verdict::Compliant => {
+                st.consecutive_failures = 0;
+                since = st.firing_since.take();
+                if since.is_some() {
+                    transition = Some(Transition::Resolved);
+                }
+            }
+            // No judgement: the non-compliance state stays as it was.
+            Verdict::Incomplete => since = st.firing_since,
+        }
+        if report.verdict == Verdict::Incomplete {
+            st.consecutive_incomplete = st.consecutive_incomplete.saturating_add(1);
+            if st.incomplete_since.is_none() && st.consecutive_incomplete >= self.alert_after {
+                st.incomplete_since = Some(now);
+                incomplete_transition = Some(Transition::Fired);
+            }
+            incomplete_since = st.incomplete_since;
         } else {
-            st.consecutive_failures = 0;
-            since = st.firing_since.take();
-            if since.is_some() {
-                transition = Some(Transition::Resolved);
+            st.consecutive_incomplete = 0;
+            incomplete_since = st.incomplete_since.take();
+            if incomplete_since.is_some() {
+                incomplete_transition = Some(Transition::Resolved);
             }
         }
         Compliance {
@@ -117,6 +165,12 @@ impl ComplianceTracker {
             consecutive_failures: st.consecutive_failures,
             firing_since: since,
             failing,
+            verdict: report.verdict,
+            incomplete_firing: st.incomplete_since.is_some(),
+            incomplete_transition,
+            consecutive_incomplete: st.consecutive_incomplete,
+            incomplete_since,
+            not_verified,
         }
     }
 }
@@ -128,10 +182,15 @@ mod tests {
     use mailprobe_core::report::Servers;
 
     fn report(ok: bool) -> Report {
-        let r = if ok {
-            RequirementResult::pass("imap.login", "ok")
-        } else {
-            RequirementResult::fail("imap.login", "refused", "check the password")
+        judged(if ok { 'c' } else { 'n' })
+    }
+
+    /// A report with the verdict `c`ompliant, `n`on-compliant or `i`ncomplete.
+    fn judged(v: char) -> Report {
+        let r = match v {
+            'c' => RequirementResult::pass("imap.login", "ok"),
+            'n' => RequirementResult::fail("imap.login", "refused", "check the password"),
+            _ => RequirementResult::not_verified("imap.login", "plugin imap panicked"),
         };
         Report {
             schema: "mailprobe.report/v1".into(),
@@ -168,6 +227,43 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn incomplete_runs_never_fire_or_resolve_non_compliance_but_fire_their_own_alert() {
+        let t = ComplianceTracker::new(2);
+        let now = SystemTime::now();
+        let seq: Vec<_> = "nninincciiic"
+            .chars()
+            .map(|v| {
+                let c = t.observe(&judged(v), now);
+                (c.transition, c.incomplete_transition, c.firing)
+            })
+            .collect();
+        use Transition::*;
+        assert_eq!(
+            seq,
+            vec![
+                (None, None, false),
+                (Some(Fired), None, true),
+                (None, None, true),            // i: still firing, not resolved
+                (None, None, true),            // n
+                (None, None, true),            // i
+                (None, None, true),            // n
+                (Some(Resolved), None, false), // c
+                (None, None, false),           // c
+                (None, None, false),           // i: one is below alert_after
+                (None, Some(Fired), false),    // i
+                (None, None, false),           // i
+                (None, Some(Resolved), false), // c: judged again
+            ]
+        );
+        // An incomplete run between two failing ones does not break the streak.
+        let t = ComplianceTracker::new(2);
+        assert_eq!(t.observe(&judged('n'), now).transition, None);
+        let c = t.observe(&judged('i'), now);
+        assert_eq!(c.not_verified[0].id, "imap.login");
+        assert_eq!(t.observe(&judged('n'), now).transition, Some(Fired));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailprobe_core::config::Isolation;
-use mailprobe_core::model::{self, Protocol, Security, Target};
+use mailprobe_core::model::{self, Protocol, SecurityMode, Target};
 use mailprobe_core::net::{Budgets, DEFAULT_SERVER_BUDGET};
 use mailprobe_core::plugin::CheckPlugin;
 use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
@@ -37,6 +37,8 @@ pub enum Command {
     /// About the check plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Print the reference of every requirement the plugins report (markdown or JSON).
+    Requirements(RequirementsArgs),
     /// Print a shell completion script to stdout (e.g. `mailprobe completions bash > /etc/bash_completion.d/mailprobe`).
     Completions(CompletionsArgs),
     /// Print the manual page (roff) to stdout, or write one page per command into --out-dir.
@@ -61,6 +63,24 @@ pub struct PluginsListArgs {
     pub dynamic: DynamicPluginArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RequirementsArgs {
+    /// Also load dynamic plugins (*.so) from DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub dynamic: DynamicPluginArgs,
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: DocFormat,
+}
+
+/// The formats of generated reference documentation.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocFormat {
+    Markdown,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -106,7 +126,7 @@ pub enum Format {
     Nagios,
 }
 
-fn parse_security(s: &str) -> Result<Security, String> {
+fn parse_security(s: &str) -> Result<SecurityMode, String> {
     s.parse()
 }
 
@@ -135,13 +155,13 @@ pub struct CheckArgs {
     /// The IMAP server, HOST[:PORT] (993 implies tls, other ports starttls).
     #[arg(long, value_name = "HOST[:PORT]", required_unless_present = "config")]
     pub imap: Option<String>,
-    #[arg(long, value_name = "tls|starttls", value_parser = parse_security)]
-    pub imap_security: Option<Security>,
+    #[arg(long, value_name = "tls|starttls|auto", value_parser = parse_security)]
+    pub imap_security: Option<SecurityMode>,
     /// The SMTP server, HOST[:PORT] (465 implies tls, other ports starttls). Without it the SMTP requirements are skipped.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub smtp: Option<String>,
-    #[arg(long, value_name = "tls|starttls", value_parser = parse_security)]
-    pub smtp_security: Option<Security>,
+    #[arg(long, value_name = "tls|starttls|auto", value_parser = parse_security)]
+    pub smtp_security: Option<SecurityMode>,
     /// The login name.
     #[arg(long, required_unless_present = "config")]
     pub user: Option<String>,
@@ -290,12 +310,20 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
         return Err("--user is empty; give the mailbox's login name".into());
     }
     let profile = Profile::builtin(&args.profile).map_err(|e| format!("--profile: {e}"))?;
-    let mut imap = model::endpoint(Protocol::Imap, imap_arg, args.imap_security)
-        .map_err(|e| format!("--imap: {e}"))?;
+    let mut imap = model::endpoint(
+        Protocol::Imap,
+        imap_arg,
+        args.imap_security.and_then(SecurityMode::explicit),
+    )
+    .map_err(|e| format!("--imap: {e}"))?;
     let mut smtp = match &args.smtp {
         Some(s) => Some(
-            model::endpoint(Protocol::Smtp, s, args.smtp_security)
-                .map_err(|e| format!("--smtp: {e}"))?,
+            model::endpoint(
+                Protocol::Smtp,
+                s,
+                args.smtp_security.and_then(SecurityMode::explicit),
+            )
+            .map_err(|e| format!("--smtp: {e}"))?,
         ),
         None if args.smtp_security.is_some() => {
             return Err("--smtp-security is given without --smtp; add --smtp HOST[:PORT]".into());

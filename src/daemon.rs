@@ -173,6 +173,7 @@ fn stand_in(name: &str, profile: Profile, timeout: Duration) -> Target {
             port: 993,
             security: Security::Tls,
             connect_to: None,
+            auto_security: false,
         },
         smtp: None,
         user: String::new(),
@@ -375,7 +376,7 @@ fn log_outcome(outcome: &runner::RunOutcome) {
 }
 
 /// From SIGTERM to exit, everything included (Kubernetes' default grace period is 30 s; the
-/// SPEC asks for 10).
+/// probe promises 10).
 const SHUTDOWN_BUDGET: Duration = Duration::from_millis(9_300);
 /// What runs in flight get of it; telemetry flushing gets the rest.
 const RUN_GRACE: Duration = Duration::from_secs(6);

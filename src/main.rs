@@ -6,6 +6,7 @@ mod builtins;
 mod check_many;
 mod cli;
 mod daemon;
+mod reference;
 mod reload;
 mod telemetry;
 
@@ -125,6 +126,18 @@ async fn dispatch(cli: Cli) -> u8 {
                 }
                 Err(msg) => usage_error(&msg),
             }
+        }
+        Command::Requirements(args) => {
+            let registry = match args
+                .dynamic
+                .options(args.plugin_dir.as_deref())
+                .and_then(|o| builtins::registry_with_dynamic(args.plugin_dir.as_deref(), &o))
+            {
+                Ok(r) => r,
+                Err(e) => return usage_error(&e),
+            };
+            out(&reference::requirements(&registry, args.format));
+            0
         }
         Command::Completions(args) => {
             out_bytes(&cli::completions(args.shell));

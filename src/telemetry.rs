@@ -111,6 +111,7 @@ impl Telemetry {
     /// /metrics and OTLP, and its alerting state starts afresh if it comes back.
     pub fn forget(&self, mailbox: &str) {
         self.store.remove(mailbox);
+        self.stats.forget_mailbox(mailbox);
         self.tracker.forget(mailbox);
         for sink in &self.sinks {
             sink.forget(mailbox);

@@ -86,6 +86,29 @@ fn dovecot_good_starttls_and_implicit_tls() {
     }
 }
 
+/// Removes a flag and its value from an argument list.
+fn without(mut args: Vec<String>, flag: &str) -> Vec<String> {
+    let i = args.iter().position(|a| a == flag).expect(flag);
+    args.drain(i..=i + 1);
+    args
+}
+
+#[test]
+fn security_is_found_out_on_ports_that_are_not_well_known() {
+    // The lab's ports are not 993/143: with no --imap-security the probe finds out which of
+    // them speaks TLS from the first byte and says so.
+    let lab = dovecot("imap-auto", DovecotOpts::default());
+    for (listener, security) in [("imap", "starttls"), ("imaps", "tls")] {
+        let run = run_args(&without(lab_args(&lab, listener), "--imap-security"));
+        let report = run.json();
+        assert_good_dovecot(&report, security);
+        let enc = &requirement(&report, "imap.encryption")["evidence"];
+        assert_eq!(enc["security_detected"], true, "{enc:#}");
+        let reach = &requirement(&report, "imap.reachable")["evidence"];
+        assert_eq!(reach["security"], security, "{reach:#}");
+    }
+}
+
 #[test]
 fn courier_is_identified_on_both_ports() {
     let lab = Lab::courier("imap-courier", CourierOpts::default());

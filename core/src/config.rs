@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::{self, Protocol, Security, Target};
+use crate::model::{self, Protocol, SecurityMode, Target};
 use crate::net::DEFAULT_SERVER_BUDGET;
 use crate::profile::{DEFAULT_PROFILE, Profile};
 use crate::secret::{Environment, SecretSource};
@@ -154,9 +154,9 @@ pub struct MailboxConfig {
     #[serde(default = "default_profile")]
     pub profile: String,
     pub imap: String,
-    pub imap_security: Option<Security>,
+    pub imap_security: Option<SecurityMode>,
     pub smtp: Option<String>,
-    pub smtp_security: Option<Security>,
+    pub smtp_security: Option<SecurityMode>,
     pub user: String,
     pub password: SecretSource,
     /// The address to reach both hosts at (SNI and name checks still use the host names).
@@ -451,13 +451,21 @@ impl Config {
     ) -> Result<Target, ConfigError> {
         let err = |message: String| mailbox_error(file, m, message);
         let profile = Profile::builtin(&m.profile).map_err(|e| err(e.to_string()))?;
-        let mut imap = model::endpoint(Protocol::Imap, &m.imap, m.imap_security)
-            .map_err(|e| err(format!("imap: {e}")))?;
+        let mut imap = model::endpoint(
+            Protocol::Imap,
+            &m.imap,
+            m.imap_security.and_then(SecurityMode::explicit),
+        )
+        .map_err(|e| err(format!("imap: {e}")))?;
         imap.connect_to = m.connect_to.clone();
         let smtp = match &m.smtp {
             Some(s) => {
-                let mut e = model::endpoint(Protocol::Smtp, s, m.smtp_security)
-                    .map_err(|e| err(format!("smtp: {e}")))?;
+                let mut e = model::endpoint(
+                    Protocol::Smtp,
+                    s,
+                    m.smtp_security.and_then(SecurityMode::explicit),
+                )
+                .map_err(|e| err(format!("smtp: {e}")))?;
                 e.connect_to = m.connect_to.clone();
                 Some(e)
             }
@@ -527,11 +535,19 @@ fn check_mailbox(
     if let Err(e) = Profile::builtin(&m.profile) {
         return Err(err(at("profile"), format!("{here}.profile: {e}")));
     }
-    if let Err(e) = model::endpoint(Protocol::Imap, &m.imap, m.imap_security) {
+    if let Err(e) = model::endpoint(
+        Protocol::Imap,
+        &m.imap,
+        m.imap_security.and_then(SecurityMode::explicit),
+    ) {
         return Err(err(at("imap"), format!("{here}.imap: {e}")));
     }
     if let Some(s) = &m.smtp {
-        if let Err(e) = model::endpoint(Protocol::Smtp, s, m.smtp_security) {
+        if let Err(e) = model::endpoint(
+            Protocol::Smtp,
+            s,
+            m.smtp_security.and_then(SecurityMode::explicit),
+        ) {
             return Err(err(at("smtp"), format!("{here}.smtp: {e}")));
         }
     } else if m.smtp_security.is_some() {

@@ -75,6 +75,7 @@ pub fn target(ports: (u16, u16), security: Security, timeout: Duration) -> Targe
         port,
         security,
         connect_to: Some("127.0.0.1".into()),
+        auto_security: false,
     };
     Target {
         mailbox: "contract".into(),

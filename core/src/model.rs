@@ -63,12 +63,16 @@ pub enum Security {
 }
 
 impl Security {
-    /// The SPEC's rule when the user says nothing: ports 993 and 465 mean TLS, others STARTTLS.
+    /// The rule when the user says nothing: ports 993 and 465 mean TLS, others STARTTLS.
     pub fn for_port(port: u16) -> Security {
-        if port == 993 || port == 465 {
-            Security::Tls
-        } else {
-            Security::Starttls
+        Security::well_known(port).unwrap_or(Security::Starttls)
+    }
+    /// What a well-known mail port means; `None` for any other port.
+    pub fn well_known(port: u16) -> Option<Security> {
+        match port {
+            993 | 465 => Some(Security::Tls),
+            143 | 587 | 25 => Some(Security::Starttls),
+            _ => None,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -92,6 +96,41 @@ impl std::str::FromStr for Security {
     }
 }
 
+/// How the user asked the probe to secure a port: a mode, or `auto` (the default), where
+/// well-known ports mean what they mean and on any other port the probe finds out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecurityMode {
+    Tls,
+    Starttls,
+    Auto,
+}
+
+impl SecurityMode {
+    /// The mode the user fixed, if any.
+    pub fn explicit(self) -> Option<Security> {
+        match self {
+            SecurityMode::Tls => Some(Security::Tls),
+            SecurityMode::Starttls => Some(Security::Starttls),
+            SecurityMode::Auto => None,
+        }
+    }
+}
+
+impl std::str::FromStr for SecurityMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tls" => Ok(SecurityMode::Tls),
+            "starttls" => Ok(SecurityMode::Starttls),
+            "auto" => Ok(SecurityMode::Auto),
+            other => Err(format!(
+                "`{other}` is not a security mode; use tls, starttls or auto"
+            )),
+        }
+    }
+}
+
 /// One server port of a mailbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -103,6 +142,11 @@ pub struct Endpoint {
     /// Where to connect instead of resolving `host` (an IP address or another name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_to: Option<String>,
+    /// The user left the security mode to the probe on a port that is not a well-known one:
+    /// `security` is a guess until the first connection finds out (the reachability check
+    /// does), and results then say `security_detected`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_security: bool,
 }
 
 impl Endpoint {
@@ -166,7 +210,7 @@ fn parse_port(whole: &str, port: &str) -> Result<u16, String> {
     }
 }
 
-/// Builds an endpoint from `HOST[:PORT]` and an optional security mode, applying the SPEC's
+/// Builds an endpoint from `HOST[:PORT]` and an optional security mode, applying the
 /// defaults: without a port, 993/465 for tls and 143/587 for starttls (tls when neither is given).
 pub fn endpoint(
     protocol: Protocol,
@@ -174,11 +218,14 @@ pub fn endpoint(
     security: Option<Security>,
 ) -> Result<Endpoint, String> {
     let (host, port) = parse_host_port(server)?;
-    let (port, security) = match (port, security) {
-        (Some(p), Some(s)) => (p, s),
-        (Some(p), None) => (p, Security::for_port(p)),
-        (None, Some(s)) => (protocol.default_port(s), s),
-        (None, None) => (protocol.default_port(Security::Tls), Security::Tls),
+    let (port, security, auto_security) = match (port, security) {
+        (Some(p), Some(s)) => (p, s, false),
+        (Some(p), None) => match Security::well_known(p) {
+            Some(s) => (p, s, false),
+            None => (p, Security::Starttls, true),
+        },
+        (None, Some(s)) => (protocol.default_port(s), s, false),
+        (None, None) => (protocol.default_port(Security::Tls), Security::Tls, false),
     };
     Ok(Endpoint {
         protocol,
@@ -186,6 +233,7 @@ pub fn endpoint(
         port,
         security,
         connect_to: None,
+        auto_security,
     })
 }
 
@@ -301,6 +349,14 @@ pub(crate) mod tests {
         assert_eq!(e.security, Security::Tls);
         let e = endpoint(Protocol::Smtp, "h:2525", None).unwrap();
         assert_eq!(e.security, Security::Starttls);
+        assert!(
+            e.auto_security,
+            "a port that is not well-known is found out"
+        );
+        let e = endpoint(Protocol::Smtp, "h:587", None).unwrap();
+        assert!(!e.auto_security);
+        let e = endpoint(Protocol::Smtp, "h:2525", Some(Security::Tls)).unwrap();
+        assert!(!e.auto_security);
         let e = endpoint(Protocol::Smtp, "h", Some(Security::Starttls)).unwrap();
         assert_eq!(e.port, 587);
     }

@@ -251,6 +251,7 @@ mod tests {
             port,
             security: Security::Tls,
             connect_to: Some("127.0.0.1".into()),
+            auto_security: false,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The report of one mailbox run, and its renderings: text, JSON (the SPEC schema) and Nagios.
+//! The report of one mailbox run, and its renderings: text, JSON (`mailprobe.report/v1`, see docs/report.md) and Nagios.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};

@@ -238,6 +238,16 @@ pub struct RequirementSpec {
     /// Evidence keys whose values the exporters publish as metrics.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measures: Vec<Measure>,
+    /// When it passes, warns and fails, for the reference documentation.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub passes: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub warns: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fails: String,
+    /// The evidence keys tools may rely on, with what each holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<(String, String)>,
 }
 
 impl RequirementSpec {
@@ -248,7 +258,31 @@ impl RequirementSpec {
             prerequisites: Vec::new(),
             server: None,
             measures: Vec::new(),
+            passes: String::new(),
+            warns: String::new(),
+            fails: String::new(),
+            evidence: Vec::new(),
         }
+    }
+    /// When it passes (for the reference documentation).
+    pub fn passes(mut self, text: impl Into<String>) -> Self {
+        self.passes = text.into();
+        self
+    }
+    /// When it warns.
+    pub fn warns(mut self, text: impl Into<String>) -> Self {
+        self.warns = text.into();
+        self
+    }
+    /// When it fails.
+    pub fn fails(mut self, text: impl Into<String>) -> Self {
+        self.fails = text.into();
+        self
+    }
+    /// An evidence key tools may rely on, and what it holds.
+    pub fn evidence(mut self, key: &str, meaning: &str) -> Self {
+        self.evidence.push((key.to_string(), meaning.to_string()));
+        self
     }
     /// The requirements that must hold first.
     pub fn after<S: AsRef<str>>(mut self, prerequisites: &[S]) -> Self {

@@ -74,7 +74,9 @@ pub async fn run_target(
     let _ = tokio::time::timeout(wait, futures::future::join_all(closing)).await;
 
     let profile = target.profile.clone();
+    let detected = cx.target.clone();
     let mut results = normalize_skips(cx.take_results());
+    mark_detected_security(&detected, &catalog, &mut results);
     // Requirements the profile does not hold are left out; a dynamic plugin's own IDs are kept
     // after the profile's.
     results.retain(|r| profile.holds(&r.id) || catalog.origin(&r.id) == Some(Origin::Dynamic));
@@ -159,6 +161,25 @@ fn unreported(
                 "not verified: plugin {plugin} did not evaluate this requirement (a bug in the plugin; report it with the JSON report attached)"
             ),
         ),
+    }
+}
+
+/// Where the probe found out a port's security itself (the user left it to `auto` on a port
+/// that is not a well-known one), every result that names the security says so.
+fn mark_detected_security(target: &Target, catalog: &Catalog, results: &mut [RequirementResult]) {
+    for r in results.iter_mut() {
+        let Some(ep) = catalog
+            .get(&r.id)
+            .and_then(|s| s.server)
+            .and_then(|p| target.endpoint(p))
+        else {
+            continue;
+        };
+        if ep.auto_security && r.evidence.contains_key("security") {
+            r.evidence
+                .insert("security".into(), ep.security.as_str().into());
+            r.evidence.insert("security_detected".into(), true.into());
+        }
     }
 }
 
@@ -357,6 +378,7 @@ mod tests {
             port,
             security: Security::Tls,
             connect_to: None,
+            auto_security: false,
         };
         Arc::new(Target {
             mailbox: "m".into(),

@@ -335,6 +335,7 @@ mod tests {
                 port: 993,
                 security: Security::Tls,
                 connect_to: None,
+                auto_security: false,
             },
             smtp: None,
             user: "u".into(),

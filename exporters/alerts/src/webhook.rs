@@ -1,4 +1,4 @@
-//! The generic JSON webhook: the SPEC report of every compliance transition, POSTed as is
+//! The generic JSON webhook: the JSON report of every compliance transition, POSTed as is
 //! (`Content-Type: application/json`), with the headers `X-Mailprobe-Transition: firing` or
 //! `resolved` and `X-Mailprobe-Alert: MailboxNonCompliant` or `MailboxCheckIncomplete`. A bounded queue; each notification is retried with backoff, then dropped and
 //! counted.

@@ -1,5 +1,5 @@
 //! mailprobe's OTLP exporter: per run, a span tree (`mailprobe.check` → one span per plugin →
-//! one span per protocol step); the SPEC metrics, exported periodically; and one log record per
+//! one span per protocol step); the metrics, exported periodically; and one log record per
 //! compliance transition (an alert firing, or resolving).
 //!
 //! Export never blocks a check: spans and log records go into the SDK's bounded queues, metrics
@@ -359,7 +359,7 @@ impl OtlpExporter {
     }
 }
 
-/// The observable instruments: the SPEC gauges read from the store, and the probe's counters.
+/// The observable instruments: the gauges read from the store, and the probe's counters.
 /// Observable gauges report only what the callback saw, so stale series disappear here too.
 fn instruments(
     meter: &Meter,

@@ -1,7 +1,7 @@
 //! The interface between the daemon and its exporters.
 //!
 //! A finished run ([`RunOutcome`]) is turned here, once, into what every exporter shows:
-//! - the series of the SPEC metrics ([`series`]), kept per mailbox in a [`SeriesStore`] that the
+//! - the series of the metrics ([`series`]), kept per mailbox in a [`SeriesStore`] that the
 //!   Prometheus endpoint and the OTLP metric callbacks both read, so both show the same series;
 //! - the mailbox's compliance state and its transitions ([`transition`]), which become OTLP log
 //!   records and alerts;

@@ -1,4 +1,4 @@
-//! Metric names (SPEC "Telemetry"): the same in OTLP and Prometheus.
+//! Metric names (see docs/metrics.md): the same in OTLP and Prometheus.
 
 pub const COMPLIANT: &str = "mailprobe_compliant";
 /// A state set: 1 for the latest verdict, 0 for the other two.

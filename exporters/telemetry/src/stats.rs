@@ -98,6 +98,12 @@ impl ProbeStats {
         }
     }
 
+    /// Drops every series of a mailbox that is no longer configured.
+    pub fn forget_mailbox(&self, mailbox: &str) {
+        let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|(_, labels), _| !labels.iter().any(|(k, v)| *k == "mailbox" && v == mailbox));
+    }
+
     /// Adds `n` to a counter series (creating it at `n`).
     pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
         let key = (

@@ -31,15 +31,28 @@ fn specs(p: Protocol) -> [RequirementSpec; 3] {
         RequirementSpec::new(
             p.requirement("certificate.name"),
             "the certificate's Common Name matches the server's host name",
-        ),
+        )
+        .passes("the leaf's subject Common Name matches the host name (RFC 6125 wildcard rules)")
+        .warns("only a subjectAltName matches (the profile asks for the Common Name)")
+        .fails("neither the Common Name nor a subjectAltName matches")
+        .evidence("subject_cn", "the leaf's subject Common Name")
+        .evidence("san", "the leaf's DNS subjectAltNames"),
         RequirementSpec::new(
             p.requirement("certificate.trust"),
             "the certificate chain verifies to a trusted root",
-        ),
+        )
+        .passes("the chain verifies to a trusted root (system roots plus `ca_file`)")
+        .warns("the chain is untrusted, but `allow_insecure_cert` is set")
+        .fails("the chain is untrusted (self-signed, unknown issuer, incomplete chain) and insecure certificates are not allowed"),
         RequirementSpec::new(
             p.requirement("certificate.expiry"),
             "the certificate is valid for more than warn_days",
         )
+        .passes("more than `warn_days` (profile; 30 for hubspot) are left")
+        .warns("fewer than `warn_days` are left")
+        .fails("the certificate (or one in its chain) has expired or is not yet valid")
+        .evidence("not_after", "the leaf's notAfter (RFC 3339)")
+        .evidence("days_left", "whole days until notAfter")
         .measures(Measure::CertificateExpiry {
             key: "not_after".into(),
         }),
@@ -465,6 +478,7 @@ mod tests {
             port: 993,
             security: Security::Tls,
             connect_to: None,
+            auto_security: false,
         }
     }
 

@@ -45,6 +45,10 @@ impl CheckPlugin for ConnLimit {
                     "the server allows the CRM's concurrent IMAP and SMTP sessions",
                 )
                 .after(&["imap.login", "smtp.login"])
+                .passes("the probe holds at once 2 IMAP sessions (3 when there are folders besides INBOX and Sent) and 2 SMTP sessions, all authenticated")
+                .fails("the server refuses one of them (the result says how many it allowed and what it said)")
+                .evidence("required", "sessions the CRM holds at once")
+                .evidence("achieved", "sessions the server held at once")
                 .measures(Measure::ConcurrentConnections {
                     key: "achieved".into(),
                 }),

@@ -79,19 +79,37 @@ impl CheckPlugin for Imap {
                     ENCRYPTION,
                     "implicit TLS, or STARTTLS advertised and the upgrade succeeds",
                 )
-                .after(&["imap.reachable"])),
+                .after(&["imap.reachable"])
+                .passes("the implicit TLS handshake succeeds, or STARTTLS is advertised and the upgrade succeeds")
+                .fails("no TLS is possible, or STARTTLS is not offered")
+                .evidence("security", "`tls` or `starttls`")
+                .evidence("tls_version", "the version the handshake negotiated")),
                 on(
                     RequirementSpec::new(SOFTWARE, "the IMAP server is not Courier-IMAP")
-                        .after(&["imap.reachable"]),
+                        .after(&["imap.reachable"])
+                        .passes("the server is not one the profile does not support")
+                        .warns("the server software is unknown")
+                        .fails("the server is identified (greeting, ID response or capabilities) as one the profile does not support (hubspot: Courier-IMAP)")
+                        .evidence("software", "the identified software, e.g. `Dovecot`, `Courier-IMAP`")
+                        .evidence("greeting", "the server's greeting line"),
                 ),
                 on(RequirementSpec::new(
                     LOGIN,
                     "the user logs in with username and password, over TLS only",
                 )
-                .after(&[ENCRYPTION])),
+                .after(&[ENCRYPTION])
+                .passes("LOGIN (or AUTHENTICATE PLAIN where LOGIN is disabled) succeeds over TLS")
+                .warns("the server pre-authenticates the session (PREAUTH)")
+                .fails("the credentials are refused, or the server offers no mechanism the CRM uses")
+                .evidence("method", "`LOGIN` or `AUTHENTICATE PLAIN`")
+                .evidence("server_response", "the server's refusal, credentials removed")),
                 on(
                     RequirementSpec::new(FOLDERS, "INBOX and a Sent folder can be selected")
-                        .after(&[LOGIN]),
+                        .after(&[LOGIN])
+                        .passes("INBOX and a Sent folder (`\\Sent` special-use, else a well-known name) can be opened")
+                        .fails("either is missing or cannot be opened")
+                        .evidence("sent_folder", "the Sent folder found")
+                        .evidence("other_folders", "how many folders besides INBOX and Sent (decides the CRM's third IMAP session)"),
                 ),
             ],
         )

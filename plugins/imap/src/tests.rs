@@ -119,6 +119,7 @@ async fn run_against(port: u16, timeout: Duration) -> RunContext {
             port,
             security: Security::Starttls,
             connect_to: Some("127.0.0.1".into()),
+            auto_security: false,
         },
         smtp: None,
         user: "alice@lab.test".into(),

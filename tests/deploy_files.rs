@@ -403,7 +403,10 @@ fn kubernetes_configmap_is_a_valid_config_reading_passwords_from_the_secret() {
 
 #[test]
 fn kubernetes_manifests_match_the_api_schemas_when_kubernetes_validate_is_installed() {
-    let kv = tool("kubernetes-validate", "the PyPI package kubernetes-validate");
+    let kv = tool(
+        "kubernetes-validate",
+        "the PyPI package kubernetes-validate",
+    );
     let dir = root().join("deploy/kubernetes");
     let mut cmd = Command::new(kv);
     cmd.args(["--strict", "--quiet", "-k", "1.30.0"]);

@@ -72,6 +72,12 @@ fn is_root() -> bool {
 /// runs as root (Nagios will not keep root), else whoever runs the test.
 fn daemon_user() -> (String, String) {
     if is_root() {
+        let (exists, _) = output(Command::new("id").arg("nagios"));
+        assert!(
+            exists,
+            "there is no user `nagios`: install the Debian package nagios4-common \
+             (`bash .ci/install-packages` does)"
+        );
         ("nagios".into(), "nagios".into())
     } else {
         (

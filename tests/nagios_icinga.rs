@@ -7,8 +7,10 @@
 //! shipped command and template files plus test services pointed at the lab's Dovecot and
 //! Postfix. Scheduled checks are off, so the only checks are the ones forced through the
 //! external command file; the test then reads the state and perfdata Nagios recorded in
-//! status.dat. The Icinga test validates the shipped CheckCommand and example with
-//! `icinga2 daemon -C` and lists the objects the apply rule produced.
+//! status.dat. The Icinga tests validate the shipped CheckCommand and example with
+//! `icinga2 daemon -C`, list the objects the apply rule produced, and run a private
+//! `icinga2 daemon` (all paths in its own folder) whose checker runs the CheckCommand against
+//! the lab, with results read back from its PerfdataWriter files.
 
 mod common;
 
@@ -769,4 +771,198 @@ include \"{}/*.conf\"
             "{block}"
         );
     }
+}
+
+/// A running private `icinga2 daemon`; its process group is stopped on drop (Icinga can take
+/// long to shut down while checks run, so it gets a short grace and then SIGKILL).
+struct Icinga {
+    child: Child,
+}
+
+impl Drop for Icinga {
+    fn drop(&mut self) {
+        let pgid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pgid}")])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The group outlives its leader when workers linger: kill it by its id either way.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The service records of PerfdataWriter files (`KEY::value` separated by tabs), by service.
+fn icinga_results(dir: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let text = fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            let record: BTreeMap<String, String> = line
+                .split('\t')
+                .filter_map(|f| f.split_once("::"))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            if let Some(name) = record.get("SERVICEDESC") {
+                out.insert(name.clone(), record);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn icinga2_runs_the_check_command_with_the_password_in_the_environment() {
+    let icinga2 = require("icinga2", "icinga2-bin");
+    let lab = Lab::dovecot("icinga-good", DovecotOpts::default());
+    let tmp = TempDir::new("icinga2-run");
+    let dir = tmp.path();
+    for sub in [
+        "conf",
+        "data",
+        "log",
+        "cache",
+        "spool",
+        "run/icinga2",
+        "perfdata",
+    ] {
+        fs::create_dir_all(dir.join(sub)).expect("icinga2 dirs");
+    }
+    install_binary(dir);
+    fs::copy(Lab::ca_file(), dir.join("ca.pem")).expect("copy the lab CA");
+    // Only the command file: the example's hosts would be checked for real.
+    fs::copy(
+        root().join("deploy/icinga2/mailprobe-command.conf"),
+        dir.join("conf/mailprobe-command.conf"),
+    )
+    .expect("copy the CheckCommand");
+    let d = dir.display();
+    let service = |name: &str, password: &str| {
+        format!(
+            "object Service \"{name}\" {{
+  host_name = \"lab\"
+  import \"mailprobe-service\"
+  check_interval = 2s
+  retry_interval = 2s
+  vars.mailprobe_imap = \"{HOSTNAME}:{port}\"
+  vars.mailprobe_imap_security = \"tls\"
+  vars.mailprobe_user = \"{user}\"
+  vars.mailprobe_connect_to = [ \"{HOSTNAME}:127.0.0.1\" ]
+  vars.mailprobe_ca_file = \"{d}/ca.pem\"
+  {password}
+}}
+",
+            port = lab.port("imaps"),
+            user = Lab::user(),
+        )
+    };
+    let main = format!(
+        "const PluginDir = \"{d}\"
+const NodeName = \"mailprobe-test\"
+const ZoneName = \"mailprobe-test\"
+include <itl>
+include \"{d}/conf/*.conf\"
+object CheckerComponent \"checker\" {{ }}
+object PerfdataWriter \"perfdata\" {{
+  host_perfdata_path = \"{d}/perfdata/host\"
+  service_perfdata_path = \"{d}/perfdata/service\"
+  host_temp_path = \"{d}/host.tmp\"
+  service_temp_path = \"{d}/service.tmp\"
+  service_format_template = \"SERVICEDESC::$service.name$\\tSERVICESTATE::$service.state$\\tSERVICEOUTPUT::$service.output$\\tSERVICEPERFDATA::$service.perfdata$\"
+  rotation_interval = 1s
+}}
+object Host \"lab\" {{
+  check_command = \"dummy\"
+  address = \"127.0.0.1\"
+}}
+{}{}",
+        service(
+            "password-in-env",
+            &format!("vars.mailprobe_password = \"{}\"", Lab::password())
+        ),
+        service("no-password", ""),
+    );
+    fs::write(dir.join("icinga2.conf"), main).expect("icinga2.conf");
+    let user = output(Command::new("id").arg("-un")).1.trim().to_string();
+    let group = output(Command::new("id").arg("-gn")).1.trim().to_string();
+    let mut cmd = Command::new(&icinga2);
+    cmd.args(["daemon", "-c"])
+        .arg(dir.join("icinga2.conf"))
+        .arg(format!("-DConfiguration.RunAsUser={user}"))
+        .arg(format!("-DConfiguration.RunAsGroup={group}"));
+    for (name, sub) in [
+        ("DataDir", "data"),
+        ("LogDir", "log"),
+        ("CacheDir", "cache"),
+        ("SpoolDir", "spool"),
+        ("InitRunDir", "run"),
+        ("PidPath", "run/icinga2/icinga2.pid"),
+        ("StatePath", "data/icinga2.state"),
+        ("ObjectsPath", "cache/icinga2.debug"),
+        ("VarsPath", "cache/icinga2.vars"),
+        ("ModAttrPath", "data/modified-attributes.conf"),
+    ] {
+        cmd.arg(format!("-DConfiguration.{name}={d}/{sub}"));
+    }
+    let log = fs::File::create(dir.join("icinga2.out")).expect("icinga2.out");
+    cmd.env_remove("MAILPROBE_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut icinga = Icinga {
+        child: cmd.spawn().expect("start icinga2"),
+    };
+    let deadline = Instant::now() + CHECK_WAIT;
+    let results = loop {
+        let results = icinga_results(&dir.join("perfdata"));
+        if results.contains_key("password-in-env") && results.contains_key("no-password") {
+            break results;
+        }
+        if let Ok(Some(status)) = icinga.child.try_wait() {
+            panic!(
+                "icinga2 exited ({status}):\n{}",
+                fs::read_to_string(dir.join("icinga2.out")).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Icinga 2 wrote no result for both services within {CHECK_WAIT:?} ({results:#?}):\n{}",
+            fs::read_to_string(dir.join("icinga2.out")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    drop(icinga);
+
+    let ok = &results["password-in-env"];
+    assert_eq!(ok["SERVICESTATE"], "OK", "{results:#?}");
+    assert!(
+        ok["SERVICEOUTPUT"].starts_with("MAILPROBE OK"),
+        "{results:#?}"
+    );
+    assert!(
+        ok["SERVICEPERFDATA"].contains("compliant=1"),
+        "{results:#?}"
+    );
+    let unknown = &results["no-password"];
+    assert_eq!(unknown["SERVICESTATE"], "UNKNOWN", "{results:#?}");
+    assert!(
+        unknown["SERVICEOUTPUT"].contains("MAILPROBE_PASSWORD"),
+        "{results:#?}"
+    );
+    assert!(
+        !format!("{results:?}").contains(Lab::password()),
+        "the password appears in what Icinga recorded"
+    );
 }

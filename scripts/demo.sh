@@ -5,6 +5,9 @@
 #
 #   MAILPROBE_IMAP=imap.example.com:993 MAILPROBE_SMTP=smtp.example.com:587 \
 #   MAILPROBE_USER=alice@example.com MAILPROBE_PASSWORD=... bash scripts/demo.sh
+#
+# The lab listens on fixed ports (IMAPS 14993, submission 14587); LAB_IMAPS_PORT and
+# LAB_SUBMISSION_PORT move them when something else holds those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --bin mailprobe
@@ -18,10 +21,14 @@ if [ -n "${MAILPROBE_IMAP:-}" ]; then
   exit "$rc"
 fi
 echo "No MAILPROBE_IMAP set: checking the local mail lab (Dovecot + Postfix on 127.0.0.1)." >&2
+export LAB_IMAPS_PORT=${LAB_IMAPS_PORT:-14993} LAB_SUBMISSION_PORT=${LAB_SUBMISSION_PORT:-14587}
 bash tests/lab/up.sh >&2
 trap 'bash tests/lab/down.sh >&2' EXIT
+# The lab's ports are not the well-known 993/587: the probe finds out itself that the IMAPS port
+# speaks TLS from the first byte and submission greets in clear text (STARTTLS).
 MAILPROBE_PASSWORD='Secr3t-Lab!' "$bin" check \
-  --imap mail.lab.test:14993 --smtp mail.lab.test:14587 \
+  --imap "mail.lab.test:$LAB_IMAPS_PORT" \
+  --smtp "mail.lab.test:$LAB_SUBMISSION_PORT" \
   --connect-to mail.lab.test:127.0.0.1 \
   --ca-file tests/lab/state/certs/ca.pem \
   --user alice@lab.test "$@" || rc=$?

@@ -172,15 +172,24 @@ impl Report {
             self.count(Status::Skip),
             self.duration_ms as f64 / 1000.0
         );
+        // Thresholds are Nagios ranges (`N:` alerts below N), so graphers such as PNP4Nagios and
+        // Grafana draw the same lines the verdict uses.
         for p in ["imap", "smtp"] {
-            if let Some(days) = self
+            let Some(expiry) = self
                 .requirements
                 .iter()
                 .find(|r| r.id == format!("{p}.certificate.expiry"))
-                .and_then(|r| r.evidence.get("days_left"))
-                .and_then(|v| v.as_i64())
-            {
-                let _ = write!(perf, " {p}_cert_days={days}");
+            else {
+                continue;
+            };
+            if let Some(days) = expiry.evidence.get("days_left").and_then(|v| v.as_i64()) {
+                let warn = expiry
+                    .evidence
+                    .get("warn_days")
+                    .and_then(|v| v.as_u64())
+                    .map(|w| format!("{w}:"))
+                    .unwrap_or_default();
+                let _ = write!(perf, " {p}_cert_days={days};{warn};0:");
             }
         }
         if let Some(r) = self
@@ -192,7 +201,7 @@ impl Report {
                 r.evidence.get("required").and_then(|v| v.as_u64()),
             )
         {
-            let _ = write!(perf, " connections={a};;{req}");
+            let _ = write!(perf, " connections={a};;{req}:;0");
         }
         format!(
             "MAILPROBE {state} - {} {}{detail} | {perf}",
@@ -425,5 +434,32 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("compliant=0"));
+    }
+
+    #[test]
+    fn nagios_perfdata_has_duration_certificate_days_and_connections_with_ranges() {
+        let r = report(vec![
+            RequirementResult::pass("imap.certificate.expiry", "valid")
+                .with("days_left", 364)
+                .with("warn_days", 30),
+            RequirementResult::warn("smtp.certificate.expiry", "soon", "renew")
+                .with("days_left", 9)
+                .with("warn_days", 30),
+            RequirementResult::fail("connections.concurrent", "2 of 5", "raise the limit")
+                .with("achieved", 2)
+                .with("required", 5),
+        ]);
+        let line = r.to_nagios();
+        let (status, perf) = line.split_once(" | ").expect("perfdata after ' | '");
+        assert_eq!(
+            status,
+            "MAILPROBE CRITICAL - alice@example.com non_compliant; failing: connections.concurrent; \
+             warnings: smtp.certificate.expiry"
+        );
+        assert_eq!(
+            perf,
+            "compliant=0 pass=1 warn=1 fail=1 skip=0 duration=0.412s \
+             imap_cert_days=364;30:;0: smtp_cert_days=9;30:;0: connections=2;;5:;0"
+        );
     }
 }

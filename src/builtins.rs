@@ -30,7 +30,7 @@ pub fn registry_with_dynamic(dir: Option<&Path>, opts: &LoadOptions) -> Result<R
 }
 
 /// The built-ins and the dynamic plugins of a configuration file's `plugins` section.
-pub fn registry_for_config(config: &mailprobe_core::config::Config) -> Result<Registry, String> {
+pub fn registry_for_config(config: &mailprobe_runtime::config::Config) -> Result<Registry, String> {
     let Some(p) = &config.plugins else {
         return registry();
     };

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailprobe_core::Status;
-use mailprobe_core::config::Config;
 use mailprobe_core::model::Target;
 use mailprobe_core::net::Budgets;
 use mailprobe_core::plugin::CheckPlugin;
 use mailprobe_core::report::Report;
-use mailprobe_core::runner;
 use mailprobe_core::secret::ProcessEnv;
 use mailprobe_core::tls::Trust;
+use mailprobe_runtime::config::Config;
+use mailprobe_runtime::runner;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 

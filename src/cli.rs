@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mailprobe_core::config::Isolation;
 use mailprobe_core::model::{self, Protocol, SecurityMode, Target};
 use mailprobe_core::net::{Budgets, DEFAULT_SERVER_BUDGET};
 use mailprobe_core::plugin::CheckPlugin;
 use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
-use mailprobe_core::runner::{self, RunOutcome};
 use mailprobe_core::secret::{ProcessEnv, SecretSource};
 use mailprobe_core::tls::Trust;
 use mailprobe_plugin_host::LoadOptions;
+use mailprobe_runtime::config::Isolation;
+use mailprobe_runtime::runner::{self, RunOutcome};
 
 #[derive(Parser, Debug)]
 #[command(name = "mailprobe", version = option_env!("MAILPROBE_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")), about = "Checks that mailboxes' IMAP and SMTP servers meet a CRM's connection requirements.")]
@@ -106,7 +106,7 @@ pub struct ConfigArgs {
     /// stable hash of the mailbox name. INDEX may be a StatefulSet pod name ending in its
     /// ordinal (`mailprobe-2/5`), so a manifest can set MAILPROBE_SHARD=$(POD_NAME)/5.
     #[arg(long, env = "MAILPROBE_SHARD", value_name = "INDEX/COUNT")]
-    pub shard: Option<mailprobe_core::shard::Shard>,
+    pub shard: Option<mailprobe_runtime::shard::Shard>,
 }
 
 #[derive(Args, Debug)]

@@ -13,15 +13,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailprobe_core::config::Config;
 use mailprobe_core::model::{Endpoint, Protocol, Security, Target};
 use mailprobe_core::net::Budgets;
 use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
-use mailprobe_core::runner;
-use mailprobe_core::scheduler::{self, SchedulerConfig};
 use mailprobe_core::secret::{ProcessEnv, Secret, SecretSource};
-use mailprobe_core::shard::Shard;
 use mailprobe_core::tls::Trust;
+use mailprobe_runtime::config::Config;
+use mailprobe_runtime::runner;
+use mailprobe_runtime::scheduler::{self, SchedulerConfig};
+use mailprobe_runtime::shard::Shard;
 
 use crate::telemetry::Telemetry;
 

@@ -19,9 +19,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use mailprobe_core::config::Config;
-use mailprobe_core::scheduler::SchedulerHandle;
-use mailprobe_core::shard::Shard;
+use mailprobe_runtime::config::Config;
+use mailprobe_runtime::scheduler::SchedulerHandle;
+use mailprobe_runtime::shard::Shard;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::daemon::{MailboxState, Mode};

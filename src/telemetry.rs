@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mailprobe_core::config::Config;
-use mailprobe_core::runner::RunOutcome;
 use mailprobe_core::secret::ProcessEnv;
 use mailprobe_exporter_alerts::AlertsExporter;
 use mailprobe_exporter_otlp::{OtlpExporter, OtlpSettings};
 use mailprobe_exporter_prometheus::{
     AdminServer, PrometheusExporter, Readiness, ReloadRequest, ReloadState,
 };
+use mailprobe_runtime::config::Config;
+use mailprobe_runtime::runner::RunOutcome;
 use mailprobe_telemetry::{
     ComplianceTracker, ProbeStats, RunEvent, RunSink, SeriesStore, Transition, names,
 };

@@ -452,7 +452,7 @@ fn kubernetes_configmap_is_a_valid_config_reading_passwords_from_the_secret() {
     let text = s(cm, &["data", "mailprobe.yaml"])
         .and_then(Value::as_str)
         .expect("data.mailprobe.yaml");
-    let config = mailprobe_core::config::Config::parse(text, "configmap.yaml")
+    let config = mailprobe_runtime::config::Config::parse(text, "configmap.yaml")
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.listen.port(), 9925);
     assert!(

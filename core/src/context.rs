@@ -165,8 +165,8 @@ pub struct RunContext {
     pub openers: BTreeMap<Protocol, Arc<dyn SessionOpener>>,
     results: Vec<RequirementResult>,
     steps: Vec<Step>,
-    pub(crate) plugin_runs: Vec<PluginRun>,
-    pub(crate) current_plugin: String,
+    plugin_runs: Vec<PluginRun>,
+    current_plugin: String,
 }
 
 impl RunContext {
@@ -466,11 +466,30 @@ impl RunContext {
         }
     }
 
-    pub(crate) fn take_results(&mut self) -> Vec<RequirementResult> {
+    // ---- for the runner ----
+
+    /// Attributes the steps recorded from now on to `plugin`.
+    pub fn set_current_plugin(&mut self, plugin: &str) {
+        self.current_plugin = plugin.to_string();
+    }
+
+    /// Records how a plugin ran, for its span.
+    pub fn push_plugin_run(&mut self, run: PluginRun) {
+        self.plugin_runs.push(run);
+    }
+
+    /// How every plugin ran, taken out of the context.
+    pub fn take_plugin_runs(&mut self) -> Vec<PluginRun> {
+        std::mem::take(&mut self.plugin_runs)
+    }
+
+    /// Every result, taken out of the context.
+    pub fn take_results(&mut self) -> Vec<RequirementResult> {
         std::mem::take(&mut self.results)
     }
 
-    pub(crate) fn take_steps(&mut self) -> Vec<Step> {
+    /// Every step, taken out of the context.
+    pub fn take_steps(&mut self) -> Vec<Step> {
         std::mem::take(&mut self.steps)
     }
 }

@@ -1,11 +1,14 @@
-//! mailprobe's core: the mailbox model and its configuration, secrets, the check-plugin interface
-//! and registry, the run context that lets checks share what they learned, the profile and
-//! verdict model, the report renderers and the scheduler.
+//! mailprobe's core: what a check plugin sees. The mailbox model, secrets, the check-plugin
+//! interface and registry (with the catalogue of requirements the plugins declare), the run
+//! context that lets checks share what they learned (typed facts, steps, held sessions), the
+//! requirement and verdict model, the report, and the network and TLS helpers every plugin uses.
 //!
-//! Plugins and exporters depend on this crate only; they never depend on each other.
+//! It knows no mail protocol and no requirement ID: those belong to the plugins. The runtime
+//! that drives plugins (configuration, runner, scheduler, sharding) is `mailprobe-runtime`.
+//! Plugins depend on this crate (and on interface crates such as `mailprobe-mailwire`), never
+//! on the runtime.
 #![forbid(unsafe_code)]
 
-pub mod config;
 pub mod context;
 pub mod contract;
 pub mod error;
@@ -18,11 +21,8 @@ pub mod plugin;
 pub mod profile;
 pub mod report;
 pub mod requirement;
-pub mod runner;
-pub mod scheduler;
 pub mod secret;
 pub mod session;
-pub mod shard;
 pub mod tls;
 
 pub use context::{Handshake, RunContext, Step};

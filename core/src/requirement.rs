@@ -221,7 +221,7 @@ impl Verdict {
 /// What a plugin declares about one requirement it reports: what it checks, what must hold
 /// before it can be evaluated, which server it is about, and which of its evidence keys carry
 /// a measurement the exporters turn into metrics. The catalogue of a process is built from
-/// these declarations ([`crate::plugin::Registry::catalog`]); nothing in the core names a
+/// these declarations (the registry builds it); nothing in the core names a
 /// requirement ID.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequirementSpec {

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use hyper::Uri;
-use mailprobe_core::config::AlertsConfig;
 use mailprobe_core::requirement::Verdict;
+use mailprobe_runtime::config::AlertsConfig;
 use mailprobe_telemetry::transition::Failing;
 use mailprobe_telemetry::{BoxFuture, ProbeStats, RunEvent, RunSink, Transition, names};
 use tokio::sync::{mpsc, watch};

@@ -2,7 +2,7 @@ use super::*;
 use mailprobe_core::RequirementResult;
 use mailprobe_core::report::{Report, Servers};
 use mailprobe_core::requirement::Verdict;
-use mailprobe_core::runner::RunOutcome;
+use mailprobe_runtime::runner::RunOutcome;
 use mailprobe_telemetry::ComplianceTracker;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -52,7 +52,7 @@ pub fn instance_id(env: &dyn Environment) -> Option<String> {
     // The shard as the daemon reads it; a value it would refuse adds nothing here (the daemon
     // reports it and stops).
     let shard =
-        var(&["MAILPROBE_SHARD"]).and_then(|s| s.parse::<mailprobe_core::shard::Shard>().ok());
+        var(&["MAILPROBE_SHARD"]).and_then(|s| s.parse::<mailprobe_runtime::shard::Shard>().ok());
     Some(match shard {
         Some(s) => format!("{base}/shard-{}-of-{}", s.index(), s.count()),
         None => base,

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mailprobe_core::config::OtlpConfig;
 use mailprobe_core::secret::Environment;
+use mailprobe_runtime::config::OtlpConfig;
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

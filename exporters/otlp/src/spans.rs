@@ -12,8 +12,8 @@
 use std::time::{Duration, SystemTime};
 
 use mailprobe_core::requirement::Verdict;
-use mailprobe_core::runner::RunOutcome;
 use mailprobe_core::{Status as ReqStatus, Step};
+use mailprobe_runtime::runner::RunOutcome;
 use mailprobe_telemetry::names;
 use opentelemetry::trace::{Span, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, Value};

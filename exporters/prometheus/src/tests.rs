@@ -2,7 +2,7 @@ use super::*;
 use mailprobe_core::RequirementResult;
 use mailprobe_core::report::{Report, Servers};
 use mailprobe_core::requirement::{Measurement, Verdict};
-use mailprobe_core::runner::RunOutcome;
+use mailprobe_runtime::runner::RunOutcome;
 use mailprobe_telemetry::ComplianceTracker;
 use serde_json::json;
 use std::time::SystemTime;

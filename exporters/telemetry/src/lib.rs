@@ -21,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use mailprobe_core::runner::RunOutcome;
+use mailprobe_runtime::runner::RunOutcome;
 
 pub use series::{MailboxSeries, SeriesStore};
 pub use stats::ProbeStats;

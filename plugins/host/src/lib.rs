@@ -22,12 +22,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mailprobe_core::config::{Isolation, PluginSettings, PluginsConfig};
 use mailprobe_core::model::TargetView;
 use mailprobe_core::plugin::{BoxFuture, CheckPlugin, PluginError, PluginInfo, PluginKind};
 use mailprobe_core::requirement::{Catalog, Origin};
 use mailprobe_core::{Registry, RequirementSpec, RunContext};
 use mailprobe_plugin_sdk::wire::{ContextJson, Requirement, ResultJson};
+use mailprobe_runtime::config::{Isolation, PluginSettings, PluginsConfig};
 use serde_json::Value;
 
 pub use child::serve_stdio;

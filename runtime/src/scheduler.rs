@@ -2,7 +2,7 @@
 //! at most `concurrency` at once, each run within its deadline; on shutdown, in-flight runs get
 //! a grace period and are then cancelled, so the process exits within 10 s of SIGTERM.
 //!
-//! The per-server connection budget is enforced where connections are made ([`crate::net`]).
+//! The per-server connection budget is enforced where connections are made ([`mailprobe_core::net`]).
 //!
 //! Mailboxes can be added, removed and updated while it runs (a configuration reload): an
 //! updated mailbox keeps its place in the schedule and takes its new settings at its next run.
@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::Target;
+use mailprobe_core::model::Target;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -319,9 +319,9 @@ fn record_panic(target: &Arc<Target>, panic: &(dyn std::any::Any + Send), on_pan
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, Protocol, Security};
-    use crate::profile::Profile;
-    use crate::secret::Secret;
+    use mailprobe_core::model::{Endpoint, Protocol, Security};
+    use mailprobe_core::profile::Profile;
+    use mailprobe_core::secret::Secret;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -7,13 +7,13 @@ use std::time::{Duration, SystemTime};
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use crate::context::{PluginRun, RunContext, Step};
-use crate::model::{Protocol, Target};
-use crate::net::Budgets;
-use crate::plugin::{CheckPlugin, catalog_of};
-use crate::report::Report;
-use crate::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
-use crate::tls::Trust;
+use mailprobe_core::context::{PluginRun, RunContext, Step};
+use mailprobe_core::model::{Protocol, Target};
+use mailprobe_core::net::Budgets;
+use mailprobe_core::plugin::{CheckPlugin, catalog_of};
+use mailprobe_core::report::Report;
+use mailprobe_core::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
+use mailprobe_core::tls::Trust;
 
 /// How a [`PluginRun`]'s error starts when the plugin panicked (a dynamic plugin's host says
 /// the same of a panic it caught), so the daemon can count panics apart from other errors.
@@ -47,11 +47,11 @@ pub async fn run_target(
 
     for plugin in plugins {
         let info = plugin.info();
-        cx.current_plugin = info.name.clone();
+        cx.set_current_plugin(&info.name);
         let wall = SystemTime::now();
         let t0 = Instant::now();
         let outcome = run_plugin(&mut cx, plugin.as_ref()).await;
-        cx.plugin_runs.push(PluginRun {
+        cx.push_plugin_run(PluginRun {
             plugin: info.name.clone(),
             start: wall,
             duration: t0.elapsed(),
@@ -93,7 +93,7 @@ pub async fn run_target(
     RunOutcome {
         report,
         steps: cx.take_steps(),
-        plugin_runs: std::mem::take(&mut cx.plugin_runs),
+        plugin_runs: cx.take_plugin_runs(),
         started_at,
         duration,
     }
@@ -325,12 +325,12 @@ fn normalize_skips(mut results: Vec<RequirementResult>) -> Vec<RequirementResult
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, Protocol, Security};
-    use crate::plugin::{BoxFuture, PluginError, PluginInfo};
-    use crate::profile::Profile;
-    use crate::requirement::RequirementSpec;
-    use crate::requirement::Verdict;
-    use crate::secret::Secret;
+    use mailprobe_core::model::{Endpoint, Protocol, Security};
+    use mailprobe_core::plugin::{BoxFuture, PluginError, PluginInfo};
+    use mailprobe_core::profile::Profile;
+    use mailprobe_core::requirement::RequirementSpec;
+    use mailprobe_core::requirement::Verdict;
+    use mailprobe_core::secret::Secret;
 
     /// How a test plugin behaves after reporting `imap.reachable`.
     #[derive(Clone, Copy)]
@@ -428,8 +428,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_scheduler_keeps_checking_a_mailbox_whose_plugin_panics() {
-        use crate::plugin::Registry;
         use crate::scheduler::{self, SchedulerConfig};
+        use mailprobe_core::plugin::Registry;
         let mut registry = Registry::new();
         registry.register(Arc::new(Test(Misbehave::Panic))).unwrap();
         let plugins = Arc::new(registry.plugins().to_vec());

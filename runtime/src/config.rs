@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::{self, Protocol, SecurityMode, Target};
-use crate::net::DEFAULT_SERVER_BUDGET;
-use crate::profile::{DEFAULT_PROFILE, Profile};
-use crate::secret::{Environment, SecretSource};
+use mailprobe_core::model::{self, Protocol, SecurityMode, Target};
+use mailprobe_core::net::DEFAULT_SERVER_BUDGET;
+use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
+use mailprobe_core::secret::{Environment, SecretSource};
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
@@ -477,7 +477,7 @@ impl Config {
             imap,
             smtp,
             user: m.user.clone(),
-            password: crate::secret::Secret::new(""),
+            password: mailprobe_core::secret::Secret::new(""),
             ca_file: m.ca_file.clone(),
             allow_insecure_cert: m.allow_insecure_cert,
             timeout: m.timeout.unwrap_or(self.timeout),
@@ -565,7 +565,7 @@ fn check_mailbox(
         ));
     }
     if let Some(ca) = &m.ca_file
-        && let Err(e) = crate::tls::Trust::load(Some(ca))
+        && let Err(e) = mailprobe_core::tls::Trust::load(Some(ca))
     {
         return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
     }

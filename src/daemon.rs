@@ -83,6 +83,10 @@ pub async fn run(loaded: Loaded) -> u8 {
     let mut scheduling = SchedulerConfig::new(loaded.config.interval, loaded.config.concurrency);
     // Runs in flight get 6 s after SIGTERM, telemetry the rest: the process is gone within 10 s.
     scheduling.shutdown_grace = RUN_GRACE;
+    let lag_feed = telemetry.clone();
+    scheduling.on_lag = Some(scheduler::LagHook(Arc::new(move |lag| {
+        lag_feed.record_lag(lag)
+    })));
     let handle = scheduler::start(targets, scheduling, move |target: Arc<Target>| {
         let plugins = plugins.clone();
         let budgets = budgets.clone();

@@ -103,3 +103,19 @@ async fn health_endpoints_answer() {
     assert!(m.contains("mailprobe_checks_total"), "{m}");
     server.shutdown(Duration::from_secs(2)).await;
 }
+
+#[test]
+fn schedule_lag_is_one_histogram_for_the_process() {
+    let exp = PrometheusExporter::new(Arc::new(SeriesStore::new()), Arc::new(ProbeStats::new()));
+    exp.on_schedule_lag(Duration::from_millis(3));
+    exp.on_schedule_lag(Duration::from_millis(700));
+    let page = exp.render();
+    for line in [
+        "# TYPE mailprobe_schedule_lag_seconds histogram",
+        "mailprobe_schedule_lag_seconds_count 2",
+        "mailprobe_schedule_lag_seconds_bucket{le=\"0.005\"} 1",
+        "mailprobe_schedule_lag_seconds_bucket{le=\"1.0\"} 2",
+    ] {
+        assert!(page.contains(line), "missing {line:?} in\n{page}");
+    }
+}

@@ -154,9 +154,11 @@ async fn mailbox_loop<F, Fut>(
         if let Some(hook) = &config.on_lag {
             (hook.0)(started.saturating_duration_since(next));
         }
+        // Boxed: a task's future is stored inline, so an unboxed run (its whole context and
+        // every plugin's state) would cost every idle mailbox its size between runs too.
         let run = tokio::time::timeout(
             target.timeout + Duration::from_secs(5),
-            run_one(target.clone()),
+            Box::pin(run_one(target.clone())),
         );
         tokio::pin!(run);
         tokio::select! {

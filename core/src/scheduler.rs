@@ -316,7 +316,10 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(60)).await;
         h.shutdown().await;
-        assert_eq!(*lags.lock().unwrap(), vec![Duration::ZERO, Duration::from_secs(5)]);
+        assert_eq!(
+            *lags.lock().unwrap(),
+            vec![Duration::ZERO, Duration::from_secs(5)]
+        );
     }
 
     #[tokio::test(start_paused = true)]

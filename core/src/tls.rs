@@ -128,10 +128,7 @@ fn bundle_file() -> Option<PathBuf> {
     if std::env::var_os("SSL_CERT_DIR").is_some() {
         return None;
     }
-    BUNDLE_FILES
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    BUNDLE_FILES.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
 fn system_certs() -> Vec<CertificateDer<'static>> {
@@ -185,8 +182,7 @@ fn shared_store(ca: Option<&CaFile>) -> Arc<RootCertStore> {
 
 /// Reads and checks a CA file, once per path and modification time.
 fn ca_file(path: &Path) -> Result<CaFile, TrustError> {
-    static FILES: OnceLock<Mutex<HashMap<CaKey, Arc<[CertificateDer<'static>]>>>> =
-        OnceLock::new();
+    static FILES: OnceLock<Mutex<HashMap<CaKey, Arc<[CertificateDer<'static>]>>>> = OnceLock::new();
     let files = FILES.get_or_init(Default::default);
     let shown = path.display().to_string();
     let read_err = |e: String| TrustError::CaFile {
@@ -263,8 +259,10 @@ impl ServerCertVerifier for RecordingVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let store = self.roots.store();
         let result = if store.is_empty() {
-            Err("no trust anchors: the system has no CA certificates and no --ca-file was given"
-                .into())
+            Err(
+                "no trust anchors: the system has no CA certificates and no --ca-file was given"
+                    .into(),
+            )
         } else {
             WebPkiServerVerifier::builder_with_provider(store.clone(), self.provider.clone())
                 .build()
@@ -436,9 +434,7 @@ LRTXRreZ/h/dW4S/wzDfucMvnOSNEqgdqMhPmr3l
     #[test]
     fn many_targets_share_one_root_store_per_ca_set() {
         let ca = temp_ca("shared");
-        let with_ca: Vec<Trust> = (0..1000)
-            .map(|_| Trust::load(Some(&ca)).unwrap())
-            .collect();
+        let with_ca: Vec<Trust> = (0..1000).map(|_| Trust::load(Some(&ca)).unwrap()).collect();
         let system: Vec<Trust> = (0..1000).map(|_| Trust::load(None).unwrap()).collect();
         // Nothing is parsed until a certificate has to be verified.
         assert!(with_ca.iter().chain(&system).all(|t| !t.roots.is_loaded()));
@@ -477,7 +473,10 @@ LRTXRreZ/h/dW4S/wzDfucMvnOSNEqgdqMhPmr3l
         let empty = dir.with_file_name("empty.pem");
         std::fs::write(&empty, "no certificate here\n").unwrap();
         let e = Trust::load(Some(&empty)).unwrap_err().to_string();
-        assert!(e.contains("empty.pem") && e.contains("holds no certificate"), "{e}");
+        assert!(
+            e.contains("empty.pem") && e.contains("holds no certificate"),
+            "{e}"
+        );
         let missing = dir.with_file_name("missing.pem");
         let e = Trust::load(Some(&missing)).unwrap_err().to_string();
         assert!(e.contains("cannot read CA file"), "{e}");

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use mailprobe_core::secret::Environment;
 use mailprobe_telemetry::{
-    BoxFuture, Compliance, DURATION_BUCKETS, LAG_BUCKETS, ProbeStats, RunEvent, RunSink, SeriesStore,
-    Transition, names,
+    BoxFuture, Compliance, DURATION_BUCKETS, LAG_BUCKETS, ProbeStats, RunEvent, RunSink,
+    SeriesStore, Transition, names,
 };
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider, ObservableCounter, ObservableGauge};

@@ -33,7 +33,8 @@ pub const DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 /// Buckets of `mailprobe_schedule_lag_seconds`: fine below a second, where a healthy scheduler
 /// lives, coarse up to the interval, where an overloaded one ends up.
 pub const LAG_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 180.0, 300.0,
 ];
 
 /// One finished run, as the exporters see it.

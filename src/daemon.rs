@@ -232,6 +232,10 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
     let mut scheduling = SchedulerConfig::new(config.interval, config.concurrency);
     // Runs in flight get 6 s after SIGTERM, telemetry the rest: the process is gone within 10 s.
     scheduling.shutdown_grace = RUN_GRACE;
+    let lag_feed = telemetry.clone();
+    scheduling.on_lag = Some(scheduler::LagHook(Arc::new(move |lag| {
+        lag_feed.record_lag(lag)
+    })));
     let on_panic = panic_handler(telemetry.clone());
     let states = live.clone();
     let feed = telemetry.clone();

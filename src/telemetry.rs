@@ -182,6 +182,13 @@ impl Telemetry {
         }
     }
 
+    /// Feeds one run's schedule lag to every exporter. Returns at once.
+    pub fn record_lag(&self, lag: Duration) {
+        for sink in &self.sinks {
+            sink.on_schedule_lag(lag);
+        }
+    }
+
     /// Flushes and stops every exporter, then the listener, within `within` in all.
     pub async fn shutdown(&self, within: Duration) {
         self.readiness.set(false);

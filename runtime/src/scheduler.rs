@@ -38,6 +38,19 @@ pub struct SchedulerConfig {
     pub shutdown_grace: Duration,
     /// Seed for the jitter, so tests are repeatable.
     pub seed: Option<u64>,
+    /// Told, for every run, how late it started: from when it was due to when it got its slot.
+    pub on_lag: Option<LagHook>,
+}
+
+/// Receives each run's schedule lag (the daemon turns it into a histogram). Called from the
+/// mailbox's task: it must return at once.
+#[derive(Clone)]
+pub struct LagHook(pub Arc<dyn Fn(Duration) + Send + Sync>);
+
+impl std::fmt::Debug for LagHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LagHook")
+    }
 }
 
 impl SchedulerConfig {
@@ -48,6 +61,7 @@ impl SchedulerConfig {
             concurrency: concurrency.max(1),
             shutdown_grace: Duration::from_secs(8),
             seed: None,
+            on_lag: None,
         }
     }
 }
@@ -280,7 +294,13 @@ async fn mailbox_loop<F, Fut>(
         };
         let current = target.borrow_and_update().clone();
         let started = Instant::now();
-        let guarded = AssertUnwindSafe(async { run_one(current.clone()).await }).catch_unwind();
+        if let Some(hook) = &config.on_lag {
+            (hook.0)(started.saturating_duration_since(next));
+        }
+        // Boxed: a task's future is stored inline, so an unboxed run (its whole context and
+        // every plugin's state) would cost every idle mailbox its size between runs too.
+        let guarded =
+            AssertUnwindSafe(Box::pin(async { run_one(current.clone()).await })).catch_unwind();
         let run = tokio::time::timeout(current.timeout + Duration::from_secs(5), guarded);
         tokio::pin!(run);
         let result = tokio::select! {
@@ -498,6 +518,30 @@ mod tests {
         // Cut at 15 s each time, so the mailbox kept being checked every minute.
         assert!(started.load(Ordering::SeqCst) >= 3);
         assert_eq!(ended.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn schedule_lag_is_the_wait_for_a_slot() {
+        let lags = Arc::new(Mutex::new(Vec::<Duration>::new()));
+        let l = lags.clone();
+        let mut cfg = SchedulerConfig::new(Duration::from_secs(600), 1);
+        cfg.on_lag = Some(LagHook(Arc::new(move |lag| l.lock().unwrap().push(lag))));
+        // One slot, two mailboxes: the second is due 15 s in (the first round is spread over
+        // 30 s) but the first holds the slot for 20 s, so it starts 5 s late.
+        let h = start(
+            vec![
+                target("a", Duration::from_secs(30)),
+                target("b", Duration::from_secs(30)),
+            ],
+            cfg,
+            |_| async { tokio::time::sleep(Duration::from_secs(20)).await },
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        h.shutdown().await;
+        assert_eq!(
+            *lags.lock().unwrap(),
+            vec![Duration::ZERO, Duration::from_secs(5)]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use mailprobe_core::secret::Environment;
 use mailprobe_telemetry::{
-    BoxFuture, Compliance, DURATION_BUCKETS, ProbeStats, RunEvent, RunSink, SeriesStore,
-    Transition, names,
+    BoxFuture, Compliance, DURATION_BUCKETS, LAG_BUCKETS, ProbeStats, RunEvent, RunSink,
+    SeriesStore, Transition, names,
 };
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider, ObservableCounter, ObservableGauge};
@@ -125,6 +125,7 @@ pub struct OtlpExporter {
     tracer: SdkTracer,
     logger: SdkLogger,
     durations: Histogram<f64>,
+    lag: Histogram<f64>,
     _gauges: Vec<ObservableGauge<f64>>,
     _counters: Vec<ObservableCounter<u64>>,
     settings: OtlpSettings,
@@ -225,6 +226,14 @@ impl OtlpExporter {
             .with_unit("s")
             .with_boundaries(DURATION_BUCKETS.to_vec())
             .build();
+        let lag = meter
+            .f64_histogram(names::SCHEDULE_LAG)
+            .with_description(
+                "Time from when a mailbox's check was due to when it started, in seconds.",
+            )
+            .with_unit("s")
+            .with_boundaries(LAG_BUCKETS.to_vec())
+            .build();
 
         Ok(OtlpExporter {
             tracer_provider,
@@ -233,6 +242,7 @@ impl OtlpExporter {
             tracer,
             logger,
             durations,
+            lag,
             _gauges: gauges,
             _counters: counters,
             settings,
@@ -513,6 +523,10 @@ impl RunSink for OtlpExporter {
         if let Some(t) = event.compliance.incomplete_transition {
             self.incomplete_record(event, t, &root);
         }
+    }
+
+    fn on_schedule_lag(&self, lag: Duration) {
+        self.lag.record(lag.as_secs_f64(), &[]);
     }
 
     fn shutdown(&self, within: Duration) -> BoxFuture<'_, ()> {

@@ -20,7 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use mailprobe_telemetry::series::ServerPort;
 use mailprobe_telemetry::{
-    BoxFuture, DURATION_BUCKETS, ProbeStats, RunEvent, RunSink, SeriesStore, names,
+    BoxFuture, DURATION_BUCKETS, LAG_BUCKETS, ProbeStats, RunEvent, RunSink, SeriesStore, names,
 };
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -242,6 +242,7 @@ impl Collector for StoreCollector {
 pub struct PrometheusExporter {
     registry: Arc<Registry>,
     durations: Family<Labels, Histogram, fn() -> Histogram>,
+    lag: Histogram,
     readiness: Readiness,
     reloads: Arc<ReloadState>,
     reload_tx: mpsc::Sender<ReloadRequest>,
@@ -266,9 +267,16 @@ impl PrometheusExporter {
             "Wall time of one mailbox check, in seconds.",
             durations.clone(),
         );
+        let lag = Histogram::new(LAG_BUCKETS.iter().copied());
+        registry.register(
+            names::SCHEDULE_LAG,
+            "Time from when a mailbox's check was due to when it started, in seconds.",
+            lag.clone(),
+        );
         PrometheusExporter {
             registry: Arc::new(registry),
             durations,
+            lag,
             readiness: Readiness::default(),
             reloads,
             reload_tx,
@@ -356,6 +364,10 @@ impl RunSink for PrometheusExporter {
     fn forget(&self, mailbox: &str) {
         self.durations
             .remove(&vec![("mailbox", mailbox.to_string())]);
+    }
+
+    fn on_schedule_lag(&self, lag: Duration) {
+        self.lag.observe(lag.as_secs_f64());
     }
 
     fn shutdown(&self, _within: Duration) -> BoxFuture<'_, ()> {

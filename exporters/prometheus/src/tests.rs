@@ -220,19 +220,17 @@ fn reload_gauges_follow_the_latest_load() {
 }
 
 #[test]
-fn a_forgotten_mailbox_loses_its_histogram() {
-    let store = Arc::new(SeriesStore::new());
-    let exp = PrometheusExporter::new(store.clone(), Arc::new(ProbeStats::new()));
-    let o = outcome(vec![RequirementResult::pass("imap.reachable", "ok")]);
-    store.update(&o.report);
-    let c = ComplianceTracker::new(1).observe(&o.report, SystemTime::now());
-    exp.on_run(&RunEvent {
-        outcome: &o,
-        compliance: &c,
-    });
-    assert!(exp.render().contains("mailbox=\"sales\""));
-    store.remove("sales");
-    exp.forget("sales");
+fn schedule_lag_is_one_histogram_for_the_process() {
+    let exp = PrometheusExporter::new(Arc::new(SeriesStore::new()), Arc::new(ProbeStats::new()));
+    exp.on_schedule_lag(Duration::from_millis(3));
+    exp.on_schedule_lag(Duration::from_millis(700));
     let page = exp.render();
-    assert!(!page.contains("mailbox=\"sales\""), "{page}");
+    for line in [
+        "# TYPE mailprobe_schedule_lag_seconds histogram",
+        "mailprobe_schedule_lag_seconds_count 2",
+        "mailprobe_schedule_lag_seconds_bucket{le=\"0.005\"} 1",
+        "mailprobe_schedule_lag_seconds_bucket{le=\"1.0\"} 2",
+    ] {
+        assert!(page.contains(line), "missing {line:?} in\n{page}");
+    }
 }

@@ -30,6 +30,13 @@ pub use transition::{Compliance, ComplianceTracker, Transition};
 /// Buckets of `mailprobe_check_duration_seconds`, in seconds (OTLP and Prometheus alike).
 pub const DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
 
+/// Buckets of `mailprobe_schedule_lag_seconds`: fine below a second, where a healthy scheduler
+/// lives, coarse up to the interval, where an overloaded one ends up.
+pub const LAG_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 180.0, 300.0,
+];
+
 /// One finished run, as the exporters see it.
 pub struct RunEvent<'a> {
     pub outcome: &'a RunOutcome,
@@ -51,6 +58,10 @@ pub trait RunSink: Send + Sync {
     /// Forgets a mailbox that a configuration reload removed (its per-mailbox series). Most
     /// exporters keep nothing per mailbox.
     fn forget(&self, _mailbox: &str) {}
+
+    /// Takes one run's schedule lag (one histogram for the whole process: per-mailbox series
+    /// would cost memory at fleet scale). Must return at once.
+    fn on_schedule_lag(&self, _lag: Duration) {}
 
     /// Flushes what is pending and stops, within `within`.
     fn shutdown(&self, within: Duration) -> BoxFuture<'_, ()>;

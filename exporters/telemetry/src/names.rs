@@ -8,6 +8,8 @@ pub const CERT_EXPIRY: &str = "mailprobe_cert_expiry_timestamp_seconds";
 pub const TLS_VERSION_ACCEPTED: &str = "mailprobe_tls_version_accepted";
 pub const CONCURRENT_ACHIEVED: &str = "mailprobe_concurrent_connections_achieved";
 pub const CHECK_DURATION: &str = "mailprobe_check_duration_seconds";
+/// From when a mailbox's run was due to when it started (waiting for a concurrency slot).
+pub const SCHEDULE_LAG: &str = "mailprobe_schedule_lag_seconds";
 
 /// The probe's own counters. Prometheus counter names carry `_total`; OTLP names are the same
 /// strings, so that a collector's Prometheus exporter shows one name.

@@ -285,4 +285,54 @@ mod tests {
         );
         assert_eq!(r.evidence["error_type"], "timeout");
     }
+
+    /// A reachability-only run verifies no certificate, so it must not pay for parsing the
+    /// system's trust store.
+    #[tokio::test]
+    async fn a_reachability_run_loads_no_trust_anchors() {
+        use mailprobe_core::model::Target;
+        use mailprobe_core::net::Budgets;
+        use mailprobe_core::profile::Profile;
+        use mailprobe_core::secret::Secret;
+        use mailprobe_core::tls::Trust;
+        use std::sync::Arc;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accept = tokio::spawn(async move {
+            let _held = listener.accept().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        let target = Arc::new(Target {
+            mailbox: "reach".into(),
+            profile: Arc::new(Profile::builtin("hubspot").unwrap()),
+            imap: Endpoint {
+                protocol: Protocol::Imap,
+                host: "127.0.0.1".into(),
+                port,
+                security: Security::Tls,
+                connect_to: None,
+                auto_security: false,
+            },
+            smtp: None,
+            user: "u".into(),
+            password: Secret::new("p"),
+            ca_file: None,
+            allow_insecure_cert: false,
+            timeout: Duration::from_secs(5),
+        });
+        let trust = Trust::load(None).unwrap();
+        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(Reachability)];
+        let catalog = Arc::new(mailprobe_core::plugin::catalog_of(&plugins));
+        let mut cx = RunContext::new(target, trust.clone(), Arc::new(Budgets::default()))
+            .with_catalog(catalog);
+        cx.reserve_slots().await;
+        Reachability.run(&mut cx).await.unwrap();
+        let reach = cx
+            .result("imap.reachable")
+            .expect("imap.reachable reported");
+        assert_eq!(reach.status, mailprobe_core::Status::Pass, "{reach:?}");
+        assert!(!trust.roots.is_loaded());
+        accept.abort();
+    }
 }

@@ -39,6 +39,9 @@ pub enum Command {
     Plugins(PluginsCommand),
     /// Print the reference of every requirement the plugins report (markdown or JSON).
     Requirements(RequirementsArgs),
+    /// Print the reference of every configuration key (markdown).
+    #[command(name = "config-reference")]
+    ConfigReference,
     /// Print a shell completion script to stdout (e.g. `mailprobe completions bash > /etc/bash_completion.d/mailprobe`).
     Completions(CompletionsArgs),
     /// Print the manual page (roff) to stdout, or write one page per command into --out-dir.

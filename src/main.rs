@@ -139,6 +139,10 @@ async fn dispatch(cli: Cli) -> u8 {
             out(&reference::requirements(&registry, args.format));
             0
         }
+        Command::ConfigReference => {
+            out(&mailprobe_runtime::reference::markdown());
+            0
+        }
         Command::Completions(args) => {
             out_bytes(&cli::completions(args.shell));
             0

@@ -40,8 +40,12 @@ impl Telemetry {
         let reload_requests = std::sync::Mutex::new(prometheus.take_reload_requests());
         let mut sinks: Vec<Arc<dyn RunSink>> = vec![prometheus.clone()];
 
-        let otlp =
-            OtlpSettings::resolve(config.otlp.as_ref(), &ProcessEnv).map_err(|e| e.to_string())?;
+        // A receiver that cannot be set up costs its own signal only: the probe keeps checking
+        // and serving /metrics, and says what to fix (a sidecar that exits takes its pod along).
+        let otlp = OtlpSettings::resolve(config.otlp.as_ref(), &ProcessEnv).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "OTLP export is off until the configuration is fixed");
+            None
+        });
         if let Some(settings) = otlp {
             let shown = format!(
                 "{} {}",
@@ -51,16 +55,23 @@ impl Telemetry {
                     .as_deref()
                     .unwrap_or("(from OTEL_EXPORTER_OTLP_* or the default)")
             );
-            let exporter = OtlpExporter::start(
+            match OtlpExporter::start(
                 settings,
                 env!("CARGO_PKG_VERSION"),
                 &ProcessEnv,
                 store.clone(),
                 stats.clone(),
-            )
-            .map_err(|e| e.to_string())?;
-            tracing::info!(endpoint = %shown, "OTLP export on");
-            sinks.push(Arc::new(exporter));
+            ) {
+                Ok(exporter) => {
+                    tracing::info!(endpoint = %shown, "OTLP export on");
+                    sinks.push(Arc::new(exporter));
+                }
+                Err(e) => tracing::error!(
+                    endpoint = %shown,
+                    error = %e,
+                    "OTLP export is off until the configuration is fixed"
+                ),
+            }
         }
         let alert_after = config.alerts.as_ref().map_or(1, |a| a.alert_after);
         if let Some(alerts) = config
@@ -68,9 +79,13 @@ impl Telemetry {
             .as_ref()
             .filter(|a| a.alertmanager.is_some() || a.webhook.is_some())
         {
-            let exporter = AlertsExporter::start(alerts, config.interval, stats.clone())
-                .map_err(|e| e.to_string())?;
-            sinks.push(Arc::new(exporter));
+            match AlertsExporter::start(alerts, config.interval, stats.clone()) {
+                Ok(exporter) => sinks.push(Arc::new(exporter)),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "alerts are off until the configuration is fixed"
+                ),
+            }
         }
         let admin = prometheus.serve(config.listen).await.map_err(|e| {
             format!(

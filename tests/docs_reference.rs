@@ -37,6 +37,14 @@ fn requirements_reference_is_what_the_plugins_declare() {
 }
 
 #[test]
+fn configuration_reference_is_what_the_code_declares() {
+    assert!(
+        generated(&["config-reference"]) == committed("docs/configuration.md"),
+        "docs/configuration.md is out of date: run `cargo run -- config-reference > docs/configuration.md`"
+    );
+}
+
+#[test]
 fn requirements_as_json_name_their_plugin() {
     let json: serde_json::Value =
         serde_json::from_str(&generated(&["requirements", "--format", "json"])).unwrap();

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod reference;
 pub mod runner;
 pub mod scheduler;
 pub mod shard;

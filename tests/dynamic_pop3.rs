@@ -148,3 +148,39 @@ fn pop3_plugin_fails_encryption_without_tls() {
     assert_eq!(login["status"], "skip");
     assert_eq!(login["evidence"]["prerequisite"], "pop3.encryption");
 }
+
+#[test]
+fn a_bad_plugin_configuration_is_refused_when_the_plugin_loads() {
+    // `port` must be a number: the plugin's own check refuses it, in `validate` and before any
+    // run, naming the plugin and the setting to fix.
+    let dir = plugin_dir("pop3-bad-config", &["mailprobe-pop3"]);
+    let file = dir.join("mailprobe.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "plugins:\n  dir: {}\n  settings:\n    pop3:\n      config: {{ port: not-a-port }}\nmailboxes:\n  - name: m\n    imap: mail.lab.test:993\n    user: u\n    password: {{ env: NOT_SET_ANYWHERE }}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = run(&["validate", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("plugin `pop3`")
+            && err.contains("invalid configuration for plugin pop3")
+            && err.contains("plugins.settings.pop3.config"),
+        "{err}"
+    );
+    // The same setting, well formed, loads.
+    std::fs::write(
+        &file,
+        format!(
+            "plugins:\n  dir: {}\n  settings:\n    pop3:\n      config: {{ port: 995 }}\nmailboxes:\n  - name: m\n    imap: mail.lab.test:993\n    user: u\n    password: {{ env: NOT_SET_ANYWHERE }}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = run(&["validate", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

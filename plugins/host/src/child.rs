@@ -386,6 +386,30 @@ fn block_on<F: std::future::Future<Output = Result<Exchange, String>>>(
         .block_on(fut)
 }
 
+/// One call of a plugin in a fresh child process, from synchronous code (while loading).
+pub(crate) fn call_blocking(
+    exe: &Path,
+    manifest: &Manifest,
+    config: Value,
+    context: Value,
+) -> Result<String, String> {
+    let run = call(exe, manifest, config, context, Duration::from_secs(10));
+    let run = async { run.await.map(Exchange::Result) };
+    let result = match tokio::runtime::Handle::try_current() {
+        // Inside mailprobe's runtime: run it on a helper thread with a runtime of its own.
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(|| block_on(run))
+                .join()
+                .unwrap_or_else(|_| Err("the configuration check's thread panicked".into()))
+        }),
+        Err(_) => block_on(run),
+    };
+    match result? {
+        Exchange::Result(text) => Ok(text),
+        _ => Err("the plugin host gave no result".into()),
+    }
+}
+
 /// One call of a plugin in a fresh child process.
 pub(crate) async fn call(
     exe: &Path,

@@ -69,6 +69,14 @@ pub enum LoadError {
     #[error("plugin {path} is invalid: {reason}")]
     Invalid { path: String, reason: String },
     #[error(
+        "plugin `{name}` ({path}) refuses its configuration: {reason}; fix plugins.settings.{name}.config (or --plugin-config {name}=JSON)"
+    )]
+    BadConfig {
+        path: String,
+        name: String,
+        reason: String,
+    },
+    #[error(
         "plugin {path} declares requirement `{id}`, which is one of mailprobe's own; give the plugin's requirements IDs of their own (prefix them with the plugin's name)"
     )]
     BuiltinClash { path: String, id: String },
@@ -259,10 +267,37 @@ impl DynamicPlugin {
             .get(&manifest.name)
             .map(|s| s.config.clone())
             .unwrap_or(Value::Null);
-        Ok(DynamicPlugin {
+        let plugin = DynamicPlugin {
             manifest,
             config,
             runner,
+        };
+        plugin.check_config()?;
+        Ok(plugin)
+    }
+
+    /// Asks the plugin to check its configuration now, so `mailprobe validate` and the start of
+    /// `run` refuse a bad one with the plugin's own message, rather than every run failing.
+    fn check_config(&self) -> Result<(), LoadError> {
+        let context = serde_json::json!({ mailprobe_plugin_sdk::wire::VALIDATE_ONLY: true });
+        let answer = match &self.runner {
+            Runner::InProcess(functions) => {
+                functions.call(&self.config.to_string(), &context.to_string())
+            }
+            Runner::Process { exe } => {
+                child::call_blocking(exe, &self.manifest, self.config.clone(), context)
+            }
+        };
+        let refusal = match answer {
+            Ok(text) => serde_json::from_str::<ResultJson>(&text)
+                .map_err(|e| format!("its answer to the configuration check is unreadable: {e}"))
+                .and_then(|r| r.error.map_or(Ok(()), Err)),
+            Err(reason) => Err(reason),
+        };
+        refusal.map_err(|reason| LoadError::BadConfig {
+            path: self.manifest.path.display().to_string(),
+            name: self.manifest.name.clone(),
+            reason,
         })
     }
 

@@ -20,12 +20,6 @@ trait ErasedPlugin: Send + Sync {
 
 impl<P: Plugin> ErasedPlugin for P {
     fn run_json(&self, config: &str, context: &str) -> ResultJson {
-        let context: ContextJson = match serde_json::from_str(context) {
-            Ok(c) => c,
-            Err(e) => {
-                return ResultJson::error(format!("the host sent an unreadable context: {e}"));
-            }
-        };
         let config: P::Config = match serde_json::from_str::<serde_json::Value>(config) {
             Ok(serde_json::Value::Null) => P::Config::default(),
             Ok(v) => match serde_json::from_value(v) {
@@ -39,11 +33,34 @@ impl<P: Plugin> ErasedPlugin for P {
             },
             Err(e) => return ResultJson::error(format!("unreadable configuration JSON: {e}")),
         };
+        if is_validation(context) {
+            return match self.validate(&config) {
+                Ok(()) => ResultJson::default(),
+                Err(e) => {
+                    ResultJson::error(format!("invalid configuration for plugin {}: {e}", P::NAME))
+                }
+            };
+        }
+        let context: ContextJson = match serde_json::from_str(context) {
+            Ok(c) => c,
+            Err(e) => {
+                return ResultJson::error(format!("the host sent an unreadable context: {e}"));
+            }
+        };
         let cx = Context::from_wire(context);
         let mut out = Output::new(P::NAME);
         let error = self.run(config, &cx, &mut out).err();
         out.into_wire(error)
     }
+}
+
+/// Whether the host only asks the plugin to check its configuration (when it loads the
+/// library), with the context `{"validate_only": true}`.
+fn is_validation(context: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(context)
+        .ok()
+        .and_then(|v| v.get(crate::wire::VALIDATE_ONLY)?.as_bool())
+        == Some(true)
 }
 
 /// The plugin instance and the table that points into the strings below. Built once, on the

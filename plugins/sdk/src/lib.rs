@@ -74,6 +74,13 @@ pub trait Plugin: Send + Sync + 'static {
     /// `out` (with `skip` where a prerequisite failed). An `Err` means nothing could be
     /// evaluated: the requirements left unreported then fail with this message.
     fn run(&self, config: Self::Config, cx: &Context, out: &mut Output) -> Result<(), String>;
+
+    /// Checks the configuration beyond its shape (which `Config`'s deserialization checks). The
+    /// host calls it when it loads the library, so `mailprobe validate` and the start of `run`
+    /// refuse a bad configuration with this message instead of every run failing on it.
+    fn validate(&self, _config: &Self::Config) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a plugin knows of the run that calls it.

@@ -39,6 +39,11 @@ impl fmt::Debug for ContextJson {
     }
 }
 
+/// The key of the context with which the host asks a plugin only to check its configuration:
+/// `{"validate_only": true}`; the answer is a [`ResultJson`] with no results, and an `error`
+/// when the configuration is refused.
+pub const VALIDATE_ONLY: &str = "validate_only";
+
 /// The `result_json` that `run` returns: `{ results, steps, facts }`, plus `error` when the
 /// plugin could not evaluate its requirements at all (it panicked, its config was invalid).
 /// Requirements it declared but did not report then fail with that error.

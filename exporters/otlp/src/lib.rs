@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod guard;
+mod instruments;
 pub mod resource;
 pub mod settings;
 pub mod spans;
@@ -19,11 +20,10 @@ use std::time::{Duration, SystemTime};
 
 use mailprobe_core::secret::Environment;
 use mailprobe_telemetry::{
-    BoxFuture, Compliance, DURATION_BUCKETS, LAG_BUCKETS, ProbeStats, RunEvent, RunSink,
-    SeriesStore, Transition, names,
+    BoxFuture, Compliance, ProbeStats, RunEvent, RunSink, SeriesStore, Transition, names,
 };
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
-use opentelemetry::metrics::{Histogram, Meter, MeterProvider, ObservableCounter, ObservableGauge};
+use opentelemetry::metrics::{Histogram, MeterProvider, ObservableCounter, ObservableGauge};
 use opentelemetry::trace::{SpanContext, TracerProvider};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -154,86 +154,15 @@ impl OtlpExporter {
             .with_version(version.to_string())
             .build();
 
-        // Traces.
-        let span_exporter = otlp_exporter!(
-            opentelemetry_otlp::SpanExporter,
-            &settings,
-            "/v1/traces",
-            "traces"
-        );
-        let mut span_batch =
-            opentelemetry_sdk::trace::BatchConfigBuilder::default().with_max_queue_size(MAX_QUEUE);
-        if let Some(i) = settings.export_interval {
-            span_batch = span_batch.with_scheduled_delay(i);
-        }
-        let tracer_provider = SdkTracerProvider::builder()
-            .with_resource(resource.clone())
-            .with_span_processor(
-                BatchSpanProcessor::builder(guard::Guarded::new(
-                    span_exporter,
-                    cx.clone(),
-                    "traces",
-                ))
-                .with_batch_config(span_batch.build())
-                .build(),
-            )
-            .build();
+        let tracer_provider = traces(&settings, cx.clone(), resource.clone())?;
         let tracer = tracer_provider.tracer_with_scope(scope.clone());
-
-        // Logs.
-        let log_exporter = otlp_exporter!(
-            opentelemetry_otlp::LogExporter,
-            &settings,
-            "/v1/logs",
-            "logs"
-        );
-        let mut log_batch =
-            opentelemetry_sdk::logs::BatchConfigBuilder::default().with_max_queue_size(MAX_QUEUE);
-        if let Some(i) = settings.export_interval {
-            log_batch = log_batch.with_scheduled_delay(i);
-        }
-        let logger_provider = SdkLoggerProvider::builder()
-            .with_resource(resource.clone())
-            .with_log_processor(
-                BatchLogProcessor::builder(guard::Guarded::new(log_exporter, cx.clone(), "logs"))
-                    .with_batch_config(log_batch.build())
-                    .build(),
-            )
-            .build();
+        let logger_provider = logs(&settings, cx.clone(), resource.clone())?;
         let logger = logger_provider.logger_with_scope(scope.clone());
-
-        // Metrics.
-        let metric_exporter = otlp_exporter!(
-            opentelemetry_otlp::MetricExporter,
-            &settings,
-            "/v1/metrics",
-            "metrics"
-        );
-        let mut reader =
-            PeriodicReader::builder(guard::Guarded::new(metric_exporter, cx, "metrics"));
-        if let Some(i) = settings.export_interval {
-            reader = reader.with_interval(i);
-        }
-        let meter_provider = SdkMeterProvider::builder()
-            .with_resource(resource)
-            .with_reader(reader.build())
-            .build();
+        let meter_provider = metrics(&settings, cx, resource)?;
         let meter = meter_provider.meter_with_scope(scope);
-        let (gauges, counters) = instruments(&meter, store, stats);
-        let durations = meter
-            .f64_histogram(names::CHECK_DURATION)
-            .with_description("Wall time of one mailbox check, in seconds.")
-            .with_unit("s")
-            .with_boundaries(DURATION_BUCKETS.to_vec())
-            .build();
-        let lag = meter
-            .f64_histogram(names::SCHEDULE_LAG)
-            .with_description(
-                "Time from when a mailbox's check was due to when it started, in seconds.",
-            )
-            .with_unit("s")
-            .with_boundaries(LAG_BUCKETS.to_vec())
-            .build();
+        let gauges = instruments::store_gauges(&meter, &store);
+        let counters = instruments::counters(&meter, &stats);
+        let (durations, lag) = instruments::histograms(&meter);
 
         Ok(OtlpExporter {
             tracer_provider,
@@ -369,140 +298,84 @@ impl OtlpExporter {
     }
 }
 
-/// The observable instruments: the gauges read from the store, and the probe's counters.
-/// Observable gauges report only what the callback saw, so stale series disappear here too.
-fn instruments(
-    meter: &Meter,
-    store: Arc<SeriesStore>,
-    stats: Arc<ProbeStats>,
-) -> (Vec<ObservableGauge<f64>>, Vec<ObservableCounter<u64>>) {
-    fn mb(m: &str) -> KeyValue {
-        KeyValue::new("mailbox", m.to_string())
+/// The traces pipeline, on its own so that each signal's queue and schedule are set up in one
+/// place: spans go through a bounded batch queue ([`MAX_QUEUE`]) to a guarded exporter, so a
+/// slow or absent collector drops spans instead of holding up a check.
+fn traces(
+    settings: &OtlpSettings,
+    cx: GuardContext,
+    resource: Resource,
+) -> Result<SdkTracerProvider, BuildError> {
+    let span_exporter = otlp_exporter!(
+        opentelemetry_otlp::SpanExporter,
+        settings,
+        "/v1/traces",
+        "traces"
+    );
+    let mut span_batch =
+        opentelemetry_sdk::trace::BatchConfigBuilder::default().with_max_queue_size(MAX_QUEUE);
+    if let Some(i) = settings.export_interval {
+        span_batch = span_batch.with_scheduled_delay(i);
     }
-    fn sp(m: &str, p: &mailprobe_telemetry::series::ServerPort) -> Vec<KeyValue> {
-        vec![
-            mb(m),
-            KeyValue::new("server", p.server.clone()),
-            KeyValue::new("port", p.port.clone()),
-        ]
+    Ok(SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_span_processor(
+            BatchSpanProcessor::builder(guard::Guarded::new(span_exporter, cx, "traces"))
+                .with_batch_config(span_batch.build())
+                .build(),
+        )
+        .build())
+}
+
+/// The logs pipeline (the compliance transitions): like [`traces`], a bounded batch queue in
+/// front of a guarded exporter, so a transition record never waits for the collector.
+fn logs(
+    settings: &OtlpSettings,
+    cx: GuardContext,
+    resource: Resource,
+) -> Result<SdkLoggerProvider, BuildError> {
+    let log_exporter = otlp_exporter!(
+        opentelemetry_otlp::LogExporter,
+        settings,
+        "/v1/logs",
+        "logs"
+    );
+    let mut log_batch =
+        opentelemetry_sdk::logs::BatchConfigBuilder::default().with_max_queue_size(MAX_QUEUE);
+    if let Some(i) = settings.export_interval {
+        log_batch = log_batch.with_scheduled_delay(i);
     }
-    let mut gauges = Vec::new();
-    let s = store.clone();
-    gauges.push(
-        meter
-            .f64_observable_gauge(names::COMPLIANT)
-            .with_description("1 when the mailbox meets every requirement of its profile, else 0; no sample while the latest verdict is incomplete.")
-            .with_callback(move |o| {
-                for (m, series) in s.snapshot() {
-                    if let Some(v) = series.compliant {
-                        o.observe(v, &[mb(&m)]);
-                    }
-                }
-            })
-            .build(),
+    Ok(SdkLoggerProvider::builder()
+        .with_resource(resource)
+        .with_log_processor(
+            BatchLogProcessor::builder(guard::Guarded::new(log_exporter, cx, "logs"))
+                .with_batch_config(log_batch.build())
+                .build(),
+        )
+        .build())
+}
+
+/// The metrics pipeline: a periodic reader collects the instruments (see [`instruments`]) on
+/// its own schedule and hands them to a guarded exporter, so a check never waits for an export.
+fn metrics(
+    settings: &OtlpSettings,
+    cx: GuardContext,
+    resource: Resource,
+) -> Result<SdkMeterProvider, BuildError> {
+    let metric_exporter = otlp_exporter!(
+        opentelemetry_otlp::MetricExporter,
+        settings,
+        "/v1/metrics",
+        "metrics"
     );
-    let s = store.clone();
-    gauges.push(
-        meter
-            .f64_observable_gauge(names::VERDICT)
-            .with_description("The latest verdict as a state set: 1 for it, 0 for the other two.")
-            .with_callback(move |o| {
-                for (m, series) in s.snapshot() {
-                    for (v, x) in series.verdict_states() {
-                        o.observe(x, &[mb(&m), KeyValue::new("verdict", v)]);
-                    }
-                }
-            })
-            .build(),
-    );
-    let s = store.clone();
-    gauges.push(
-        meter
-            .f64_observable_gauge(names::REQUIREMENT_STATUS)
-            .with_description(
-                "Status of one requirement: 1 pass, 0.5 warn, 0 fail; absent when skipped.",
-            )
-            .with_callback(move |o| {
-                for (m, series) in s.snapshot() {
-                    for (r, v) in &series.requirements {
-                        o.observe(*v, &[mb(&m), KeyValue::new("requirement", r.clone())]);
-                    }
-                }
-            })
-            .build(),
-    );
-    let s = store.clone();
-    gauges.push(
-        meter
-            .f64_observable_gauge(names::CERT_EXPIRY)
-            .with_description("notAfter of the server's leaf certificate, as a Unix timestamp.")
-            .with_callback(move |o| {
-                for (m, series) in s.snapshot() {
-                    for (p, v) in &series.cert_expiry {
-                        o.observe(*v, &sp(&m, p));
-                    }
-                }
-            })
-            .build(),
-    );
-    let s = store.clone();
-    gauges.push(
-        meter
-            .f64_observable_gauge(names::TLS_VERSION_ACCEPTED)
-            .with_description("1 when the server accepts the TLS/SSL version, else 0.")
-            .with_callback(move |o| {
-                for (m, series) in s.snapshot() {
-                    for (p, ver, v) in &series.tls_versions {
-                        let mut attrs = sp(&m, p);
-                        attrs.push(KeyValue::new("version", ver.clone()));
-                        o.observe(*v, &attrs);
-                    }
-                }
-            })
-            .build(),
-    );
-    let s = store;
-    gauges.push(
-        meter
-            .f64_observable_gauge(names::CONCURRENT_ACHIEVED)
-            .with_description(
-                "Authenticated sessions the probe held at once (IMAP and SMTP together).",
-            )
-            .with_callback(move |o| {
-                for (m, series) in s.snapshot() {
-                    if let Some(v) = series.concurrent_achieved {
-                        o.observe(v, &[mb(&m)]);
-                    }
-                }
-            })
-            .build(),
-    );
-    let mut counter_names: Vec<&'static str> = stats.snapshot().iter().map(|c| c.name).collect();
-    // Per-mailbox counters may have no series yet when the instruments are built.
-    counter_names.push(names::PROBE_ERRORS);
-    counter_names.sort_unstable();
-    counter_names.dedup();
-    let counters = counter_names
-        .into_iter()
-        .map(|name| {
-            let st = stats.clone();
-            meter
-                .u64_observable_counter(name)
-                .with_description(mailprobe_telemetry::stats::help(name))
-                .with_callback(move |o| {
-                    for c in st.snapshot().into_iter().filter(|c| c.name == name) {
-                        let attrs: Vec<KeyValue> = c
-                            .labels
-                            .iter()
-                            .map(|(k, v)| KeyValue::new(*k, v.clone()))
-                            .collect();
-                        o.observe(c.value, &attrs);
-                    }
-                })
-                .build()
-        })
-        .collect();
-    (gauges, counters)
+    let mut reader = PeriodicReader::builder(guard::Guarded::new(metric_exporter, cx, "metrics"));
+    if let Some(i) = settings.export_interval {
+        reader = reader.with_interval(i);
+    }
+    Ok(SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_reader(reader.build())
+        .build())
 }
 
 impl RunSink for OtlpExporter {

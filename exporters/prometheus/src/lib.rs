@@ -19,8 +19,10 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use mailprobe_telemetry::series::ServerPort;
+use mailprobe_telemetry::stats::CounterSample;
 use mailprobe_telemetry::{
-    BoxFuture, DURATION_BUCKETS, LAG_BUCKETS, ProbeStats, RunEvent, RunSink, SeriesStore, names,
+    BoxFuture, DURATION_BUCKETS, LAG_BUCKETS, MailboxSeries, ProbeStats, RunEvent, RunSink,
+    SeriesStore, names,
 };
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -135,106 +137,147 @@ fn gauges(
     Ok(())
 }
 
+/// A gauge family read from the store: its name, help, and how one mailbox's series turns into
+/// samples. One small function per family keeps each family's labels next to its name.
+struct StoreGauge {
+    name: &'static str,
+    help: &'static str,
+    samples: fn(&str, &MailboxSeries) -> Vec<(Labels, f64)>,
+}
+
+/// The store's gauge families, in the order `/metrics` shows them.
+const STORE_GAUGES: [StoreGauge; 6] = [
+    StoreGauge {
+        name: names::COMPLIANT,
+        help: "1 when the mailbox meets every requirement of its profile (no requirement fails), else 0; no sample while the latest verdict is incomplete.",
+        samples: compliant,
+    },
+    StoreGauge {
+        name: names::VERDICT,
+        help: "The latest verdict as a state set: 1 for it, 0 for the other two (compliant, non_compliant, incomplete).",
+        samples: verdict,
+    },
+    StoreGauge {
+        name: names::REQUIREMENT_STATUS,
+        help: "Status of one requirement: 1 pass, 0.5 warn, 0 fail; no sample when skipped.",
+        samples: requirement_status,
+    },
+    StoreGauge {
+        name: names::CERT_EXPIRY,
+        help: "notAfter of the server's leaf certificate, as a Unix timestamp.",
+        samples: cert_expiry,
+    },
+    StoreGauge {
+        name: names::TLS_VERSION_ACCEPTED,
+        help: "1 when the server accepts the TLS/SSL version, else 0.",
+        samples: tls_version_accepted,
+    },
+    StoreGauge {
+        name: names::CONCURRENT_ACHIEVED,
+        help: "Authenticated sessions the probe held at once (IMAP and SMTP together).",
+        samples: concurrent_achieved,
+    },
+];
+
+fn mb(m: &str) -> (&'static str, String) {
+    ("mailbox", m.to_string())
+}
+
+fn compliant(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.compliant.map(|v| (vec![mb(m)], v)).into_iter().collect()
+}
+
+fn verdict(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.verdict_states()
+        .into_iter()
+        .map(|(v, x)| (vec![mb(m), ("verdict", v.to_string())], x))
+        .collect()
+}
+
+fn requirement_status(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.requirements
+        .iter()
+        .map(|(r, v)| (vec![mb(m), ("requirement", r.clone())], *v))
+        .collect()
+}
+
+fn cert_expiry(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.cert_expiry.iter().map(|(p, v)| (sp(m, p), *v)).collect()
+}
+
+fn tls_version_accepted(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.tls_versions
+        .iter()
+        .map(|(p, ver, v)| {
+            let mut l = sp(m, p);
+            l.push(("version", ver.clone()));
+            (l, *v)
+        })
+        .collect()
+}
+
+fn concurrent_achieved(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.concurrent_achieved
+        .map(|v| (vec![mb(m)], v))
+        .into_iter()
+        .collect()
+}
+
+/// The two gauges of the latest configuration load, which live in [`ReloadState`], not in the
+/// store.
+fn reload_gauges(
+    encoder: &mut DescriptorEncoder,
+    reloads: &ReloadState,
+) -> Result<(), std::fmt::Error> {
+    gauges(
+        encoder,
+        names::CONFIG_LAST_RELOAD_SUCCESSFUL,
+        "1 when the latest configuration load (start-up or reload) succeeded, else 0 (the previous configuration keeps running).",
+        vec![(Vec::new(), f64::from(u8::from(reloads.successful())))],
+    )?;
+    gauges(
+        encoder,
+        names::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,
+        "Unix time of the latest successful configuration load.",
+        vec![(Vec::new(), reloads.last_success())],
+    )
+}
+
+/// The probe's own counters, one family per counter name (the snapshot keeps a name's samples
+/// together). prometheus-client appends `_total` to counter samples, so the family is named
+/// without it.
+fn counter_families(
+    encoder: &mut DescriptorEncoder,
+    counters: &[CounterSample],
+) -> Result<(), std::fmt::Error> {
+    let mut i = 0;
+    while i < counters.len() {
+        let name = counters[i].name;
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        let proto = ConstCounter::new(0u64);
+        let mut family =
+            encoder.encode_descriptor(base, counters[i].help, None, proto.metric_type())?;
+        while i < counters.len() && counters[i].name == name {
+            let labels: Labels = counters[i].labels.clone();
+            ConstCounter::new(counters[i].value).encode(family.encode_family(&labels)?)?;
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snapshot = self.store.snapshot();
-        let mb = |m: &str| ("mailbox", m.to_string());
-        gauges(
-            &mut encoder,
-            names::COMPLIANT,
-            "1 when the mailbox meets every requirement of its profile (no requirement fails), else 0; no sample while the latest verdict is incomplete.",
-            snapshot
+        for family in &STORE_GAUGES {
+            let samples = snapshot
                 .iter()
-                .filter_map(|(m, s)| s.compliant.map(|v| (vec![mb(m)], v)))
-                .collect(),
-        )?;
-        gauges(
-            &mut encoder,
-            names::VERDICT,
-            "The latest verdict as a state set: 1 for it, 0 for the other two (compliant, non_compliant, incomplete).",
-            snapshot
-                .iter()
-                .flat_map(|(m, s)| {
-                    s.verdict_states()
-                        .into_iter()
-                        .map(move |(v, x)| (vec![mb(m), ("verdict", v.to_string())], x))
-                })
-                .collect(),
-        )?;
-        gauges(
-            &mut encoder,
-            names::REQUIREMENT_STATUS,
-            "Status of one requirement: 1 pass, 0.5 warn, 0 fail; no sample when skipped.",
-            snapshot
-                .iter()
-                .flat_map(|(m, s)| {
-                    s.requirements
-                        .iter()
-                        .map(move |(r, v)| (vec![mb(m), ("requirement", r.clone())], *v))
-                })
-                .collect(),
-        )?;
-        gauges(
-            &mut encoder,
-            names::CERT_EXPIRY,
-            "notAfter of the server's leaf certificate, as a Unix timestamp.",
-            snapshot
-                .iter()
-                .flat_map(|(m, s)| s.cert_expiry.iter().map(move |(p, v)| (sp(m, p), *v)))
-                .collect(),
-        )?;
-        gauges(
-            &mut encoder,
-            names::TLS_VERSION_ACCEPTED,
-            "1 when the server accepts the TLS/SSL version, else 0.",
-            snapshot
-                .iter()
-                .flat_map(|(m, s)| {
-                    s.tls_versions.iter().map(move |(p, ver, v)| {
-                        let mut l = sp(m, p);
-                        l.push(("version", ver.clone()));
-                        (l, *v)
-                    })
-                })
-                .collect(),
-        )?;
-        gauges(
-            &mut encoder,
-            names::CONCURRENT_ACHIEVED,
-            "Authenticated sessions the probe held at once (IMAP and SMTP together).",
-            snapshot
-                .iter()
-                .filter_map(|(m, s)| s.concurrent_achieved.map(|v| (vec![mb(m)], v)))
-                .collect(),
-        )?;
-        gauges(
-            &mut encoder,
-            names::CONFIG_LAST_RELOAD_SUCCESSFUL,
-            "1 when the latest configuration load (start-up or reload) succeeded, else 0 (the previous configuration keeps running).",
-            vec![(Vec::new(), f64::from(u8::from(self.reloads.successful())))],
-        )?;
-        gauges(
-            &mut encoder,
-            names::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,
-            "Unix time of the latest successful configuration load.",
-            vec![(Vec::new(), self.reloads.last_success())],
-        )?;
-        // The probe's own counters. prometheus-client appends `_total` to counter samples.
-        let counters = self.stats.snapshot();
-        let mut i = 0;
-        while i < counters.len() {
-            let name = counters[i].name;
-            let base = name.strip_suffix("_total").unwrap_or(name);
-            let proto = ConstCounter::new(0u64);
-            let mut family =
-                encoder.encode_descriptor(base, counters[i].help, None, proto.metric_type())?;
-            while i < counters.len() && counters[i].name == name {
-                let labels: Labels = counters[i].labels.clone();
-                ConstCounter::new(counters[i].value).encode(family.encode_family(&labels)?)?;
-                i += 1;
-            }
+                .flat_map(|(m, s)| (family.samples)(m, s))
+                .collect();
+            gauges(&mut encoder, family.name, family.help, samples)?;
         }
-        Ok(())
+        reload_gauges(&mut encoder, &self.reloads)?;
+        counter_families(&mut encoder, &self.stats.snapshot())
     }
 }
 

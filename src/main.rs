@@ -64,81 +64,16 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::Check(args) if args.config.is_some() => check_many::run(&args).await,
-        Command::Check(args) => match cli::check_setup(&args) {
-            Err(msg) => {
-                if args.format == Format::Nagios {
-                    nagios_unknown(&msg);
-                }
-                usage_error(&msg)
+        Command::Check(args) => check_one(&args).await,
+        Command::Validate(args) => validate(&args),
+        Command::Run(args) => run_daemon(&args).await,
+        Command::Requirements(args) => match registry(args.plugin_dir.as_deref(), &args.dynamic) {
+            Ok(r) => {
+                out(&reference::requirements(&r, args.format));
+                0
             }
-            Ok(setup) => {
-                let outcome = cli::run_check(setup).await;
-                let report = &outcome.report;
-                let text = match args.format {
-                    Format::Json => report.to_json() + "\n",
-                    Format::Nagios => report.to_nagios() + "\n",
-                    Format::Text => {
-                        let colour = std::io::stdout().is_terminal()
-                            && std::env::var_os("NO_COLOR").is_none();
-                        report.to_text(colour)
-                    }
-                };
-                out(&text);
-                // The text and Nagios formats say it themselves; JSON stays pure on stdout.
-                if args.format == Format::Json
-                    && let Some(line) = report.incomplete_line()
-                {
-                    eprintln!("mailprobe: {} is incomplete: {line}", report.mailbox);
-                }
-                report.exit_code() as u8
-            }
+            Err(e) => usage_error(&e),
         },
-        Command::Validate(args) => {
-            match daemon::load(&args.config, args.shard, daemon::Mode::Validate) {
-                Ok(loaded) => {
-                    for w in &loaded.warnings {
-                        eprintln!("mailprobe: warning: {w}");
-                    }
-                    let shard = args
-                        .shard
-                        .map(|s| format!(" in shard {s}"))
-                        .unwrap_or_default();
-                    println!(
-                        "{}: OK, {} mailbox(es){shard}, checked every {}",
-                        args.config.display(),
-                        loaded.mailboxes.len(),
-                        humantime::format_duration(loaded.config.interval)
-                    );
-                    0
-                }
-                Err(msg) => usage_error(&msg),
-            }
-        }
-        Command::Run(args) => {
-            match daemon::load(&args.config.config, args.config.shard, daemon::Mode::Run) {
-                Ok(loaded) => {
-                    let source = reload::Source {
-                        path: args.config.config.clone(),
-                        shard: args.config.shard,
-                        every: args.reload_interval,
-                    };
-                    daemon::run(loaded, source).await
-                }
-                Err(msg) => usage_error(&msg),
-            }
-        }
-        Command::Requirements(args) => {
-            let registry = match args
-                .dynamic
-                .options(args.plugin_dir.as_deref())
-                .and_then(|o| builtins::registry_with_dynamic(args.plugin_dir.as_deref(), &o))
-            {
-                Ok(r) => r,
-                Err(e) => return usage_error(&e),
-            };
-            out(&reference::requirements(&registry, args.format));
-            0
-        }
         Command::ConfigReference => {
             out(&mailprobe_runtime::reference::markdown());
             0
@@ -155,40 +90,117 @@ async fn dispatch(cli: Cli) -> u8 {
             Err(e) => usage_error(&e),
         },
         Command::PluginHost(args) => mailprobe_plugin_host::serve_stdio(&args.library),
-        Command::Plugins(cli::PluginsCommand::List(args)) => {
-            let registry = match args
-                .dynamic
-                .options(args.plugin_dir.as_deref())
-                .and_then(|o| builtins::registry_with_dynamic(args.plugin_dir.as_deref(), &o))
-            {
-                Ok(r) => r,
-                Err(e) => return usage_error(&e),
-            };
-            let infos = registry.infos();
-            match args.format {
-                Format::Json => out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&infos).unwrap_or_else(|_| "[]".into())
-                )),
-                _ => {
-                    for i in infos {
-                        out(&format!(
-                            "{:<14} {:<8} {:<8} {}{}\n",
-                            i.name,
-                            match i.kind {
-                                mailprobe_core::plugin::PluginKind::Builtin => "builtin",
-                                mailprobe_core::plugin::PluginKind::Dynamic => "dynamic",
-                            },
-                            i.version,
-                            i.requirements.join(", "),
-                            i.path.map(|p| format!("  ({p})")).unwrap_or_default()
-                        ));
-                    }
-                }
+        Command::Plugins(cli::PluginsCommand::List(args)) => plugins_list(&args),
+    }
+}
+
+/// `mailprobe check` of one mailbox given on the command line.
+async fn check_one(args: &cli::CheckArgs) -> u8 {
+    let setup = match cli::check_setup(args) {
+        Ok(s) => s,
+        Err(msg) => {
+            if args.format == Format::Nagios {
+                nagios_unknown(&msg);
             }
+            return usage_error(&msg);
+        }
+    };
+    let outcome = cli::run_check(setup).await;
+    let report = &outcome.report;
+    let text = match args.format {
+        Format::Json => report.to_json() + "\n",
+        Format::Nagios => report.to_nagios() + "\n",
+        Format::Text => {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            report.to_text(colour)
+        }
+    };
+    out(&text);
+    // The text and Nagios formats say it themselves; JSON stays pure on stdout.
+    if args.format == Format::Json
+        && let Some(line) = report.incomplete_line()
+    {
+        eprintln!("mailprobe: {} is incomplete: {line}", report.mailbox);
+    }
+    report.exit_code() as u8
+}
+
+/// `mailprobe validate`: everything but the secrets, which are only warned about.
+fn validate(args: &cli::ConfigArgs) -> u8 {
+    match daemon::load(&args.config, args.shard, daemon::Mode::Validate) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("mailprobe: warning: {w}");
+            }
+            let shard = args
+                .shard
+                .map(|s| format!(" in shard {s}"))
+                .unwrap_or_default();
+            println!(
+                "{}: OK, {} mailbox(es){shard}, checked every {}",
+                args.config.display(),
+                loaded.mailboxes.len(),
+                humantime::format_duration(loaded.config.interval)
+            );
             0
         }
+        Err(msg) => usage_error(&msg),
     }
+}
+
+/// `mailprobe run`: the daemon, until SIGTERM.
+async fn run_daemon(args: &cli::RunArgs) -> u8 {
+    match daemon::load(&args.config.config, args.config.shard, daemon::Mode::Run) {
+        Ok(loaded) => {
+            let source = reload::Source {
+                path: args.config.config.clone(),
+                shard: args.config.shard,
+                every: args.reload_interval,
+            };
+            daemon::run(loaded, source).await
+        }
+        Err(msg) => usage_error(&msg),
+    }
+}
+
+/// The built-ins and the dynamic plugins of `dir`.
+fn registry(
+    dir: Option<&std::path::Path>,
+    dynamic: &cli::DynamicPluginArgs,
+) -> Result<mailprobe_core::Registry, String> {
+    dynamic
+        .options(dir)
+        .and_then(|o| builtins::registry_with_dynamic(dir, &o))
+}
+
+/// `mailprobe plugins list`.
+fn plugins_list(args: &cli::PluginsListArgs) -> u8 {
+    let registry = match registry(args.plugin_dir.as_deref(), &args.dynamic) {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e),
+    };
+    let infos = registry.infos();
+    if args.format == Format::Json {
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&infos).unwrap_or_else(|_| "[]".into())
+        ));
+        return 0;
+    }
+    for i in infos {
+        let kind = match i.kind {
+            mailprobe_core::plugin::PluginKind::Builtin => "builtin",
+            mailprobe_core::plugin::PluginKind::Dynamic => "dynamic",
+        };
+        out(&format!(
+            "{:<14} {kind:<8} {:<8} {}{}\n",
+            i.name,
+            i.version,
+            i.requirements.join(", "),
+            i.path.map(|p| format!("  ({p})")).unwrap_or_default()
+        ));
+    }
+    0
 }
 
 /// Writes to stdout; a closed pipe (`mailprobe check | head`) is not an error worth a panic.

@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod lines;
+mod mailbox;
+
+use lines::{find_key_line, mailbox_line};
+use mailbox::{check_mailbox, mailbox_error};
 use mailprobe_core::model::{self, Protocol, SecurityMode, Target};
 use mailprobe_core::net::DEFAULT_SERVER_BUDGET;
 use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
@@ -483,142 +488,6 @@ impl Config {
             timeout: m.timeout.unwrap_or(self.timeout),
         })
     }
-}
-
-fn mailbox_error(file: &str, m: &MailboxConfig, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_string(),
-        line: None,
-        column: None,
-        message: format!("mailbox `{}`: {message}", m.name),
-    }
-}
-
-/// The checks of one mailbox entry (the `i`th), recording its name in `names`.
-fn check_mailbox(
-    i: usize,
-    m: &MailboxConfig,
-    text: &str,
-    file: &str,
-    names: &mut HashSet<String>,
-) -> Result<(), ConfigError> {
-    let err = |line: Option<usize>, message: String| ConfigError {
-        file: file.to_string(),
-        line,
-        column: None,
-        message,
-    };
-    let start = mailbox_line(text, i);
-    let at = |key: &str| start.and_then(|l| find_key_line(text, l, key)).or(start);
-    let here = format!("mailboxes[{i}] ({})", m.name);
-    if m.name.trim().is_empty() {
-        return Err(err(
-            at("name"),
-            format!("mailboxes[{i}].name is empty; give the mailbox a name"),
-        ));
-    }
-    if !names.insert(m.name.clone()) {
-        return Err(err(
-            at("name"),
-            format!(
-                "{here}: the name `{}` is used twice; mailbox names must be unique",
-                m.name
-            ),
-        ));
-    }
-    if m.user.trim().is_empty() {
-        return Err(err(
-            at("user"),
-            format!("{here}.user is empty; give the login name"),
-        ));
-    }
-    if let Err(e) = Profile::builtin(&m.profile) {
-        return Err(err(at("profile"), format!("{here}.profile: {e}")));
-    }
-    if let Err(e) = model::endpoint(
-        Protocol::Imap,
-        &m.imap,
-        m.imap_security.and_then(SecurityMode::explicit),
-    ) {
-        return Err(err(at("imap"), format!("{here}.imap: {e}")));
-    }
-    if let Some(s) = &m.smtp {
-        if let Err(e) = model::endpoint(
-            Protocol::Smtp,
-            s,
-            m.smtp_security.and_then(SecurityMode::explicit),
-        ) {
-            return Err(err(at("smtp"), format!("{here}.smtp: {e}")));
-        }
-    } else if m.smtp_security.is_some() {
-        return Err(err(
-            at("smtp_security"),
-            format!("{here}: smtp_security is set but smtp is not; add smtp: HOST[:PORT]"),
-        ));
-    }
-    if let Some(t) = m.timeout
-        && t < Duration::from_secs(1)
-    {
-        return Err(err(
-            at("timeout"),
-            format!("{here}.timeout must be at least 1s"),
-        ));
-    }
-    if let Some(ca) = &m.ca_file
-        && let Err(e) = mailprobe_core::tls::Trust::load(Some(ca))
-    {
-        return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
-    }
-    Ok(())
-}
-
-/// The 1-based line of `key:` at or after line `from` (1-based; 0 = from the top, top level only).
-fn find_key_line(text: &str, from: usize, key: &str) -> Option<usize> {
-    let needle = format!("{key}:");
-    for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
-        let t = line.trim_start().trim_start_matches("- ");
-        if from == 0 && line.starts_with(' ') {
-            continue;
-        }
-        if t.starts_with(&needle) {
-            return Some(i + 1);
-        }
-        // Stop at the next list item of the mailboxes sequence.
-        if from > 0 && i + 1 > from && line.trim_start().starts_with("- ") && is_item_start(line) {
-            return None;
-        }
-    }
-    None
-}
-
-fn is_item_start(line: &str) -> bool {
-    let t = line.trim_start();
-    t.starts_with("- ") && t[2..].contains(':')
-}
-
-/// The 1-based line where the `index`th entry of `mailboxes:` starts.
-fn mailbox_line(text: &str, index: usize) -> Option<usize> {
-    let mut in_list = false;
-    let mut seen = 0;
-    let mut indent = None;
-    for (i, line) in text.lines().enumerate() {
-        if !line.starts_with(' ') && !line.starts_with('-') && !line.trim().is_empty() {
-            in_list = line.starts_with("mailboxes:");
-            continue;
-        }
-        if !in_list {
-            continue;
-        }
-        let ind = line.len() - line.trim_start().len();
-        if line.trim_start().starts_with("- ") && indent.is_none_or(|x| x == ind) {
-            indent = Some(ind);
-            if seen == index {
-                return Some(i + 1);
-            }
-            seen += 1;
-        }
-    }
-    None
 }
 
 #[cfg(test)]

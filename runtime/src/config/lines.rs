@@ -1,0 +1,50 @@
+//! Finding where a key sits in the YAML text, so that an error names the line to fix.
+
+/// The 1-based line of `key:` at or after line `from` (1-based; 0 = from the top, top level only).
+pub(super) fn find_key_line(text: &str, from: usize, key: &str) -> Option<usize> {
+    let needle = format!("{key}:");
+    for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let t = line.trim_start().trim_start_matches("- ");
+        if from == 0 && line.starts_with(' ') {
+            continue;
+        }
+        if t.starts_with(&needle) {
+            return Some(i + 1);
+        }
+        // Stop at the next list item of the mailboxes sequence.
+        if from > 0 && i + 1 > from && line.trim_start().starts_with("- ") && is_item_start(line) {
+            return None;
+        }
+    }
+    None
+}
+
+fn is_item_start(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("- ") && t[2..].contains(':')
+}
+
+/// The 1-based line where the `index`th entry of `mailboxes:` starts.
+pub(super) fn mailbox_line(text: &str, index: usize) -> Option<usize> {
+    let mut in_list = false;
+    let mut seen = 0;
+    let mut indent = None;
+    for (i, line) in text.lines().enumerate() {
+        if !line.starts_with(' ') && !line.starts_with('-') && !line.trim().is_empty() {
+            in_list = line.starts_with("mailboxes:");
+            continue;
+        }
+        if !in_list {
+            continue;
+        }
+        let ind = line.len() - line.trim_start().len();
+        if line.trim_start().starts_with("- ") && indent.is_none_or(|x| x == ind) {
+            indent = Some(ind);
+            if seen == index {
+                return Some(i + 1);
+            }
+            seen += 1;
+        }
+    }
+    None
+}

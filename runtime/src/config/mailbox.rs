@@ -1,0 +1,99 @@
+//! The checks of one mailbox entry that serde cannot make: its servers, its profile, a unique
+//! name, a secret that is not written inline; each error names the field and its line.
+
+use std::collections::HashSet;
+
+use mailprobe_core::model::{self, Protocol, SecurityMode};
+use mailprobe_core::profile::Profile;
+
+use std::time::Duration;
+
+use super::lines::{find_key_line, mailbox_line};
+use super::{ConfigError, MailboxConfig};
+
+pub(super) fn mailbox_error(file: &str, m: &MailboxConfig, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        line: None,
+        column: None,
+        message: format!("mailbox `{}`: {message}", m.name),
+    }
+}
+
+/// The checks of one mailbox entry (the `i`th), recording its name in `names`.
+pub(super) fn check_mailbox(
+    i: usize,
+    m: &MailboxConfig,
+    text: &str,
+    file: &str,
+    names: &mut HashSet<String>,
+) -> Result<(), ConfigError> {
+    let err = |line: Option<usize>, message: String| ConfigError {
+        file: file.to_string(),
+        line,
+        column: None,
+        message,
+    };
+    let start = mailbox_line(text, i);
+    let at = |key: &str| start.and_then(|l| find_key_line(text, l, key)).or(start);
+    let here = format!("mailboxes[{i}] ({})", m.name);
+    if m.name.trim().is_empty() {
+        return Err(err(
+            at("name"),
+            format!("mailboxes[{i}].name is empty; give the mailbox a name"),
+        ));
+    }
+    if !names.insert(m.name.clone()) {
+        return Err(err(
+            at("name"),
+            format!(
+                "{here}: the name `{}` is used twice; mailbox names must be unique",
+                m.name
+            ),
+        ));
+    }
+    if m.user.trim().is_empty() {
+        return Err(err(
+            at("user"),
+            format!("{here}.user is empty; give the login name"),
+        ));
+    }
+    if let Err(e) = Profile::builtin(&m.profile) {
+        return Err(err(at("profile"), format!("{here}.profile: {e}")));
+    }
+    if let Err(e) = model::endpoint(
+        Protocol::Imap,
+        &m.imap,
+        m.imap_security.and_then(SecurityMode::explicit),
+    ) {
+        return Err(err(at("imap"), format!("{here}.imap: {e}")));
+    }
+    if let Some(s) = &m.smtp {
+        if let Err(e) = model::endpoint(
+            Protocol::Smtp,
+            s,
+            m.smtp_security.and_then(SecurityMode::explicit),
+        ) {
+            return Err(err(at("smtp"), format!("{here}.smtp: {e}")));
+        }
+    } else if m.smtp_security.is_some() {
+        return Err(err(
+            at("smtp_security"),
+            format!("{here}: smtp_security is set but smtp is not; add smtp: HOST[:PORT]"),
+        ));
+    }
+    if let Some(t) = m.timeout
+        && t < Duration::from_secs(1)
+    {
+        return Err(err(
+            at("timeout"),
+            format!("{here}.timeout must be at least 1s"),
+        ));
+    }
+    if let Some(ca) = &m.ca_file
+        && let Err(e) = mailprobe_core::tls::Trust::load(Some(ca))
+    {
+        return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
+    }
+    Ok(())
+}

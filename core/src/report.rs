@@ -174,34 +174,38 @@ impl Report {
         );
         // Thresholds are Nagios ranges (`N:` alerts below N), so graphers such as PNP4Nagios and
         // Grafana draw the same lines the verdict uses.
-        for p in ["imap", "smtp"] {
-            let Some(expiry) = self
-                .requirements
-                .iter()
-                .find(|r| r.id == format!("{p}.certificate.expiry"))
-            else {
-                continue;
-            };
-            if let Some(days) = expiry.evidence.get("days_left").and_then(|v| v.as_i64()) {
-                let warn = expiry
-                    .evidence
-                    .get("warn_days")
-                    .and_then(|v| v.as_u64())
-                    .map(|w| format!("{w}:"))
-                    .unwrap_or_default();
-                let _ = write!(perf, " {p}_cert_days={days};{warn};0:");
+        // From the measurements the plugins declared: the report knows no requirement ID.
+        for m in &self.measures {
+            match m {
+                Measurement::CertificateExpiry { requirement, .. } => {
+                    if let Some(r) = self.requirements.iter().find(|r| &r.id == requirement)
+                        && let Some(days) = r.evidence.get("days_left").and_then(|v| v.as_i64())
+                    {
+                        let warn = r
+                            .evidence
+                            .get("warn_days")
+                            .and_then(|v| v.as_u64())
+                            .map(|w| format!("{w}:"))
+                            .unwrap_or_default();
+                        let server = requirement.split('.').next().unwrap_or(requirement);
+                        let _ = write!(perf, " {server}_cert_days={days};{warn};0:");
+                    }
+                }
+                Measurement::ConcurrentConnections {
+                    requirement,
+                    achieved,
+                } => {
+                    let required = self
+                        .requirements
+                        .iter()
+                        .find(|r| &r.id == requirement)
+                        .and_then(|r| r.evidence.get("required").and_then(|v| v.as_u64()));
+                    if let Some(req) = required {
+                        let _ = write!(perf, " connections={achieved};;{req}:;0");
+                    }
+                }
+                Measurement::TlsVersion { .. } => {}
             }
-        }
-        if let Some(r) = self
-            .requirements
-            .iter()
-            .find(|r| r.id == "connections.concurrent")
-            && let (Some(a), Some(req)) = (
-                r.evidence.get("achieved").and_then(|v| v.as_u64()),
-                r.evidence.get("required").and_then(|v| v.as_u64()),
-            )
-        {
-            let _ = write!(perf, " connections={a};;{req}:;0");
         }
         format!(
             "MAILPROBE {state} - {} {}{detail} | {perf}",
@@ -258,7 +262,9 @@ impl Report {
                 .iter()
                 .filter(|r| match proto {
                     Some(_) => r.id.starts_with(&format!("{prefix}.")),
-                    None => !r.id.starts_with("imap.") && !r.id.starts_with("smtp."),
+                    None => ![Protocol::Imap, Protocol::Smtp]
+                        .iter()
+                        .any(|p| r.id.starts_with(&format!("{}.", p.prefix()))),
                 })
                 .collect();
             if items.is_empty() {
@@ -438,7 +444,7 @@ mod tests {
 
     #[test]
     fn nagios_perfdata_has_duration_certificate_days_and_connections_with_ranges() {
-        let r = report(vec![
+        let mut r = report(vec![
             RequirementResult::pass("imap.certificate.expiry", "valid")
                 .with("days_left", 364)
                 .with("warn_days", 30),
@@ -449,6 +455,21 @@ mod tests {
                 .with("achieved", 2)
                 .with("required", 5),
         ]);
+        // What the runner derives from the plugins' declared measures.
+        let expiry = |id: &str| Measurement::CertificateExpiry {
+            requirement: id.into(),
+            server: "mail.example.com".into(),
+            port: 993,
+            not_after_unix: 0,
+        };
+        r.measures = vec![
+            expiry("imap.certificate.expiry"),
+            expiry("smtp.certificate.expiry"),
+            Measurement::ConcurrentConnections {
+                requirement: "connections.concurrent".into(),
+                achieved: 2.0,
+            },
+        ];
         let line = r.to_nagios();
         let (status, perf) = line.split_once(" | ").expect("perfdata after ' | '");
         assert_eq!(

@@ -321,6 +321,8 @@ pub enum Measure {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Measurement {
     CertificateExpiry {
+        /// The requirement whose evidence it comes from.
+        requirement: String,
         server: String,
         port: u16,
         not_after_unix: i64,
@@ -332,6 +334,7 @@ pub enum Measurement {
         accepted: bool,
     },
     ConcurrentConnections {
+        requirement: String,
         achieved: f64,
     },
 }
@@ -404,6 +407,7 @@ fn measure(
                 .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
             if let Some(t) = not_after {
                 out.push(Measurement::CertificateExpiry {
+                    requirement: r.id.clone(),
                     server: ep.host.clone(),
                     port: ep.port,
                     not_after_unix: t.unix_timestamp(),
@@ -426,7 +430,10 @@ fn measure(
         }
         (Measure::ConcurrentConnections { key }, _) => {
             if let Some(n) = r.evidence.get(key).and_then(Value::as_f64) {
-                out.push(Measurement::ConcurrentConnections { achieved: n });
+                out.push(Measurement::ConcurrentConnections {
+                    requirement: r.id.clone(),
+                    achieved: n,
+                });
             }
         }
         _ => {}
@@ -551,6 +558,7 @@ mod tests {
             catalog.measurements(&target, &results),
             vec![
                 Measurement::CertificateExpiry {
+                    requirement: "x.expiry".into(),
                     server: host.clone(),
                     port,
                     not_after_unix: 1_798_761_600,
@@ -567,7 +575,10 @@ mod tests {
                     version: "TLSv1.0".into(),
                     accepted: true,
                 },
-                Measurement::ConcurrentConnections { achieved: 3.0 },
+                Measurement::ConcurrentConnections {
+                    requirement: "x.sessions".into(),
+                    achieved: 3.0,
+                },
             ]
         );
     }

@@ -55,6 +55,7 @@ fn metrics_page_has_the_spec_series_and_drops_skipped_ones() {
         tls("TLSv1.2", true),
         tls("TLSv1.3", false),
         Measurement::CertificateExpiry {
+            requirement: "imap.certificate.expiry".into(),
             server: "imap.example.com".into(),
             port: 993,
             not_after_unix: 1_798_761_600,

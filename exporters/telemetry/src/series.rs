@@ -59,6 +59,7 @@ impl MailboxSeries {
                     server,
                     port,
                     not_after_unix,
+                    ..
                 } => s
                     .cert_expiry
                     .push((server_port(server, *port), *not_after_unix as f64)),
@@ -72,7 +73,7 @@ impl MailboxSeries {
                     version.clone(),
                     if *accepted { 1.0 } else { 0.0 },
                 )),
-                Measurement::ConcurrentConnections { achieved } => {
+                Measurement::ConcurrentConnections { achieved, .. } => {
                     s.concurrent_achieved = Some(*achieved)
                 }
             }
@@ -180,11 +181,15 @@ mod tests {
                 accepted: true,
             },
             Measurement::CertificateExpiry {
+                requirement: "smtp.certificate.expiry".into(),
                 server: "2001:db8::1".into(),
                 port: 587,
                 not_after_unix: 1_798_761_600,
             },
-            Measurement::ConcurrentConnections { achieved: 3.0 },
+            Measurement::ConcurrentConnections {
+                requirement: "connections.concurrent".into(),
+                achieved: 3.0,
+            },
         ];
         let s = MailboxSeries::from_report(&r);
         assert_eq!(s.compliant, Some(0.0));

@@ -19,6 +19,8 @@ struct Tally {
     errors: Map<String, Value>,
     refusals: Map<String, Value>,
     accepted: Vec<TlsVersion>,
+    /// Versions no probe could tell (no answer twice: a timeout, a reset, garbage).
+    unknown: Vec<TlsVersion>,
     legacy_chain: Option<Vec<Vec<u8>>>,
 }
 
@@ -49,8 +51,10 @@ impl Tally {
                     t.refusals.insert(name, Value::String(reason.clone()));
                 }
                 Err(e) => {
-                    t.versions.insert(name.clone(), Value::Bool(false));
+                    // Unknown, not refused: `null`, and no verdict may rest on it.
+                    t.versions.insert(name.clone(), Value::Null);
                     t.errors.insert(name, Value::String(e.to_string()));
+                    t.unknown.push(*v);
                 }
             }
         }
@@ -63,6 +67,7 @@ pub async fn judge(cx: &mut RunContext, ep: &Endpoint, probes: Vec<Answer>) {
     let tally = Tally::of(&probes);
     let accepted = probes
         .iter()
+        .filter(|(v, _)| !tally.unknown.contains(v))
         .map(|(v, _)| (*v, tally.accepted.contains(v)))
         .collect();
     cx.facts
@@ -99,9 +104,15 @@ fn nothing_answered(ep: &Endpoint, probes: &[Answer], tally: Tally) -> Requireme
             "Check the server.".to_string(),
         ),
     };
-    let r = RequirementResult::fail(&tls_versions(ep.protocol), summary, remedy)
-        .with("versions", Value::Object(tally.versions))
-        .with("errors", Value::Object(tally.errors));
+    let id = tls_versions(ep.protocol);
+    let r = match &first {
+        // A server fact: there is no TLS to probe.
+        Some(NetError::StarttlsNotOffered) => RequirementResult::fail(&id, summary, remedy),
+        // No answer at all: the probe cannot tell, and must not blame the server.
+        _ => RequirementResult::not_verified(&id, format!("not verified: {summary}")),
+    }
+    .with("versions", Value::Object(tally.versions))
+    .with("errors", Value::Object(tally.errors));
     match first {
         Some(e) => r.with_error(&e),
         None => r,
@@ -127,7 +138,25 @@ fn versions_result(cx: &RunContext, ep: &Endpoint, tally: Tally) -> RequirementR
     } else {
         list(&tally.accepted)
     };
-    let mut r = if shared.is_empty() {
+    // A version the probe could not tell that the client speaks could turn a failure or a
+    // warning into a pass: such a verdict would rest on a gap.
+    let undecided: Vec<TlsVersion> = tally
+        .unknown
+        .iter()
+        .copied()
+        .filter(|v| rules.client_versions.contains(v))
+        .filter(|v| shared.is_empty() || !rules.weak_versions.contains(v))
+        .collect();
+    let passes = !shared.is_empty() && !shared.iter().all(|v| rules.weak_versions.contains(v));
+    let mut r = if !passes && !undecided.is_empty() {
+        RequirementResult::not_verified(
+            &id,
+            format!(
+                "not verified: accepts {accepted_text}, but whether it accepts {} could not be told (no answer, twice)",
+                list(&undecided)
+            ),
+        )
+    } else if shared.is_empty() {
         RequirementResult::fail(
             &id,
             format!(
@@ -198,7 +227,117 @@ pub fn report_unprobeable(cx: &mut RunContext, ep: &Endpoint, e: &NetErrorView) 
     };
     cx.report(
         RequirementResult::fail(&tls_versions(ep.protocol), summary, remedy)
+            .with("versions", unknown_versions())
             .with("error", e.message.clone())
             .with("error_type", e.error_type.clone()),
     );
+}
+
+/// The `versions` map of a port that could not be probed: every version unknown (`null`).
+pub fn unknown_versions() -> Value {
+    Value::Object(
+        TlsVersion::ALL
+            .iter()
+            .map(|v| (v.name().to_string(), Value::Null))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use mailprobe_core::net::Budgets;
+    use mailprobe_core::tls::Trust;
+    use mailprobe_core::{Security, Status};
+
+    fn cx() -> RunContext {
+        let target =
+            mailprobe_core::contract::target((1, 2), Security::Tls, Duration::from_secs(5));
+        RunContext::new(
+            Arc::new(target),
+            Trust::load(None).unwrap(),
+            Arc::new(Budgets::default()),
+        )
+    }
+
+    fn accepted(v: TlsVersion) -> Answer {
+        (
+            v,
+            Ok(ProbeOutcome::Accepted {
+                version: v.wire(),
+                cipher: 0x1302,
+                cipher_name: None,
+                certificates: Vec::new(),
+            }),
+        )
+    }
+    fn refused(v: TlsVersion) -> Answer {
+        (
+            v,
+            Ok(ProbeOutcome::Refused {
+                reason: "protocol_version".into(),
+            }),
+        )
+    }
+    fn unknown(v: TlsVersion) -> Answer {
+        (
+            v,
+            Err(NetError::Timeout {
+                waiting_for: "a ServerHello".into(),
+                after: Duration::from_secs(1),
+            }),
+        )
+    }
+
+    fn judged(probes: Vec<Answer>) -> RequirementResult {
+        let cx = cx();
+        let ep = cx.target.imap.clone();
+        versions_result(&cx, &ep, Tally::of(&probes))
+    }
+
+    #[test]
+    fn a_stalled_version_that_decides_the_verdict_is_not_verified() {
+        // TLS 1.3 accepted, TLS 1.2 unanswered: the client's only modern version is unknown,
+        // so "accepts only TLS 1.3" would be a guess.
+        let r = judged(vec![
+            refused(TlsVersion::Ssl3),
+            refused(TlsVersion::Tls10),
+            refused(TlsVersion::Tls11),
+            unknown(TlsVersion::Tls12),
+            accepted(TlsVersion::Tls13),
+        ]);
+        assert_eq!(r.status, Status::Skip, "{r:?}");
+        assert_eq!(r.evidence["reason"], "not_verified");
+        assert!(r.remedy.is_none());
+        assert_eq!(r.evidence["versions"]["TLSv1.2"], serde_json::Value::Null);
+        assert_eq!(r.evidence["versions"]["TLSv1.3"], true);
+    }
+
+    #[test]
+    fn a_stalled_version_that_cannot_change_the_verdict_is_only_noted() {
+        let r = judged(vec![
+            refused(TlsVersion::Ssl3),
+            unknown(TlsVersion::Tls10),
+            refused(TlsVersion::Tls11),
+            accepted(TlsVersion::Tls12),
+            accepted(TlsVersion::Tls13),
+        ]);
+        assert_eq!(r.status, Status::Pass, "{r:?}");
+        assert_eq!(r.evidence["versions"]["TLSv1.0"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn refusals_alone_still_fail() {
+        let r = judged(vec![
+            refused(TlsVersion::Ssl3),
+            refused(TlsVersion::Tls10),
+            refused(TlsVersion::Tls11),
+            refused(TlsVersion::Tls12),
+            accepted(TlsVersion::Tls13),
+        ]);
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+    }
 }

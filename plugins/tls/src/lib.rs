@@ -104,11 +104,10 @@ async fn ports_to_probe(cx: &mut RunContext) -> Vec<Endpoint> {
         }
         let enc = ep.protocol.requirement("encryption");
         if cx.status(&enc) == Some(Status::Fail) {
-            cx.report(RequirementResult::skip(
-                &id,
-                &enc,
-                format!("not evaluated: {enc} failed"),
-            ));
+            cx.report(
+                RequirementResult::skip(&id, &enc, format!("not evaluated: {enc} failed"))
+                    .with("versions", judge::unknown_versions()),
+            );
             continue;
         }
         match handshake::shared(cx, ep.protocol).await {

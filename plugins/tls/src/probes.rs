@@ -14,17 +14,52 @@ use crate::probe::{self, ProbeOutcome};
 pub type Answer = (TlsVersion, Result<ProbeOutcome, NetError>);
 
 /// Probes every version on every port at once; returns the answers per port, in the order of
-/// `endpoints`. Each probe waits for a slot of the run's share of its server's budget.
+/// `endpoints`. Each probe waits for a slot of the run's share of its server's budget. A probe
+/// that got no answer (a timeout, a reset before any record, garbage) is tried once more:
+/// an unknown must not pass for a refusal.
 pub async fn run_all(cx: &mut RunContext, endpoints: &[Endpoint]) -> Vec<Vec<Answer>> {
+    let all: Vec<(Endpoint, TlsVersion)> = endpoints
+        .iter()
+        .flat_map(|ep| TlsVersion::ALL.into_iter().map(move |v| (ep.clone(), v)))
+        .collect();
+    let mut answers = round(cx, all).await;
+    let unknown: Vec<(Endpoint, TlsVersion)> = answers
+        .iter()
+        .filter(|(_, _, out)| out.is_err())
+        .map(|(ep, v, _)| (ep.clone(), *v))
+        .collect();
+    if !unknown.is_empty() && !cx.remaining().is_zero() {
+        for (ep, v, out) in round(cx, unknown).await {
+            if let Some(a) = answers
+                .iter_mut()
+                .find(|(e, w, _)| e.protocol == ep.protocol && *w == v)
+            {
+                a.2 = out;
+            }
+        }
+    }
+    let mut per_port: Vec<Vec<Answer>> = vec![Vec::new(); endpoints.len()];
+    for (ep, version, out) in answers {
+        if let Some(i) = endpoints.iter().position(|e| e.protocol == ep.protocol) {
+            per_port[i].push((version, out));
+        }
+    }
+    per_port
+}
+
+/// One probe per (port, version), all at once, each recorded as a step.
+async fn round(
+    cx: &mut RunContext,
+    probes: Vec<(Endpoint, TlsVersion)>,
+) -> Vec<(Endpoint, TlsVersion, Result<ProbeOutcome, NetError>)> {
     let io = cx.io_timeout();
     let wait = cx.remaining();
-    let mut jobs = Vec::new();
-    for ep in endpoints {
-        for version in TlsVersion::ALL {
+    let jobs: Vec<_> = probes
+        .into_iter()
+        .map(|(ep, version)| {
             let slot = cx.slot(ep.protocol, wait);
             let budgets = cx.budgets.clone();
-            let ep = ep.clone();
-            jobs.push(async move {
+            async move {
                 let timer = StepTimer::start();
                 let out = async {
                     let slot = slot.await?;
@@ -33,18 +68,17 @@ pub async fn run_all(cx: &mut RunContext, endpoints: &[Endpoint]) -> Vec<Vec<Ans
                 }
                 .await;
                 (ep, version, timer, out)
-            });
-        }
-    }
+            }
+        })
+        .collect();
     let results = futures::future::join_all(jobs).await;
-    let mut per_port: Vec<Vec<Answer>> = vec![Vec::new(); endpoints.len()];
-    for (ep, version, timer, out) in results {
-        record(cx, &ep, version, timer, &out);
-        if let Some(i) = endpoints.iter().position(|e| e.protocol == ep.protocol) {
-            per_port[i].push((version, out));
-        }
-    }
-    per_port
+    results
+        .into_iter()
+        .map(|(ep, version, timer, out)| {
+            record(cx, &ep, version, timer, &out);
+            (ep, version, out)
+        })
+        .collect()
 }
 
 fn record(

@@ -9,6 +9,7 @@ use crate::context::{PluginRun, RunContext, Step};
 use crate::model::Target;
 use crate::net::Budgets;
 use crate::plugin::CheckPlugin;
+use crate::redact::Redactor;
 use crate::report::Report;
 use crate::requirement::{self, RequirementResult};
 use crate::tls::Trust;
@@ -118,13 +119,52 @@ pub async fn run_target(
             .position(|p| p == &r.id)
             .unwrap_or(usize::MAX)
     });
+    let mut steps = cx.take_steps();
+    let mut plugin_runs = std::mem::take(&mut cx.plugin_runs);
+    sanitize(
+        &Redactor::new(target.password.expose()),
+        &mut results,
+        &mut steps,
+        &mut plugin_runs,
+    );
     let duration = start.elapsed();
     let report = Report::new(&target, started_at, duration, results);
     RunOutcome {
         report,
-        steps: cx.take_steps(),
-        plugin_runs: std::mem::take(&mut cx.plugin_runs),
+        steps,
+        plugin_runs,
         started_at,
         duration,
+    }
+}
+
+/// Passes everything a run produced through the redactor before any of it leaves the runner:
+/// plugins quote servers in summaries, evidence, step errors and attributes, and one that
+/// forgot to scrub a reply must not be able to put the password in a report, span or alert.
+pub fn sanitize(
+    redactor: &Redactor,
+    results: &mut [RequirementResult],
+    steps: &mut [Step],
+    plugin_runs: &mut [PluginRun],
+) {
+    for r in results {
+        r.summary = redactor.clean(&r.summary);
+        if let Some(remedy) = &mut r.remedy {
+            *remedy = redactor.clean(remedy);
+        }
+        redactor.clean_map(&mut r.evidence);
+    }
+    for s in steps {
+        for text in [&mut s.error, &mut s.error_type].into_iter().flatten() {
+            *text = redactor.clean(text);
+        }
+        for v in s.attributes.values_mut() {
+            *v = redactor.clean(v);
+        }
+    }
+    for p in plugin_runs {
+        if let Some(e) = &mut p.error {
+            *e = redactor.clean(e);
+        }
     }
 }

@@ -121,24 +121,18 @@ pub fn login_response(value: &str) -> String {
     STANDARD.encode(value.as_bytes())
 }
 
-/// Removes every form in which the password could come back in a server's reply (plain,
-/// and the base64 the probe sent), so a hostile or careless server cannot make it appear in
-/// a report.
-pub fn redact(text: &str, user: &str, password: &str) -> String {
-    if password.is_empty() {
-        return text.to_string();
-    }
-    let mut out = text.to_string();
-    for secret in [
-        plain_response(user, password),
-        login_response(password),
-        password.to_string(),
-    ] {
-        if !secret.is_empty() {
-            out = out.replace(&secret, "***");
-        }
-    }
-    out
+/// Removes every form in which the password could come back in a server's reply (plain, the
+/// base64 the probe sent, an echoed command), so a hostile or careless server cannot make it
+/// appear in a report. Control characters come out escaped.
+pub fn redact(text: &str, password: &str) -> String {
+    mailprobe_core::redact::redact(text, password)
+}
+
+/// A reply that may echo the credentials, as one line for a report: redacted on the whole
+/// reply first, and only then cut to length, so no prefix of a password straddling the cut
+/// survives.
+pub fn scrubbed_reply(reply: &SmtpReply, password: &str) -> String {
+    printable(&redact(&reply.text(), password))
 }
 
 /// A reply as one line for a report: `535 5.7.8 Error: authentication failed`, control
@@ -302,10 +296,14 @@ mod tests {
             plain_response("u", "hunter2"),
             login_response("hunter2")
         );
-        let r = redact(&echo, "u", "hunter2");
+        let r = redact(&echo, "hunter2");
         assert!(!r.contains("hunter2"));
         assert!(!r.contains(&login_response("hunter2")));
-        assert_eq!(r, "535 bad *** and *** and ***");
+        assert_eq!(r, "535 bad [redacted] and [redacted] and [redacted]");
+        // The password at character 295 of a long reply: cut after redaction, no prefix left.
+        let long = reply(535, &[&format!("{}hunter2 and more", "x".repeat(291))]);
+        let r = scrubbed_reply(&long, "hunter2");
+        assert!(!r.contains("hunt"), "{r}");
     }
 
     async fn scripted(script: &'static [(&'static str, &'static str)]) -> Vec<String> {

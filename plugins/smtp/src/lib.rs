@@ -26,7 +26,7 @@ use mailprobe_core::{
 use serde_json::{Map, Value};
 use tokio_rustls::client::TlsStream;
 
-use crate::client::{Ehlo, Mechanism, SmtpClient, redact, reply_text};
+use crate::client::{Ehlo, Mechanism, SmtpClient, redact, reply_text, scrubbed_reply};
 
 pub const NAME: &str = "smtp";
 pub const ENCRYPTION: &str = "smtp.encryption";
@@ -100,7 +100,11 @@ struct Creds {
 impl Creds {
     /// Text from the server, with any echo of the credentials removed.
     fn scrub(&self, text: &str) -> String {
-        redact(text, &self.user, self.password.expose())
+        redact(text, self.password.expose())
+    }
+    /// A reply that may echo the credentials (to AUTH), redacted before it is cut to length.
+    fn reply(&self, r: &SmtpReply) -> String {
+        scrubbed_reply(r, self.password.expose())
     }
     fn scrub_error(&self, e: &NetError) -> NetError {
         match e {
@@ -167,7 +171,7 @@ where
         Ok(r) => {
             attrs.insert("smtp.reply.code".to_string(), r.code.to_string());
             if r.code >= 400 {
-                Err(NetError::Protocol(creds.scrub(&reply_text(r))))
+                Err(NetError::Protocol(creds.reply(r)))
             } else {
                 Ok(())
             }
@@ -384,7 +388,7 @@ async fn check(cx: &mut RunContext, ep: &Endpoint, creds: &Creds) {
                         creds.user
                     ),
                 )
-                .with("reply", creds.scrub(&reply_text(&r))),
+                .with("reply", creds.reply(&r)),
             ));
             cx.held.push(HeldSession {
                 protocol: Protocol::Smtp,
@@ -400,7 +404,7 @@ async fn check(cx: &mut RunContext, ep: &Endpoint, creds: &Creds) {
             );
         }
         Ok(r) => {
-            let text = creds.scrub(&reply_text(&r));
+            let text = creds.reply(&r);
             cx.report(base(auth_refused(&r, &text)).with("reply", text));
             quit(cx, creds, ep, &mut client).await;
         }

@@ -9,7 +9,7 @@ use mailprobe_core::session::{MailSession, OpenParams, SessionOpener, SessionRef
 use mailprobe_core::{Security, tls};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::client::{Mechanism, SmtpClient, redact, reply_text};
+use crate::client::{Mechanism, SmtpClient, redact, reply_text, scrubbed_reply};
 use crate::{SmtpSession, TlsClient};
 
 impl MailSession for SmtpSession {
@@ -96,11 +96,11 @@ async fn open(
     let r = client
         .auth(mechanism, user, password, wait)
         .await
-        .map_err(|e| SessionRefusal::at("login", redact(&e.to_string(), user, password)))?;
+        .map_err(|e| SessionRefusal::at("login", redact(&e.to_string(), password)))?;
     if r.code != 235 {
         return Err(SessionRefusal::at(
             "login",
-            redact(&reply_text(&r), user, password),
+            scrubbed_reply(&r, password),
         ));
     }
     Ok(SmtpSession {

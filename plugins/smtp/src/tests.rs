@@ -420,7 +420,7 @@ async fn refused_credentials_fail_with_the_reply_and_no_password_echo() {
     assert_eq!(result(&cx, ENCRYPTION).status, Status::Pass);
     let login = result(&cx, LOGIN);
     assert_eq!(login.status, Status::Fail);
-    assert_eq!(login.evidence["reply"], "535 5.7.8 no: ***");
+    assert_eq!(login.evidence["reply"], "535 5.7.8 no: [redacted]");
     let report = serde_json::to_string(&cx.results()).unwrap();
     let steps = serde_json::to_string(&cx.steps()).unwrap();
     for text in [report, steps] {

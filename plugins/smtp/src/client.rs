@@ -13,6 +13,7 @@ use mailprobe_core::NetError;
 use mailprobe_core::error::within;
 use mailprobe_core::starttls::{LineStream, SmtpReply, printable};
 use tokio::io::{AsyncRead, AsyncWrite};
+use zeroize::Zeroizing;
 
 /// The EHLO reply, split into the server's name line and its extension lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,19 +107,19 @@ impl Mechanism {
 }
 
 /// The AUTH PLAIN response (RFC 4616): base64 of `authzid NUL authcid NUL password`, with an
-/// empty authorization identity.
-pub fn plain_response(user: &str, password: &str) -> String {
-    let mut raw = Vec::with_capacity(user.len() + password.len() + 2);
+/// empty authorization identity. Wiped when dropped, like the raw bytes it encodes.
+pub fn plain_response(user: &str, password: &str) -> Zeroizing<String> {
+    let mut raw = Zeroizing::new(Vec::with_capacity(user.len() + password.len() + 2));
     raw.push(0);
     raw.extend_from_slice(user.as_bytes());
     raw.push(0);
     raw.extend_from_slice(password.as_bytes());
-    STANDARD.encode(raw)
+    Zeroizing::new(STANDARD.encode(&*raw))
 }
 
-/// One AUTH LOGIN answer: the user name or the password, in base64.
-pub fn login_response(value: &str) -> String {
-    STANDARD.encode(value.as_bytes())
+/// One AUTH LOGIN answer: the user name or the password, in base64, wiped when dropped.
+pub fn login_response(value: &str) -> Zeroizing<String> {
+    Zeroizing::new(STANDARD.encode(value.as_bytes()))
 }
 
 /// Removes every form in which the password could come back in a server's reply (plain, the
@@ -181,9 +182,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             match mechanism {
                 Mechanism::Plain => {
                     let response = plain_response(user, password);
-                    let reply = self
-                        .command(&format!("AUTH PLAIN {response}"), wait)
-                        .await?;
+                    let line = Zeroizing::new(format!("AUTH PLAIN {}", response.as_str()));
+                    let reply = self.command(&line, wait).await?;
                     if reply.code == 334 {
                         // A server that does not take the initial response asks for it again.
                         return self.command(&response, wait).await;
@@ -280,25 +280,25 @@ mod tests {
     fn auth_encodings() {
         // RFC 4616's example shape: NUL user NUL password.
         assert_eq!(
-            plain_response("tim", "tanstaaftanstaaf"),
+            plain_response("tim", "tanstaaftanstaaf").as_str(),
             "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
         );
-        assert_eq!(login_response("alice@lab.test"), "YWxpY2VAbGFiLnRlc3Q=");
-        assert_eq!(login_response("Password:"), "UGFzc3dvcmQ6");
+        assert_eq!(login_response("alice@lab.test").as_str(), "YWxpY2VAbGFiLnRlc3Q=");
+        assert_eq!(login_response("Password:").as_str(), "UGFzc3dvcmQ6");
         // Non-ASCII passwords travel as UTF-8.
-        assert_eq!(login_response("é"), "w6k=");
+        assert_eq!(login_response("é").as_str(), "w6k=");
     }
 
     #[test]
     fn password_never_survives_redaction() {
         let echo = format!(
             "535 bad {} and {} and hunter2",
-            plain_response("u", "hunter2"),
-            login_response("hunter2")
+            plain_response("u", "hunter2").as_str(),
+            login_response("hunter2").as_str()
         );
         let r = redact(&echo, "hunter2");
         assert!(!r.contains("hunter2"));
-        assert!(!r.contains(&login_response("hunter2")));
+        assert!(!r.contains(login_response("hunter2").as_str()));
         assert_eq!(r, "535 bad [redacted] and [redacted] and [redacted]");
         // The password at character 295 of a long reply: cut after redaction, no prefix left.
         let long = reply(535, &[&format!("{}hunter2 and more", "x".repeat(291))]);
@@ -339,7 +339,7 @@ mod tests {
         let seen = scripted(&[("", "220 hi\r\n"), ("AUTH PLAIN", "235 2.7.0 ok\r\n")]).await;
         assert_eq!(
             seen,
-            vec![format!("AUTH PLAIN {}", plain_response("u", "p"))]
+            vec![format!("AUTH PLAIN {}", plain_response("u", "p").as_str())]
         );
     }
 

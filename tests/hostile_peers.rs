@@ -380,7 +380,9 @@ fn list_with_20001_folders() {
             return Then::Default;
         }
         let mut out = String::with_capacity(20_001 * 40);
-        for i in 0..20_001 {
+        out.push_str("* LIST (\\HasNoChildren) \"/\" INBOX\r\n");
+        out.push_str("* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n");
+        for i in 2..20_001 {
             out.push_str(&format!("* LIST (\\HasNoChildren) \"/\" \"Folder {i}\"\r\n"));
         }
         out.push_str(&format!("{} OK LIST done\r\n", c.tag));
@@ -388,7 +390,8 @@ fn list_with_20001_folders() {
         Then::Next
     });
     let report = check((&imap, Mode::Tls), None);
-    assert_eq!(status(&report, "imap.login"), "pass", "{report:#}");
+    // A big tree is a real mailbox, not an attack: it is listed, within the byte budget.
+    assert_eq!(status(&report, "imap.folders"), "pass", "{report:#}");
 }
 
 #[test]

@@ -75,7 +75,10 @@ fn mailprobe(args: &[String]) -> Run {
         if start.elapsed() > TIMEOUT + GRACE {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("mailprobe {args:?} still ran {:?} after its start", TIMEOUT + GRACE);
+            panic!(
+                "mailprobe {args:?} still ran {:?} after its start",
+                TIMEOUT + GRACE
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -131,7 +134,10 @@ fn check(imap: (&Server, Mode), smtp: Option<(&Server, Mode)>) -> serde_json::Va
         let run = mailprobe(&args);
         let all = format!("{}\n{}", run.stdout, run.stderr);
         assert_ne!(run.code, Some(101), "mailprobe panicked ({format}):\n{all}");
-        assert!(!all.contains("panicked"), "mailprobe panicked ({format}):\n{all}");
+        assert!(
+            !all.contains("panicked"),
+            "mailprobe panicked ({format}):\n{all}"
+        );
         assert!(
             matches!(run.code, Some(0..=3)),
             "exit code {:?} ({format}):\n{all}",
@@ -198,7 +204,10 @@ fn login_refused_with_an_echo_of_the_command() {
                 let echo = if untagged {
                     format!("* BAD you said: {}\r\n{} NO denied\r\n", c.line, c.tag)
                 } else {
-                    format!("{} {word} [AUTHENTICATIONFAILED] you said: {}\r\n", c.tag, c.line)
+                    format!(
+                        "{} {word} [AUTHENTICATIONFAILED] you said: {}\r\n",
+                        c.tag, c.line
+                    )
                 };
                 p.send(echo);
                 Then::Next
@@ -271,25 +280,30 @@ fn smtp_535_echoes_the_password_at_character_295() {
 
 #[test]
 fn invalid_utf8_in_list_namespace_capability_and_greeting() {
-    let list = imap_server(Mode::Tls, hostile::IMAP_GREETING, |p, c| match c.verb.as_str() {
-        "LIST" => {
-            let mut raw = b"* LIST () X\xff \"x\"\r\n* LIST (\\Sent) \"/\" \"S\xc3\"\r\n".to_vec();
-            raw.extend_from_slice(format!("{} OK done\r\n", c.tag).as_bytes());
-            p.send(raw);
-            Then::Next
+    let list = imap_server(Mode::Tls, hostile::IMAP_GREETING, |p, c| {
+        match c.verb.as_str() {
+            "LIST" => {
+                let mut raw =
+                    b"* LIST () X\xff \"x\"\r\n* LIST (\\Sent) \"/\" \"S\xc3\"\r\n".to_vec();
+                raw.extend_from_slice(format!("{} OK done\r\n", c.tag).as_bytes());
+                p.send(raw);
+                Then::Next
+            }
+            _ => Then::Default,
         }
-        _ => Then::Default,
     });
     check((&list, Mode::Tls), None);
 
-    let namespace = imap_server(Mode::Tls, hostile::IMAP_GREETING, |p, c| match c.verb.as_str() {
-        "NAMESPACE" => {
-            let mut raw = b"* NAMESPACE ((\"\xff\xfe\" \"\xc3\")) NIL NIL\r\n".to_vec();
-            raw.extend_from_slice(format!("{} OK done\r\n", c.tag).as_bytes());
-            p.send(raw);
-            Then::Next
+    let namespace = imap_server(Mode::Tls, hostile::IMAP_GREETING, |p, c| {
+        match c.verb.as_str() {
+            "NAMESPACE" => {
+                let mut raw = b"* NAMESPACE ((\"\xff\xfe\" \"\xc3\")) NIL NIL\r\n".to_vec();
+                raw.extend_from_slice(format!("{} OK done\r\n", c.tag).as_bytes());
+                p.send(raw);
+                Then::Next
+            }
+            _ => Then::Default,
         }
-        _ => Then::Default,
     });
     check((&namespace, Mode::Tls), None);
 
@@ -383,7 +397,9 @@ fn list_with_20001_folders() {
         out.push_str("* LIST (\\HasNoChildren) \"/\" INBOX\r\n");
         out.push_str("* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n");
         for i in 2..20_001 {
-            out.push_str(&format!("* LIST (\\HasNoChildren) \"/\" \"Folder {i}\"\r\n"));
+            out.push_str(&format!(
+                "* LIST (\\HasNoChildren) \"/\" \"Folder {i}\"\r\n"
+            ));
         }
         out.push_str(&format!("{} OK LIST done\r\n", c.tag));
         p.send(out);

@@ -137,7 +137,8 @@ fn imap(data: &[u8]) {
         let mut w = Wire::new(stream_of(data).await);
         if let Ok(r) = w.command(r#"LIST "" "*""#, WAIT).await {
             let caps = r.capabilities();
-            let list: Vec<folders::Folder> = r.data("LIST").filter_map(folders::parse_list).collect();
+            let list: Vec<folders::Folder> =
+                r.data("LIST").filter_map(folders::parse_list).collect();
             let ns = r
                 .data("NAMESPACE")
                 .find_map(folders::parse_namespace)
@@ -239,7 +240,10 @@ fn the_seeds_themselves_parse() {
         tls(&s);
     }
     for s in cert_seeds() {
-        assert!(x509::parse_certificate(&s).is_ok(), "a seed certificate does not parse");
+        assert!(
+            x509::parse_certificate(&s).is_ok(),
+            "a seed certificate does not parse"
+        );
         certificate(&s);
     }
 }

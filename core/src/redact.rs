@@ -241,9 +241,9 @@ fn command_arguments(text: &str) -> Vec<(usize, usize)> {
             let Some(head) = before.strip_suffix(' ') else {
                 continue;
             };
-            let tag_start = head
-                .rfind(|c: char| c.is_whitespace())
-                .map_or(0, |j| j + head[j..].chars().next().map_or(1, char::len_utf8));
+            let tag_start = head.rfind(|c: char| c.is_whitespace()).map_or(0, |j| {
+                j + head[j..].chars().next().map_or(1, char::len_utf8)
+            });
             let tag = &head[tag_start..];
             // `AUTH LOGIN PLAIN` (an SMTP mechanism list, `250-AUTH`) is not an echo.
             let mechanisms = tag.to_ascii_uppercase().ends_with("AUTH");

@@ -273,20 +273,19 @@ pub fn imap(peer: &mut Peer, greeting: &[u8], mut hook: impl FnMut(&mut Peer, &C
 pub fn imap_default(peer: &mut Peer, cmd: &Cmd) -> bool {
     let t = &cmd.tag;
     let text = match cmd.verb.as_str() {
-        "CAPABILITY" if peer.is_tls() => format!(
-            "* CAPABILITY IMAP4rev1 AUTH=PLAIN NAMESPACE ID\r\n{t} OK CAPABILITY done\r\n"
-        ),
-        "CAPABILITY" => format!(
-            "* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n{t} OK CAPABILITY done\r\n"
-        ),
+        "CAPABILITY" if peer.is_tls() => {
+            format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN NAMESPACE ID\r\n{t} OK CAPABILITY done\r\n")
+        }
+        "CAPABILITY" => {
+            format!("* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n{t} OK CAPABILITY done\r\n")
+        }
         "STARTTLS" => {
             return peer.send(format!("{t} OK Begin TLS now\r\n")) && peer.start_tls();
         }
         "LOGIN" => format!("{t} OK [CAPABILITY IMAP4rev1 NAMESPACE ID] logged in\r\n"),
         "AUTHENTICATE" => {
             // With no initial response the client sends it after an empty challenge.
-            if cmd.line.split(' ').count() < 4 && (!peer.send("+ \r\n") || peer.line().is_none())
-            {
+            if cmd.line.split(' ').count() < 4 && (!peer.send("+ \r\n") || peer.line().is_none()) {
                 return false;
             }
             format!("{t} OK [CAPABILITY IMAP4rev1 NAMESPACE ID] logged in\r\n")

@@ -283,7 +283,10 @@ mod tests {
             plain_response("tim", "tanstaaftanstaaf").as_str(),
             "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
         );
-        assert_eq!(login_response("alice@lab.test").as_str(), "YWxpY2VAbGFiLnRlc3Q=");
+        assert_eq!(
+            login_response("alice@lab.test").as_str(),
+            "YWxpY2VAbGFiLnRlc3Q="
+        );
         assert_eq!(login_response("Password:").as_str(), "UGFzc3dvcmQ6");
         // Non-ASCII passwords travel as UTF-8.
         assert_eq!(login_response("é").as_str(), "w6k=");

@@ -98,10 +98,7 @@ async fn open(
         .await
         .map_err(|e| SessionRefusal::at("login", redact(&e.to_string(), password)))?;
     if r.code != 235 {
-        return Err(SessionRefusal::at(
-            "login",
-            scrubbed_reply(&r, password),
-        ));
+        return Err(SessionRefusal::at("login", scrubbed_reply(&r, password)));
     }
     Ok(SmtpSession {
         client,

@@ -512,3 +512,86 @@ fn trace_logging_never_prints_the_password() {
         );
     }
 }
+
+/// The daemon holds passwords for its whole life: no core dumps, a warning for a password file
+/// others can read, and nothing of the password in its log when a server echoes it back.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_daemon_runs_without_core_dumps_and_warns_about_a_readable_password_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let imap = imap_server(Mode::Tls, hostile::IMAP_GREETING, |p, c| {
+        if c.verb != "LOGIN" {
+            return Then::Default;
+        }
+        p.send(format!("{} NO you said {}\r\n", c.tag, c.line));
+        Then::Next
+    });
+    let dir = std::env::temp_dir().join(format!("mailprobe-hostile-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pw_file = dir.join("password");
+    std::fs::write(&pw_file, format!("{PASSWORD}\n")).expect("password file");
+    std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let config = dir.join("mailprobe.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interval: 1h\ntimeout: {t}s\nlisten: 127.0.0.1:0\nmailboxes:\n  - name: hostile\n    \
+             imap: {host}:{port}\n    imap_security: tls\n    user: {USER}\n    \
+             password: {{ file: {pw} }}\n    connect_to: 127.0.0.1\n    ca_file: {ca}\n",
+            t = TIMEOUT.as_secs(),
+            host = hostile::HOSTNAME,
+            port = imap.port,
+            pw = pw_file.display(),
+            ca = hostile::ca_file().display(),
+        ),
+    )
+    .expect("write config");
+    let log_path = dir.join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("MAILPROBE_LOG", "trace")
+        .env("RUST_LOG", "trace")
+        .env_remove("MAILPROBE_SHARD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .spawn()
+        .expect("start mailprobe run");
+    let pid = child.id();
+    // Wait (bounded) for the first check to get past its refused login.
+    let start = Instant::now();
+    let mut limits = String::new();
+    while start.elapsed() < TIMEOUT + GRACE {
+        limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+        if imap.lines().iter().any(|l| l.contains("LOGOUT")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in /proc/{pid}/limits:\n{limits}\n{log}"));
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(
+        fields.get(4..6),
+        Some(&["0", "0"][..]),
+        "core dumps are on: {core}\n{log}"
+    );
+    assert!(
+        log.contains("chmod 600"),
+        "no warning about the readable password file:\n{log}"
+    );
+    assert!(
+        imap.lines().iter().any(|l| l.contains(" LOGIN ")),
+        "the daemon never tried to log in:\n{log}"
+    );
+    for s in secrets() {
+        assert!(!log.contains(&s), "the daemon's log shows {s:?}:\n{log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,8 +21,9 @@ const PASSWORD: &str = "Qz7-hostile-Pw!x";
 const PASSWORD_ENV: &str = "MAILPROBE_HOSTILE_PASSWORD";
 /// The check's deadline (`--timeout`).
 const TIMEOUT: Duration = Duration::from_secs(8);
-/// How long past its deadline a run may take to wind down and print before it counts as hung.
-const GRACE: Duration = Duration::from_secs(15);
+/// How long past its deadline a run may take to close sessions, print and exit before it counts
+/// as hung (the probe allows itself 2 s to close leftover sessions).
+const GRACE: Duration = Duration::from_secs(5);
 
 /// The forms of the password that must never be printed.
 fn secrets() -> Vec<String> {

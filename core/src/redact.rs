@@ -70,9 +70,10 @@ impl Redactor {
         }
         push(&mut r.base64, Zeroizing::new(STANDARD.encode(password)));
         let n = password.len();
-        // Short passwords give short cores, which would also match unrelated words: only a
-        // password too short to be safe anyway gets them.
-        let min_core = if n >= 4 { 4 } else { 1 };
+        // A core shorter than four characters would match ordinary words ("e" is in "error"),
+        // and says too little of the password to matter: passwords of four bytes or more
+        // always have cores that long.
+        let min_core = 4;
         for k in 0..3usize {
             let mut raw = Zeroizing::new(vec![0u8; k]);
             raw.extend_from_slice(password.as_bytes());
@@ -374,6 +375,12 @@ mod tests {
         assert_eq!(out, "ééé…");
         assert_eq!(truncate("abc", 3), "abc");
         assert_eq!(truncate("abcd", 0), "");
+    }
+
+    #[test]
+    fn a_short_password_does_not_eat_base64_words() {
+        // Only its literal occurrences go; no one-letter base64 "core" matches "error".
+        assert_eq!(redact("error: x", "x"), "error: [redacted]");
     }
 
     #[test]

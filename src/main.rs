@@ -152,6 +152,7 @@ fn validate(args: &cli::ConfigArgs) -> u8 {
 async fn run_daemon(args: &cli::RunArgs) -> u8 {
     match daemon::load(&args.config.config, args.config.shard, daemon::Mode::Run) {
         Ok(loaded) => {
+            no_core_dumps();
             let source = reload::Source {
                 path: args.config.config.clone(),
                 shard: args.config.shard,
@@ -238,7 +239,30 @@ pub(crate) fn usage_error(msg: &str) -> u8 {
     EXIT_UNKNOWN
 }
 
+// `log` is compiled out (see Cargo.toml); this fails the build if a dependency change ever
+// turns it back on, since async-imap's trace of LOGIN carries the password.
+const _: () = assert!(matches!(log::STATIC_MAX_LEVEL, log::LevelFilter::Off));
+
+/// The daemon holds every mailbox's password for its whole life: a core dump (or a debugger
+/// attaching as the same user) would write them all out. Failure is only a warning: the probe
+/// still works, and a container may forbid these calls.
+fn no_core_dumps() {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    let none = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    if let Err(e) = setrlimit(Resource::Core, none) {
+        tracing::warn!(error = %e, "cannot turn core dumps off (RLIMIT_CORE)");
+    }
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!(error = %e, "cannot mark the process not dumpable (PR_SET_DUMPABLE)");
+    }
+}
+
 fn init_logging(command: &Command) {
+    // No logger is ever installed for `log`; pin its runtime level too, for good measure.
+    log::set_max_level(log::LevelFilter::Off);
     use tracing_subscriber::EnvFilter;
     let default = match command {
         Command::Run(_) => "info",

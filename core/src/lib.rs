@@ -19,6 +19,7 @@ pub mod model;
 pub mod net;
 pub mod plugin;
 pub mod profile;
+pub mod redact;
 pub mod report;
 pub mod requirement;
 pub mod secret;

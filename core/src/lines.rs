@@ -68,7 +68,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
     /// Writes `line` followed by CRLF.
     pub async fn write_line(&mut self, line: &str, wait: Duration) -> Result<(), NetError> {
         within(wait, "sending to the server", async {
-            let mut data = Vec::with_capacity(line.len() + 2);
+            // Lines carry AUTH responses: wipe the copy once sent.
+            let mut data = zeroize::Zeroizing::new(Vec::with_capacity(line.len() + 2));
             data.extend_from_slice(line.as_bytes());
             data.extend_from_slice(b"\r\n");
             self.stream

@@ -1,19 +1,27 @@
 //! Secrets (passwords) come from an environment variable or a file, never from the command line,
-//! and never appear in a `Debug`/`Display` output, a log, a span or a report.
+//! and never appear in a `Debug`/`Display` output, a log, a span or a report. The memory that
+//! held one is wiped when the last copy is dropped.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-/// A password. Its `Debug` and `Display` never show it; `expose` is the only way in.
+/// A password. Its `Debug` and `Display` never show it; `expose` is the only way in. Clones
+/// share one buffer, zeroed when the last of them is dropped.
 #[derive(Clone)]
-pub struct Secret(Arc<str>);
+pub struct Secret(Arc<Zeroizing<String>>);
+
+/// The largest password file read: a password is short, and a file this big is a mistake
+/// (the wrong path) that should not be loaded into memory whole.
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 impl Secret {
+    /// Takes the string without copying it, so no unwiped copy is left behind.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(Arc::from(value.into()))
+        Secret(Arc::new(Zeroizing::new(value.into())))
     }
     /// The secret itself, to hand to a protocol exchange. Never log the result.
     pub fn expose(&self) -> &str {
@@ -146,6 +154,10 @@ pub enum SecretError {
     FileUnreadable { path: String, reason: String },
     #[error("password file {0} is empty; write the mailbox password into it")]
     FileEmpty(String),
+    #[error(
+        "password file {path} is {size} bytes, more than a password ({max} bytes at most); check that the path names the password file"
+    )]
+    FileTooLarge { path: String, size: u64, max: u64 },
 }
 
 /// Reads the environment through a function so that tests pass a map, not the real environment.
@@ -177,15 +189,43 @@ impl SecretSource {
                 Some(v) => Ok(Secret::new(v)),
             },
             SecretSource::File(path) => {
+                use std::io::Read as _;
                 let shown = path.display().to_string();
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| SecretError::FileUnreadable {
-                        path: shown.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let unreadable = |e: std::io::Error| SecretError::FileUnreadable {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                };
+                let file = std::fs::File::open(path).map_err(unreadable)?;
+                let meta = file.metadata().map_err(unreadable)?;
+                if meta.len() > MAX_SECRET_FILE {
+                    return Err(SecretError::FileTooLarge {
+                        path: shown,
+                        size: meta.len(),
+                        max: MAX_SECRET_FILE,
+                    });
+                }
+                if let Some(mode) = loose_mode(&meta) {
+                    tracing::warn!(
+                        file = %shown,
+                        mode = %format!("{mode:o}"),
+                        "the password file can be read by other users; restrict it with `chmod 600`"
+                    );
+                }
+                // Bounded even if the file grows between the size check and the read.
+                let mut text = Zeroizing::new(String::new());
+                file.take(MAX_SECRET_FILE + 1)
+                    .read_to_string(&mut text)
+                    .map_err(unreadable)?;
+                if text.len() as u64 > MAX_SECRET_FILE {
+                    return Err(SecretError::FileTooLarge {
+                        path: shown,
+                        size: text.len() as u64,
+                        max: MAX_SECRET_FILE,
+                    });
+                }
                 // Files written by `echo` or by Kubernetes tooling end in a newline that is not
                 // part of the password.
-                let value = text.strip_suffix('\n').unwrap_or(&text);
+                let value = text.strip_suffix('\n').unwrap_or(text.as_str());
                 let value = value.strip_suffix('\r').unwrap_or(value);
                 if value.is_empty() {
                     return Err(SecretError::FileEmpty(shown));
@@ -194,6 +234,19 @@ impl SecretSource {
             }
         }
     }
+}
+
+/// The permission bits when group or others may read the file (Unix only).
+#[cfg(unix)]
+fn loose_mode(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = meta.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn loose_mode(_: &std::fs::Metadata) -> Option<u32> {
+    None
 }
 
 #[cfg(test)]
@@ -245,9 +298,15 @@ mod tests {
         assert_eq!(s.expose(), "with space ");
         std::fs::write(&f, "\n").unwrap();
         assert!(matches!(
-            SecretSource::File(f).load(&HashMap::<String, String>::new()),
+            SecretSource::File(f.clone()).load(&HashMap::<String, String>::new()),
             Err(SecretError::FileEmpty(_))
         ));
+        std::fs::write(&f, "x".repeat(64 * 1024 + 1)).unwrap();
+        let err = SecretSource::File(f.clone())
+            .load(&HashMap::<String, String>::new())
+            .unwrap_err();
+        assert!(matches!(err, SecretError::FileTooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("check that the path"), "{err}");
         let missing = SecretSource::File(dir.join("missing"));
         let err = missing.load(&HashMap::<String, String>::new()).unwrap_err();
         assert!(err.to_string().contains("cannot read password file"));

@@ -12,6 +12,7 @@ use mailprobe_core::model::{Protocol, Target};
 use mailprobe_core::net::Budgets;
 use mailprobe_core::plugin::{CheckPlugin, catalog_of};
 use mailprobe_core::report::Report;
+use mailprobe_core::redact::Redactor;
 use mailprobe_core::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
 use mailprobe_core::tls::Trust;
 
@@ -87,15 +88,54 @@ pub async fn run_target(
             .position(|p| p == &r.id)
             .unwrap_or(usize::MAX)
     });
+    let mut steps = cx.take_steps();
+    let mut plugin_runs = cx.take_plugin_runs();
+    sanitize(
+        &Redactor::new(target.password.expose()),
+        &mut results,
+        &mut steps,
+        &mut plugin_runs,
+    );
     let duration = start.elapsed();
     let mut report = Report::new(&target, started_at, duration, results);
     report.measures = catalog.measurements(&target, &report.requirements);
     RunOutcome {
         report,
-        steps: cx.take_steps(),
-        plugin_runs: cx.take_plugin_runs(),
+        steps,
+        plugin_runs,
         started_at,
         duration,
+    }
+}
+
+/// Passes everything a run produced through the redactor before any of it leaves the runner:
+/// plugins quote servers in summaries, evidence, step errors and attributes, and one that
+/// forgot to scrub a reply must not be able to put the password in a report, span or alert.
+pub fn sanitize(
+    redactor: &Redactor,
+    results: &mut [RequirementResult],
+    steps: &mut [Step],
+    plugin_runs: &mut [PluginRun],
+) {
+    for r in results {
+        r.summary = redactor.clean(&r.summary);
+        if let Some(remedy) = &mut r.remedy {
+            *remedy = redactor.clean(remedy);
+        }
+        redactor.clean_map(&mut r.evidence);
+    }
+    for s in steps {
+        for text in [&mut s.error, &mut s.error_type].into_iter().flatten() {
+            *text = redactor.clean(text);
+        }
+        for v in s.attributes.values_mut() {
+            *v = redactor.clean(v);
+        }
+    }
+    for p in plugin_runs {
+        if let Some(e) = &mut p.error {
+            *e = redactor.clean(e);
+        }
     }
 }
 

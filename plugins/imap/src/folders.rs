@@ -243,8 +243,8 @@ impl<'a> Parser<'a> {
     }
     fn eat_nil(&mut self) -> bool {
         let rest = &self.s[self.i..];
-        let nil = rest.len() >= 3
-            && rest[..3].eq_ignore_ascii_case("NIL")
+        // `get`: byte 3 may fall inside a character of a name that is not ASCII.
+        let nil = rest.get(..3).is_some_and(|w| w.eq_ignore_ascii_case("NIL"))
             && rest[3..]
                 .chars()
                 .next()
@@ -329,6 +329,9 @@ mod tests {
             .unwrap();
         assert_eq!(f.name, "INBOX.Sent");
         assert!(parse_list("garbage").is_none());
+        // Invalid UTF-8 reaches the parser as U+FFFD, three bytes long.
+        assert!(parse_list("() X\u{fffd} \"x\"").is_none());
+        assert!(parse_namespace("X\u{fffd}\u{fffd}").is_none());
     }
 
     #[test]

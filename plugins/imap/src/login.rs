@@ -28,9 +28,17 @@ struct Plain<'a> {
 }
 
 impl async_imap::Authenticator for Plain<'_> {
-    type Response = Vec<u8>;
-    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
-        format!("\0{}\0{}", self.user, self.password).into_bytes()
+    // Wiped when async-imap drops it after encoding.
+    type Response = zeroize::Zeroizing<Vec<u8>>;
+    fn process(&mut self, _challenge: &[u8]) -> Self::Response {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(
+            self.user.len() + self.password.len() + 2,
+        ));
+        out.push(0);
+        out.extend_from_slice(self.user.as_bytes());
+        out.push(0);
+        out.extend_from_slice(self.password.as_bytes());
+        out
     }
 }
 

@@ -15,8 +15,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The longest single response (a line with its literals) accepted from a server.
 pub const MAX_RESPONSE: usize = 64 * 1024;
-/// The most untagged responses accepted for one command (a LIST of a large mailbox tree).
-pub const MAX_UNTAGGED: usize = 20_000;
+/// The most untagged responses accepted for one command. A LIST of a large mailbox tree is
+/// legitimate (tens of thousands of folders), so this only stops a flood of tiny responses;
+/// memory is bounded by [`MAX_REPLY`].
+pub const MAX_UNTAGGED: usize = 100_000;
 /// The most bytes accepted for all responses of one command.
 pub const MAX_REPLY: usize = 8 * 1024 * 1024;
 

@@ -14,6 +14,7 @@ use mailprobe_core::NetError;
 use mailprobe_core::error::within;
 use mailprobe_core::lines::{LineStream, MAX_LINES, printable};
 use tokio::io::{AsyncRead, AsyncWrite};
+use zeroize::Zeroizing;
 
 /// One SMTP reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,39 +196,33 @@ impl Mechanism {
 }
 
 /// The AUTH PLAIN response (RFC 4616): base64 of `authzid NUL authcid NUL password`, with an
-/// empty authorization identity.
-pub fn plain_response(user: &str, password: &str) -> String {
-    let mut raw = Vec::with_capacity(user.len() + password.len() + 2);
+/// empty authorization identity. Wiped when dropped, like the raw bytes it encodes.
+pub fn plain_response(user: &str, password: &str) -> Zeroizing<String> {
+    let mut raw = Zeroizing::new(Vec::with_capacity(user.len() + password.len() + 2));
     raw.push(0);
     raw.extend_from_slice(user.as_bytes());
     raw.push(0);
     raw.extend_from_slice(password.as_bytes());
-    STANDARD.encode(raw)
+    Zeroizing::new(STANDARD.encode(&*raw))
 }
 
-/// One AUTH LOGIN answer: the user name or the password, in base64.
-pub fn login_response(value: &str) -> String {
-    STANDARD.encode(value.as_bytes())
+/// One AUTH LOGIN answer: the user name or the password, in base64, wiped when dropped.
+pub fn login_response(value: &str) -> Zeroizing<String> {
+    Zeroizing::new(STANDARD.encode(value.as_bytes()))
 }
 
-/// Removes every form in which the password could come back in a server's reply (plain,
-/// and the base64 the probe sent), so a hostile or careless server cannot make it appear in
-/// a report.
-pub fn redact(text: &str, user: &str, password: &str) -> String {
-    if password.is_empty() {
-        return text.to_string();
-    }
-    let mut out = text.to_string();
-    for secret in [
-        plain_response(user, password),
-        login_response(password),
-        password.to_string(),
-    ] {
-        if !secret.is_empty() {
-            out = out.replace(&secret, "***");
-        }
-    }
-    out
+/// Removes every form in which the password could come back in a server's reply (plain, the
+/// base64 the probe sent, an echoed command), so a hostile or careless server cannot make it
+/// appear in a report. Control characters come out escaped.
+pub fn redact(text: &str, password: &str) -> String {
+    mailprobe_core::redact::redact(text, password)
+}
+
+/// A reply that may echo the credentials, as one line for a report: redacted on the whole
+/// reply first, and only then cut to length, so no prefix of a password straddling the cut
+/// survives.
+pub fn scrubbed_reply(reply: &SmtpReply, password: &str) -> String {
+    printable(&redact(&reply.text(), password))
 }
 
 /// A reply as one line for a report: `535 5.7.8 Error: authentication failed`, control
@@ -281,9 +276,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             match mechanism {
                 Mechanism::Plain => {
                     let response = plain_response(user, password);
-                    let reply = self
-                        .command(&format!("AUTH PLAIN {response}"), wait)
-                        .await?;
+                    let line = Zeroizing::new(format!("AUTH PLAIN {}", response.as_str()));
+                    let reply = self.command(&line, wait).await?;
                     if reply.code == 334 {
                         // A server that does not take the initial response asks for it again.
                         return self.command(&response, wait).await;
@@ -430,26 +424,33 @@ mod tests {
     fn auth_encodings() {
         // RFC 4616's example shape: NUL user NUL password.
         assert_eq!(
-            plain_response("tim", "tanstaaftanstaaf"),
+            plain_response("tim", "tanstaaftanstaaf").as_str(),
             "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
         );
-        assert_eq!(login_response("alice@lab.test"), "YWxpY2VAbGFiLnRlc3Q=");
-        assert_eq!(login_response("Password:"), "UGFzc3dvcmQ6");
+        assert_eq!(
+            login_response("alice@lab.test").as_str(),
+            "YWxpY2VAbGFiLnRlc3Q="
+        );
+        assert_eq!(login_response("Password:").as_str(), "UGFzc3dvcmQ6");
         // Non-ASCII passwords travel as UTF-8.
-        assert_eq!(login_response("é"), "w6k=");
+        assert_eq!(login_response("é").as_str(), "w6k=");
     }
 
     #[test]
     fn password_never_survives_redaction() {
         let echo = format!(
             "535 bad {} and {} and hunter2",
-            plain_response("u", "hunter2"),
-            login_response("hunter2")
+            plain_response("u", "hunter2").as_str(),
+            login_response("hunter2").as_str()
         );
-        let r = redact(&echo, "u", "hunter2");
+        let r = redact(&echo, "hunter2");
         assert!(!r.contains("hunter2"));
-        assert!(!r.contains(&login_response("hunter2")));
-        assert_eq!(r, "535 bad *** and *** and ***");
+        assert!(!r.contains(login_response("hunter2").as_str()));
+        assert_eq!(r, "535 bad [redacted] and [redacted] and [redacted]");
+        // The password at character 295 of a long reply: cut after redaction, no prefix left.
+        let long = reply(535, &[&format!("{}hunter2 and more", "x".repeat(291))]);
+        let r = scrubbed_reply(&long, "hunter2");
+        assert!(!r.contains("hunt"), "{r}");
     }
 
     async fn scripted(script: &'static [(&'static str, &'static str)]) -> Vec<String> {
@@ -485,7 +486,7 @@ mod tests {
         let seen = scripted(&[("", "220 hi\r\n"), ("AUTH PLAIN", "235 2.7.0 ok\r\n")]).await;
         assert_eq!(
             seen,
-            vec![format!("AUTH PLAIN {}", plain_response("u", "p"))]
+            vec![format!("AUTH PLAIN {}", plain_response("u", "p").as_str())]
         );
     }
 

@@ -33,7 +33,7 @@ use mailprobe_mailwire::handshake;
 use serde_json::{Map, Value};
 use tokio_rustls::client::TlsStream;
 
-use crate::client::{Ehlo, Mechanism, SmtpClient, SmtpReply, redact, reply_text};
+use crate::client::{Ehlo, Mechanism, SmtpClient, SmtpReply, redact, scrubbed_reply};
 use crate::encryption::Ehlofail;
 
 pub const NAME: &str = "smtp";
@@ -130,7 +130,11 @@ pub(crate) struct Creds {
 impl Creds {
     /// Text from the server, with any echo of the credentials removed.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        redact(text, &self.user, self.password.expose())
+        redact(text, self.password.expose())
+    }
+    /// A reply that may echo the credentials (to AUTH), redacted before it is cut to length.
+    pub(crate) fn reply(&self, r: &SmtpReply) -> String {
+        scrubbed_reply(r, self.password.expose())
     }
     fn scrub_error(&self, e: &NetError) -> NetError {
         match e {
@@ -199,7 +203,7 @@ where
         Ok(r) => {
             attrs.insert("smtp.reply.code".to_string(), r.code.to_string());
             if r.code >= 400 {
-                Err(NetError::Protocol(creds.scrub(&reply_text(r))))
+                Err(NetError::Protocol(creds.reply(r)))
             } else {
                 Ok(())
             }

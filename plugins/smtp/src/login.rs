@@ -82,7 +82,7 @@ pub(crate) async fn authenticate(
                         creds.user
                     ),
                 )
-                .with("reply", creds.scrub(&reply_text(&r))),
+                .with("reply", creds.reply(&r)),
             ));
             cx.held.push(HeldSession {
                 protocol: Protocol::Smtp,
@@ -98,7 +98,7 @@ pub(crate) async fn authenticate(
             );
         }
         Ok(r) => {
-            let text = creds.scrub(&reply_text(&r));
+            let text = creds.reply(&r);
             cx.report(base(auth_refused(&r, &text)).with("reply", text));
             quit(cx, creds, ep, &mut client).await;
         }

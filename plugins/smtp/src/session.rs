@@ -11,7 +11,7 @@ use mailprobe_core::session::{
 use mailprobe_core::{NetError, Security, tls};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::client::{Mechanism, SmtpClient, redact, reply_text};
+use crate::client::{Mechanism, SmtpClient, redact, reply_text, scrubbed_reply};
 use crate::{SmtpSession, TlsClient};
 
 impl MailSession for SmtpSession {
@@ -102,12 +102,12 @@ async fn open(
         .auth(mechanism, user, password, wait)
         .await
         .map_err(|e| {
-            SessionRefusal::at(SessionStep::Login, redact(&e.to_string(), user, password))
+            SessionRefusal::at(SessionStep::Login, redact(&e.to_string(), password))
         })?;
     if r.code != 235 {
         return Err(SessionRefusal::at(
             SessionStep::Login,
-            redact(&reply_text(&r), user, password),
+            scrubbed_reply(&r, password),
         ));
     }
     Ok(SmtpSession {

@@ -1,0 +1,355 @@
+//! A scripted hostile peer: a TCP server on loopback (plain, or TLS with a certificate made
+//! here for `mail.lab.test` by a CA made here) whose every connection runs a script. Real
+//! servers never misbehave on cue, so this is the one place a hand-written server is used: to
+//! send what a broken or malicious one would, byte for byte.
+//!
+//! std threads and rustls' blocking API: the probe under test is a separate process, and a
+//! thread per connection keeps a script a plain sequence of reads and writes.
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The name the certificate is for.
+pub const HOSTNAME: &str = "mail.lab.test";
+
+/// How long a peer waits for the probe before it gives up on the connection.
+const PEER_WAIT: Duration = Duration::from_secs(30);
+/// The longest line a peer reads from the probe.
+const MAX_LINE: usize = 64 * 1024;
+
+struct Pki {
+    ca_file: PathBuf,
+    config: Arc<rustls::ServerConfig>,
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mailprobe hostile-peer test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+            .expect("CA certificate");
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let mut leaf_params =
+            CertificateParams::new(vec![HOSTNAME.to_string()]).expect("leaf params");
+        leaf_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, HOSTNAME);
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &ca)
+            .expect("leaf certificate");
+        let dir = std::env::temp_dir().join(format!("mailprobe-hostile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).expect("write CA");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca.der().clone()];
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server certificate");
+        Pki {
+            ca_file,
+            config: Arc::new(config),
+        }
+    })
+}
+
+/// The CA that issued the peers' certificate, for `--ca-file`.
+pub fn ca_file() -> PathBuf {
+    pki().ca_file.clone()
+}
+
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+    Gone,
+}
+
+/// One connection, seen from the server side.
+pub struct Peer {
+    io: Io,
+    buf: Vec<u8>,
+    /// Every line the probe sent on any connection of this server, in order.
+    pub seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Peer {
+    fn stream(&mut self) -> Option<&mut dyn ReadWrite> {
+        match &mut self.io {
+            Io::Plain(s) => Some(s),
+            Io::Tls(s) => Some(s.as_mut()),
+            Io::Gone => None,
+        }
+    }
+
+    /// Sends bytes as they are; false when the probe has gone.
+    pub fn send(&mut self, bytes: impl AsRef<[u8]>) -> bool {
+        let Some(s) = self.stream() else {
+            return false;
+        };
+        s.write_all(bytes.as_ref()).and_then(|_| s.flush()).is_ok()
+    }
+
+    /// The next line from the probe without its line end; `None` when it closed or went quiet.
+    pub fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let line = String::from_utf8_lossy(&line).into_owned();
+                if let Ok(mut seen) = self.seen.lock() {
+                    seen.push(line.clone());
+                }
+                return Some(line);
+            }
+            if self.buf.len() > MAX_LINE {
+                return None;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream()?.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads until the probe closes the connection (a server that never answers).
+    pub fn hang(&mut self) {
+        while self.line().is_some() {}
+    }
+
+    /// Upgrades a plain connection to TLS (after a STARTTLS reply).
+    pub fn start_tls(&mut self) -> bool {
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else {
+            return false;
+        };
+        let Ok(conn) = rustls::ServerConnection::new(pki().config.clone()) else {
+            return false;
+        };
+        self.io = Io::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)));
+        true
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io, Io::Tls(_))
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Plain text from the first byte, or TLS from the first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Plain,
+    Tls,
+}
+
+/// A running hostile server; stops accepting when dropped.
+pub struct Server {
+    pub port: u16,
+    pub seen: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Every line the probe sent so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Serves `script` on every connection to a fresh loopback port.
+pub fn serve(mode: Mode, script: impl Fn(&mut Peer) + Send + Sync + 'static) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("local address").port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new(script);
+    let (stop2, seen2) = (stop.clone(), seen.clone());
+    std::thread::spawn(move || {
+        while !stop2.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((tcp, _)) => {
+                    let script = script.clone();
+                    let seen = seen2.clone();
+                    std::thread::spawn(move || {
+                        let _ = tcp.set_nonblocking(false);
+                        let _ = tcp.set_read_timeout(Some(PEER_WAIT));
+                        let _ = tcp.set_write_timeout(Some(PEER_WAIT));
+                        let mut peer = Peer {
+                            io: Io::Plain(tcp),
+                            buf: Vec::new(),
+                            seen,
+                        };
+                        if mode == Mode::Tls && !peer.start_tls() {
+                            return;
+                        }
+                        script(&mut peer);
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    Server { port, seen, stop }
+}
+
+/// One IMAP command from the probe.
+#[derive(Clone, Debug)]
+pub struct Cmd {
+    pub tag: String,
+    /// The command word, upper case (`LOGIN`, `LIST`).
+    pub verb: String,
+    pub line: String,
+}
+
+/// What a hook did with a command.
+pub enum Then {
+    /// Not handled: answer as a well-behaved server would.
+    Default,
+    /// Handled; read the next command.
+    Next,
+    /// Handled; end the session.
+    Close,
+}
+
+/// A well-behaved IMAP server's greeting (before or after TLS).
+pub const IMAP_GREETING: &str = "* OK [CAPABILITY IMAP4rev1] hostile-peer ready\r\n";
+
+/// Runs an IMAP session: sends `greeting`, then for each command asks `hook` and, unless it
+/// handled it, answers as a small well-behaved server with INBOX and Sent would.
+pub fn imap(peer: &mut Peer, greeting: &[u8], mut hook: impl FnMut(&mut Peer, &Cmd) -> Then) {
+    if !peer.send(greeting) {
+        return;
+    }
+    while let Some(line) = peer.line() {
+        let mut words = line.splitn(3, ' ');
+        let tag = words.next().unwrap_or_default().to_string();
+        let verb = words.next().unwrap_or_default().to_ascii_uppercase();
+        let cmd = Cmd { tag, verb, line };
+        match hook(peer, &cmd) {
+            Then::Next => continue,
+            Then::Close => return,
+            Then::Default => {}
+        }
+        if !imap_default(peer, &cmd) {
+            return;
+        }
+    }
+}
+
+/// The well-behaved answer to `cmd`; false when the session ends.
+pub fn imap_default(peer: &mut Peer, cmd: &Cmd) -> bool {
+    let t = &cmd.tag;
+    let text = match cmd.verb.as_str() {
+        "CAPABILITY" if peer.is_tls() => {
+            format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN NAMESPACE ID\r\n{t} OK CAPABILITY done\r\n")
+        }
+        "CAPABILITY" => {
+            format!("* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\n{t} OK CAPABILITY done\r\n")
+        }
+        "STARTTLS" => {
+            return peer.send(format!("{t} OK Begin TLS now\r\n")) && peer.start_tls();
+        }
+        "LOGIN" => format!("{t} OK [CAPABILITY IMAP4rev1 NAMESPACE ID] logged in\r\n"),
+        "AUTHENTICATE" => {
+            // With no initial response the client sends it after an empty challenge.
+            if cmd.line.split(' ').count() < 4 && (!peer.send("+ \r\n") || peer.line().is_none()) {
+                return false;
+            }
+            format!("{t} OK [CAPABILITY IMAP4rev1 NAMESPACE ID] logged in\r\n")
+        }
+        "ID" => format!("* ID (\"name\" \"hostile\")\r\n{t} OK ID done\r\n"),
+        "NAMESPACE" => format!("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n{t} OK NAMESPACE done\r\n"),
+        "LIST" | "XLIST" => format!(
+            "* LIST (\\HasNoChildren) \"/\" INBOX\r\n* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n{t} OK LIST done\r\n"
+        ),
+        "EXAMINE" | "SELECT" => {
+            format!("* 0 EXISTS\r\n* 0 RECENT\r\n{t} OK [READ-ONLY] EXAMINE done\r\n")
+        }
+        "NOOP" => format!("{t} OK NOOP done\r\n"),
+        "LOGOUT" => {
+            let _ = peer.send(format!("* BYE bye\r\n{t} OK LOGOUT done\r\n"));
+            return false;
+        }
+        _ => format!("{t} BAD unknown command\r\n"),
+    };
+    peer.send(text)
+}
+
+/// A well-behaved SMTP greeting.
+pub const SMTP_GREETING: &str = "220 mail.lab.test ESMTP hostile-peer\r\n";
+
+/// Runs an SMTP session: sends `greeting`, then for each command line asks `hook` and, unless
+/// it handled it, answers as a small well-behaved submission server would.
+pub fn smtp(peer: &mut Peer, greeting: &[u8], mut hook: impl FnMut(&mut Peer, &str) -> Then) {
+    if !peer.send(greeting) {
+        return;
+    }
+    while let Some(line) = peer.line() {
+        match hook(peer, &line) {
+            Then::Next => continue,
+            Then::Close => return,
+            Then::Default => {}
+        }
+        let verb = line
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let text = match verb.as_str() {
+            "EHLO" if peer.is_tls() => {
+                "250-mail.lab.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n".to_string()
+            }
+            "EHLO" => "250-mail.lab.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n".to_string(),
+            "HELO" => "250 mail.lab.test\r\n".to_string(),
+            "STARTTLS" => {
+                if !peer.send("220 2.0.0 go ahead\r\n") || !peer.start_tls() {
+                    return;
+                }
+                continue;
+            }
+            "AUTH" => "235 2.7.0 Authentication successful\r\n".to_string(),
+            "NOOP" => "250 2.0.0 ok\r\n".to_string(),
+            "QUIT" => {
+                let _ = peer.send("221 2.0.0 bye\r\n");
+                return;
+            }
+            _ => "502 5.5.2 unknown command\r\n".to_string(),
+        };
+        if !peer.send(text) {
+            return;
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use mailprobe_core::redact::Redactor;
-use mailprobe_core::starttls::{LineStream, capabilities_in};
+use mailprobe_core::lines::LineStream;
 use mailprobe_plugin_certificate::x509;
 use mailprobe_plugin_imap::{fingerprint, folders, wire::Wire};
 use mailprobe_plugin_smtp::client::{Ehlo, SmtpClient, scrubbed_reply};
@@ -159,8 +159,9 @@ fn imap(data: &[u8]) {
         let _ = folders::parse_namespace(line);
         let _ = folders::decode_mutf7(line);
         let _ = fingerprint::parse_id(line);
-        let _ = capabilities_in(line);
-        let _ = mailprobe_plugin_imap::wire::StatusLine::parse(line, line);
+        if let Some(s) = mailprobe_plugin_imap::wire::StatusLine::parse(line, line) {
+            let _ = s.capabilities();
+        }
     }
 }
 

@@ -3,7 +3,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mailprobe_core::starttls::capabilities_in;
 use mailprobe_plugin_imap::{fingerprint, folders, wire::StatusLine};
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +14,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = folders::decode_mutf7(&line);
     let _ = fingerprint::parse_id(&line);
-    let _ = capabilities_in(&line);
     if let Some(s) = StatusLine::parse(&line, &line) {
         let _ = s.capabilities();
     }

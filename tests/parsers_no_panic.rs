@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use mailprobe_core::redact::Redactor;
 use mailprobe_core::lines::LineStream;
+use mailprobe_core::redact::Redactor;
 use mailprobe_plugin_certificate::x509;
 use mailprobe_plugin_imap::{fingerprint, folders, wire::Wire};
 use mailprobe_plugin_smtp::client::{Ehlo, SmtpClient, scrubbed_reply};

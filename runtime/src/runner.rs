@@ -11,8 +11,8 @@ use mailprobe_core::context::{PluginRun, RunContext, Step};
 use mailprobe_core::model::{Protocol, Target};
 use mailprobe_core::net::Budgets;
 use mailprobe_core::plugin::{CheckPlugin, catalog_of};
-use mailprobe_core::report::Report;
 use mailprobe_core::redact::Redactor;
+use mailprobe_core::report::Report;
 use mailprobe_core::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
 use mailprobe_core::tls::Trust;
 

@@ -5,7 +5,7 @@
 use mailprobe_core::context::HeldSession;
 use mailprobe_core::{Endpoint, Handshake, NetError, Protocol, RequirementResult, RunContext};
 
-use crate::client::{Ehlo, Mechanism, SmtpReply, reply_text};
+use crate::client::{Ehlo, Mechanism, SmtpReply};
 use crate::{Creds, Findings, LOGIN, SmtpSession, TlsClient, quit, remedies, session, step};
 
 /// Authenticates over the TLS session and reports `smtp.login`.

@@ -101,9 +101,7 @@ async fn open(
     let r = client
         .auth(mechanism, user, password, wait)
         .await
-        .map_err(|e| {
-            SessionRefusal::at(SessionStep::Login, redact(&e.to_string(), password))
-        })?;
+        .map_err(|e| SessionRefusal::at(SessionStep::Login, redact(&e.to_string(), password)))?;
     if r.code != 235 {
         return Err(SessionRefusal::at(
             SessionStep::Login,

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::error::NetError;
+use crate::error::{ErrorType, NetError};
 pub use crate::fact::{Fact, Facts};
 use crate::model::{Endpoint, Protocol, Target};
 use crate::net::{self, Budgets, Conn};
@@ -126,6 +126,14 @@ impl From<&NetError> for NetErrorView {
 }
 
 impl NetErrorView {
+    /// A view of a failure that is not a network error (e.g. no server configured).
+    pub fn new(error_type: ErrorType, message: impl Into<String>) -> Self {
+        NetErrorView {
+            error_type: error_type.as_str().to_string(),
+            message: message.into(),
+            step: None,
+        }
+    }
     pub fn at(mut self, step: &str) -> Self {
         self.step = Some(step.to_string());
         self

@@ -55,6 +55,10 @@ pub enum ErrorType {
     ConnectionBudget,
     StarttlsNotOffered,
     Io,
+    /// The target has no such server (no `--smtp`).
+    NotConfigured,
+    /// The server sent no certificate.
+    NoCertificate,
 }
 
 impl ErrorType {
@@ -71,6 +75,8 @@ impl ErrorType {
             ErrorType::ConnectionBudget => "connection_budget",
             ErrorType::StarttlsNotOffered => "starttls_not_offered",
             ErrorType::Io => "io",
+            ErrorType::NotConfigured => "not_configured",
+            ErrorType::NoCertificate => "no_certificate",
         }
     }
 }

@@ -136,6 +136,11 @@ impl RequirementResult {
         self.with("error", e.to_string())
             .with("error_type", e.error_type())
     }
+    /// As [`RequirementResult::with_error`], for an error seen through a [`NetErrorView`].
+    pub fn with_error_view(self, e: &crate::context::NetErrorView) -> Self {
+        self.with("error", e.message.clone())
+            .with("error_type", e.error_type.clone())
+    }
     /// The requirement ID a `prerequisite` skip waits on.
     pub fn prerequisite(&self) -> Option<&str> {
         if self.skip_reason() != Some(SkipReason::Prerequisite) {

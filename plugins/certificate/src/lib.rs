@@ -186,11 +186,11 @@ async fn read_chain(
             Some(c) if !c.is_empty() => Ok(c),
             _ => Err(match other {
                 Err(e) => e,
-                Ok(_) => NetErrorView {
-                    error_type: "no_certificate".into(),
-                    message: "the server sent no certificate".into(),
-                    step: Some("tls_handshake".into()),
-                },
+                Ok(_) => NetErrorView::new(
+                    mailprobe_core::error::ErrorType::NoCertificate,
+                    "the server sent no certificate",
+                )
+                .at("tls_handshake"),
             }),
         },
     }
@@ -211,8 +211,7 @@ fn report_unreadable(cx: &mut RunContext, ep: &Endpoint, ids: &[String; 3], e: &
                 format!("no certificate could be read: {}", e.message),
                 remedies::make_tls_work(&ep.authority(), &enc),
             )
-            .with("error", e.message.clone())
-            .with("error_type", e.error_type.clone()),
+            .with_error_view(&e),
         );
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use mailprobe_core::context::{NetErrorView, StepTimer};
+use mailprobe_core::error::ErrorType;
 use mailprobe_core::{Handshake, NetError, Protocol, RunContext, Security, serde_fact, tls};
 use serde::Serialize;
 
@@ -52,11 +53,10 @@ pub async fn shared(cx: &mut RunContext, protocol: Protocol) -> Result<Handshake
         return h.clone();
     }
     let Some(endpoint) = cx.target.endpoint(protocol).cloned() else {
-        return Err(NetErrorView {
-            error_type: "not_configured".into(),
-            message: format!("no {protocol} server configured"),
-            step: None,
-        });
+        return Err(NetErrorView::new(
+            ErrorType::NotConfigured,
+            format!("no {protocol} server configured"),
+        ));
     };
     let conn = match cx.connect(&endpoint).await {
         Ok(c) => c,

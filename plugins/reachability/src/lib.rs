@@ -221,9 +221,7 @@ fn judge_failure(id: &str, ep: &Endpoint, e: &NetError) -> RequirementResult {
             None,
         ),
     };
-    let mut r = RequirementResult::fail(id, summary, remedy)
-        .with("error", e.to_string())
-        .with("error_type", e.error_type());
+    let mut r = RequirementResult::fail(id, summary, remedy).with_error(e);
     if let Some(a) = address {
         r = r.with("address", a);
     }

@@ -228,8 +228,7 @@ pub fn report_unprobeable(cx: &mut RunContext, ep: &Endpoint, e: &NetErrorView) 
     cx.report(
         RequirementResult::fail(&tls_versions(ep.protocol), summary, remedy)
             .with("versions", unknown_versions())
-            .with("error", e.message.clone())
-            .with("error_type", e.error_type.clone()),
+            .with_error_view(e),
     );
 }
 

@@ -211,7 +211,7 @@ fn report_unreadable(cx: &mut RunContext, ep: &Endpoint, ids: &[String; 3], e: &
                 format!("no certificate could be read: {}", e.message),
                 remedies::make_tls_work(&ep.authority(), &enc),
             )
-            .with_error_view(&e),
+            .with_error_view(e),
         );
     }
 }

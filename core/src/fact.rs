@@ -1,7 +1,7 @@
 //! Facts one plugin shares with the plugins that run after it, by type.
 //!
-//! The core defines no fact: the plugin that produces one defines its type (the tls plugin its
-//! `TlsVersions`, the imap plugin its `ImapFacts`), and a consumer imports that type from the
+//! The core defines no fact: the plugin that produces one defines its type (the versions a
+//! port accepts, the software that answered), and a consumer imports that type from the
 //! producer's crate, so the dependency is visible in Cargo.toml and in the plugin's declared
 //! run order. Each fact also has a JSON key, for the snapshot dynamic plugins receive.
 

@@ -32,7 +32,7 @@ impl Protocol {
             Protocol::Smtp => "SMTP",
         }
     }
-    /// `imap.login` from `login`.
+    /// A requirement ID of this protocol: the prefix, a dot, and `suffix`.
     pub fn requirement(self, suffix: &str) -> String {
         format!("{}.{suffix}", self.prefix())
     }

@@ -98,7 +98,7 @@ impl Report {
     }
 
     /// For an `incomplete` verdict, one line saying what could not be verified and why
-    /// (`imap.login: <why>; ...`); `None` for any other verdict.
+    /// (`ID: <why>; ...`); `None` for any other verdict.
     pub fn incomplete_line(&self) -> Option<String> {
         if self.verdict != Verdict::Incomplete {
             return None;

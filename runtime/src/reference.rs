@@ -228,7 +228,7 @@ pub const SECTIONS: &[Section] = &[
                 "required",
                 "`HOST[:PORT]`",
                 "the IMAP server (port 993 without one)",
-                "imap.example.com:993",
+                "mail.example.com:993",
             ),
             key(
                 "imap_security",
@@ -242,7 +242,7 @@ pub const SECTIONS: &[Section] = &[
                 "none",
                 "`HOST[:PORT]`",
                 "the SMTP server; without it the SMTP requirements are `not_configured`",
-                "smtp.example.com:587",
+                "mail.example.com:587",
             ),
             key(
                 "smtp_security",
@@ -323,8 +323,8 @@ alerts:
   alert_after: 2
 mailboxes:
   - name: sales
-    imap: imap.example.com:993
-    smtp: smtp.example.com:587
+    imap: mail.example.com:993
+    smtp: mail.example.com:587
     user: sales@example.com
     password: { env: SALES_PASSWORD }
 ```

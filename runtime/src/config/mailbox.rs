@@ -58,7 +58,7 @@ pub(super) fn check_mailbox(
             format!("{here}.user is empty; give the login name"),
         ));
     }
-    if let Err(e) = Profile::builtin(&m.profile) {
+    if let Err(e) = Profile::shared(&m.profile) {
         return Err(err(at("profile"), format!("{here}.profile: {e}")));
     }
     if let Err(e) = model::endpoint(

@@ -398,51 +398,87 @@ fn write_hex(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), hex).unwrap();
 }
 
-/// Regenerates the codec fixtures in tests/fixtures from a live s_server:
-/// `cargo test -p mailprobe-plugin-tls --test openssl_server -- --ignored capture_fixtures`
+/// What a flight says, for comparing a live capture with a committed fixture: the kind of
+/// answer and its version or alert, not the random bytes inside.
+fn shape(flight: &[u8]) -> String {
+    match parse_server_flight(flight) {
+        Parse::Done(hello::ServerAnswer::Hello {
+            version,
+            certificates,
+            ..
+        }) => format!("hello {version:04x}, {} certificate(s)", certificates.len()),
+        Parse::Done(hello::ServerAnswer::HelloRetryRequest { .. }) => "hello retry".into(),
+        Parse::Done(hello::ServerAnswer::Alert { level, description }) => {
+            format!("alert {level}/{description}")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn read_hex(path: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("00"), 16).unwrap_or(0))
+        .collect()
+}
+
+/// The codec's fixtures in tests/fixtures were captured from a live s_server: this captures the
+/// same flights again and checks each still has the shape of its fixture, so the fixtures
+/// cannot drift from what OpenSSL sends. With `MAILPROBE_WRITE_FIXTURES=1` it rewrites them.
 #[tokio::test]
-#[ignore]
-async fn capture_fixtures() {
+async fn fixtures_match_what_a_live_s_server_sends() {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    std::fs::create_dir_all(&out).unwrap();
     let certs = CertDir::new();
+    let mut captured: Vec<(&str, Vec<u8>)> = Vec::new();
     {
         let server = Server::start(
             &certs,
             &["-cipher", "ALL:@SECLEVEL=0", "-min_protocol", "TLSv1"],
         );
-        write_hex(
-            &out,
+        captured.push((
             "openssl_tls12_flight.hex",
-            &capture(server.addr, TLS12).await,
-        );
-        write_hex(
-            &out,
+            capture(server.addr, TLS12).await,
+        ));
+        captured.push((
             "openssl_tls10_flight.hex",
-            &capture(server.addr, TLS10).await,
-        );
-        write_hex(
-            &out,
+            capture(server.addr, TLS10).await,
+        ));
+        captured.push((
             "openssl_tls13_flight.hex",
-            &capture(server.addr, TLS13).await,
-        );
+            capture(server.addr, TLS13).await,
+        ));
     }
     {
         let server = Server::start(&certs, &["-tls1_2"]);
-        write_hex(
-            &out,
+        captured.push((
             "openssl_alert_tls11_on_tls12_only.hex",
-            &capture(server.addr, TLS11).await,
-        );
+            capture(server.addr, TLS11).await,
+        ));
     }
     {
         let server = Server::start(&certs, &["-tls1_3", "-groups", "P-256"]);
-        write_hex(&out, "openssl_hrr.hex", &capture(server.addr, TLS13).await);
+        captured.push(("openssl_hrr.hex", capture(server.addr, TLS13).await));
     }
-    std::fs::write(out.join("openssl_cert.der.hex"), {
-        let mut s: String = certs.der.iter().map(|b| format!("{b:02x}")).collect();
-        s.push('\n');
-        s
-    })
-    .unwrap();
+    if std::env::var_os("MAILPROBE_WRITE_FIXTURES").is_some() {
+        std::fs::create_dir_all(&out).unwrap();
+        for (name, bytes) in &captured {
+            write_hex(&out, name, bytes);
+        }
+        std::fs::write(out.join("openssl_cert.der.hex"), {
+            let mut s: String = certs.der.iter().map(|b| format!("{b:02x}")).collect();
+            s.push('\n');
+            s
+        })
+        .unwrap();
+    }
+    for (name, bytes) in &captured {
+        let committed = read_hex(&out.join(name));
+        assert_eq!(
+            shape(bytes),
+            shape(&committed),
+            "{name} no longer has the shape of a live capture; regenerate with MAILPROBE_WRITE_FIXTURES=1"
+        );
+    }
 }

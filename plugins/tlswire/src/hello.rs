@@ -108,8 +108,8 @@ mod tests {
     };
 
     // Captured from `openssl s_server` (OpenSSL 3.0) answering our own
-    // ClientHellos; regenerate with the ignored `capture_fixtures` test in
-    // tests/openssl_server.rs.
+    // ClientHellos; `fixtures_match_what_a_live_s_server_sends` in tests/openssl_server.rs
+    // checks they still match, and rewrites them with MAILPROBE_WRITE_FIXTURES=1.
     const TLS12_FLIGHT: &str = include_str!("../tests/fixtures/openssl_tls12_flight.hex");
     const TLS10_FLIGHT: &str = include_str!("../tests/fixtures/openssl_tls10_flight.hex");
     const TLS13_FLIGHT: &str = include_str!("../tests/fixtures/openssl_tls13_flight.hex");

@@ -47,14 +47,22 @@ impl Telemetry {
             None
         });
         if let Some(settings) = otlp {
+            let endpoint = settings.endpoint.as_deref();
             let shown = format!(
                 "{} {}",
                 settings.transport.as_str(),
-                settings
-                    .endpoint
-                    .as_deref()
-                    .unwrap_or("(from OTEL_EXPORTER_OTLP_* or the default)")
+                endpoint
+                    .map(mailprobe_telemetry::urls::shown)
+                    .unwrap_or_else(|| "(from OTEL_EXPORTER_OTLP_* or the default)".into())
             );
+            if !settings.headers.is_empty()
+                && endpoint.is_some_and(mailprobe_telemetry::urls::plain_to_another_host)
+            {
+                tracing::warn!(
+                    endpoint = %shown,
+                    "otlp.headers (often an API key) go in clear text to another host; use https://"
+                );
+            }
             match OtlpExporter::start(
                 settings,
                 env!("CARGO_PKG_VERSION"),

@@ -46,13 +46,22 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn parse_url(field: &str, url: &str) -> Result<Uri, ConfigError> {
+    let shown = mailprobe_telemetry::urls::shown(url);
     let uri: Uri = url
         .parse()
-        .map_err(|e| ConfigError(format!("alerts.{field} `{url}` is not a URL: {e}")))?;
+        .map_err(|e| ConfigError(format!("alerts.{field} `{shown}` is not a URL: {e}")))?;
     match uri.scheme_str() {
-        Some("http") | Some("https") if uri.host().is_some() => Ok(uri),
+        Some("http") | Some("https") if uri.host().is_some() => {
+            if mailprobe_telemetry::urls::plain_to_another_host(url) {
+                tracing::warn!(
+                    url = %shown,
+                    "alerts.{field} sends mailbox reports in clear text to another host; use https://"
+                );
+            }
+            Ok(uri)
+        }
         _ => Err(ConfigError(format!(
-            "alerts.{field} `{url}` must be an http:// or https:// URL (e.g. http://127.0.0.1:9093)"
+            "alerts.{field} `{shown}` must be an http:// or https:// URL (e.g. http://127.0.0.1:9093)"
         ))),
     }
 }

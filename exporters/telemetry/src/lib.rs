@@ -16,6 +16,7 @@ pub mod names;
 pub mod series;
 pub mod stats;
 pub mod transition;
+pub mod urls;
 
 use std::future::Future;
 use std::pin::Pin;

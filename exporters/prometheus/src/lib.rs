@@ -8,6 +8,8 @@
 //! histogram is kept here.
 #![forbid(unsafe_code)]
 
+mod limited;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -367,6 +369,7 @@ impl PrometheusExporter {
             .with_state(state);
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
+            let listener = limited::Limited::new(listener, limited::MAX_CONNECTIONS, limited::IDLE);
             let result = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|s| *s).await;

@@ -107,9 +107,12 @@ pub enum Answer {
 /// Send a ClientHello offering `version` on `stream` (already past any STARTTLS preamble) and
 /// read the server's answer, whatever version it chose.
 ///
-/// Every write and read is bounded by `io_timeout`. If the connection ends or times out after a
-/// ServerHello but before the end of the flight, the ServerHello counts, with the certificates
-/// seen so far. Does not shut the stream down: the caller drops it.
+/// The write, and then the whole answer, are each bounded by `io_timeout` (one overall deadline
+/// for the answer: a server dripping a byte just before every read would time out cannot
+/// stretch it), and the answer by [`MAX_ANSWER`] bytes (endless heartbeats or HelloRequests
+/// cannot grow it). If the answer ends early (closed, reset, timed out, too long) after a
+/// ServerHello, the ServerHello counts, with the certificates seen so far. Does not shut the
+/// stream down: the caller drops it.
 pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     version: u16,
@@ -130,10 +133,12 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + io_timeout;
     loop {
-        let ended = match tokio::time::timeout(io_timeout, stream.read(&mut chunk)).await {
+        let ended = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
             Err(_) => Ended::Timeout,
             Ok(Ok(0)) => Ended::Closed,
+            Ok(Ok(_)) if buf.len() >= MAX_ANSWER => Ended::TooLong,
             Ok(Ok(n)) => {
                 buf.extend_from_slice(&chunk[..n]);
                 match parse_server_flight(&buf) {
@@ -153,6 +158,9 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             Ended::Timeout => Err(ProbeError::Timeout),
             Ended::Closed => Ok(Answer::Closed),
             Ended::Reset => Ok(Answer::Reset),
+            Ended::TooLong => Err(ProbeError::Invalid(format!(
+                "an answer to a ClientHello longer than {MAX_ANSWER} bytes"
+            ))),
         };
     }
 }
@@ -183,7 +191,12 @@ enum Ended {
     Timeout,
     Closed,
     Reset,
+    TooLong,
 }
+
+/// The most bytes read in answer to one ClientHello: a whole flight (bounded by
+/// [`hello::MAX_FLIGHT`] for the parts kept) with room for the records around it.
+pub const MAX_ANSWER: usize = 4 * hello::MAX_FLIGHT;
 
 #[cfg(test)]
 mod tests {
@@ -360,5 +373,48 @@ mod tests {
     async fn plaintext_answer_is_invalid() {
         let (res, _) = run(TLS12, b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), false).await;
         assert!(matches!(res, Err(ProbeError::Invalid(_))), "{res:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_dripping_bytes_cannot_stretch_the_answer_past_its_deadline() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut hello = vec![0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut server, &mut hello).await;
+            // A valid record header, then one byte just before every per-read timeout.
+            let _ = server.write_all(&[22, 3, 3, 0x40, 0x00]).await;
+            for _ in 0..1000 {
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                if server.write_all(&[0]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let out = exchange(&mut client, TLS12, Some("h"), Duration::from_secs(1)).await;
+        assert!(matches!(out, Err(ProbeError::Timeout)), "{out:?}");
+        assert!(started.elapsed() <= Duration::from_millis(1100));
+    }
+
+    #[tokio::test]
+    async fn endless_records_after_a_server_hello_stop_at_the_bound() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut hello = vec![0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut server, &mut hello).await;
+            let _ = server
+                .write_all(&record(22, &server_hello(TLS12, 0x002f)))
+                .await;
+            // Heartbeat records for ever.
+            let beat = record(24, &[1, 0, 16, 0, 0, 0]);
+            loop {
+                if server.write_all(&beat).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let out = exchange(&mut client, TLS12, Some("h"), Duration::from_secs(5)).await;
+        // The ServerHello settles it; the endless rest is cut off.
+        assert!(matches!(out, Ok(Answer::Server(_))), "{out:?}");
     }
 }

@@ -119,7 +119,10 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         return;
     }
     let chain = match read_chain(cx, p, legacy).await {
-        Ok(c) => c,
+        Ok(mut c) => {
+            c.truncate(x509::MAX_CHAIN);
+            c
+        }
         Err(e) => {
             report_unreadable(cx, ep, &ids, &e);
             return;

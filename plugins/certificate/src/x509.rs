@@ -19,7 +19,7 @@ mod trust;
 pub use expiry::earliest_expiry;
 pub use name::{NameMatch, host_matches, match_name};
 pub use parse::{CertError, CertInfo, parse_certificate};
-pub use trust::{TrustOutcome, verify_trust};
+pub use trust::{MAX_CHAIN, TrustOutcome, verify_trust};
 
 #[cfg(test)]
 mod tests {
@@ -497,5 +497,58 @@ mod tests {
         ];
         assert_eq!(chain[0].not_after, chain[1].not_after);
         assert_eq!(earliest_expiry(&chain).map(|(i, _)| i), Some(0));
+    }
+
+    #[test]
+    fn a_chain_of_200_certificates_or_a_cycle_is_bounded() {
+        let ca = root_ca("Lab Root CA");
+        let inter = intermediate_ca("Lab Intermediate", &ca);
+        let leaf = leaf_signed_by(&leaf_params("mail.lab.test", &["mail.lab.test"]), &inter);
+        let roots = roots_with(&[&ca.der]);
+        // 200 certificates: the intermediate, then 198 copies of an unrelated one.
+        let other = root_ca("Someone Else");
+        let mut chain = vec![leaf.clone(), inter.der.clone()];
+        chain.extend(std::iter::repeat_n(other.der.clone(), 198));
+        assert_eq!(verify_trust(&chain, &roots), TrustOutcome::Trusted);
+
+        // A cycle: A issued by B, B issued by A, neither trusted.
+        let key_a = KeyPair::generate().unwrap();
+        let key_b = KeyPair::generate().unwrap();
+        let issuer_b = Issuer::new(
+            ca_params("Cycle B"),
+            KeyPair::from_pem(&key_b.serialize_pem()).unwrap(),
+        );
+        let issuer_a = Issuer::new(
+            ca_params("Cycle A"),
+            KeyPair::from_pem(&key_a.serialize_pem()).unwrap(),
+        );
+        let a = ca_params("Cycle A")
+            .signed_by(&key_a, &issuer_b)
+            .unwrap()
+            .der()
+            .to_vec();
+        let b = ca_params("Cycle B")
+            .signed_by(&key_b, &issuer_a)
+            .unwrap()
+            .der()
+            .to_vec();
+        let cyclic_leaf = leaf_params("mail.lab.test", &["mail.lab.test"])
+            .signed_by(&KeyPair::generate().unwrap(), &issuer_a)
+            .unwrap()
+            .der()
+            .to_vec();
+        let mut chain = vec![cyclic_leaf];
+        for _ in 0..100 {
+            chain.push(a.clone());
+            chain.push(b.clone());
+        }
+        let outcome = verify_trust(&chain, &roots);
+        assert!(
+            matches!(
+                outcome,
+                TrustOutcome::IncompleteChain { .. } | TrustOutcome::UnknownIssuer { .. }
+            ),
+            "{outcome:?}"
+        );
     }
 }

@@ -70,6 +70,9 @@ pub enum TrustOutcome {
 ///    whose signature does not verify with that anchor's key as a bad
 ///    signature, so that case is `Invalid`, not `UnknownIssuer`.
 pub fn verify_trust(chain_der: &[Vec<u8>], roots: &RootCertStore) -> TrustOutcome {
+    // A real chain is a handful of certificates; a server sending hundreds (or a cycle) must
+    // not make path building or the classification walk costly.
+    let chain_der = &chain_der[..chain_der.len().min(MAX_CHAIN)];
     let Some((leaf_der, intermediates_der)) = chain_der.split_first() else {
         return TrustOutcome::Invalid {
             reason: "the server sent no certificate".into(),
@@ -142,6 +145,9 @@ pub fn verify_trust(chain_der: &[Vec<u8>], roots: &RootCertStore) -> TrustOutcom
         },
     }
 }
+
+/// The most certificates of a chain that are looked at (the leaf included).
+pub const MAX_CHAIN: usize = 16;
 
 fn is_trust_anchor(cert: &X509Certificate<'_>, roots: &RootCertStore) -> bool {
     let tbs = &cert.tbs_certificate;

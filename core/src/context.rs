@@ -215,9 +215,13 @@ impl RunContext {
     }
 
     /// Takes this run's share of each configured server's budget: as many connections as the
-    /// profile's client holds at once to that port, capped by the budget.
+    /// profile's client holds at once to that port, capped by the budget. The wait for it is a
+    /// queue, not part of the check: it may last up to the check's timeout, and the deadline
+    /// starts when the share is taken, so mailboxes that share a server take turns instead of
+    /// running out of time (and being judged for the probe's own crowding).
     pub async fn reserve_slots(&mut self) {
         let endpoints: Vec<Endpoint> = self.target.endpoints().cloned().collect();
+        let queue_until = Instant::now() + self.target.timeout;
         for ep in endpoints {
             let rules = &self.target.profile.connections;
             let want = match ep.protocol {
@@ -226,7 +230,9 @@ impl RunContext {
             }
             .max(1) as usize;
             let n = want.min(self.budgets.per_server());
-            let wait = self.remaining();
+            let wait = queue_until
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
             let global = self.budgets.acquire(&ep, n as u32, wait).await;
             self.slots.insert(
                 ep.protocol,
@@ -241,6 +247,7 @@ impl RunContext {
                 },
             );
         }
+        self.deadline = Instant::now() + self.target.timeout;
     }
 
     /// How many connections this run may hold at once to a protocol's server.
@@ -499,5 +506,34 @@ impl RunContext {
     /// Every step, taken out of the context.
     pub fn take_steps(&mut self) -> Vec<Step> {
         std::mem::take(&mut self.steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::Trust;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_a_busy_servers_connections_does_not_eat_the_deadline() {
+        let target = Arc::new(crate::model::tests::target());
+        let budgets = Arc::new(Budgets::new(4));
+        // Another run holds every connection of the server for 8 s of a 10 s timeout.
+        let held = budgets
+            .acquire(&target.imap, 4, Duration::from_secs(1))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            drop(held);
+        });
+        let mut cx = RunContext::new(target.clone(), Trust::load(None).unwrap(), budgets);
+        cx.reserve_slots().await;
+        assert!(
+            cx.reserved(Protocol::Imap) > 0,
+            "the share was taken after the queue"
+        );
+        // The check still has its whole timeout.
+        assert_eq!(cx.remaining(), target.timeout);
     }
 }

@@ -187,7 +187,8 @@ impl SchedulerHandle {
 pub type PanicHandler = Arc<dyn Fn(Arc<Target>, String) + Send + Sync>;
 
 /// Starts one loop per target. `run_one` checks one target and must respect its deadline; the
-/// scheduler also cuts it off at the deadline plus 5 s. A run that panics is logged and the
+/// scheduler also cuts it off at twice its timeout plus 5 s (a queue for its servers, then the
+/// check). A run that panics is logged and the
 /// loop goes on; [`start_guarded`] also hands it to a handler.
 pub fn start<F, Fut>(
     targets: Vec<Arc<Target>>,
@@ -301,7 +302,9 @@ async fn mailbox_loop<F, Fut>(
         // every plugin's state) would cost every idle mailbox its size between runs too.
         let guarded =
             AssertUnwindSafe(Box::pin(async { run_one(current.clone()).await })).catch_unwind();
-        let run = tokio::time::timeout(current.timeout + Duration::from_secs(5), guarded);
+        // The run may first queue for its servers' connections for up to its timeout (see
+        // `RunContext::reserve_slots`), then has its timeout; 5 s more for closing.
+        let run = tokio::time::timeout(current.timeout * 2 + Duration::from_secs(5), guarded);
         tokio::pin!(run);
         let result = tokio::select! {
             r = &mut run => r,
@@ -515,7 +518,8 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(200)).await;
         h.shutdown().await;
-        // Cut at 15 s each time, so the mailbox kept being checked every minute.
+        // Cut at 25 s (twice the timeout plus 5 s) each time, so the mailbox kept being checked
+        // every minute.
         assert!(started.load(Ordering::SeqCst) >= 3);
         assert_eq!(ended.load(Ordering::SeqCst), 0);
     }

@@ -8,6 +8,8 @@ mod hostile;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -595,4 +597,68 @@ fn the_daemon_runs_without_core_dumps_and_warns_about_a_readable_password_file()
         assert!(!log.contains(&s), "the daemon's log shows {s:?}:\n{log}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn extra_sessions_with_another_certificate_get_no_credentials() {
+    // The first connection presents the certificate the run checks; once it has logged in,
+    // every later connection presents another one, valid for the name but not the same leaf.
+    let switch = Arc::new(AtomicBool::new(false));
+    let flag = switch.clone();
+    let imap = hostile::serve_switching(Mode::Tls, switch, move |p| {
+        let flag = flag.clone();
+        hostile::imap(p, hostile::IMAP_GREETING.as_bytes(), move |_, cmd| {
+            if cmd.verb == "LOGIN" || cmd.verb == "AUTHENTICATE" {
+                flag.store(true, Ordering::SeqCst);
+            }
+            Then::Default
+        })
+    });
+    let run = mailprobe(&[
+        "check".into(),
+        "--imap".into(),
+        format!("{}:{}", hostile::HOSTNAME, imap.port),
+        "--imap-security".into(),
+        "tls".into(),
+        "--connect-to".into(),
+        format!("{}:127.0.0.1", hostile::HOSTNAME),
+        "--ca-file".into(),
+        hostile::ca_file().display().to_string(),
+        "--user".into(),
+        USER.into(),
+        "--password-env".into(),
+        PASSWORD_ENV.into(),
+        "--timeout".into(),
+        format!("{}s", TIMEOUT.as_secs()),
+        "--only".into(),
+        "connlimit".into(),
+        "--format".into(),
+        "json".into(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", run.stdout, run.stderr));
+    let logins = imap
+        .lines()
+        .iter()
+        .filter(|l| {
+            let u = l.to_ascii_uppercase();
+            u.contains(" LOGIN ") || u.contains(" AUTHENTICATE ")
+        })
+        .count();
+    assert_eq!(
+        logins,
+        1,
+        "only the first connection may log in; the peer got (tag and verb): {:?}",
+        imap.lines()
+            .iter()
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    );
+    let r = report["requirements"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["id"] == "connections.concurrent"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(r["status"], "fail", "{r:#}");
+    assert_eq!(r["evidence"]["imap"]["refused_at"], "certificate", "{r:#}");
 }

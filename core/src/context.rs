@@ -287,6 +287,7 @@ impl RunContext {
             trust: self.trust.clone(),
             budgets: self.budgets.clone(),
             wait: self.io_timeout(),
+            pinned_leaf: None,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::error::NetError;
 use crate::future::BoxFuture;
 use crate::model::Target;
 use crate::net::Budgets;
-use crate::tls::Trust;
+use crate::tls::{Handshake, Trust};
 
 /// An open, logged-in session.
 pub trait MailSession: Send {
@@ -79,6 +79,36 @@ pub struct OpenParams {
     pub budgets: Arc<Budgets>,
     /// Bound for each exchange.
     pub wait: Duration,
+    /// The leaf certificate (DER) of the run's first handshake with this port. A new session
+    /// proves it talks to the server the run already checked before it sends credentials:
+    /// otherwise a man in the middle who lets the first connection through collects the
+    /// password on the others.
+    pub pinned_leaf: Option<Vec<u8>>,
+}
+
+impl OpenParams {
+    /// Refuses a new session's certificate before any credential goes out: one a strict client
+    /// would reject (unless the user allowed an insecure certificate), or a leaf other than the
+    /// pinned one.
+    pub fn check_certificate(&self, h: &Handshake) -> Result<(), SessionRefusal> {
+        if !h.verified && !self.target.allow_insecure_cert {
+            let why = h.verify_error.as_deref().unwrap_or("not verified");
+            return Err(SessionRefusal::at(
+                SessionStep::Certificate,
+                format!("the certificate is not trusted ({why}); credentials were not sent"),
+            ));
+        }
+        if let Some(pinned) = &self.pinned_leaf
+            && h.chain.first() != Some(pinned)
+        {
+            return Err(SessionRefusal::at(
+                SessionStep::Certificate,
+                "the server presented a leaf certificate other than the one of the run's first \
+                 connection; credentials were not sent",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Opens new authenticated sessions to one protocol's server, the way its plugin does.

@@ -27,6 +27,8 @@ const MAX_LINE: usize = 64 * 1024;
 struct Pki {
     ca_file: PathBuf,
     config: Arc<rustls::ServerConfig>,
+    /// Another leaf for the same name from the same CA: valid, yet not the one a run saw first.
+    other: Arc<rustls::ServerConfig>,
 }
 
 fn pki() -> &'static Pki {
@@ -40,32 +42,36 @@ fn pki() -> &'static Pki {
             .push(rcgen::DnType::CommonName, "mailprobe hostile-peer test CA");
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
             .expect("CA certificate");
-        let leaf_key = KeyPair::generate().expect("leaf key");
-        let mut leaf_params =
-            CertificateParams::new(vec![HOSTNAME.to_string()]).expect("leaf params");
-        leaf_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, HOSTNAME);
-        let leaf = leaf_params
-            .signed_by(&leaf_key, &ca)
-            .expect("leaf certificate");
+        let server_config = || {
+            let leaf_key = KeyPair::generate().expect("leaf key");
+            let mut leaf_params =
+                CertificateParams::new(vec![HOSTNAME.to_string()]).expect("leaf params");
+            leaf_params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, HOSTNAME);
+            let leaf = leaf_params
+                .signed_by(&leaf_key, &ca)
+                .expect("leaf certificate");
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+            let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca.der().clone()];
+            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server certificate");
+            Arc::new(config)
+        };
         let dir = std::env::temp_dir().join(format!("mailprobe-hostile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let ca_file = dir.join("ca.pem");
         std::fs::write(&ca_file, ca.pem()).expect("write CA");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca.der().clone()];
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server certificate");
         Pki {
             ca_file,
-            config: Arc::new(config),
+            config: server_config(),
+            other: server_config(),
         }
     })
 }
@@ -87,6 +93,8 @@ pub struct Peer {
     buf: Vec<u8>,
     /// Every line the probe sent on any connection of this server, in order.
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// Presents the other certificate (see `serve_switching`).
+    other_cert: bool,
 }
 
 impl Peer {
@@ -143,7 +151,12 @@ impl Peer {
         let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else {
             return false;
         };
-        let Ok(conn) = rustls::ServerConnection::new(pki().config.clone()) else {
+        let config = if self.other_cert {
+            pki().other.clone()
+        } else {
+            pki().config.clone()
+        };
+        let Ok(conn) = rustls::ServerConnection::new(config) else {
             return false;
         };
         self.io = Io::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)));
@@ -187,6 +200,16 @@ impl Drop for Server {
 
 /// Serves `script` on every connection to a fresh loopback port.
 pub fn serve(mode: Mode, script: impl Fn(&mut Peer) + Send + Sync + 'static) -> Server {
+    serve_switching(mode, Arc::new(AtomicBool::new(false)), script)
+}
+
+/// Like `serve`, but the connections accepted once `switch` is set present another valid
+/// certificate for the same name: a man in the middle who let the first connection through.
+pub fn serve_switching(
+    mode: Mode,
+    switch: Arc<AtomicBool>,
+    script: impl Fn(&mut Peer) + Send + Sync + 'static,
+) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.set_nonblocking(true).expect("non-blocking");
     let port = listener.local_addr().expect("local address").port();
@@ -200,6 +223,7 @@ pub fn serve(mode: Mode, script: impl Fn(&mut Peer) + Send + Sync + 'static) -> 
                 Ok((tcp, _)) => {
                     let script = script.clone();
                     let seen = seen2.clone();
+                    let other_cert = switch.load(Ordering::SeqCst);
                     std::thread::spawn(move || {
                         let _ = tcp.set_nonblocking(false);
                         let _ = tcp.set_read_timeout(Some(PEER_WAIT));
@@ -208,6 +232,7 @@ pub fn serve(mode: Mode, script: impl Fn(&mut Peer) + Send + Sync + 'static) -> 
                             io: Io::Plain(tcp),
                             buf: Vec::new(),
                             seen,
+                            other_cert,
                         };
                         if mode == Mode::Tls && !peer.start_tls() {
                             return;

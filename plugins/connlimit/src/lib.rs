@@ -21,6 +21,7 @@ use mailprobe_core::{
     CheckPlugin, Measure, NetError, PluginInfo, Protocol, RequirementResult, RequirementSpec,
     RunContext, Status,
 };
+use mailprobe_mailwire::Handshakes;
 use mailprobe_plugin_imap::ImapFacts;
 use serde_json::{Value, json};
 
@@ -218,6 +219,8 @@ async fn open_missing(
         let side = sides.entry(p).or_default();
         side.required = n;
         let opener = cx.openers[&p].clone();
+        let mut params = params.clone();
+        params.pinned_leaf = first_leaf(cx, p);
         while count(sessions, p) < n {
             let index = count(sessions, p) + 1;
             let timer = StepTimer::start();
@@ -238,6 +241,15 @@ async fn open_missing(
                 }
             }
         }
+    }
+}
+
+/// The leaf certificate of the run's first handshake with `protocol`'s port, which the extra
+/// sessions must present again before they send credentials.
+fn first_leaf(cx: &RunContext, protocol: Protocol) -> Option<Vec<u8>> {
+    match cx.facts.get::<Handshakes>()?.0.get(&protocol)? {
+        Ok(h) => h.chain.first().cloned(),
+        Err(_) => None,
     }
 }
 

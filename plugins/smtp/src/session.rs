@@ -147,8 +147,9 @@ async fn handshake(
     p: &OpenParams,
     wait: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<Conn>, SessionRefusal> {
-    tls::handshake(conn, host, &p.trust, wait)
+    let (s, h) = tls::handshake(conn, host, &p.trust, wait)
         .await
-        .map(|(s, _)| s)
-        .map_err(|e| SessionRefusal::at(SessionStep::TlsHandshake, e.to_string()))
+        .map_err(|e| SessionRefusal::at(SessionStep::TlsHandshake, e.to_string()))?;
+    p.check_certificate(&h)?;
+    Ok(s)
 }

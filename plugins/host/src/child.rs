@@ -197,6 +197,17 @@ fn kill_group(child: &mut tokio::process::Child) {
     let _ = child.start_kill();
 }
 
+/// Kills the child's process group when dropped.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            kill_pgid(pgid);
+        }
+    }
+}
+
 /// Kills the process group `pgid` (the child's pid, as it leads its own group). Also used
 /// after the child was reaped: the group lives on while a grandchild does, and its id cannot
 /// be handed to a new process meanwhile.
@@ -295,7 +306,9 @@ async fn exchange(
     let mut child = command(exe, library)
         .spawn()
         .map_err(|e| format!("cannot start `{} {SUBCOMMAND}`: {e}", exe.display()))?;
-    let pgid = child.id();
+    // Kills the whole group however this call ends, including when the caller drops it at
+    // the run's deadline (then `kill_on_drop` alone would spare the grandchildren).
+    let _group = GroupGuard(child.id());
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -312,11 +325,7 @@ async fn exchange(
         ));
     };
     if let Exchange::Ended = outcome {
-        let err = crashed(&mut child, stderr_task).await;
-        if let Some(pgid) = pgid {
-            kill_pgid(pgid);
-        }
-        return Err(err);
+        return Err(crashed(&mut child, stderr_task).await);
     }
     // Answered: close its stdin so it exits, and reap it without waiting long.
     drop(stdin);
@@ -326,10 +335,6 @@ async fn exchange(
     {
         kill_group(&mut child);
         let _ = child.wait().await;
-    }
-    // Whatever it forked is done with too, answered or not.
-    if let Some(pgid) = pgid {
-        kill_pgid(pgid);
     }
     stderr_task.abort();
     Ok(outcome)

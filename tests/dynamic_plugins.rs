@@ -21,9 +21,20 @@ fn listener() -> (TcpListener, String) {
 
 /// `mailprobe check` of the misbehave fixture in `mode`, with `extra` arguments.
 fn check_misbehave(test: &str, mode: &str, extra: &[&str]) -> (std::process::Output, Duration) {
+    let config = serde_json::json!({ "mode": mode });
+    check_misbehave_with(test, &config, extra, &[])
+}
+
+/// `mailprobe check` of the misbehave fixture with its whole `config`, and `env` variables.
+fn check_misbehave_with(
+    test: &str,
+    config: &serde_json::Value,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Output, Duration) {
     let dir = plugin_dir(test, &[MISBEHAVE]);
     let (_l, imap) = listener();
-    let config = format!("misbehave={{\"mode\":\"{mode}\"}}");
+    let config = format!("misbehave={config}");
     let mut args = vec![
         "check",
         "--imap",
@@ -43,7 +54,7 @@ fn check_misbehave(test: &str, mode: &str, extra: &[&str]) -> (std::process::Out
     ];
     args.extend_from_slice(extra);
     let t = Instant::now();
-    let out = run(&args, &[]);
+    let out = run(&args, env);
     (out, t.elapsed())
 }
 
@@ -220,6 +231,87 @@ fn a_plugin_that_overruns_the_deadline_is_not_verified_in_time() {
         );
         assert_eq!(requirement(&r, "imap.reachable")["status"], "pass");
     }
+}
+
+const PROCESS: [&str; 2] = ["--plugin-isolation", "misbehave=process"];
+
+#[test]
+fn a_child_printing_endlessly_without_a_newline_is_cut_off() {
+    let (out, _) = check_misbehave_with(
+        "flood",
+        &serde_json::json!({ "mode": "flood" }),
+        &PROCESS,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let r = report(&out);
+    assert_not_verified(requirement(&r, "misbehave.ok"));
+    assert_eq!(requirement(&r, "imap.reachable")["status"], "pass");
+}
+
+#[test]
+fn a_grandchild_holding_a_socket_dies_with_the_child_at_the_deadline() {
+    let dir = std::env::temp_dir().join(format!("mailprobe-grandchild-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("port");
+    let _ = std::fs::remove_file(&file);
+    let config = serde_json::json!({ "mode": "grandchild", "file": file.to_str().unwrap() });
+    let extra = ["--timeout", "3s", "--plugin-isolation", "misbehave=process"];
+    let (out, _) = check_misbehave_with("grandchild", &config, &extra, &[]);
+    let r = report(&out);
+    let x = requirement(&r, "misbehave.ok");
+    assert_not_verified(x);
+    assert!(x["summary"].as_str().unwrap().contains("deadline"), "{x}");
+    let port: u16 = std::fs::read_to_string(&file)
+        .expect("the fixture wrote its grandchild's port")
+        .trim()
+        .parse()
+        .unwrap();
+    // The grandchild held the listening socket: once it is killed, nobody accepts there.
+    // SIGKILL is delivered asynchronously, so give the kernel a few chances to finish it.
+    let gone = (0..50).any(|_| {
+        let refused = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+        if !refused {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        refused
+    });
+    assert!(gone, "the grandchild still listens on port {port}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_child_sees_no_password_in_its_environment() {
+    let env = [("OTHER_BOX_PASSWORD", "Other-Secr3t")];
+    let (out, _) =
+        check_misbehave_with("env", &serde_json::json!({ "mode": "env" }), &PROCESS, &env);
+    let r = report(&out);
+    let x = requirement(&r, "misbehave.ok");
+    assert_eq!(x["status"], "pass", "{x}");
+    let seen = x["evidence"]["env"]
+        .as_object()
+        .expect("the environment it saw");
+    for (k, v) in seen {
+        assert!(!k.contains("PASSWORD"), "the child saw {k}");
+        let v = v.as_str().unwrap_or_default();
+        assert!(!v.contains("Secr3t"), "the child saw a secret in {k}");
+    }
+}
+
+#[test]
+fn a_password_printed_on_the_childs_stderr_reaches_no_output() {
+    let (out, _) = check_misbehave_with(
+        "leak",
+        &serde_json::json!({ "mode": "leak" }),
+        &PROCESS,
+        &[],
+    );
+    let r = report(&out);
+    let x = requirement(&r, "misbehave.ok");
+    assert_not_verified(x);
+    assert!(x["summary"].as_str().unwrap().contains("crashed"), "{x}");
+    assert!(!stdout(&out).contains("Secr3t-Lab!"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains("Secr3t-Lab!"), "{}", stderr(&out));
 }
 
 /// A failure of the probe (or of a plugin) is never blamed on the server.

@@ -19,6 +19,12 @@ use mailprobe_core::net::DEFAULT_SERVER_BUDGET;
 use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
 use mailprobe_core::secret::{Environment, SecretSource};
 
+const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+const MAX_CONCURRENCY: usize = 10_000;
+const MAX_SERVER_CONNECTIONS: usize = 100;
+const MAX_ALERT_AFTER: u32 = 1000;
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|_| {
@@ -311,6 +317,49 @@ impl Config {
         }
         if self.timeout < Duration::from_secs(1) {
             return Err(err(top("timeout"), "timeout must be at least 1s".into()));
+        }
+        // Upper bounds: a typo such as `300000000000y` must be refused here, not overflow a
+        // deadline computation later; none of these limits is near a real need.
+        if self.interval > MAX_INTERVAL {
+            return Err(err(top("interval"), "interval must be at most 24h".into()));
+        }
+        if self.timeout > MAX_TIMEOUT {
+            return Err(err(top("timeout"), "timeout must be at most 10m".into()));
+        }
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            if let Some(t) = m.timeout
+                && !(Duration::from_secs(1)..=MAX_TIMEOUT).contains(&t)
+            {
+                let line = mailbox_line(text, i).and_then(|l| find_key_line(text, l, "timeout"));
+                return Err(err(
+                    line,
+                    format!(
+                        "mailboxes[{i}].timeout must be between 1s and 10m (the check of one mailbox)"
+                    ),
+                ));
+            }
+        }
+        if self.concurrency > MAX_CONCURRENCY {
+            return Err(err(
+                top("concurrency"),
+                format!("concurrency must be at most {MAX_CONCURRENCY}"),
+            ));
+        }
+        if self.server_connections > MAX_SERVER_CONNECTIONS {
+            return Err(err(
+                top("server_connections"),
+                format!("server_connections must be at most {MAX_SERVER_CONNECTIONS}"),
+            ));
+        }
+        if let Some(alerts) = &self.alerts
+            && !(1..=MAX_ALERT_AFTER).contains(&alerts.alert_after)
+        {
+            return Err(err(
+                top("alerts").and_then(|l| find_key_line(text, l, "alert_after")),
+                format!(
+                    "alerts.alert_after must be between 1 and {MAX_ALERT_AFTER} (consecutive failing runs)"
+                ),
+            ));
         }
         if self.concurrency == 0 {
             return Err(err(

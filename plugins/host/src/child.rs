@@ -169,13 +169,111 @@ fn command(exe: &Path, library: &Path) -> tokio::process::Command {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so the deadline kills whatever it forked too.
+        .process_group(0)
         .kill_on_drop(true);
+    // The parent's environment may hold other mailboxes' passwords; the call's own context
+    // already travels on stdin, so the child gets only what a process needs to run.
+    cmd.env_clear();
+    for key in ["PATH", "LANG", "LC_ALL", "TZ"] {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
     cmd
+}
+
+/// The longest line a child may write on stdout: a manifest or a result fits well within it.
+const MAX_LINE: usize = 4 * 1024 * 1024;
+/// All a child may write on stdout in one exchange, so noise between messages is bounded too.
+const MAX_OUTPUT: usize = 16 * 1024 * 1024;
+
+/// Kills the child and everything in its process group: a grandchild holding a socket must
+/// not outlive the call.
+fn kill_group(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        kill_pgid(pid);
+    }
+    let _ = child.start_kill();
+}
+
+/// Kills the child's process group when dropped.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            kill_pgid(pgid);
+        }
+    }
+}
+
+/// Kills the process group `pgid` (the child's pid, as it leads its own group). Also used
+/// after the child was reaped: the group lives on while a grandchild does, and its id cannot
+/// be handed to a new process meanwhile.
+#[allow(unsafe_code)]
+fn kill_pgid(pgid: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid)
+        && pgid > 0
+    {
+        // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Reads a child's stdout line by line with a bound per line and in total, so a child printing
+/// endlessly without a newline cannot grow this process's memory.
+struct BoundedLines<R> {
+    reader: R,
+    total: usize,
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin> BoundedLines<R> {
+    fn new(reader: R) -> Self {
+        Self { reader, total: 0 }
+    }
+
+    /// The next line, `Ok(None)` at end of file, an error when a bound is crossed.
+    async fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        let mut line = Vec::new();
+        loop {
+            let buf = self.reader.fill_buf().await?;
+            if buf.is_empty() {
+                if line.is_empty() {
+                    return Ok(None);
+                }
+                break;
+            }
+            let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            self.total += take;
+            if line.len() + take > MAX_LINE || self.total > MAX_OUTPUT {
+                return Err(std::io::Error::other(format!(
+                    "the plugin process wrote more than {} KiB on a line or {} MiB in all",
+                    MAX_LINE / 1024,
+                    MAX_OUTPUT / (1024 * 1024)
+                )));
+            }
+            line.extend_from_slice(&buf[..take]);
+            self.reader.consume(take);
+            if done {
+                break;
+            }
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+    }
 }
 
 /// Reads lines until one is a protocol message; `None` at end of file.
 async fn next_message<R: tokio::io::AsyncBufRead + Unpin>(
-    lines: &mut tokio::io::Lines<R>,
+    lines: &mut BoundedLines<R>,
 ) -> Option<Message> {
     while let Ok(Some(line)) = lines.next_line().await {
         match serde_json::from_str::<Message>(&line) {
@@ -208,6 +306,9 @@ async fn exchange(
     let mut child = command(exe, library)
         .spawn()
         .map_err(|e| format!("cannot start `{} {SUBCOMMAND}`: {e}", exe.display()))?;
+    // Kills the whole group however this call ends, including when the caller drops it at
+    // the run's deadline (then `kill_on_drop` alone would spare the grandchildren).
+    let _group = GroupGuard(child.id());
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -216,7 +317,7 @@ async fn exchange(
     let stderr_task = keep_stderr_tail(stderr);
     let talk = talk(stdout, &mut stdin, library, request, expect_name);
     let Ok(outcome) = tokio::time::timeout(wait, talk).await else {
-        let _ = child.start_kill();
+        kill_group(&mut child);
         let _ = child.wait().await;
         stderr_task.abort();
         return Err(format!(
@@ -232,7 +333,7 @@ async fn exchange(
         .await
         .is_err()
     {
-        let _ = child.start_kill();
+        kill_group(&mut child);
         let _ = child.wait().await;
     }
     stderr_task.abort();
@@ -267,7 +368,7 @@ async fn talk(
     request: Option<(Value, Value)>,
     expect_name: Option<&str>,
 ) -> Exchange {
-    let mut lines = BufReader::new(stdout).lines();
+    let mut lines = BoundedLines::new(BufReader::new(stdout));
     let hello = match read_hello(&mut lines, library).await {
         Ok(h) => h,
         Err(end) => return end,
@@ -300,7 +401,7 @@ async fn talk(
 
 /// The child's first message: its manifest, in the ABI this host speaks, or why not.
 async fn read_hello(
-    lines: &mut tokio::io::Lines<BufReader<ChildStdout>>,
+    lines: &mut BoundedLines<BufReader<ChildStdout>>,
     library: &Path,
 ) -> Result<Manifest, Exchange> {
     match next_message(lines).await {
@@ -336,7 +437,7 @@ async fn crashed(
     let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
         Ok(Ok(s)) => describe_exit(s),
         _ => {
-            let _ = child.start_kill();
+            kill_group(child);
             "closed its output".into()
         }
     };
@@ -418,24 +519,59 @@ pub(crate) async fn call(
     context: Value,
     wait: Duration,
 ) -> Result<String, String> {
-    match exchange(
+    // The child's stderr and its error messages end up in the report: a plugin that prints
+    // the password it was given must not put it there.
+    let password = context
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let outcome = exchange(
         exe,
         &manifest.path,
         Some((config, context)),
         Some(&manifest.name),
         wait,
     )
-    .await?
-    {
-        Exchange::Result(text) => Ok(text),
-        Exchange::Failed(reason) => Err(reason),
-        Exchange::Hello(_) | Exchange::Ended => Err("the plugin host gave no result".into()),
+    .await;
+    match outcome {
+        Ok(Exchange::Result(text)) => Ok(text),
+        Ok(Exchange::Failed(reason)) | Err(reason) => Err(redact(reason, &password)),
+        Ok(Exchange::Hello(_) | Exchange::Ended) => Err("the plugin host gave no result".into()),
     }
+}
+
+/// `text` with every occurrence of `secret` masked.
+fn redact(text: String, secret: &str) -> String {
+    if secret.is_empty() || !text.contains(secret) {
+        return text;
+    }
+    text.replace(secret, "[redacted]")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_is_masked_in_error_text() {
+        assert_eq!(
+            redact("stderr: s3cret! here".into(), "s3cret!"),
+            "stderr: [redacted] here"
+        );
+        assert_eq!(redact("nothing".into(), ""), "nothing");
+    }
+
+    #[tokio::test]
+    async fn lines_are_bounded_in_length() {
+        let long = vec![b'x'; MAX_LINE + 10];
+        let mut lines = BoundedLines::new(BufReader::new(&long[..]));
+        assert!(lines.next_line().await.is_err());
+        let mut ok = BoundedLines::new(BufReader::new(&b"one\ntwo"[..]));
+        assert_eq!(ok.next_line().await.unwrap().as_deref(), Some("one"));
+        assert_eq!(ok.next_line().await.unwrap().as_deref(), Some("two"));
+        assert_eq!(ok.next_line().await.unwrap(), None);
+    }
 
     #[test]
     fn messages_are_tagged_json_lines() {

@@ -21,6 +21,7 @@ mod library;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use mailprobe_core::model::TargetView;
 use mailprobe_core::plugin::{BoxFuture, CheckPlugin, PluginError, PluginInfo, PluginKind};
@@ -228,6 +229,29 @@ pub struct DynamicPlugin {
     manifest: Manifest,
     config: Value,
     runner: Runner,
+    /// In-process calls that overran their deadline: each left a thread of tokio's blocking
+    /// pool running, which nothing can stop, so after a few the plugin is no longer called.
+    overruns: Arc<AtomicU32>,
+}
+
+/// In-process overruns after which a plugin is disabled for the rest of the process.
+const MAX_OVERRUNS: u32 = 3;
+
+/// Counts an overrun when an in-process call is dropped unfinished: at its own timeout, or
+/// when the run is cancelled at the deadline before that.
+struct OverrunGuard {
+    overruns: Arc<AtomicU32>,
+    finished: bool,
+    plugin: String,
+}
+
+impl Drop for OverrunGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            let n = self.overruns.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(plugin = %self.plugin, overruns = n, "a plugin call overran its deadline; its thread was abandoned");
+        }
+    }
 }
 
 impl std::fmt::Debug for DynamicPlugin {
@@ -271,6 +295,7 @@ impl DynamicPlugin {
             manifest,
             config,
             runner,
+            overruns: Arc::default(),
         };
         plugin.check_config()?;
         Ok(plugin)
@@ -329,7 +354,15 @@ impl DynamicPlugin {
                 let config = self.config.to_string();
                 let context = context.to_string();
                 let task = tokio::task::spawn_blocking(move || functions.call(&config, &context));
-                match tokio::time::timeout(wait, task).await {
+                let mut guard = OverrunGuard {
+                    overruns: Arc::clone(&self.overruns),
+                    finished: false,
+                    plugin: self.manifest.name.clone(),
+                };
+                let outcome = tokio::time::timeout(wait, task).await;
+                guard.finished = outcome.is_ok();
+                drop(guard);
+                match outcome {
                     Err(_) => Err(format!(
                         "did not finish within the run's deadline ({wait:?} left when it started); its thread was abandoned"
                     )),
@@ -401,6 +434,12 @@ impl CheckPlugin for DynamicPlugin {
 
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(async move {
+            let overruns = self.overruns.load(Ordering::Relaxed);
+            if overruns >= MAX_OVERRUNS {
+                return Err(PluginError::Crashed(format!(
+                    "disabled until mailprobe restarts: {overruns} of its calls overran their deadline, and their threads may still be running"
+                )));
+            }
             let wait = cx.remaining();
             let context = serde_json::to_value(self.context(cx)).map_err(|e| {
                 PluginError::Unavailable(format!("cannot build the plugin's context: {e}"))
@@ -461,6 +500,21 @@ pub fn register_dir(
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_unfinished_call_counts_as_an_overrun() {
+        let overruns = Arc::new(AtomicU32::new(0));
+        let guard = |finished| OverrunGuard {
+            overruns: Arc::clone(&overruns),
+            finished,
+            plugin: "p".into(),
+        };
+        drop(guard(true));
+        assert_eq!(overruns.load(Ordering::Relaxed), 0);
+        drop(guard(false));
+        drop(guard(false));
+        assert_eq!(overruns.load(Ordering::Relaxed), 2);
+    }
+
     fn manifest(name: &str, ids: &[&str]) -> Manifest {
         Manifest {
             name: name.into(),
@@ -518,6 +572,7 @@ mod tests {
             runner: Runner::Process {
                 exe: PathBuf::from("/nonexistent"),
             },
+            overruns: Arc::default(),
         };
         let context = plugin.context(&cx);
         assert_eq!(context.password, "pw");

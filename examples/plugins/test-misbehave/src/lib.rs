@@ -3,7 +3,10 @@
 //!
 //! Modes: `ok` (reports both requirements, a step and facts, plus a result for a requirement it
 //! did not declare, which the host must drop), `error` (returns an error), `panic`, `abort`,
-//! `segfault`, `sleep` (for `sleep_ms`, default 60 s).
+//! `segfault`, `sleep` (for `sleep_ms`, default 60 s), `flood` (writes to stdout without a
+//! newline, forever), `grandchild` (starts a process holding a listening socket, writes its
+//! port to `file`, then sleeps), `env` (reports the environment it sees), `leak` (prints the
+//! password to stderr, then aborts).
 #![deny(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -23,6 +26,8 @@ pub struct Config {
     mode: Option<String>,
     #[serde(default)]
     sleep_ms: Option<u64>,
+    #[serde(default)]
+    file: Option<String>,
 }
 
 impl Plugin for Misbehave {
@@ -84,6 +89,46 @@ impl Plugin for Misbehave {
                     config.sleep_ms.unwrap_or(60_000),
                 ));
                 Ok(())
+            }
+            "flood" => {
+                use std::io::Write;
+                let chunk = [b'x'; 64 * 1024];
+                let mut stdout = std::io::stdout();
+                while stdout.write_all(&chunk).is_ok() {}
+                Ok(())
+            }
+            "grandchild" => {
+                let listener =
+                    std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+                // The socket becomes the grandchild's stdin: it lives as long as the grandchild.
+                let fd = std::os::fd::OwnedFd::from(listener);
+                std::process::Command::new("sleep")
+                    .arg("300")
+                    .stdin(std::process::Stdio::from(fd))
+                    .spawn()
+                    .map_err(|e| format!("cannot start sleep: {e}"))?;
+                if let Some(file) = &config.file {
+                    std::fs::write(file, port.to_string()).map_err(|e| e.to_string())?;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(
+                    config.sleep_ms.unwrap_or(60_000),
+                ));
+                Ok(())
+            }
+            "env" => {
+                let env: serde_json::Map<String, Value> = std::env::vars()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect();
+                out.report(
+                    RequirementResult::pass("misbehave.ok", "saw its environment")
+                        .with("env", Value::Object(env)),
+                );
+                Ok(())
+            }
+            "leak" => {
+                eprintln!("the password is {}", cx.password.expose());
+                std::process::abort()
             }
             other => Err(format!("unknown mode `{other}`")),
         }

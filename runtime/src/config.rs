@@ -166,6 +166,8 @@ pub struct MailboxConfig {
     pub password: SecretSource,
     /// The address to reach both hosts at (SNI and name checks still use the host names).
     pub connect_to: Option<String>,
+    /// The local address to connect from (the one the mailbox's firewall allowlists).
+    pub source_address: Option<std::net::IpAddr>,
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub allow_insecure_cert: bool,
@@ -462,7 +464,12 @@ impl Config {
             m.imap_security.and_then(SecurityMode::explicit),
         )
         .map_err(|e| err(format!("imap: {e}")))?;
+        if let Some(source) = m.source_address {
+            mailprobe_core::net::check_source_address(source)
+                .map_err(|e| err(format!("source_address: {e}")))?;
+        }
         imap.connect_to = m.connect_to.clone();
+        imap.source_address = m.source_address;
         let smtp = match &m.smtp {
             Some(s) => {
                 let mut e = model::endpoint(
@@ -472,6 +479,7 @@ impl Config {
                 )
                 .map_err(|e| err(format!("smtp: {e}")))?;
                 e.connect_to = m.connect_to.clone();
+                e.source_address = m.source_address;
                 Some(e)
             }
             None => None,

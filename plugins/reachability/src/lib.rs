@@ -247,6 +247,7 @@ mod tests {
             security: Security::Tls,
             connect_to: None,
             auto_security: false,
+            source_address: None,
         }
     }
 
@@ -311,6 +312,7 @@ mod tests {
                 security: Security::Tls,
                 connect_to: None,
                 auto_security: false,
+                source_address: None,
             },
             smtp: None,
             user: "u".into(),

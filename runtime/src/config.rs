@@ -464,10 +464,6 @@ impl Config {
             m.imap_security.and_then(SecurityMode::explicit),
         )
         .map_err(|e| err(format!("imap: {e}")))?;
-        if let Some(source) = m.source_address {
-            mailprobe_core::net::check_source_address(source)
-                .map_err(|e| err(format!("source_address: {e}")))?;
-        }
         imap.connect_to = m.connect_to.clone();
         imap.source_address = m.source_address;
         let smtp = match &m.smtp {
@@ -537,6 +533,27 @@ mailboxes:
         .unwrap();
         assert_eq!(e[0].imap.connect_to.as_deref(), Some("10.0.0.5"));
         assert_eq!(e[0].smtp.as_ref().unwrap().port, 587);
+    }
+
+    #[test]
+    fn source_address_reaches_both_endpoints_and_must_be_local() {
+        let text = GOOD.replace(
+            "    connect_to: 10.0.0.5\n",
+            "    connect_to: 10.0.0.5\n    source_address: 127.0.0.2\n",
+        );
+        let c = Config::parse(&text, "c.yaml").unwrap();
+        let t = c.target_without_secret(&c.mailboxes[0], "c.yaml").unwrap();
+        let ip: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(t.imap.source_address, Some(ip));
+        assert_eq!(t.smtp.as_ref().unwrap().source_address, Some(ip));
+
+        let text = GOOD.replace(
+            "    connect_to: 10.0.0.5\n",
+            "    connect_to: 10.0.0.5\n    source_address: 192.0.2.1\n",
+        );
+        let e = Config::parse(&text, "c.yaml").unwrap_err();
+        assert!(e.message.contains("not a local address"), "{e}");
+        assert_eq!(e.line, Some(11), "{e}");
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub struct CheckArgs {
     /// that --imap, --user etc. describe.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "imap", "imap_security", "smtp", "smtp_security", "user", "password_env", "password_file",
-        "connect_to", "ca_file", "allow_insecure_cert", "profile", "timeout", "plugin_dir",
+        "connect_to", "source_address", "ca_file", "allow_insecure_cert", "profile", "timeout", "plugin_dir",
         "server_connections", "plugin_isolation", "plugin_config",
     ])]
     pub config: Option<PathBuf>,
@@ -177,6 +177,9 @@ pub struct CheckArgs {
     /// Reach HOST at ADDRESS; SNI and certificate name checks still use HOST. Repeatable.
     #[arg(long, value_name = "HOST:ADDRESS")]
     pub connect_to: Vec<String>,
+    /// Connect from this local address (e.g. the one the mailbox's firewall allowlists).
+    #[arg(long, value_name = "ADDR", value_parser = parse_source_address)]
+    pub source_address: Option<std::net::IpAddr>,
     /// Extra trust anchors (PEM), added to the system's.
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
@@ -298,6 +301,17 @@ pub fn apply_connect_to(
     Ok(())
 }
 
+/// Parses `--source-address` and makes sure the machine has that address, so that a typo is a
+/// usage error rather than every check failing to connect.
+fn parse_source_address(s: &str) -> Result<std::net::IpAddr, String> {
+    let ip: std::net::IpAddr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IP address; give one of this machine's addresses"))?;
+    mailprobe_core::net::check_source_address(ip)?;
+    Ok(ip)
+}
+
 pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
     // clap requires both unless --config is given, and --config takes another path.
     let (Some(imap_arg), Some(user)) = (&args.imap, &args.user) else {
@@ -339,6 +353,9 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
             eps.push(s);
         }
         apply_connect_to(&args.connect_to, &mut eps)?;
+        for ep in eps {
+            ep.source_address = args.source_address;
+        }
     }
     let source = match (&args.password_env, &args.password_file) {
         (_, Some(f)) => SecretSource::File(f.clone()),

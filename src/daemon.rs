@@ -174,6 +174,7 @@ fn stand_in(name: &str, profile: Profile, timeout: Duration) -> Target {
             security: Security::Tls,
             connect_to: None,
             auto_security: false,
+            source_address: None,
         },
         smtp: None,
         user: String::new(),

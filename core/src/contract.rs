@@ -76,6 +76,7 @@ pub fn target(ports: (u16, u16), security: Security, timeout: Duration) -> Targe
         security,
         connect_to: Some("127.0.0.1".into()),
         auto_security: false,
+        source_address: None,
     };
     Target {
         mailbox: "contract".into(),

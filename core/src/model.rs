@@ -147,6 +147,10 @@ pub struct Endpoint {
     /// does), and results then say `security_detected`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_security: bool,
+    /// The local address to connect from (bound before connecting), so that the probe checks
+    /// from the address the mailbox's firewall allowlists. None lets the kernel choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 impl Endpoint {
@@ -234,6 +238,7 @@ pub fn endpoint(
         security,
         connect_to: None,
         auto_security,
+        source_address: None,
     })
 }
 

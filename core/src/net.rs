@@ -173,21 +173,67 @@ pub fn local_address_for(peer: SocketAddr) -> Option<SocketAddr> {
 
 /// Dials one address, classifying the failure.
 pub async fn dial(addr: SocketAddr, wait: Duration) -> Result<TcpStream, NetError> {
-    match tokio::time::timeout(wait, TcpStream::connect(addr)).await {
+    dial_from(addr, None, wait).await
+}
+
+/// Checks at setup that `source` is an address of this machine, by binding a socket to it: a
+/// probe told to connect from an address it does not have would otherwise fail every check
+/// with a misleading network error.
+pub fn check_source_address(source: IpAddr) -> Result<(), String> {
+    std::net::TcpListener::bind(SocketAddr::new(source, 0))
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "source address {source} is not a local address of this machine ({e}); give one of its own addresses (see `ip address`), or leave the source address out"
+            )
+        })
+}
+
+/// Binds a socket to `source` (port chosen by the kernel) and connects it, so the server and
+/// its firewall see the probe coming from that address.
+async fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    if source.is_ipv4() != addr.is_ipv4() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("source address {source} cannot reach {addr} (different address family)"),
+        ));
+    }
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
+/// Dials one address from `source` when given, classifying the failure. A timeout names the
+/// local address the server saw (the one to allowlist).
+pub async fn dial_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    wait: Duration,
+) -> Result<TcpStream, NetError> {
+    let local = || match source {
+        Some(ip) => ip.to_string(),
+        None => local_address_for(addr)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "an unknown local address".into()),
+    };
+    match tokio::time::timeout(wait, connect_from(addr, source)).await {
         Err(_) => Err(NetError::ConnectTimeout {
             address: addr,
-            local: local_address_for(addr)
-                .map(|a| a.ip().to_string())
-                .unwrap_or_else(|| "an unknown local address".into()),
+            local: local(),
             after: wait,
         }),
         Ok(Err(e)) => Err(match e.kind() {
             io::ErrorKind::ConnectionRefused => NetError::Refused { address: addr },
             io::ErrorKind::TimedOut => NetError::ConnectTimeout {
                 address: addr,
-                local: local_address_for(addr)
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_else(|| "an unknown local address".into()),
+                local: local(),
                 after: wait,
             },
             io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
@@ -221,7 +267,7 @@ pub async fn connect(
     let addrs = resolve(endpoint, wait).await?;
     let mut last = None;
     for addr in addrs {
-        match dial(addr, wait).await {
+        match dial_from(addr, endpoint.source_address, wait).await {
             Ok(stream) => {
                 let local = stream
                     .local_addr()
@@ -252,6 +298,7 @@ mod tests {
             security: Security::Tls,
             connect_to: Some("127.0.0.1".into()),
             auto_security: false,
+            source_address: None,
         }
     }
 
@@ -298,6 +345,27 @@ mod tests {
         connect(&ep(port), &budgets, None, Duration::from_secs(1))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn connects_from_the_source_address() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut e = ep(port);
+        e.source_address = Some("127.0.0.2".parse().unwrap());
+        let c = connect(&e, &Budgets::new(1), None, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(c.local.ip().to_string(), "127.0.0.2");
+        let (_, seen) = l.accept().await.unwrap();
+        assert_eq!(seen.ip().to_string(), "127.0.0.2");
+    }
+
+    #[test]
+    fn a_foreign_source_address_is_refused_at_setup() {
+        assert!(check_source_address("127.0.0.2".parse().unwrap()).is_ok());
+        let e = check_source_address("192.0.2.1".parse().unwrap()).unwrap_err();
+        assert!(e.contains("not a local address"), "{e}");
     }
 
     #[test]

@@ -171,6 +171,8 @@ pub struct MailboxConfig {
     pub password: SecretSource,
     /// The address to reach both hosts at (SNI and name checks still use the host names).
     pub connect_to: Option<String>,
+    /// The local address to connect from (the one the mailbox's firewall allowlists).
+    pub source_address: Option<std::net::IpAddr>,
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub allow_insecure_cert: bool,
@@ -511,6 +513,7 @@ impl Config {
         )
         .map_err(|e| err(format!("imap: {e}")))?;
         imap.connect_to = m.connect_to.clone();
+        imap.source_address = m.source_address;
         let smtp = match &m.smtp {
             Some(s) => {
                 let mut e = model::endpoint(
@@ -520,6 +523,7 @@ impl Config {
                 )
                 .map_err(|e| err(format!("smtp: {e}")))?;
                 e.connect_to = m.connect_to.clone();
+                e.source_address = m.source_address;
                 Some(e)
             }
             None => None,
@@ -577,6 +581,27 @@ mailboxes:
         .unwrap();
         assert_eq!(e[0].imap.connect_to.as_deref(), Some("10.0.0.5"));
         assert_eq!(e[0].smtp.as_ref().unwrap().port, 587);
+    }
+
+    #[test]
+    fn source_address_reaches_both_endpoints_and_must_be_local() {
+        let text = GOOD.replace(
+            "    connect_to: 10.0.0.5\n",
+            "    connect_to: 10.0.0.5\n    source_address: 127.0.0.2\n",
+        );
+        let c = Config::parse(&text, "c.yaml").unwrap();
+        let t = c.target_without_secret(&c.mailboxes[0], "c.yaml").unwrap();
+        let ip: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(t.imap.source_address, Some(ip));
+        assert_eq!(t.smtp.as_ref().unwrap().source_address, Some(ip));
+
+        let text = GOOD.replace(
+            "    connect_to: 10.0.0.5\n",
+            "    connect_to: 10.0.0.5\n    source_address: 192.0.2.1\n",
+        );
+        let e = Config::parse(&text, "c.yaml").unwrap_err();
+        assert!(e.message.contains("not a local address"), "{e}");
+        assert_eq!(e.line, Some(11), "{e}");
     }
 
     #[test]

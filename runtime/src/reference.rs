@@ -267,6 +267,13 @@ pub const SECTIONS: &[Section] = &[
                 "127.0.0.1",
             ),
             key(
+                "source_address",
+                "none (the kernel chooses)",
+                "an IP address of the probe's machine",
+                "connect from this local address, e.g. the one the mailbox's firewall allowlists; an address the machine does not have is refused at startup",
+                "192.0.2.10",
+            ),
+            key(
                 "ca_file",
                 "none",
                 "a PEM file",

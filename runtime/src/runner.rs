@@ -419,6 +419,7 @@ mod tests {
             security: Security::Tls,
             connect_to: None,
             auto_security: false,
+            source_address: None,
         };
         Arc::new(Target {
             mailbox: "m".into(),

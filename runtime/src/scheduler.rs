@@ -359,6 +359,7 @@ mod tests {
                 security: Security::Tls,
                 connect_to: None,
                 auto_security: false,
+                source_address: None,
             },
             smtp: None,
             user: "u".into(),

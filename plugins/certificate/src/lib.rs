@@ -481,6 +481,7 @@ mod tests {
             security: Security::Tls,
             connect_to: None,
             auto_security: false,
+            source_address: None,
         }
     }
 

@@ -120,6 +120,7 @@ async fn run_against(port: u16, timeout: Duration) -> RunContext {
             security: Security::Starttls,
             connect_to: Some("127.0.0.1".into()),
             auto_security: false,
+            source_address: None,
         },
         smtp: None,
         user: "alice@lab.test".into(),

@@ -26,6 +26,7 @@ fn target(port: u16, security: Security, allow_insecure_cert: bool) -> Target {
         security,
         connect_to: Some("127.0.0.1".into()),
         auto_security: false,
+        source_address: None,
     };
     Target {
         mailbox: "alice@lab.test".into(),

@@ -82,6 +82,14 @@ pub(super) fn check_mailbox(
             format!("{here}: smtp_security is set but smtp is not; add smtp: HOST[:PORT]"),
         ));
     }
+    if let Some(source) = m.source_address
+        && let Err(e) = mailprobe_core::net::check_source_address(source)
+    {
+        return Err(err(
+            at("source_address"),
+            format!("{here}.source_address: {e}"),
+        ));
+    }
     if let Some(t) = m.timeout
         && t < Duration::from_secs(1)
     {

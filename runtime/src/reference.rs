@@ -271,7 +271,7 @@ pub const SECTIONS: &[Section] = &[
                 "none (the kernel chooses)",
                 "an IP address of the probe's machine",
                 "connect from this local address, e.g. the one the mailbox's firewall allowlists; an address the machine does not have is refused at startup",
-                "192.0.2.10",
+                "127.0.0.1",
             ),
             key(
                 "ca_file",

@@ -2,7 +2,7 @@
 //! and speaks JSON lines with that child over its stdin and stdout.
 //!
 //! ```text
-//! child → host   {"type":"hello","abi_version":1,"name":"pop3","version":"0.1.0","requirements":[...]}
+//! child → host   {"type":"hello","abi_version":2,"name":"pop3","version":"0.1.0","requirements":[...]}
 //! host  → child  {"type":"request","config":{...},"context":{...}}
 //! child → host   {"type":"result","result":{"results":[...],"steps":[...],"facts":{...}}}
 //! ```

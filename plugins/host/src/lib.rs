@@ -60,12 +60,22 @@ pub enum LoadError {
     )]
     NoEntryPoint { path: String, symbol: &'static str },
     #[error(
-        "{path} was built for plugin ABI version {found}, but this mailprobe speaks version {expected}; rebuild the plugin against the matching mailprobe-plugin-sdk"
+        "{path} was built with plugin SDK ABI {found}, but this mailprobe speaks ABI {expected}: rebuild the plugin against mailprobe-plugin-sdk {sdk}"
     )]
     AbiMismatch {
         path: String,
         found: u32,
         expected: u32,
+        sdk: &'static str,
+    },
+    #[error(
+        "{path} exports no `{symbol}` symbol, so its plugin ABI is unknown (it was built with a mailprobe-plugin-sdk older than ABI 2, or by hand without it); this mailprobe speaks ABI {expected}: rebuild the plugin against mailprobe-plugin-sdk {sdk}"
+    )]
+    NoAbiVersion {
+        path: String,
+        symbol: &'static str,
+        expected: u32,
+        sdk: &'static str,
     },
     #[error("plugin {path} is invalid: {reason}")]
     Invalid { path: String, reason: String },
@@ -95,6 +105,26 @@ pub enum LoadError {
     },
 }
 
+/// Hears what the host learns about the health of in-process plugins: the daemon turns it into
+/// metrics (`mailprobe_plugin_overruns_total`, `mailprobe_plugin_disabled`).
+pub trait HealthSink: Send + Sync {
+    /// A plugin was loaded in-process (its overrun count starts at 0).
+    fn loaded(&self, plugin: &str);
+    /// One of its calls overran the run's deadline: `overruns` so far, and whether the plugin is
+    /// now disabled for the rest of the process.
+    fn overrun(&self, plugin: &str, overruns: u32, disabled: bool);
+}
+
+/// A shared [`HealthSink`].
+#[derive(Clone)]
+pub struct HealthHook(pub Arc<dyn HealthSink>);
+
+impl std::fmt::Debug for HealthHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HealthHook")
+    }
+}
+
 /// How to load and run the plugins of a directory.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -104,6 +134,8 @@ pub struct LoadOptions {
     pub settings: BTreeMap<String, PluginSettings>,
     /// The mailprobe executable that serves `plugin-host` (default: this process's own).
     pub host_exe: Option<PathBuf>,
+    /// Who hears of in-process plugins' overruns (none: they are only logged).
+    pub health: Option<HealthHook>,
 }
 
 impl From<&PluginsConfig> for LoadOptions {
@@ -112,6 +144,7 @@ impl From<&PluginsConfig> for LoadOptions {
             isolation: c.isolation,
             settings: c.settings.clone(),
             host_exe: None,
+            health: None,
         }
     }
 }
@@ -232,6 +265,7 @@ pub struct DynamicPlugin {
     /// In-process calls that overran their deadline: each left a thread of tokio's blocking
     /// pool running, which nothing can stop, so after a few the plugin is no longer called.
     overruns: Arc<AtomicU32>,
+    health: Option<HealthHook>,
 }
 
 /// In-process overruns after which a plugin is disabled for the rest of the process.
@@ -243,13 +277,22 @@ struct OverrunGuard {
     overruns: Arc<AtomicU32>,
     finished: bool,
     plugin: String,
+    health: Option<HealthHook>,
 }
 
 impl Drop for OverrunGuard {
     fn drop(&mut self) {
-        if !self.finished {
-            let n = self.overruns.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(plugin = %self.plugin, overruns = n, "a plugin call overran its deadline; its thread was abandoned");
+        if self.finished {
+            return;
+        }
+        let n = self.overruns.fetch_add(1, Ordering::Relaxed) + 1;
+        let disabled = n >= MAX_OVERRUNS;
+        tracing::warn!(plugin = %self.plugin, overruns = n, "a plugin call overran its deadline; its thread was abandoned");
+        if n == MAX_OVERRUNS {
+            tracing::error!(plugin = %self.plugin, overruns = n, "plugin disabled until mailprobe restarts: its calls overran the deadline {MAX_OVERRUNS} times; its requirements are not verified from now on (give it `isolation: process`, or fix it)");
+        }
+        if let Some(HealthHook(sink)) = &self.health {
+            sink.overrun(&self.plugin, n, disabled);
         }
     }
 }
@@ -296,8 +339,12 @@ impl DynamicPlugin {
             config,
             runner,
             overruns: Arc::default(),
+            health: opts.health.clone(),
         };
         plugin.check_config()?;
+        if let (Runner::InProcess(_), Some(HealthHook(sink))) = (&plugin.runner, &plugin.health) {
+            sink.loaded(&plugin.manifest.name);
+        }
         Ok(plugin)
     }
 
@@ -358,6 +405,7 @@ impl DynamicPlugin {
                     overruns: Arc::clone(&self.overruns),
                     finished: false,
                     plugin: self.manifest.name.clone(),
+                    health: self.health.clone(),
                 };
                 let outcome = tokio::time::timeout(wait, task).await;
                 guard.finished = outcome.is_ok();
@@ -497,113 +545,4 @@ pub fn register_dir(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unfinished_call_counts_as_an_overrun() {
-        let overruns = Arc::new(AtomicU32::new(0));
-        let guard = |finished| OverrunGuard {
-            overruns: Arc::clone(&overruns),
-            finished,
-            plugin: "p".into(),
-        };
-        drop(guard(true));
-        assert_eq!(overruns.load(Ordering::Relaxed), 0);
-        drop(guard(false));
-        drop(guard(false));
-        assert_eq!(overruns.load(Ordering::Relaxed), 2);
-    }
-
-    fn manifest(name: &str, ids: &[&str]) -> Manifest {
-        Manifest {
-            name: name.into(),
-            version: "1".into(),
-            requirements: ids.iter().map(|i| Requirement::new(*i, "d")).collect(),
-            path: PathBuf::from("/p/libx.so"),
-        }
-    }
-
-    #[test]
-    fn builtin_requirement_ids_are_refused_naming_the_file() {
-        let builtins = Catalog::new(vec![(
-            RequirementSpec::new("imap.login", "d"),
-            Origin::Builtin,
-        )]);
-        let m = manifest("x", &["x.ok", "imap.login"]);
-        let ids: Vec<String> = m.requirements.iter().map(|r| r.id.clone()).collect();
-        let e = refuse_builtin_ids(&builtins, &ids, &m.path).unwrap_err();
-        assert!(matches!(e, LoadError::BuiltinClash { .. }));
-        let s = e.to_string();
-        assert!(s.contains("/p/libx.so") && s.contains("imap.login"), "{s}");
-    }
-
-    #[test]
-    fn names_and_ids_are_checked() {
-        assert!(validate(&manifest("pop3", &["pop3.login"])).is_ok());
-        assert!(validate(&manifest("Pop 3", &["pop3.login"])).is_err());
-        assert!(validate(&manifest("pop3", &[])).is_err());
-        assert!(validate(&manifest("pop3", &["pop3.login", "pop3.login"])).is_err());
-        assert!(validate(&manifest("pop3", &["pop3..x."])).is_err());
-    }
-
-    #[test]
-    fn apply_keeps_declared_results_and_files_steps_and_facts_under_the_plugin() {
-        use mailprobe_core::net::Budgets;
-        use mailprobe_core::tls::Trust;
-        use mailprobe_core::{Profile, Protocol, Secret, Target};
-
-        let target = Target {
-            mailbox: "m".into(),
-            profile: Arc::new(Profile::builtin("hubspot").unwrap()),
-            imap: mailprobe_core::model::endpoint(Protocol::Imap, "h", None).unwrap(),
-            smtp: None,
-            user: "u".into(),
-            password: Secret::new("pw"),
-            ca_file: None,
-            allow_insecure_cert: false,
-            timeout: std::time::Duration::from_secs(5),
-        };
-        let trust = Trust::load(None).unwrap();
-        let mut cx = RunContext::new(Arc::new(target), trust, Arc::new(Budgets::new(2)));
-        let plugin = DynamicPlugin {
-            manifest: manifest("x", &["x.ok"]),
-            config: Value::Null,
-            runner: Runner::Process {
-                exe: PathBuf::from("/nonexistent"),
-            },
-            overruns: Arc::default(),
-        };
-        let context = plugin.context(&cx);
-        assert_eq!(context.password, "pw");
-        assert!(!format!("{context:?}").contains("pw\""), "{context:?}");
-
-        let text = serde_json::json!({
-            "results": [
-                {"id": "x.ok", "status": "pass", "summary": "fine"},
-                {"id": "imap.login", "status": "pass", "summary": "forged"}
-            ],
-            "steps": [{
-                "plugin": "someone-else", "name": "connect", "protocol": null,
-                "attributes": {}, "start": 0, "duration": {"secs": 0, "nanos": 5},
-                "error_type": null, "error": null
-            }],
-            "facts": {"k": 1},
-            "error": "half done"
-        })
-        .to_string();
-        let e = plugin.apply(&mut cx, &text).unwrap_err();
-        assert_eq!(e, PluginError::Crashed("half done".into()));
-        assert_eq!(cx.results().len(), 1);
-        assert_eq!(cx.results()[0].id, "x.ok");
-        assert_eq!(cx.steps()[0].plugin, "x");
-        assert_eq!(cx.facts.get::<DynamicFacts>().unwrap().0["x"]["k"], 1);
-        assert!(plugin.apply(&mut cx, "not json").is_err());
-    }
-
-    #[test]
-    fn a_missing_directory_is_named() {
-        let e = libraries(Path::new("/nonexistent/plugins")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/plugins"), "{e}");
-    }
-}
+mod tests;

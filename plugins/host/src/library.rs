@@ -1,15 +1,24 @@
 //! Opening a plugin library and calling into it: the only unsafe code in mailprobe.
 //!
-//! What the unsafe code relies on, and why it holds:
-//! - **Loading runs foreign code** (the library's initialisers, then its entry point). That is
-//!   the nature of a dynamic plugin; the operator chose the directory. Under `isolation:
-//!   process` this happens in a child process only.
-//! - **The entry point's type.** A library that exports `mailprobe_plugin_entry` is taken to
-//!   follow [`abi`]: `extern "C" fn() -> *const PluginTable`. Nothing can check a symbol's type;
-//!   the name is the contract.
-//! - **The table's layout.** The ABI version is the first field of every version of the table,
-//!   so it is read alone (a `u32` at the pointer) before anything else, and a library built for
-//!   another version is refused without reading further.
+//! A plugin may be written in C as well as with the Rust SDK, so nothing the library hands back
+//! is trusted beyond what the C ABI of [`abi`](mailprobe_plugin_sdk::abi) promises. What the
+//! unsafe code relies on, and why it holds:
+//! - **Loading runs foreign code**: the library's static constructors run when it is mapped.
+//!   That is the nature of a dynamic plugin; the operator chose the directory. Under
+//!   `isolation: process` this happens in a child process only. No *function* of the library is
+//!   called before its ABI version is known to match: the version is a data symbol
+//!   (`mailprobe_plugin_abi`), read, not called.
+//! - **Symbol types.** A library that exports `mailprobe_plugin_abi` and
+//!   `mailprobe_plugin_entry` is taken to follow the ABI: a `u32`, and
+//!   `extern "C" fn() -> *const PluginTable`. Nothing can check a symbol's type; the names and
+//!   the version are the contract.
+//! - **Any pointer the library returns** (the table, the requirement array) is checked for null
+//!   and read with `read_unaligned`: a C plugin may hand back an address of any alignment.
+//!   Function pointers are `Option`s, so a NULL `run` or `free_string` is a load error rather
+//!   than a call through NULL.
+//! - **Lengths are bounded**: at most [`MAX_REQUIREMENTS`] requirements, table strings scanned
+//!   for their NUL over at most [`MAX_TABLE_STRING`] bytes, a result over at most
+//!   [`MAX_RESULT`] bytes. A string that is not UTF-8 is refused, naming the file.
 //! - **Lifetimes.** The table and its strings stay valid while the library is loaded, and a
 //!   library is never unloaded: [`Library`] values are leaked. Unloading is unsafe anyway once a
 //!   plugin ran a tokio runtime (its thread-locals and threads outlive the call), and a call that
@@ -20,13 +29,14 @@
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CString, c_char};
 use std::path::Path;
 
 use libloading::Library;
 use mailprobe_plugin_sdk::abi::{
-    ABI_VERSION, ENTRY_POINT, ENTRY_POINT_C, EntryPoint, FreeFn, PluginTable, RequirementDecl,
-    RunFn,
+    ABI_SYMBOL, ABI_SYMBOL_C, ABI_VERSION, ENTRY_POINT, ENTRY_POINT_C, EntryPoint, FreeFn,
+    MAX_REQUIREMENTS, MAX_RESULT, MAX_TABLE_STRING, PluginTable, RequirementDecl, RunFn,
+    SDK_VERSION,
 };
 use mailprobe_plugin_sdk::wire::Requirement;
 
@@ -46,16 +56,29 @@ impl std::fmt::Debug for Functions {
     }
 }
 
-/// Opens `path`, reads its table and checks the ABI version. The library stays loaded for the
-/// life of the process.
+fn invalid(shown: &str, reason: impl Into<String>) -> LoadError {
+    LoadError::Invalid {
+        path: shown.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Opens `path`, checks its ABI version, then reads its table. The library stays loaded for
+/// the life of the process.
 pub(crate) fn open(path: &Path) -> Result<(Manifest, Functions), LoadError> {
     let shown = path.display().to_string();
     let table = load_table(path, &shown)?;
+    let run = table
+        .run
+        .ok_or_else(|| invalid(&shown, "its table's `run` function pointer is NULL"))?;
+    let free_string = table
+        .free_string
+        .ok_or_else(|| invalid(&shown, "its table's `free_string` function pointer is NULL"))?;
     let text = |p: *const c_char, what: &str| table_text(p, what, &shown);
     let name = text(table.name, "name")?;
     let version = text(table.version, "version")?;
     let mut requirements = Vec::new();
-    for d in requirement_decls(table, &shown)? {
+    for d in requirement_decls(&table, &shown)? {
         requirements.push(Requirement {
             id: text(d.id, "requirement ID")?,
             description: text(d.description, "requirement description")?,
@@ -67,25 +90,20 @@ pub(crate) fn open(path: &Path) -> Result<(Manifest, Functions), LoadError> {
         requirements,
         path: path.to_path_buf(),
     };
-    Ok((
-        manifest,
-        Functions {
-            run: table.run,
-            free_string: table.free_string,
-        },
-    ))
+    Ok((manifest, Functions { run, free_string }))
 }
 
-/// Loads the library (for good), calls its entry point and checks the table's ABI version
-/// before reading anything else of it.
-fn load_table(path: &Path, shown: &str) -> Result<&'static PluginTable, LoadError> {
+/// Loads the library (for good), checks its ABI version symbol, and only then calls its entry
+/// point and copies the table it returns.
+fn load_table(path: &Path, shown: &str) -> Result<PluginTable, LoadError> {
     // SAFETY: see the module documentation ("Loading runs foreign code").
     let library = unsafe { Library::new(path) }.map_err(|e| LoadError::Open {
         path: shown.to_string(),
         reason: e.to_string(),
     })?;
     let library: &'static Library = Box::leak(Box::new(library));
-    // SAFETY: the symbol's type is the ABI's contract ("The entry point's type").
+    // SAFETY: looking a symbol up runs no code of the library; the type is the ABI's contract
+    // ("Symbol types"), and the pointer is not called before the version matched.
     let entry: EntryPoint = match unsafe { library.get::<EntryPoint>(ENTRY_POINT_C) } {
         Ok(symbol) => *symbol,
         Err(_) => {
@@ -95,64 +113,122 @@ fn load_table(path: &Path, shown: &str) -> Result<&'static PluginTable, LoadErro
             });
         }
     };
-    // SAFETY: calling the entry point the library exports for this purpose; the SDK catches
-    // panics in it and returns null instead.
-    let table: *const PluginTable = unsafe { entry() };
-    if table.is_null() {
-        return Err(LoadError::Invalid {
-            path: shown.to_string(),
-            reason: "its entry point returned no plugin table (the plugin failed to start; see its messages above)".into(),
-        });
-    }
-    // SAFETY: every version of the table starts with the ABI version as a u32 ("The table's
-    // layout"); the pointer is non-null and the SDK's table is suitably aligned.
-    let abi_version = unsafe { std::ptr::read(table.cast::<u32>()) };
+    let abi_version = abi_symbol(library, shown)?;
     if abi_version != ABI_VERSION {
         return Err(LoadError::AbiMismatch {
             path: shown.to_string(),
             found: abi_version,
             expected: ABI_VERSION,
+            sdk: SDK_VERSION,
         });
     }
-    // SAFETY: same version, hence this layout; valid for the life of the library, which is
-    // never unloaded ("Lifetimes").
-    Ok(unsafe { &*table })
+    // SAFETY: the library declared this ABI version, whose entry point has this type; the SDK
+    // catches panics in it and returns null instead.
+    let table: *const PluginTable = unsafe { entry() };
+    if table.is_null() {
+        return Err(invalid(
+            shown,
+            "its entry point returned no plugin table (the plugin failed to start; see its messages above)",
+        ));
+    }
+    // SAFETY: non-null, and per the ABI a table of this version's layout that stays valid while
+    // the library is loaded; read unaligned because a C plugin may return any address. Every
+    // bit pattern is a valid `PluginTable` (integers, raw pointers, nullable fn pointers).
+    let table = unsafe { std::ptr::read_unaligned(table) };
+    if table.abi_version != abi_version {
+        return Err(invalid(
+            shown,
+            format!(
+                "its table says ABI version {}, but its `{ABI_SYMBOL}` symbol says {abi_version}",
+                table.abi_version
+            ),
+        ));
+    }
+    Ok(table)
 }
 
-/// One of the table's strings, copied; a missing or non-UTF-8 one names which it was.
+/// The value of the library's ABI version symbol: data, read without running any of its code.
+fn abi_symbol(library: &Library, shown: &str) -> Result<u32, LoadError> {
+    let missing = || LoadError::NoAbiVersion {
+        path: shown.to_string(),
+        symbol: ABI_SYMBOL,
+        expected: ABI_VERSION,
+        sdk: SDK_VERSION,
+    };
+    // SAFETY: the symbol's address is taken, not called; the ABI says it is a `u32`.
+    let address: *const u32 = match unsafe { library.get::<*const u32>(ABI_SYMBOL_C) } {
+        Ok(symbol) => *symbol,
+        Err(_) => return Err(missing()),
+    };
+    if address.is_null() {
+        return Err(missing());
+    }
+    // SAFETY: a non-null address of an exported `u32` of a library that stays loaded; unaligned
+    // in case a C plugin placed it oddly.
+    Ok(unsafe { std::ptr::read_unaligned(address) })
+}
+
+/// The length of the NUL-terminated string at `p`, when its NUL is within `max` bytes.
+///
+/// # Safety
+/// `p` is non-null and readable up to its NUL or `max + 1` bytes, whichever comes first.
+unsafe fn bounded_len(p: *const c_char, max: usize) -> Option<usize> {
+    // SAFETY: strnlen reads at most `max + 1` bytes and stops at the first NUL (the contract).
+    let len = unsafe { libc::strnlen(p, max.saturating_add(1)) };
+    (len <= max).then_some(len)
+}
+
+/// One of the table's strings, copied; a missing, unterminated, over-long or non-UTF-8 one is
+/// refused, naming which it was.
 fn table_text(p: *const c_char, what: &str, shown: &str) -> Result<String, LoadError> {
     if p.is_null() {
-        return Err(LoadError::Invalid {
-            path: shown.to_string(),
-            reason: format!("its table has no {what}"),
-        });
+        return Err(invalid(shown, format!("its table has no {what} (NULL)")));
     }
-    // SAFETY: non-null, NUL-terminated and static per the ABI.
-    let s = unsafe { CStr::from_ptr(p) };
-    s.to_str()
+    // SAFETY: non-null, and per the ABI a NUL-terminated static string: read up to its NUL,
+    // never more than MAX_TABLE_STRING + 1 bytes.
+    let Some(len) = (unsafe { bounded_len(p, MAX_TABLE_STRING) }) else {
+        return Err(invalid(
+            shown,
+            format!(
+                "its {what} has no NUL terminator within {MAX_TABLE_STRING} bytes (too long, or not a C string)"
+            ),
+        ));
+    };
+    // SAFETY: `len` bytes before the NUL were just read by strnlen; u8 has no alignment.
+    let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) };
+    std::str::from_utf8(bytes)
         .map(str::to_string)
-        .map_err(|_| LoadError::Invalid {
-            path: shown.to_string(),
-            reason: format!("its {what} is not UTF-8"),
-        })
+        .map_err(|_| invalid(shown, format!("its {what} is not UTF-8")))
 }
 
-/// The table's requirement declarations, as a slice.
-fn requirement_decls(
-    table: &'static PluginTable,
-    shown: &str,
-) -> Result<&'static [RequirementDecl], LoadError> {
-    if table.requirements_len == 0 {
-        Ok(&[][..])
-    } else if table.requirements.is_null() {
-        Err(LoadError::Invalid {
-            path: shown.to_string(),
-            reason: "its table lists requirements but gives no array".into(),
-        })
-    } else {
-        // SAFETY: a non-null array of `requirements_len` declarations, static per the ABI.
-        Ok(unsafe { std::slice::from_raw_parts(table.requirements, table.requirements_len) })
+/// The table's requirement declarations, copied out of the library's array.
+fn requirement_decls(table: &PluginTable, shown: &str) -> Result<Vec<RequirementDecl>, LoadError> {
+    let len = table.requirements_len;
+    if len == 0 {
+        return Ok(Vec::new());
     }
+    if len > MAX_REQUIREMENTS {
+        return Err(invalid(
+            shown,
+            format!(
+                "its table declares {len} requirements; at most {MAX_REQUIREMENTS} are accepted"
+            ),
+        ));
+    }
+    if table.requirements.is_null() {
+        return Err(invalid(
+            shown,
+            "its table lists requirements but gives no array (NULL)",
+        ));
+    }
+    Ok((0..len)
+        .map(|i| {
+            // SAFETY: per the ABI, `requirements` is an array of `requirements_len` (checked
+            // above to be sane) declarations, static while the library is loaded. Read
+            // unaligned: a C plugin may place the array at any address.
+            unsafe { std::ptr::read_unaligned(table.requirements.wrapping_add(i)) }
+        })
+        .collect())
 }
 
 impl Functions {
@@ -167,13 +243,21 @@ impl Functions {
             return Err("the plugin returned no result".into());
         }
         // SAFETY: a non-null result of `run` is a NUL-terminated string the plugin owns until
-        // `free_string`.
-        let text = unsafe { CStr::from_ptr(out) }
-            .to_string_lossy()
-            .into_owned();
+        // `free_string`; read up to its NUL, never more than MAX_RESULT + 1 bytes.
+        let text = match unsafe { bounded_len(out, MAX_RESULT) } {
+            Some(len) => {
+                // SAFETY: `len` bytes before the NUL were just read; u8 has no alignment.
+                let bytes = unsafe { std::slice::from_raw_parts(out.cast::<u8>(), len) };
+                Ok(String::from_utf8_lossy(bytes).into_owned())
+            }
+            None => Err(format!(
+                "the plugin's result is longer than {} MiB",
+                MAX_RESULT / (1024 * 1024)
+            )),
+        };
         // SAFETY: `out` came from this library's `run` and is freed exactly once, by the
         // library's own function.
         unsafe { (self.free_string)(out) };
-        Ok(text)
+        text
     }
 }

@@ -107,8 +107,8 @@ fn build<P: Plugin + Default>(version: &str) -> Option<Exported> {
         version,
         requirements: decls.as_ptr(),
         requirements_len: decls.len(),
-        run,
-        free_string,
+        run: Some(run),
+        free_string: Some(free_string),
     };
     Some(Exported {
         plugin: Box::new(plugin),

@@ -72,7 +72,7 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Evaluates the requirements for `cx.target` and reports each declared requirement into
     /// `out` (with `skip` where a prerequisite failed). An `Err` means nothing could be
-    /// evaluated: the requirements left unreported then fail with this message.
+    /// evaluated: the requirements left unreported are then `not_verified` with this message.
     fn run(&self, config: Self::Config, cx: &Context, out: &mut Output) -> Result<(), String>;
 
     /// Checks the configuration beyond its shape (which `Config`'s deserialization checks). The
@@ -204,14 +204,22 @@ impl Output {
     }
 }
 
-/// Exports a [`Plugin`] (which must also implement `Default`) as this library's entry point.
-/// Use it once, in the crate root of a `cdylib`.
+/// Exports a [`Plugin`] (which must also implement `Default`) as this library's entry point,
+/// with the ABI version as a data symbol next to it. Use it once, in the crate root of a
+/// `cdylib`.
 ///
-/// The generated entry point carries `#[unsafe(no_mangle)]` with `#[allow(unsafe_code)]`, so a
-/// plugin crate can keep `#![deny(unsafe_code)]` (not `forbid`, which no `allow` can lift).
+/// The generated items carry `#[unsafe(no_mangle)]` / `#[unsafe(export_name)]` with
+/// `#[allow(unsafe_code)]`, so a plugin crate can keep `#![deny(unsafe_code)]` (not `forbid`,
+/// which no `allow` can lift).
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        /// The plugin ABI version this library was built with, read by mailprobe before it
+        /// calls anything here (see `mailprobe_plugin_sdk::abi`).
+        #[allow(unsafe_code)]
+        #[unsafe(export_name = "mailprobe_plugin_abi")]
+        pub static MAILPROBE_PLUGIN_ABI: u32 = $crate::abi::ABI_VERSION;
+
         /// mailprobe's entry point (see `mailprobe_plugin_sdk::abi`).
         #[allow(unsafe_code)]
         #[unsafe(no_mangle)]

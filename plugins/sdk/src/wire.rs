@@ -46,7 +46,7 @@ pub const VALIDATE_ONLY: &str = "validate_only";
 
 /// The `result_json` that `run` returns: `{ results, steps, facts }`, plus `error` when the
 /// plugin could not evaluate its requirements at all (it panicked, its config was invalid).
-/// Requirements it declared but did not report then fail with that error.
+/// Requirements it declared but did not report are then `not_verified` with that error.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ResultJson {
     #[serde(default)]

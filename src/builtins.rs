@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use mailprobe_core::{Profile, Registry};
-use mailprobe_plugin_host::LoadOptions;
+use mailprobe_plugin_host::{HealthHook, LoadOptions};
 
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
@@ -31,14 +31,26 @@ pub fn registry_with_dynamic(dir: Option<&Path>, opts: &LoadOptions) -> Result<R
 
 /// The built-ins and the dynamic plugins of a configuration file's `plugins` section.
 pub fn registry_for_config(config: &mailprobe_runtime::config::Config) -> Result<Registry, String> {
+    registry_with_health(config, None)
+}
+
+/// [`registry_for_config`], telling `health` about the in-process plugins' overruns (the
+/// daemon's metrics).
+pub fn registry_with_health(
+    config: &mailprobe_runtime::config::Config,
+    health: Option<HealthHook>,
+) -> Result<Registry, String> {
     let Some(p) = &config.plugins else {
         return registry();
     };
     if p.dir.is_none() && !p.settings.is_empty() {
         return Err("plugins.settings is given but plugins.dir is not; add plugins.dir".into());
     }
-    registry_with_dynamic(p.dir.as_deref(), &LoadOptions::from(p))
-        .map_err(|e| format!("plugins: {e}"))
+    let opts = LoadOptions {
+        health,
+        ..LoadOptions::from(p)
+    };
+    registry_with_dynamic(p.dir.as_deref(), &opts).map_err(|e| format!("plugins: {e}"))
 }
 
 /// Checks that the plugins report every requirement `profile` holds.

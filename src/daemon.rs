@@ -188,23 +188,28 @@ fn stand_in(name: &str, profile: Profile, timeout: Duration) -> Target {
 pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
     // Before anything else: SIGHUP's default action ends the process.
     let signals = crate::reload::Signals::install();
-    let registry = match crate::builtins::registry_for_config(&loaded.config) {
-        Ok(r) => r,
+    let telemetry = match Telemetry::start(&loaded.config).await {
+        Ok(t) => Arc::new(t),
         Err(e) => {
             eprintln!("mailprobe: {e}");
             return 3;
         }
     };
+    // After the telemetry, which hears of the plugins' overruns.
+    let health = mailprobe_plugin_host::HealthHook(telemetry.clone());
+    let plugins: Arc<Vec<_>> =
+        match crate::builtins::registry_with_health(&loaded.config, Some(health))
+            .and_then(|r| r.select(&[]).map_err(|e| e.to_string()))
+        {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                eprintln!("mailprobe: {e}");
+                return 3;
+            }
+        };
     for w in &loaded.warnings {
         tracing::error!("{w}; it is reported incomplete until this is fixed");
     }
-    let plugins: Arc<Vec<_>> = match registry.select(&[]) {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            eprintln!("mailprobe: {e}");
-            return 3;
-        }
-    };
     let budgets = Arc::new(Budgets::new(loaded.config.server_connections));
     let targets: Vec<Arc<Target>> = loaded.mailboxes.iter().map(|m| m.target.clone()).collect();
     let config = loaded.config;
@@ -215,13 +220,6 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
             .map(|m| (m.target.mailbox.clone(), Arc::new(m.state)))
             .collect(),
     ));
-    let telemetry = match Telemetry::start(&config).await {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
-            eprintln!("mailprobe: {e}");
-            return 3;
-        }
-    };
     for t in &targets {
         telemetry.register_mailbox(&t.mailbox);
     }

@@ -222,6 +222,24 @@ impl Telemetry {
     }
 }
 
+/// In-process dynamic plugins' overruns, as `mailprobe_plugin_overruns_total{plugin}` and
+/// `mailprobe_plugin_disabled{plugin}`.
+impl mailprobe_plugin_host::HealthSink for Telemetry {
+    fn loaded(&self, plugin: &str) {
+        self.stats.register_plugin(plugin);
+    }
+
+    fn overrun(&self, plugin: &str, _overruns: u32, disabled: bool) {
+        self.stats
+            .add(names::PLUGIN_OVERRUNS, &[("plugin", plugin)], 1);
+        self.stats.set_gauge(
+            names::PLUGIN_DISABLED,
+            &[("plugin", plugin)],
+            f64::from(u8::from(disabled)),
+        );
+    }
+}
+
 /// Awaits boxed futures concurrently (no extra dependency for one join).
 async fn futures_join_all(futs: Vec<mailprobe_telemetry::BoxFuture<'_, ()>>) {
     let mut set = Vec::new();

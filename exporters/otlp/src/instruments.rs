@@ -138,8 +138,9 @@ pub(crate) fn store_gauges(meter: &Meter, store: &Arc<SeriesStore>) -> Vec<Obser
 /// The probe's own counters, one instrument per counter name, read from `stats` at export time.
 pub(crate) fn counters(meter: &Meter, stats: &Arc<ProbeStats>) -> Vec<ObservableCounter<u64>> {
     let mut counter_names: Vec<&'static str> = stats.snapshot().iter().map(|c| c.name).collect();
-    // Per-mailbox counters may have no series yet when the instruments are built.
+    // Per-mailbox and per-plugin counters may have no series yet when the instruments are built.
     counter_names.push(names::PROBE_ERRORS);
+    counter_names.push(names::PLUGIN_OVERRUNS);
     counter_names.sort_unstable();
     counter_names.dedup();
     counter_names
@@ -157,6 +158,31 @@ pub(crate) fn counters(meter: &Meter, stats: &Arc<ProbeStats>) -> Vec<Observable
                             .map(|(k, v)| KeyValue::new(*k, v.clone()))
                             .collect();
                         o.observe(c.value, &attrs);
+                    }
+                })
+                .build()
+        })
+        .collect()
+}
+
+/// The probe's own gauges (plugins disabled), one instrument per name, read from `stats` at
+/// export time.
+pub(crate) fn probe_gauges(meter: &Meter, stats: &Arc<ProbeStats>) -> Vec<ObservableGauge<f64>> {
+    names::PROBE_GAUGES
+        .iter()
+        .map(|name| {
+            let st = stats.clone();
+            meter
+                .f64_observable_gauge(*name)
+                .with_description(mailprobe_telemetry::stats::help(name))
+                .with_callback(move |o| {
+                    for g in st.gauge_snapshot().into_iter().filter(|g| g.name == *name) {
+                        let attrs: Vec<KeyValue> = g
+                            .labels
+                            .iter()
+                            .map(|(k, v)| KeyValue::new(*k, v.clone()))
+                            .collect();
+                        o.observe(g.value, &attrs);
                     }
                 })
                 .build()

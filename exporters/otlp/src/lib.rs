@@ -160,7 +160,8 @@ impl OtlpExporter {
         let logger = logger_provider.logger_with_scope(scope.clone());
         let meter_provider = metrics(&settings, cx, resource)?;
         let meter = meter_provider.meter_with_scope(scope);
-        let gauges = instruments::store_gauges(&meter, &store);
+        let mut gauges = instruments::store_gauges(&meter, &store);
+        gauges.extend(instruments::probe_gauges(&meter, &stats));
         let counters = instruments::counters(&meter, &stats);
         let (durations, lag) = instruments::histograms(&meter);
 

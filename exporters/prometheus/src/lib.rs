@@ -23,8 +23,8 @@ use axum::routing::{get, post};
 use mailprobe_telemetry::series::ServerPort;
 use mailprobe_telemetry::stats::CounterSample;
 use mailprobe_telemetry::{
-    BoxFuture, DURATION_BUCKETS, LAG_BUCKETS, MailboxSeries, ProbeStats, RunEvent, RunSink,
-    SeriesStore, names,
+    BoxFuture, DURATION_BUCKETS, GaugeSample, LAG_BUCKETS, MailboxSeries, ProbeStats, RunEvent,
+    RunSink, SeriesStore, names,
 };
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -245,6 +245,28 @@ fn reload_gauges(
     )
 }
 
+/// The probe's own gauges (plugins disabled), one family per name (the snapshot keeps a name's
+/// samples together).
+fn probe_gauges(
+    encoder: &mut DescriptorEncoder,
+    samples: &[GaugeSample],
+) -> Result<(), std::fmt::Error> {
+    for name in names::PROBE_GAUGES {
+        let family: Vec<(Labels, f64)> = samples
+            .iter()
+            .filter(|g| g.name == *name)
+            .map(|g| (g.labels.clone(), g.value))
+            .collect();
+        gauges(
+            encoder,
+            name,
+            mailprobe_telemetry::stats::help(name),
+            family,
+        )?;
+    }
+    Ok(())
+}
+
 /// The probe's own counters, one family per counter name (the snapshot keeps a name's samples
 /// together). prometheus-client appends `_total` to counter samples, so the family is named
 /// without it.
@@ -279,6 +301,7 @@ impl Collector for StoreCollector {
             gauges(&mut encoder, family.name, family.help, samples)?;
         }
         reload_gauges(&mut encoder, &self.reloads)?;
+        probe_gauges(&mut encoder, &self.stats.gauge_snapshot())?;
         counter_families(&mut encoder, &self.stats.snapshot())
     }
 }

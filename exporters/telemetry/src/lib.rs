@@ -25,7 +25,7 @@ use std::time::Duration;
 use mailprobe_runtime::runner::RunOutcome;
 
 pub use series::{MailboxSeries, SeriesStore};
-pub use stats::ProbeStats;
+pub use stats::{GaugeSample, ProbeStats};
 pub use transition::{Compliance, ComplianceTracker, Transition};
 
 /// Buckets of `mailprobe_check_duration_seconds`, in seconds (OTLP and Prometheus alike).

@@ -32,6 +32,15 @@ pub const PROBE_ERRORS: &str = "mailprobe_probe_errors_total";
 /// `panic`: a run panicked; `config`: the mailbox's entry or secret could not be used.
 pub const PROBE_ERROR_KINDS: &[&str] = &["panic", "config"];
 
+/// In-process calls of a dynamic plugin that overran the run's deadline (their threads were
+/// abandoned), by `plugin`.
+pub const PLUGIN_OVERRUNS: &str = "mailprobe_plugin_overruns_total";
+/// 1 when a dynamic plugin is disabled until mailprobe restarts (it overran too often), else 0,
+/// by `plugin`.
+pub const PLUGIN_DISABLED: &str = "mailprobe_plugin_disabled";
+/// The gauges of [`crate::ProbeStats`] (the probe's own state, not a mailbox's).
+pub const PROBE_GAUGES: &[&str] = &[PLUGIN_DISABLED];
+
 /// Span names.
 pub const SPAN_CHECK: &str = "mailprobe.check";
 /// A plugin's span is `mailprobe.plugin <name>` with the attribute `mailprobe.plugin`.

@@ -6,7 +6,8 @@
 //! `segfault`, `sleep` (for `sleep_ms`, default 60 s), `flood` (writes to stdout without a
 //! newline, forever), `grandchild` (starts a process holding a listening socket, writes its
 //! port to `file`, then sleeps), `env` (reports the environment it sees), `leak` (prints the
-//! password to stderr, then aborts).
+//! password to stderr, then aborts). With `mailbox`, the mode applies to that mailbox only, and
+//! the others get `ok`.
 #![deny(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -28,6 +29,9 @@ pub struct Config {
     sleep_ms: Option<u64>,
     #[serde(default)]
     file: Option<String>,
+    /// The mode applies to this mailbox only (by name); the others get `ok`.
+    #[serde(default)]
+    mailbox: Option<String>,
 }
 
 impl Plugin for Misbehave {
@@ -42,7 +46,16 @@ impl Plugin for Misbehave {
     }
 
     fn run(&self, config: Config, cx: &Context, out: &mut Output) -> Result<(), String> {
-        match config.mode.as_deref().unwrap_or("ok") {
+        let applies = config
+            .mailbox
+            .as_ref()
+            .is_none_or(|m| *m == cx.target.mailbox);
+        let mode = if applies {
+            config.mode.as_deref().unwrap_or("ok")
+        } else {
+            "ok"
+        };
+        match mode {
             "ok" => {
                 let t = StepTimer::start();
                 out.step::<()>(t, "think", Some(&cx.target.imap), &Ok(()), BTreeMap::new());

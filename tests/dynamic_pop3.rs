@@ -84,6 +84,50 @@ fn pop3_plugin_passes_over_implicit_tls_and_stls() {
 }
 
 #[test]
+fn pop3_plugin_connects_from_the_source_address_in_and_out_of_process() {
+    let lab = Lab::dovecot(
+        "dyn-pop3-src",
+        DovecotOpts {
+            pop3: true,
+            ..Default::default()
+        },
+    );
+    let config = format!(r#"{{"port":{},"security":"tls"}}"#, lab.port("pop3s"));
+    let local_address = |extra: &[&str], test: &str| {
+        let out = check_pop3(&lab, test, &config, extra, Lab::password());
+        let r = report(&out);
+        assert_eq!(out.status.code(), Some(0), "{r:#}\n{}", stderr(&out));
+        assert_eq!(requirement(&r, "pop3.login")["status"], "pass", "{r:#}");
+        let enc = requirement(&r, "pop3.encryption");
+        enc["evidence"]["local_address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no local_address in {enc}"))
+            .to_string()
+    };
+    let default = local_address(&[], "pop3-src-none");
+    assert!(!default.starts_with("127.0.0.2:"), "{default}");
+    for isolation in ["in-process", "process"] {
+        let from = local_address(
+            &[
+                "--source-address",
+                "127.0.0.2",
+                "--plugin-isolation",
+                isolation,
+            ],
+            &format!("pop3-src-{isolation}"),
+        );
+        assert!(from.starts_with("127.0.0.2:"), "{isolation}: {from}");
+    }
+    // Dovecot saw the logins come from there.
+    let log = lab.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("pop3-login") && l.contains("rip=127.0.0.2")),
+        "{log}"
+    );
+}
+
+#[test]
 fn pop3_plugin_reports_a_refused_login_and_no_password_in_the_report() {
     let lab = Lab::dovecot(
         "dyn-pop3-bad",

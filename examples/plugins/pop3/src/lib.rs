@@ -7,7 +7,9 @@
 //! Configuration (`plugins.settings.pop3.config`, or `--plugin-config pop3='{...}'`):
 //! `host` (default: the IMAP host), `port` (default 995 for tls, 110 for starttls),
 //! `security` (`tls` | `starttls`; default by port: 995 tls, other ports starttls, tls without a
-//! port) and `connect_to` (default: the IMAP host's, when the host is the same).
+//! port) and `connect_to` (default: the IMAP host's, when the host is the same). It connects
+//! from the mailbox's `source_address` (`--source-address`) when one is set, as the built-in
+//! checks do.
 //!
 //! It runs its own current-thread tokio runtime (the SDK's `Context::block_on`) and rustls with
 //! the ring provider passed explicitly (mailprobe-core's TLS client), with every exchange bounded
@@ -49,6 +51,9 @@ struct Server {
     port: u16,
     security: Security,
     dial: String,
+    /// The mailbox's source address (`source_address`, `--source-address`), bound before
+    /// connecting like the built-in checks do.
+    source: Option<IpAddr>,
 }
 
 impl Server {
@@ -80,6 +85,7 @@ impl Server {
             port,
             security,
             dial,
+            source: cx.target.imap.source_address,
         }
     }
 
@@ -170,7 +176,8 @@ async fn connect(cx: &Context, server: &Server) -> Result<TcpStream, NetError> {
         reason: "no address".into(),
     };
     for addr in addrs {
-        match mailprobe_plugin_sdk::mailprobe_core::net::dial(addr, wait).await {
+        match mailprobe_plugin_sdk::mailprobe_core::net::dial_from(addr, server.source, wait).await
+        {
             Ok(s) => return Ok(s),
             Err(e) => last = e,
         }
@@ -256,6 +263,8 @@ async fn check(cx: &Context, server: &Server, trust: &Trust, out: &mut Output) {
         skip_login(out);
         return;
     };
+    // The address the server saw, the one its firewall must allow.
+    let local = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let upgraded = match server.security {
         Security::Tls => tls_handshake(cx, server, trust, tcp, out).await,
         Security::Starttls => stls(cx, server, trust, tcp, out).await,
@@ -265,7 +274,7 @@ async fn check(cx: &Context, server: &Server, trust: &Trust, out: &mut Output) {
         return;
     };
     match judge_encryption(cx, server, &handshake) {
-        Ok(encryption) => out.report(encryption),
+        Ok(encryption) => out.report(encryption.with("local_address", local)),
         Err(fail) => {
             out.report(fail);
             skip_login(out);

@@ -3,10 +3,12 @@
 //! variables in every query, `$mailbox` in every per-mailbox query, one TLS row per server and
 //! port, certificate days shown as days. And every metric (and label) the dashboard and the
 //! Prometheus alert rules query must be one the probe really exports: read from a real
-//! `/metrics` scrape of `mailprobe run` checking a lab mailbox (Dovecot + Postfix on loopback).
+//! `/metrics` scrape of `mailprobe run` checking a lab mailbox (Dovecot + Postfix on loopback),
+//! with a dynamic plugin loaded in-process (the test fixture `misbehave`, which passes).
 //! Also: the daemon stops within 10 s of SIGTERM, which the manifests' grace periods rely on.
 
 mod common;
+mod dynamic_support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -468,16 +470,20 @@ fn dashboard_and_rules_query_only_metrics_the_probe_exports() {
     let dir = std::env::temp_dir().join(format!("mailprobe-deploy-dash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("mailprobe.yaml");
+    // A dynamic plugin loaded in-process, for the plugin series the rules query.
+    let plugins = dynamic_support::plugin_dir("deploy-dash", &["mailprobe-test-misbehave"]);
     std::fs::write(
         &config,
         format!(
-            "interval: 2s\ntimeout: 20s\nlisten: 127.0.0.1:{port}\nmailboxes:\n  - name: lab\n    \
+            "interval: 2s\ntimeout: 20s\nlisten: 127.0.0.1:{port}\nplugins:\n  dir: {plugins}\n\
+             mailboxes:\n  - name: lab\n    \
              imap: {HOSTNAME}:{imap}\n    imap_security: starttls\n    smtp: {HOSTNAME}:{smtp}\n    \
              smtp_security: starttls\n    user: {USER}\n    password: {{ env: {PASSWORD_ENV} }}\n    \
              connect_to: 127.0.0.1\n    ca_file: {ca}\n",
             imap = dovecot.port("imap"),
             smtp = postfix.port("submission"),
             ca = Lab::ca_file().display(),
+            plugins = plugins.display(),
         ),
     )
     .expect("write config");

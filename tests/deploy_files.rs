@@ -578,7 +578,7 @@ fn alert_rules_pass_promtool_check_rules() {
         .args(["check", "rules"])
         .arg(root().join("deploy/prometheus/rules.yml")));
     assert!(ok, "promtool check rules:\n{out}");
-    assert!(out.contains("SUCCESS: 10 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
 }
 
 #[test]
@@ -682,6 +682,7 @@ fn alert_rules_name_no_job_and_watch_the_probes_own_failure_counters() {
         "mailprobe_alert_delivery_failures_total",
         "mailprobe_alert_notifications_dropped_total",
         "mailprobe_telemetry_export_failures_total",
+        "mailprobe_plugin_disabled",
     ] {
         assert!(
             exprs.iter().any(|e| e.contains(counter)),

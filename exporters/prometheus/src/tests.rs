@@ -235,3 +235,29 @@ fn schedule_lag_is_one_histogram_for_the_process() {
         assert!(page.contains(line), "missing {line:?} in\n{page}");
     }
 }
+
+#[test]
+fn plugin_overruns_and_disabling_are_on_the_page() {
+    let stats = Arc::new(ProbeStats::new());
+    let exp = PrometheusExporter::new(Arc::new(SeriesStore::new()), stats.clone());
+    assert!(!exp.render().contains("mailprobe_plugin_"), "no plugin yet");
+    stats.register_plugin("pop3");
+    let page = exp.render();
+    for line in [
+        "# TYPE mailprobe_plugin_overruns counter",
+        "mailprobe_plugin_overruns_total{plugin=\"pop3\"} 0",
+        "# TYPE mailprobe_plugin_disabled gauge",
+        "mailprobe_plugin_disabled{plugin=\"pop3\"} 0.0",
+    ] {
+        assert!(page.contains(line), "missing {line:?} in\n{page}");
+    }
+    stats.add(names::PLUGIN_OVERRUNS, &[("plugin", "pop3")], 3);
+    stats.set_gauge(names::PLUGIN_DISABLED, &[("plugin", "pop3")], 1.0);
+    let page = exp.render();
+    for line in [
+        "mailprobe_plugin_overruns_total{plugin=\"pop3\"} 3",
+        "mailprobe_plugin_disabled{plugin=\"pop3\"} 1.0",
+    ] {
+        assert!(page.contains(line), "missing {line:?} in\n{page}");
+    }
+}

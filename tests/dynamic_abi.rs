@@ -1,8 +1,8 @@
 //! The plugin ABI as a plugin written in C sees it (`tests/fixtures/c_plugin/plugin.c`, built
 //! here with the system's `cc`): a correct C plugin loads and runs, also with its table at an
 //! odd address; every way of breaking the ABI is a load error naming the file and the fault,
-//! never a crash; and a library built for another ABI version is refused before any of its
-//! functions runs.
+//! never a crash, in mailprobe or in the child of `isolation: process`; and a library built
+//! for another ABI version is refused before any of its functions runs.
 mod dynamic_support;
 
 use std::net::TcpListener;
@@ -69,6 +69,23 @@ impl CPlugin {
             &[("CPLUG_MARKER", self.marker.to_str().unwrap())],
         );
         (out.status.code(), stdout(&out), stderr(&out))
+    }
+
+    /// The same under `--plugin-isolation process` (the child reads the library): exit code and
+    /// stderr. The child's environment is cleared, so it writes no marker.
+    fn list_in_a_child(&self) -> (Option<i32>, String) {
+        let out = run(
+            &[
+                "plugins",
+                "list",
+                "--plugin-isolation",
+                "process",
+                "--plugin-dir",
+                self.dir.to_str().unwrap(),
+            ],
+            &[],
+        );
+        (out.status.code(), stderr(&out))
     }
 
     fn entry_called(&self) -> bool {
@@ -180,5 +197,23 @@ fn a_table_that_breaks_the_abi_is_a_load_error_naming_the_fault() {
         let called = refused(variant, needles);
         // The version matched, so the entry point ran: the table was what was wrong.
         assert!(called, "{variant}: the entry point was not called");
+    }
+}
+
+#[test]
+fn under_process_isolation_the_child_refuses_the_library_with_the_same_message() {
+    for (variant, needle) in [
+        ("WRONG_ABI", "built with plugin SDK ABI 7"),
+        ("NULL_RUN", "`run` function pointer is NULL"),
+        ("BAD_UTF8", "requirement ID is not UTF-8"),
+    ] {
+        let plugin = CPlugin::build(variant);
+        let (code, err) = plugin.list_in_a_child();
+        assert_eq!(code, Some(3), "{variant}: {err}");
+        assert!(err.contains("child process"), "{variant}: {err}");
+        assert!(
+            err.contains(plugin.library.to_str().unwrap()) && err.contains(needle),
+            "{variant}: {err}"
+        );
     }
 }

@@ -16,8 +16,9 @@ fn source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/c_plugin/plugin.c")
 }
 
-/// A C plugin built with `-DVARIANT_<variant>`, alone in a fresh plugin directory; also the
-/// marker file its entry point writes when it is called (removed beforehand).
+/// A C plugin built with `-DVARIANT_<variant>`, alone in a fresh plugin directory of the test
+/// `test` (tests run in parallel); also the marker file its entry point writes when it is
+/// called (removed beforehand).
 struct CPlugin {
     dir: PathBuf,
     library: PathBuf,
@@ -25,10 +26,10 @@ struct CPlugin {
 }
 
 impl CPlugin {
-    fn build(variant: &str) -> CPlugin {
+    fn build(test: &str, variant: &str) -> CPlugin {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("c-plugins")
-            .join(format!("{variant}-{}", std::process::id()));
+            .join(format!("{test}-{variant}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the plugin directory");
         let library = dir.join(format!("libcplug_{}.so", variant.to_lowercase()));
@@ -46,7 +47,7 @@ impl CPlugin {
         );
         let marker = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("c-plugins")
-            .join(format!("{variant}-{}.called", std::process::id()));
+            .join(format!("{test}-{variant}-{}.called", std::process::id()));
         let _ = std::fs::remove_file(&marker);
         CPlugin {
             dir,
@@ -96,7 +97,7 @@ impl CPlugin {
 /// Loading `variant` fails with exit 3 (not a signal), a message naming the library and
 /// holding every one of `needles`; returns whether its entry point was called.
 fn refused(variant: &str, needles: &[&str]) -> bool {
-    let plugin = CPlugin::build(variant);
+    let plugin = CPlugin::build("refused", variant);
     let (code, out, err) = plugin.list();
     assert_eq!(code, Some(3), "{variant}: stdout {out}\nstderr {err}");
     assert!(
@@ -112,7 +113,7 @@ fn refused(variant: &str, needles: &[&str]) -> bool {
 #[test]
 fn a_correct_c_plugin_loads_and_runs_even_with_its_table_at_an_odd_address() {
     for variant in ["GOOD", "MISALIGNED"] {
-        let plugin = CPlugin::build(variant);
+        let plugin = CPlugin::build("correct", variant);
         let (code, out, err) = plugin.list();
         assert_eq!(code, Some(0), "{variant}: {err}");
         let list: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -207,7 +208,7 @@ fn under_process_isolation_the_child_refuses_the_library_with_the_same_message()
         ("NULL_RUN", "`run` function pointer is NULL"),
         ("BAD_UTF8", "requirement ID is not UTF-8"),
     ] {
-        let plugin = CPlugin::build(variant);
+        let plugin = CPlugin::build("child", variant);
         let (code, err) = plugin.list_in_a_child();
         assert_eq!(code, Some(3), "{variant}: {err}");
         assert!(err.contains("child process"), "{variant}: {err}");

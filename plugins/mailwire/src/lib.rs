@@ -6,8 +6,10 @@
 //! of them needs another for a greeting or a STARTTLS, and the core knows no mail protocol.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod handshake;
 pub mod imap;
 pub mod smtp;
 
+pub use budget::{BudgetExceeded, Budgeted};
 pub use handshake::Handshakes;

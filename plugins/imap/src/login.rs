@@ -258,8 +258,8 @@ async fn attempt(
             return Some(x);
         }
         Ok(Err((e, client))) => {
-            over_budget = matches!(&e, async_imap::error::Error::Io(io) if BudgetExceeded::find(io).is_some());
             let (error, refused) = login_error(&e, method);
+            over_budget = matches!(error, NetError::TooLarge(_));
             (error, refused, Some(client))
         }
         Err(_) => {
@@ -408,7 +408,7 @@ pub(crate) fn arm(session: &mut ImapSession, verb: &str) {
 pub(crate) fn imap_error(e: &async_imap::error::Error) -> NetError {
     match e {
         async_imap::error::Error::Io(io) => match BudgetExceeded::find(io) {
-            Some(over) => NetError::Protocol(over.to_string()),
+            Some(over) => NetError::TooLarge(over.to_string()),
             None => NetError::from_io(io),
         },
         other => NetError::Protocol(server_words(&other.to_string())),

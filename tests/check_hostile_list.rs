@@ -114,6 +114,12 @@ fn a_plugin_panic_on_server_bytes_never_ends_the_check_with_101() {
     };
     let run = check("json");
     assert!(
+        run.peak_rss < common::child::MAX_PEAK_RSS,
+        "peak RSS {} bytes:\n{}",
+        run.peak_rss,
+        run.stderr
+    );
+    assert!(
         (0..=3).contains(&run.code),
         "exit {} (101 is a panic that escaped):\n{}",
         run.code,
@@ -149,6 +155,11 @@ fn a_plugin_panic_on_server_bytes_never_ends_the_check_with_101() {
         let nagios = check("nagios");
         assert_eq!(nagios.code, 3, "{}", nagios.stderr);
         assert!(
+            nagios.peak_rss < common::child::MAX_PEAK_RSS,
+            "{}",
+            nagios.stderr
+        );
+        assert!(
             nagios.stdout.starts_with("MAILPROBE UNKNOWN - ")
                 && nagios.stdout.contains(" incomplete; not verified: ")
                 && nagios.stdout.lines().count() == 1,
@@ -157,6 +168,11 @@ fn a_plugin_panic_on_server_bytes_never_ends_the_check_with_101() {
         );
         let text = check("text");
         assert_eq!(text.code, 3, "{}", text.stderr);
+        assert!(
+            text.peak_rss < common::child::MAX_PEAK_RSS,
+            "{}",
+            text.stderr
+        );
         assert!(text.stdout.contains(": INCOMPLETE\n"), "{}", text.stdout);
         assert!(text.stdout.contains("\nnot verified: "), "{}", text.stdout);
     }

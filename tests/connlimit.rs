@@ -223,3 +223,125 @@ fn a_budget_below_the_requirement_is_a_skip_not_an_overstep() {
     assert_eq!(report["verdict"], "incomplete");
     assert_eq!(dovecot_sessions_after_run(&lab), "");
 }
+
+/// Client connections to `port` on this machine that are ESTABLISHED, by `ss`.
+fn established_to(port: u16) -> usize {
+    let out = Command::new("ss")
+        .args(["-Htn", "state", "established"])
+        .arg(format!("( dport = :{port} )"))
+        .output()
+        .expect("ss (Debian package iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+/// A free loopback port (for a proxy to listen on).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `bench/delayproxy.py` in front of a lab port, stopped when dropped.
+struct DelayProxy(common::child::Running);
+
+impl DelayProxy {
+    fn start(listen: u16, target: std::net::SocketAddr, one_way_ms: u32) -> DelayProxy {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/delayproxy.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .arg("--one-way-ms")
+            .arg(one_way_ms.to_string())
+            .arg(format!("{listen}:{}:{}", target.ip(), target.port()));
+        let proxy = DelayProxy(common::child::start(&mut cmd));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", listen)).is_err() {
+            assert!(Instant::now() < deadline, "the delay proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        proxy
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.0.signal(libc::SIGKILL);
+    }
+}
+
+/// SIGTERM while the daemon is inside `connections.concurrent`, holding its sessions: every one
+/// of them is closed (the server sees no established connection left) within 10 s. A proxy
+/// adds 250 ms each way so the sessions are held long enough to be seen.
+#[test]
+fn sigterm_during_the_connection_limit_check_closes_every_session() {
+    let lab = Lab::dovecot("conn-term", DovecotOpts::default());
+    let upstream = lab.addr("imaps");
+    let port = free_port();
+    let _proxy = DelayProxy::start(port, upstream, 250);
+    let dir = std::env::temp_dir().join(format!("mailprobe-conn-term-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("mailprobe.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interval: 1h\ntimeout: 2m\nlisten: 127.0.0.1:0\nmailboxes:\n  - name: term\n    \
+             imap: {host}:{port}\n    imap_security: tls\n    user: {user}\n    \
+             password: {{ env: {env} }}\n    connect_to: 127.0.0.1\n    ca_file: {ca}\n",
+            host = common::lab::HOSTNAME,
+            user = Lab::user(),
+            env = common::probe::PASSWORD_ENV,
+            ca = Lab::ca_file().display(),
+        ),
+    )
+    .expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailprobe"));
+    cmd.args(["run", "--config"])
+        .arg(&config)
+        .env_remove("MAILPROBE_SHARD")
+        .env(common::probe::PASSWORD_ENV, Lab::password());
+    let mut daemon = common::child::start(&mut cmd);
+    // Inside the check: the run's own session plus one the check opened, both logged in (the
+    // plugins before it log in once; `ss` alone would also count the TLS probes).
+    let logins = || lab.log().matches("Login: user=<").count();
+    let start = Instant::now();
+    while !(logins() >= 2 && established_to(upstream.port()) >= 2) {
+        if start.elapsed() > Duration::from_secs(90) || daemon.ended().is_some() {
+            let ended = daemon.kill();
+            panic!(
+                "the daemon never held 2 sessions (logins {}):\n{}\n{}",
+                logins(),
+                ended.stderr,
+                lab.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.signal(libc::SIGTERM);
+    let term = Instant::now();
+    let mut left = established_to(upstream.port());
+    while left > 0 && term.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        left = established_to(upstream.port());
+    }
+    let ended = daemon.wait(term, Duration::from_secs(15));
+    assert_eq!(
+        left,
+        0,
+        "{left} sessions still open 10 s after SIGTERM:\n{}\n{}",
+        ended.stderr,
+        lab.log()
+    );
+    assert!(
+        !ended.overran,
+        "the daemon outlived SIGTERM by 15 s:\n{}",
+        ended.stderr
+    );
+    assert!(
+        !ended.stderr.contains(Lab::password()),
+        "the daemon's log shows the password"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,176 +1,20 @@
 //! Servers that misbehave on purpose (see `common/hostile.rs`): for each, `mailprobe check`
-//! must not panic, must end by its deadline, and must not show the password (or its base64
-//! forms) in any report format or in its trace-level log.
+//! must not panic, must end by its deadline, must stay under its memory bound, and must not
+//! show the password (or its base64 forms) in any report format or in its trace-level log
+//! (`common/hostile_check.rs`). Replies too large to keep are in `hostile_bounds.rs`.
 
 mod common;
 #[path = "common/hostile.rs"]
 mod hostile;
+#[path = "common/hostile_check.rs"]
+mod hostile_check;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-
 use hostile::{Cmd, Mode, Peer, Server, Then};
-
-const USER: &str = "alice@lab.test";
-/// Distinctive, so that any prefix of it in an output is a leak and nothing else.
-const PASSWORD: &str = "Qz7-hostile-Pw!x";
-const PASSWORD_ENV: &str = "MAILPROBE_HOSTILE_PASSWORD";
-/// The check's deadline (`--timeout`).
-const TIMEOUT: Duration = Duration::from_secs(8);
-/// How long past its deadline a run may take to close sessions, print and exit before it counts
-/// as hung (the probe allows itself 2 s to close leftover sessions).
-const GRACE: Duration = Duration::from_secs(5);
-
-/// The forms of the password that must never be printed.
-fn secrets() -> Vec<String> {
-    vec![
-        PASSWORD.to_string(),
-        PASSWORD[..5].to_string(),
-        STANDARD.encode(PASSWORD),
-        STANDARD.encode(format!("\0{USER}\0{PASSWORD}")),
-        STANDARD.encode(format!("{USER}\0{PASSWORD}")),
-    ]
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `mailprobe ARGS` at trace level and kills it if it outlives its deadline.
-fn mailprobe(args: &[String]) -> Run {
-    let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-        .args(args)
-        .env_remove("MAILPROBE_PASSWORD")
-        .env(PASSWORD_ENV, PASSWORD)
-        .env("MAILPROBE_LOG", "trace")
-        .env("RUST_LOG", "trace")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mailprobe");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for mailprobe") {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT + GRACE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mailprobe {args:?} still ran {:?} after its start",
-                TIMEOUT + GRACE
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned(),
-    }
-}
-
-fn security(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Tls => "tls",
-        Mode::Plain => "starttls",
-    }
-}
-
-/// Checks the mailbox served by `imap` (and `smtp`) in every report format, asserting no
-/// panic, no leak and no terminal escape; returns the JSON report.
-fn check(imap: (&Server, Mode), smtp: Option<(&Server, Mode)>) -> serde_json::Value {
-    let mut base: Vec<String> = [
-        "check",
-        "--imap",
-        &format!("{}:{}", hostile::HOSTNAME, imap.0.port),
-        "--imap-security",
-        security(imap.1),
-        "--connect-to",
-        &format!("{}:127.0.0.1", hostile::HOSTNAME),
-        "--ca-file",
-        &hostile::ca_file().display().to_string(),
-        "--user",
-        USER,
-        "--password-env",
-        PASSWORD_ENV,
-        "--timeout",
-        &format!("{}s", TIMEOUT.as_secs()),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some((s, mode)) = smtp {
-        base.extend([
-            "--smtp".to_string(),
-            format!("{}:{}", hostile::HOSTNAME, s.port),
-            "--smtp-security".to_string(),
-            security(mode).to_string(),
-        ]);
-    }
-    let mut json = serde_json::Value::Null;
-    for format in ["json", "text", "nagios"] {
-        let mut args = base.clone();
-        args.extend(["--format".to_string(), format.to_string()]);
-        let run = mailprobe(&args);
-        let all = format!("{}\n{}", run.stdout, run.stderr);
-        assert_ne!(run.code, Some(101), "mailprobe panicked ({format}):\n{all}");
-        assert!(
-            !all.contains("panicked"),
-            "mailprobe panicked ({format}):\n{all}"
-        );
-        assert!(
-            matches!(run.code, Some(0..=3)),
-            "exit code {:?} ({format}):\n{all}",
-            run.code
-        );
-        for s in secrets() {
-            assert!(
-                !all.contains(&s),
-                "the output ({format}) shows the password as {s:?}:\n{all}"
-            );
-        }
-        assert!(
-            !all.contains('\x1b') && !all.contains('\x07'),
-            "a terminal escape reached the output ({format}):\n{all:?}"
-        );
-        if format == "json" {
-            json = serde_json::from_str(&run.stdout)
-                .unwrap_or_else(|e| panic!("not JSON ({e}):\n{all}"));
-        }
-    }
-    json
-}
-
-fn status<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
-    report["requirements"]
-        .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["id"] == id))
-        .and_then(|r| r["status"].as_str())
-        .unwrap_or("absent")
-}
+use hostile_check::{GRACE, PASSWORD, TIMEOUT, USER, check, mailprobe, secrets, status};
 
 fn imap_server(mode: Mode, greeting: &'static str, hook: fn(&mut Peer, &Cmd) -> Then) -> Server {
     hostile::serve(mode, move |p| hostile::imap(p, greeting.as_bytes(), hook))
@@ -510,6 +354,11 @@ fn trace_logging_never_prints_the_password() {
             "the check did not run:\n{all}"
         );
         assert!(
+            run.peak_rss < common::child::MAX_PEAK_RSS,
+            "peak RSS {} bytes:\n{all}",
+            run.peak_rss
+        );
+        assert!(
             !all.contains(LAB_PASSWORD),
             "the password is in the output at trace level:\n{all}"
         );
@@ -549,32 +398,27 @@ fn the_daemon_runs_without_core_dumps_and_warns_about_a_readable_password_file()
         ),
     )
     .expect("write config");
-    let log_path = dir.join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-        .args(["run", "--config"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"));
+    cmd.args(["run", "--config"])
         .arg(&config)
         .env("MAILPROBE_LOG", "trace")
         .env("RUST_LOG", "trace")
-        .env_remove("MAILPROBE_SHARD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).expect("log file"))
-        .spawn()
-        .expect("start mailprobe run");
-    let pid = child.id();
+        .env_remove("MAILPROBE_SHARD");
+    let mut daemon = common::child::start(&mut cmd);
+    let pid = daemon.id();
     // Wait (bounded) for the first check to get past its refused login.
     let start = Instant::now();
     let mut limits = String::new();
-    while start.elapsed() < TIMEOUT + GRACE {
+    while start.elapsed() < TIMEOUT + GRACE && daemon.ended().is_none() {
         limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
         if imap.lines().iter().any(|l| l.contains("LOGOUT")) {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let ended = daemon.kill();
+    let log = ended.stderr.clone();
+    ended.assert_peak_rss("mailprobe run");
     let core = limits
         .lines()
         .find(|l| l.starts_with("Max core file size"))
@@ -614,27 +458,10 @@ fn extra_sessions_with_another_certificate_get_no_credentials() {
             Then::Default
         })
     });
-    let run = mailprobe(&[
-        "check".into(),
-        "--imap".into(),
-        format!("{}:{}", hostile::HOSTNAME, imap.port),
-        "--imap-security".into(),
-        "tls".into(),
-        "--connect-to".into(),
-        format!("{}:127.0.0.1", hostile::HOSTNAME),
-        "--ca-file".into(),
-        hostile::ca_file().display().to_string(),
-        "--user".into(),
-        USER.into(),
-        "--password-env".into(),
-        PASSWORD_ENV.into(),
-        "--timeout".into(),
-        format!("{}s", TIMEOUT.as_secs()),
-        "--only".into(),
-        "connlimit".into(),
-        "--format".into(),
-        "json".into(),
-    ]);
+    let mut args = hostile_check::check_args((&imap, Mode::Tls), None);
+    args.extend(["--only", "connlimit", "--format", "json"].map(String::from));
+    let run = mailprobe(&args);
+    hostile_check::assert_sound(&run, "json");
     let report: serde_json::Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", run.stdout, run.stderr));
     let logins = imap

@@ -38,6 +38,10 @@ pub enum NetError {
     StarttlsNotOffered,
     #[error("{0}")]
     Io(String),
+    /// The reply overran the probe's own size bound for it: the probe's limit, not a verdict on
+    /// the server (results that rest on it are `not_verified`).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// The stable `error.type` values of spans, `error_type` in evidence and metric labels.
@@ -59,6 +63,8 @@ pub enum ErrorType {
     NotConfigured,
     /// The server sent no certificate.
     NoCertificate,
+    /// A reply larger than the probe's bound for it.
+    ReplyTooLarge,
 }
 
 impl ErrorType {
@@ -77,6 +83,7 @@ impl ErrorType {
             ErrorType::Io => "io",
             ErrorType::NotConfigured => "not_configured",
             ErrorType::NoCertificate => "no_certificate",
+            ErrorType::ReplyTooLarge => "reply_too_large",
         }
     }
 }
@@ -102,6 +109,7 @@ impl NetError {
             NetError::BudgetExhausted { .. } => ErrorType::ConnectionBudget,
             NetError::StarttlsNotOffered => ErrorType::StarttlsNotOffered,
             NetError::Io(_) => ErrorType::Io,
+            NetError::TooLarge(_) => ErrorType::ReplyTooLarge,
         }
     }
 

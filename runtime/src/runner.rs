@@ -152,7 +152,10 @@ async fn run_plugin(cx: &mut RunContext, plugin: &dyn CheckPlugin) -> Result<(),
         ));
     }
     let run = AssertUnwindSafe(plugin.run(cx)).catch_unwind();
-    let scrub = |text: &str| scrub(text, target.password.expose());
+    // A panic message can quote whatever bytes a server sent: the one redactor masks, escapes
+    // and bounds it like every other text of the run.
+    let redactor = Redactor::new(target.password.expose());
+    let scrub = |text: &str| redactor.clean(text);
     match tokio::time::timeout(wait, run).await {
         Ok(Ok(Ok(()))) => Ok(()),
         // A dynamic plugin's SDK catches its own panic and reports it as an error.
@@ -267,35 +270,6 @@ pub fn unverified_outcome(target: &Target, why: &str) -> RunOutcome {
     }
 }
 
-/// Error text headed for the report: a panic message can quote whatever bytes a server sent,
-/// so the password is masked, control characters (terminal escapes) are escaped, and the
-/// length is bounded, in that order (masking first, so no prefix of it survives a cut).
-pub fn scrub(text: &str, password: &str) -> String {
-    const MAX_CHARS: usize = 500;
-    let masked = if password.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(password, "***")
-    };
-    let mut out = String::new();
-    let mut n = 0;
-    for c in masked.chars() {
-        if n >= MAX_CHARS {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            let escaped: String = c.escape_default().collect();
-            n += escaped.chars().count();
-            out.push_str(&escaped);
-        } else {
-            n += 1;
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The text of a caught panic (a `&str` or `String` payload; anything else is unnamed).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -376,12 +350,16 @@ mod tests {
     #[derive(Clone, Copy)]
     enum Misbehave {
         Panic,
+        /// Panics quoting a server's reply: a terminal escape, the password, and much more.
+        PanicWith,
         Error,
         Hang,
         Nothing,
     }
 
     struct Test(Misbehave);
+
+    const PANIC_PASSWORD: &str = "Secr3t-Test";
 
     impl CheckPlugin for Test {
         fn info(&self) -> PluginInfo {
@@ -400,6 +378,12 @@ mod tests {
                 cx.report(RequirementResult::pass("imap.reachable", "connected"));
                 match self.0 {
                     Misbehave::Panic => panic!("boom from a test plugin"),
+                    Misbehave::PanicWith => {
+                        panic!(
+                            "\x1b[31mthe server said: {PANIC_PASSWORD} {}",
+                            "x".repeat(3000)
+                        )
+                    }
                     Misbehave::Error => Err(PluginError::Crashed("the plugin's own error".into())),
                     Misbehave::Hang => {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -427,7 +411,7 @@ mod tests {
             imap: ep(Protocol::Imap, 993),
             smtp: smtp.then(|| ep(Protocol::Smtp, 465)),
             user: "u".into(),
-            password: Secret::new("Secr3t-Test"),
+            password: Secret::new(PANIC_PASSWORD),
             ca_file: None,
             allow_insecure_cert: false,
             timeout: Duration::from_secs(10),
@@ -504,14 +488,32 @@ mod tests {
         assert!(!x.evidence.contains_key("prerequisite"));
     }
 
-    #[test]
-    fn error_text_is_masked_escaped_and_bounded() {
-        let long = format!("\x1b[31mNO LOGIN u hunter2{}", "x".repeat(600));
-        let s = scrub(&long, "hunter2");
-        assert!(!s.contains("hunter2") && !s.contains('\x1b'), "{s}");
-        assert!(s.starts_with("\\u{1b}[31mNO LOGIN u ***"), "{s}");
-        assert!((500..=510).contains(&s.chars().count()), "{}", s.len());
-        assert!(s.ends_with('…'));
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_message_is_masked_escaped_and_bounded_by_the_redactor() {
+        let r = run(Misbehave::PanicWith, true).await;
+        let x = get(&r, "imap.login");
+        let text = serde_json::to_string(&x).unwrap();
+        assert!(
+            !text.contains(PANIC_PASSWORD) && !text.contains('\x1b'),
+            "{text}"
+        );
+        assert!(
+            x.summary
+                .contains("panicked: \\x1b[31mthe server said: [redacted] xxx"),
+            "{}",
+            x.summary
+        );
+        let error = x.evidence["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("panicked: \\x1b[31mthe server"),
+            "{error}"
+        );
+        assert!(error.ends_with('…'), "{error}");
+        assert!(
+            error.chars().count() <= mailprobe_core::redact::MAX_TEXT,
+            "{}",
+            error.chars().count()
+        );
     }
 
     #[test]

@@ -327,8 +327,8 @@ async fn mailbox_loop<F, Fut>(
 
 /// Logs a run's panic and hands it to the handler, which must not take the loop down either.
 fn record_panic(target: &Arc<Target>, panic: &(dyn std::any::Any + Send), on_panic: &PanicHandler) {
-    // The message may quote server bytes: masked and escaped like any error text.
-    let message = crate::runner::scrub(
+    // The message may quote server bytes: through the one redactor, like any error text.
+    let message = mailprobe_core::redact::redact(
         &crate::runner::panic_message(panic),
         target.password.expose(),
     );

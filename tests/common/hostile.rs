@@ -163,6 +163,28 @@ impl Peer {
         true
     }
 
+    /// A TLS session on `tcp` whose ClientHello (`hello`, already read off the wire) goes to a
+    /// real rustls acceptor first: the peer decided to answer it after looking at it. `None`
+    /// when rustls refused the hello (its alert has been sent).
+    pub fn tls_after(mut tcp: TcpStream, hello: &[u8]) -> Option<Peer> {
+        let mut conn = rustls::ServerConnection::new(pki().config.clone()).ok()?;
+        let mut rest = hello;
+        while !rest.is_empty() {
+            conn.read_tls(&mut rest).ok()?;
+            if conn.process_new_packets().is_err() {
+                // The alert that says why (an unsupported version).
+                let _ = conn.write_tls(&mut tcp);
+                return None;
+            }
+        }
+        Some(Peer {
+            io: Io::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))),
+            buf: Vec::new(),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            other_cert: false,
+        })
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self.io, Io::Tls(_))
     }
@@ -210,34 +232,49 @@ pub fn serve_switching(
     switch: Arc<AtomicBool>,
     script: impl Fn(&mut Peer) + Send + Sync + 'static,
 ) -> Server {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    listen(seen, move |tcp| {
+        let mut peer = Peer {
+            io: Io::Plain(tcp),
+            buf: Vec::new(),
+            seen: seen2.clone(),
+            other_cert: switch.load(Ordering::SeqCst),
+        };
+        if mode == Mode::Tls && !peer.start_tls() {
+            return;
+        }
+        script(&mut peer);
+    })
+}
+
+/// Serves `script` on every raw TCP connection, for a peer that reads the ClientHello itself
+/// before it decides what to do (see [`Peer::tls_after`]).
+pub fn serve_tcp(script: impl Fn(TcpStream) + Send + Sync + 'static) -> Server {
+    listen(Arc::new(Mutex::new(Vec::new())), script)
+}
+
+/// Accepts on a fresh loopback port, one thread per connection, until the server is dropped.
+fn listen(
+    seen: Arc<Mutex<Vec<String>>>,
+    handler: impl Fn(TcpStream) + Send + Sync + 'static,
+) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.set_nonblocking(true).expect("non-blocking");
     let port = listener.local_addr().expect("local address").port();
     let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let script = Arc::new(script);
-    let (stop2, seen2) = (stop.clone(), seen.clone());
+    let handler = Arc::new(handler);
+    let stop2 = stop.clone();
     std::thread::spawn(move || {
         while !stop2.load(Ordering::SeqCst) {
             match listener.accept() {
                 Ok((tcp, _)) => {
-                    let script = script.clone();
-                    let seen = seen2.clone();
-                    let other_cert = switch.load(Ordering::SeqCst);
+                    let handler = handler.clone();
                     std::thread::spawn(move || {
                         let _ = tcp.set_nonblocking(false);
                         let _ = tcp.set_read_timeout(Some(PEER_WAIT));
                         let _ = tcp.set_write_timeout(Some(PEER_WAIT));
-                        let mut peer = Peer {
-                            io: Io::Plain(tcp),
-                            buf: Vec::new(),
-                            seen,
-                            other_cert,
-                        };
-                        if mode == Mode::Tls && !peer.start_tls() {
-                            return;
-                        }
-                        script(&mut peer);
+                        handler(tcp);
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -248,6 +285,53 @@ pub fn serve_switching(
         }
     });
     Server { port, seen, stop }
+}
+
+/// The TLS record that opens a connection (the ClientHello), read whole: at most 5 + 16 KiB.
+pub fn read_first_record(tcp: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut record = vec![0u8; 5];
+    tcp.read_exact(&mut record).ok()?;
+    let len = usize::from(u16::from_be_bytes([*record.get(3)?, *record.get(4)?]));
+    if len > 16 * 1024 + 2048 {
+        return None;
+    }
+    let mut body = vec![0u8; len];
+    tcp.read_exact(&mut body).ok()?;
+    record.extend_from_slice(&body);
+    Some(record)
+}
+
+/// The highest protocol version a ClientHello record offers: the largest of its
+/// `supported_versions` extension, else its `client_version` (0x0303 is TLS 1.2).
+pub fn highest_offered(record: &[u8]) -> Option<u16> {
+    let u16_at = |b: &[u8], i: usize| Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]));
+    // Record header (5), handshake header (4), client_version (2), random (32).
+    let hello = record.get(9..)?;
+    let client_version = u16_at(hello, 0)?;
+    let mut at = 34;
+    at += 1 + usize::from(*hello.get(at)?);
+    at += 2 + usize::from(u16_at(hello, at)?);
+    at += 1 + usize::from(*hello.get(at)?);
+    let Some(ext_len) = u16_at(hello, at) else {
+        return Some(client_version);
+    };
+    let exts = hello.get(at + 2..at + 2 + usize::from(ext_len))?;
+    let mut i = 0;
+    while i + 4 <= exts.len() {
+        let (kind, len) = (u16_at(exts, i)?, usize::from(u16_at(exts, i + 2)?));
+        let body = exts.get(i + 4..i + 4 + len)?;
+        if kind == 0x002b {
+            let list = body.get(1..1 + usize::from(*body.first()?))?;
+            return list
+                .chunks_exact(2)
+                .map(|v| u16::from_be_bytes([v[0], v[1]]))
+                // GREASE values (0x?a?a) offer nothing.
+                .filter(|v| v & 0x0f0f != 0x0a0a)
+                .max();
+        }
+        i += 4 + len;
+    }
+    Some(client_version)
 }
 
 /// One IMAP command from the probe.

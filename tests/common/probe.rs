@@ -1,7 +1,7 @@
 //! Runs the real `mailprobe` binary and reads its JSON report.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,6 +18,8 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
+    /// Peak resident memory in bytes (see `common::child`).
+    pub peak_rss: u64,
 }
 
 impl Run {
@@ -46,16 +48,18 @@ pub fn mailprobe_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("run mailprobe");
+    // A run that hangs is a failure of its test, not of the whole suite.
+    let ended = super::child::run(&mut cmd, Duration::from_secs(300));
+    assert!(
+        !ended.overran,
+        "mailprobe {args:?} ran for 300 s: {ended:?}"
+    );
     Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        code: ended.code.unwrap_or(-1),
+        stdout: ended.stdout,
+        stderr: ended.stderr,
         elapsed: start.elapsed(),
+        peak_rss: ended.peak_rss,
     }
 }
 

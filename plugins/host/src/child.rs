@@ -541,12 +541,10 @@ pub(crate) async fn call(
     }
 }
 
-/// `text` with every occurrence of `secret` masked.
+/// `text` through the core's one redactor: the password in every form a server or the plugin
+/// could echo it (quoted, base64), control characters escaped, the length bounded.
 fn redact(text: String, secret: &str) -> String {
-    if secret.is_empty() || !text.contains(secret) {
-        return text;
-    }
-    text.replace(secret, "[redacted]")
+    mailprobe_core::redact::redact(&text, secret)
 }
 
 #[cfg(test)]
@@ -560,6 +558,11 @@ mod tests {
             "stderr: [redacted] here"
         );
         assert_eq!(redact("nothing".into(), ""), "nothing");
+        let b64 = "czNjcmV0IQ=="; // base64 of the password
+        assert_eq!(
+            redact(format!("AUTH PLAIN {b64}"), "s3cret!"),
+            "AUTH PLAIN [redacted]"
+        );
     }
 
     #[tokio::test]

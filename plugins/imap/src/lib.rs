@@ -7,7 +7,8 @@
 //! way the CRM would; [`listing`] finds INBOX and the Sent folder. Up to login the probe speaks
 //! IMAP itself (the shared engine of `mailprobe-mailwire`), bounded in time and size, so that a
 //! hostile server cannot hang or bloat it. The login goes through async-imap, whose
-//! [`ImapSession`] is then kept open for the connection-limit check.
+//! [`ImapSession`] is then kept open for the connection-limit check; every command async-imap
+//! sends (LOGIN or AUTHENTICATE, NOOP, LOGOUT) has a byte budget for its reply.
 #![forbid(unsafe_code)]
 
 pub mod encryption;
@@ -41,8 +42,13 @@ pub const NAME: &str = "imap";
 
 /// The logged-in session this plugin leaves in `RunContext::held` (protocol IMAP, wrapped in
 /// [`session::HeldImap`]) for the connection-limit check. INBOX and the Sent folder have been
-/// EXAMINEd in it, so it is in the selected (read-only) state.
-pub type ImapSession = async_imap::Session<TlsStream<Conn>>;
+/// EXAMINEd in it, so it is in the selected (read-only) state. Its stream carries a byte
+/// budget that each async-imap command arms first (see [`login::arm`]).
+pub type ImapSession = async_imap::Session<ImapStream>;
+
+/// The stream async-imap reads: TLS with a per-command byte budget, so a hostile reply (a
+/// `{536000000}` literal, an endless flood) cannot make it allocate or read without bound.
+pub type ImapStream = mailprobe_mailwire::Budgeted<TlsStream<Conn>>;
 
 pub const ENCRYPTION: &str = "imap.encryption";
 pub const SOFTWARE: &str = "imap.server_software";

@@ -15,10 +15,13 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 
+use mailprobe_mailwire::budget::{BudgetExceeded, Budgeted, COMMAND_BUDGET};
+
 use crate::encryption::capability;
 use crate::wire::{Status, Wire};
 use crate::{
-    FOLDERS, ImapSession, LOGIN, Seen, has, listing, mechanisms, remedies, session, software,
+    FOLDERS, ImapSession, ImapStream, LOGIN, Seen, has, listing, mechanisms, remedies, session,
+    software,
 };
 
 /// AUTHENTICATE PLAIN's single response (RFC 4616).
@@ -43,19 +46,19 @@ impl async_imap::Authenticator for Plain<'_> {
 }
 
 /// What async-imap gives back when a login fails: the error and the client, to log out.
-type LoginFailure = (
-    async_imap::error::Error,
-    async_imap::Client<TlsStream<Conn>>,
-);
+type LoginFailure = (async_imap::error::Error, async_imap::Client<ImapStream>);
 
 /// Logs in with `method` over TLS; returns the session and, for LOGIN, the capabilities the
 /// server sent with its OK. The plugin's own login and the session opener both use it, so the
 /// connection-limit check logs in exactly the way the plugin did.
 pub(crate) async fn log_in(
-    client: async_imap::Client<TlsStream<Conn>>,
+    stream: TlsStream<Conn>,
     method: Method,
     target: &Target,
 ) -> Result<(ImapSession, Option<Vec<String>>), LoginFailure> {
+    let mut stream = Budgeted::new(stream);
+    stream.arm(method.as_str(), COMMAND_BUDGET);
+    let client = async_imap::Client::new(stream);
     match method {
         Method::Login => client
             .login_with_capabilities(&target.user, target.password.expose())
@@ -245,10 +248,10 @@ async fn attempt(
 ) -> Option<(ImapSession, Option<Vec<String>>)> {
     let wait = cx.io_timeout();
     let target: Arc<Target> = cx.target.clone();
-    let client = async_imap::Client::new(wire.into_inner());
     let timer = StepTimer::start();
-    let outcome = tokio::time::timeout(wait, log_in(client, method, &target)).await;
-    let (error, refused, client) = match outcome {
+    let outcome = tokio::time::timeout(wait, log_in(wire.into_inner(), method, &target)).await;
+    let mut over_budget = false;
+    let (error, refused, mut client) = match outcome {
         Ok(Ok(x)) => {
             let ok: Result<(), NetError> = Ok(());
             cx.record_step(timer, "login", Some(ep), &ok, login_attrs(method));
@@ -256,6 +259,7 @@ async fn attempt(
         }
         Ok(Err((e, client))) => {
             let (error, refused) = login_error(&e, method);
+            over_budget = matches!(error, NetError::TooLarge(_));
             (error, refused, Some(client))
         }
         Err(_) => {
@@ -270,6 +274,14 @@ async fn attempt(
     cx.record_step(timer, "login", Some(ep), &failed, login_attrs(method));
     software::report(cx, seen);
     let r = match (&refused, &client) {
+        // The probe's own bound, not a verdict on the server: the session is dropped unread.
+        _ if over_budget => {
+            client = None;
+            RequirementResult::not_verified(
+                LOGIN,
+                format!("not verified: the login did not complete: {error}"),
+            )
+        }
         (Some(words), _) => RequirementResult::fail(
             LOGIN,
             format!("the server refused the login of {}: {words}", target.user),
@@ -295,7 +307,10 @@ async fn attempt(
     );
     cx.skip_if_blocked(FOLDERS);
     if let Some(client) = client {
-        let mut w = Wire::starting_at(client.into_inner(), 90);
+        let mut stream = client.into_inner();
+        // The engine bounds each reply itself.
+        stream.disarm();
+        let mut w = Wire::starting_at(stream, 90);
         logout(cx, ep, &mut w).await;
     }
     None
@@ -311,7 +326,7 @@ fn login_error(e: &async_imap::error::Error, method: Method) -> (NetError, Optio
                 Some(words),
             )
         }
-        async_imap::error::Error::Io(io) => (NetError::from_io(io), None),
+        async_imap::error::Error::Io(_) => (imap_error(e), None),
         async_imap::error::Error::ConnectionLost => (
             NetError::Closed(format!(" during {}", method.as_str())),
             None,
@@ -332,7 +347,8 @@ async fn after_login(
     seen: &mut Seen,
 ) {
     // After login the probe speaks on the session's own stream; async-imap has consumed the
-    // tagged reply to LOGIN and nothing after it.
+    // tagged reply to LOGIN and nothing after it. The engine bounds each reply itself.
+    session.get_mut().disarm();
     let mut wire = Wire::starting_at(session.get_mut(), 20);
     seen.caps_login = match login_caps {
         Some(c) if !c.is_empty() => c,
@@ -370,15 +386,33 @@ async fn after_login(
 async fn close(cx: &mut RunContext, ep: &Endpoint, mut session: ImapSession) {
     let timer = StepTimer::start();
     let wait = Duration::from_secs(2);
+    arm(&mut session, "LOGOUT");
     let out = match tokio::time::timeout(wait, session.logout()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(NetError::Protocol(e.to_string())),
+        Ok(Err(e)) => Err(imap_error(&e)),
         Err(_) => Err(NetError::Timeout {
             waiting_for: "the reply to LOGOUT".into(),
             after: wait,
         }),
     };
     cx.record_step(timer, "logout", Some(ep), &out, BTreeMap::new());
+}
+
+/// Gives the session's next async-imap command (`verb`) its byte budget.
+pub(crate) fn arm(session: &mut ImapSession, verb: &str) {
+    session.get_mut().arm(verb, COMMAND_BUDGET);
+}
+
+/// An async-imap error as a step error: a budget overrun in its own words, the server's words
+/// for the rest.
+pub(crate) fn imap_error(e: &async_imap::error::Error) -> NetError {
+    match e {
+        async_imap::error::Error::Io(io) => match BudgetExceeded::find(io) {
+            Some(over) => NetError::TooLarge(over.to_string()),
+            None => NetError::from_io(io),
+        },
+        other => NetError::Protocol(server_words(&other.to_string())),
+    }
 }
 
 fn caps_to_strings(c: &async_imap::types::Capabilities) -> Vec<String> {

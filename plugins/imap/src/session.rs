@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::client::TlsStream;
 
 use crate::ImapSession;
-use crate::login::{Method, log_in, server_words};
+use crate::login::{Method, arm, imap_error, log_in, server_words};
 use crate::wire::{self, Status, Wire};
 
 /// A logged-in IMAP session held for the connection-limit check.
@@ -22,9 +22,10 @@ pub struct HeldImap(pub ImapSession);
 impl MailSession for HeldImap {
     fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), NetError>> {
         Box::pin(async move {
+            arm(&mut self.0, "NOOP");
             match tokio::time::timeout(wait, self.0.noop()).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(NetError::Protocol(server_words(&e.to_string()))),
+                Ok(Err(e)) => Err(imap_error(&e)),
                 Err(_) => Err(NetError::Timeout {
                     waiting_for: "the reply to NOOP".into(),
                     after: wait,
@@ -35,6 +36,7 @@ impl MailSession for HeldImap {
 
     fn close(mut self: Box<Self>, wait: Duration) -> BoxFuture<'static, ()> {
         Box::pin(async move {
+            arm(&mut self.0, "LOGOUT");
             let _ = tokio::time::timeout(wait, self.0.logout()).await;
         })
     }
@@ -90,10 +92,13 @@ async fn open(
             w.into_inner()
         }
     };
-    let client = async_imap::Client::new(stream);
-    let attempt = tokio::time::timeout(wait, log_in(client, method, &p.target)).await;
+    let attempt = tokio::time::timeout(wait, log_in(stream, method, &p.target)).await;
     match attempt {
         Ok(Ok((session, _))) => Ok(session),
+        Ok(Err((e @ async_imap::error::Error::Io(_), _))) => Err(SessionRefusal::at(
+            SessionStep::Login,
+            imap_error(&e).to_string(),
+        )),
         Ok(Err((e, _))) => Err(SessionRefusal::at(
             SessionStep::Login,
             server_words(&e.to_string()),

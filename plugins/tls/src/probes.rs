@@ -13,6 +13,11 @@ use crate::probe::{self, ProbeOutcome};
 /// What one version's probe got.
 pub type Answer = (TlsVersion, Result<ProbeOutcome, NetError>);
 
+/// The time every probe leaves before the run's deadline, so the plugin can still judge and
+/// report the answers: a probe that ran into the deadline would cost the whole `versions` map
+/// (the runner would report the plugin as timed out instead).
+const JUDGE_MARGIN: Duration = Duration::from_millis(500);
+
 /// Probes every version on every port at once; returns the answers per port, in the order of
 /// `endpoints`. Each probe waits for a slot of the run's share of its server's budget. A probe
 /// that got no answer (a timeout, a reset before any record, garbage) is tried once more:
@@ -28,7 +33,7 @@ pub async fn run_all(cx: &mut RunContext, endpoints: &[Endpoint]) -> Vec<Vec<Ans
         .filter(|(_, _, out)| out.is_err())
         .map(|(ep, v, _)| (ep.clone(), *v))
         .collect();
-    if !unknown.is_empty() && !cx.remaining().is_zero() {
+    if !unknown.is_empty() && cx.remaining() > 2 * JUDGE_MARGIN {
         for (ep, v, out) in round(cx, unknown).await {
             if let Some(a) = answers
                 .iter_mut()
@@ -54,6 +59,8 @@ async fn round(
 ) -> Vec<(Endpoint, TlsVersion, Result<ProbeOutcome, NetError>)> {
     let io = cx.io_timeout();
     let wait = cx.remaining();
+    let margin = JUDGE_MARGIN.min(wait / 4);
+    let end = tokio::time::Instant::now() + wait.saturating_sub(margin);
     let jobs: Vec<_> = probes
         .into_iter()
         .map(|(ep, version)| {
@@ -61,12 +68,21 @@ async fn round(
             let budgets = cx.budgets.clone();
             async move {
                 let timer = StepTimer::start();
-                let out = async {
+                let began = tokio::time::Instant::now();
+                let probe = async {
                     let slot = slot.await?;
                     let conn = net::connect(&ep, &budgets, Some(slot), io).await?;
                     probe_one(conn, &ep, version, io).await
-                }
-                .await;
+                };
+                let out = match tokio::time::timeout_at(end, probe).await {
+                    Ok(out) => out,
+                    Err(_) => Err(NetError::Timeout {
+                        waiting_for:
+                            "the server's answer to the ClientHello (the check's deadline was near)"
+                                .into(),
+                        after: began.elapsed(),
+                    }),
+                };
                 (ep, version, timer, out)
             }
         })

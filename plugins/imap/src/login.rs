@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use mailprobe_core::context::{HeldSession, StepTimer};
 use mailprobe_core::net::Conn;
+use mailprobe_core::tls::TlsConn;
 use mailprobe_core::{
     Endpoint, Handshake, NetError, Protocol, RequirementResult, RunContext, Target,
 };
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::client::TlsStream;
 
 use crate::encryption::capability;
 use crate::wire::{Status, Wire};
@@ -43,16 +43,13 @@ impl async_imap::Authenticator for Plain<'_> {
 }
 
 /// What async-imap gives back when a login fails: the error and the client, to log out.
-type LoginFailure = (
-    async_imap::error::Error,
-    async_imap::Client<TlsStream<Conn>>,
-);
+type LoginFailure = (async_imap::error::Error, async_imap::Client<TlsConn<Conn>>);
 
 /// Logs in with `method` over TLS; returns the session and, for LOGIN, the capabilities the
 /// server sent with its OK. The plugin's own login and the session opener both use it, so the
 /// connection-limit check logs in exactly the way the plugin did.
 pub(crate) async fn log_in(
-    client: async_imap::Client<TlsStream<Conn>>,
+    client: async_imap::Client<TlsConn<Conn>>,
     method: Method,
     target: &Target,
 ) -> Result<(ImapSession, Option<Vec<String>>), LoginFailure> {
@@ -160,7 +157,7 @@ where
 pub(crate) async fn login_and_folders(
     cx: &mut RunContext,
     ep: &Endpoint,
-    mut wire: Wire<TlsStream<Conn>>,
+    mut wire: Wire<TlsConn<Conn>>,
     hs: Handshake,
     seen: &mut Seen,
 ) {
@@ -182,7 +179,7 @@ pub(crate) async fn login_and_folders(
 async fn may_log_in(
     cx: &mut RunContext,
     ep: &Endpoint,
-    wire: &mut Wire<TlsStream<Conn>>,
+    wire: &mut Wire<TlsConn<Conn>>,
     hs: &Handshake,
     caps: &[String],
     seen: &Seen,
@@ -238,7 +235,7 @@ fn login_attrs(method: Method) -> BTreeMap<String, String> {
 async fn attempt(
     cx: &mut RunContext,
     ep: &Endpoint,
-    wire: Wire<TlsStream<Conn>>,
+    wire: Wire<TlsConn<Conn>>,
     method: Method,
     caps: &[String],
     seen: &Seen,

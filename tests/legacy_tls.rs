@@ -8,7 +8,7 @@
 mod common;
 
 use common::probe::{
-    PASSWORD_ENV, Run, assert_status, lab_args, mailprobe_env, requirement, with_smtp,
+    PASSWORD_ENV, Run, assert_status, lab_args, mailprobe_env, requirement, run_args, with_smtp,
 };
 use common::{DovecotOpts, Lab, PostfixOpts};
 use serde_json::Value;
@@ -188,4 +188,41 @@ fn tls10_only_servers_without_the_engine_are_incomplete() {
     );
     let run = check(&m, "imaps", "submission", true);
     assert_incomplete_without_engine(&run);
+}
+
+/// Certificate verification is as strict through OpenSSL as through rustls: the same verdict
+/// and the same words for the same certificate, and no password to the unverified server.
+#[test]
+fn an_untrusted_certificate_is_judged_the_same_by_both_engines() {
+    let legacy = Lab::dovecot(
+        "legacy-selfsigned",
+        DovecotOpts {
+            cert: "selfsigned",
+            ..DovecotOpts::tls12_cbc_only()
+        },
+    );
+    let modern = Lab::dovecot(
+        "modern-selfsigned",
+        DovecotOpts {
+            cert: "selfsigned",
+            ..Default::default()
+        },
+    );
+    let legacy = run_args(&lab_args(&legacy, "imaps")).json();
+    let modern = run_args(&lab_args(&modern, "imaps")).json();
+    let enc = &requirement(&legacy, "imap.encryption")["evidence"];
+    assert_eq!(enc["tls_engine"], "openssl", "{enc:#}");
+    assert_eq!(enc["certificate_verified"], false, "{enc:#}");
+    assert_eq!(
+        requirement(&modern, "imap.encryption")["evidence"]["tls_engine"],
+        "rustls"
+    );
+    for id in ["imap.certificate.trust", "imap.login", "imap.folders"] {
+        let (l, m) = (requirement(&legacy, id), requirement(&modern, id));
+        assert_eq!(l["status"], m["status"], "{id}: {l:#}\n{m:#}");
+        assert_eq!(l["summary"], m["summary"], "{id}: {l:#}\n{m:#}");
+    }
+    // Login was not tried: the password never went to the unverified server.
+    assert_status(&legacy, "imap.login", "skip");
+    assert_eq!(legacy["verdict"], "non_compliant");
 }

@@ -45,6 +45,8 @@ fn assert_good_dovecot(report: &Value, security: &str) {
     assert_status(report, "imap.folders", "pass");
     let enc = &requirement(report, "imap.encryption")["evidence"];
     assert_eq!(enc["security"], security);
+    // rustls stays the engine for every server it can speak to.
+    assert_eq!(enc["tls_engine"], "rustls", "{enc:#}");
     let sw = &requirement(report, "imap.server_software")["evidence"];
     assert_eq!(sw["software"], "Dovecot", "{sw:#}");
     assert!(
@@ -315,27 +317,36 @@ fn bye_greeting_is_a_clear_failure() {
 }
 
 #[test]
-fn tls_1_0_only_server_skips_login_instead_of_failing_it() {
-    let lab = dovecot(
-        "imap-tls10",
-        DovecotOpts {
-            tls_min: Some("TLSv1"),
-            tls_max: Some("TLSv1"),
-            ..Default::default()
-        },
-    );
+fn tls_1_0_only_server_without_legacy_engine_skips_login_instead_of_failing_it() {
+    let lab = dovecot("imap-tls10", DovecotOpts::tls10_only());
     for listener in ["imap", "imaps"] {
-        let report = run_args(&lab_args(&lab, listener)).json();
+        // The legacy engine switched off: the same path as a build without it (with it, see
+        // tests/legacy_tls.rs).
+        let args = lab_args(&lab, listener);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let report = mailprobe_env(
+            &refs,
+            &[
+                (PASSWORD_ENV, Lab::password()),
+                ("MAILPROBE_LEGACY_TLS", "off"),
+            ],
+        )
+        .json();
         assert_status(&report, "imap.encryption", "pass");
         assert_eq!(
             requirement(&report, "imap.encryption")["evidence"]["legacy_tls_only"],
             true
         );
         assert_status(&report, "imap.login", "skip");
+        assert_eq!(
+            requirement(&report, "imap.login")["evidence"]["reason"],
+            "not_verified"
+        );
         assert_status(&report, "imap.folders", "skip");
         assert_ne!(
             crate::common::probe::status(&report, "imap.server_software"),
             "fail"
         );
+        assert_eq!(report["verdict"], "incomplete");
     }
 }

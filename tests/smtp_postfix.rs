@@ -88,6 +88,8 @@ fn submission_with_starttls_logs_in() {
             .unwrap()
             .starts_with("TLSv1.")
     );
+    // rustls stays the engine for every server it can speak to.
+    assert_eq!(evidence(&report, "smtp.encryption", "tls_engine"), "rustls");
     let mechs = strings(evidence(&report, "smtp.login", "auth_mechanisms"));
     assert!(mechs.contains(&"PLAIN".to_string()), "{mechs:?}");
     assert_eq!(evidence(&report, "smtp.login", "mechanism"), "PLAIN");
@@ -199,7 +201,7 @@ fn auth_offered_before_starttls_is_a_warning() {
 }
 
 #[test]
-fn server_with_only_tls_1_1_or_older_is_a_warning_and_login_skips() {
+fn server_with_only_tls_1_1_or_older_and_no_legacy_engine_is_incomplete() {
     let dovecot = Lab::dovecot("smtp-legacy-dc", DovecotOpts::default());
     let postfix = Lab::postfix(
         "smtp-legacy-pf",
@@ -210,17 +212,35 @@ fn server_with_only_tls_1_1_or_older_is_a_warning_and_login_skips() {
         },
     );
     let m = Mail { postfix, dovecot };
-    let (report, why) = check(&m, "submission");
-    assert_status(&report, "smtp.encryption", "warn");
+    // With the legacy engine switched off: the same path as a build without it.
+    let mut args = with_smtp(lab_args(&m.dovecot, "imaps"), &m.postfix, "submission");
+    args.extend(["--only".to_string(), "smtp".to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = mailprobe_env(
+        &refs,
+        &[
+            (PASSWORD_ENV, Lab::password()),
+            ("MAILPROBE_LEGACY_TLS", "off"),
+        ],
+    );
+    let report = run.json();
+    // TLS is there (the version is smtp.tls_versions' to judge), as imap.encryption says.
+    assert_status(&report, "smtp.encryption", "pass");
+    assert_eq!(
+        evidence(&report, "smtp.encryption", "legacy_tls_only"),
+        true
+    );
     let login = requirement(&report, "smtp.login");
-    assert_eq!(login["status"], "skip", "{login:#}\n{why}");
+    assert_eq!(login["status"], "skip", "{login:#}");
     assert!(
         login["summary"]
             .as_str()
             .unwrap()
-            .contains("TLS 1.1 or older")
+            .contains("no legacy TLS engine"),
+        "{login:#}"
     );
     // Never a false fail; but login could not be tried, so no compliance is claimed either.
     assert_eq!(login["evidence"]["reason"], "not_verified", "{login:#}");
     assert_eq!(report["verdict"], "incomplete");
+    assert_eq!(run.code, 3);
 }

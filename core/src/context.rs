@@ -288,6 +288,7 @@ impl RunContext {
             budgets: self.budgets.clone(),
             wait: self.io_timeout(),
             pinned_leaf: None,
+            engine: crate::tls::TlsEngine::Rustls,
         }
     }
 

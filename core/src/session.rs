@@ -11,7 +11,7 @@ use crate::error::NetError;
 use crate::future::BoxFuture;
 use crate::model::Target;
 use crate::net::Budgets;
-use crate::tls::{Handshake, Trust};
+use crate::tls::{Handshake, TlsEngine, Trust};
 
 /// An open, logged-in session.
 pub trait MailSession: Send {
@@ -84,6 +84,9 @@ pub struct OpenParams {
     /// otherwise a man in the middle who lets the first connection through collects the
     /// password on the others.
     pub pinned_leaf: Option<Vec<u8>>,
+    /// The TLS engine of the run's first handshake with this port: OpenSSL for a server rustls
+    /// cannot speak to, rustls otherwise. The new sessions use the same.
+    pub engine: TlsEngine,
 }
 
 impl OpenParams {

@@ -20,6 +20,15 @@ use tokio_rustls::client::TlsStream;
 use crate::error::NetError;
 use crate::profile::TlsVersion;
 
+mod conn;
+#[cfg(feature = "legacy-tls")]
+mod legacy;
+
+pub use conn::{
+    LEGACY_SWITCH, TlsConn, TlsEngine, connect, legacy_engine, legacy_engine_available,
+    rustls_speaks,
+};
+
 /// What one TLS handshake established.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Handshake {
@@ -33,6 +42,10 @@ pub struct Handshake {
     /// the handshake (what a strict client would decide).
     pub verified: bool,
     pub verify_error: Option<String>,
+    /// The TLS library that completed the handshake: rustls, or OpenSSL for a server rustls
+    /// cannot speak to (see [`legacy_engine`]).
+    #[serde(default)]
+    pub engine: TlsEngine,
 }
 
 /// Trust anchors: the system's roots plus the user's `--ca-file`.
@@ -257,22 +270,15 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let store = self.roots.store();
-        let result = if store.is_empty() {
-            Err(
-                "no trust anchors: the system has no CA certificates and no --ca-file was given"
-                    .into(),
-            )
-        } else {
-            WebPkiServerVerifier::builder_with_provider(store.clone(), self.provider.clone())
-                .build()
-                .map_err(|e| format!("trust store: {e}"))
-                .and_then(|v| {
-                    v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-        };
+        let result = verify_chain(
+            &self.roots,
+            &self.provider,
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
         if let Ok(mut o) = self.outcome.lock() {
             *o = Some(result);
         }
@@ -310,6 +316,33 @@ impl ServerCertVerifier for RecordingVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.schemes.clone()
     }
+}
+
+/// What a strict client decides about a chain for `server_name`: the one verification of both
+/// engines, so `verified` and `verify_error` mean the same whichever completed the handshake.
+pub(crate) fn verify_chain(
+    roots: &Roots,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    server_name: &ServerName<'_>,
+    ocsp_response: &[u8],
+    now: UnixTime,
+) -> Result<(), String> {
+    let store = roots.store();
+    if store.is_empty() {
+        return Err(
+            "no trust anchors: the system has no CA certificates and no --ca-file was given".into(),
+        );
+    }
+    WebPkiServerVerifier::builder_with_provider(store.clone(), provider.clone())
+        .build()
+        .map_err(|e| format!("trust store: {e}"))
+        .and_then(|v| {
+            v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -383,6 +416,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             chain,
             verified: verdict.is_ok(),
             verify_error: verdict.err(),
+            engine: TlsEngine::Rustls,
         },
     ))
 }

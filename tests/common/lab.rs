@@ -45,6 +45,8 @@ pub struct DovecotOpts {
     /// Highest TLS version offered (through an OpenSSL config file: Dovecot 2.3 has no
     /// `ssl_max_protocol`).
     pub tls_max: Option<&'static str>,
+    /// `ssl_cipher_list` verbatim (OpenSSL syntax, TLS ≤ 1.2 suites), e.g. "AES256-SHA".
+    pub ciphers: Option<&'static str>,
     /// `mail_max_userip_connections` (script default 20).
     pub max_userip: Option<u32>,
     /// Pre-TLS CAPABILITY says LOGINDISABLED and LOGIN is refused before STARTTLS. Dovecot
@@ -66,11 +68,33 @@ impl Default for DovecotOpts {
             ssl: "yes",
             tls_min: None,
             tls_max: None,
+            ciphers: None,
             max_userip: None,
             logindisabled: false,
             imap: true,
             imaps: true,
             pop3: false,
+        }
+    }
+}
+
+impl DovecotOpts {
+    /// Only TLS 1.2, with only a CBC suite with RSA key exchange (AES256-SHA): no ECDHE, no
+    /// AEAD, no TLS 1.3, as old Exchange/IIS and appliances. rustls cannot speak it.
+    pub fn tls12_cbc_only() -> Self {
+        DovecotOpts {
+            tls_max: Some("TLSv1.2"),
+            ciphers: Some("AES256-SHA"),
+            ..Default::default()
+        }
+    }
+
+    /// Only TLS 1.0.
+    pub fn tls10_only() -> Self {
+        DovecotOpts {
+            tls_min: Some("TLSv1"),
+            tls_max: Some("TLSv1"),
+            ..Default::default()
         }
     }
 }
@@ -82,6 +106,9 @@ pub struct PostfixOpts {
     /// `smtpd_tls_protocols`, e.g. ">=TLSv1.2" (default), ">=TLSv1", ">=TLSv1.3",
     /// ">=TLSv1.1, <=TLSv1.2". A minimum below TLSv1.2 lowers the ciphers to `@SECLEVEL=0`.
     pub tls_protocols: Option<&'static str>,
+    /// The server's cipher list verbatim (OpenSSL syntax, TLS ≤ 1.2 suites), e.g. "AES256-SHA"
+    /// (`tls_medium_cipherlist`, with `smtpd_tls_ciphers = medium`).
+    pub ciphers: Option<&'static str>,
     /// `smtpd_client_connection_count_limit`, applied on loopback too (script default 50).
     pub client_limit: Option<u32>,
     /// "submission": STARTTLS required, AUTH only after STARTTLS.
@@ -101,12 +128,33 @@ impl Default for PostfixOpts {
         PostfixOpts {
             cert: "good",
             tls_protocols: None,
+            ciphers: None,
             client_limit: None,
             submission: true,
             submissions: true,
             nosasl: true,
             authplain: true,
             smtp: false,
+        }
+    }
+}
+
+impl PostfixOpts {
+    /// Only TLS 1.2, with only AES256-SHA (RSA key exchange, CBC): see
+    /// [`DovecotOpts::tls12_cbc_only`].
+    pub fn tls12_cbc_only() -> Self {
+        PostfixOpts {
+            tls_protocols: Some(">=TLSv1.2, <=TLSv1.2"),
+            ciphers: Some("AES256-SHA"),
+            ..Default::default()
+        }
+    }
+
+    /// Only TLS 1.0.
+    pub fn tls10_only() -> Self {
+        PostfixOpts {
+            tls_protocols: Some(">=TLSv1, <=TLSv1"),
+            ..Default::default()
         }
     }
 }
@@ -187,6 +235,9 @@ impl Lab {
         if let Some(v) = opts.tls_max {
             env.push(("LAB_TLS_MAX", v.to_string()));
         }
+        if let Some(v) = opts.ciphers {
+            env.push(("LAB_TLS_CIPHERS", v.to_string()));
+        }
         if let Some(v) = opts.max_userip {
             env.push(("LAB_MAX_USERIP", v.to_string()));
         }
@@ -216,6 +267,9 @@ impl Lab {
         ];
         if let Some(v) = opts.tls_protocols {
             env.push(("LAB_SMTP_TLS_PROTOCOLS", v.to_string()));
+        }
+        if let Some(v) = opts.ciphers {
+            env.push(("LAB_SMTP_CIPHERS", v.to_string()));
         }
         if let Some(v) = opts.client_limit {
             env.push(("LAB_SMTP_CLIENT_LIMIT", v.to_string()));

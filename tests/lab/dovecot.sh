@@ -149,6 +149,11 @@ case $TLS_MIN in
   TLSv1.2|TLSv1.3|ANY|LATEST) ;;
   *) die "LAB_TLS_MIN must be TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3" ;;
 esac
+# A cipher list of the caller's (TLS <= 1.2 suites; TLS 1.3 is left out with LAB_TLS_MAX).
+if [ -n "${LAB_TLS_CIPHERS:-}" ]; then
+  case $LAB_TLS_CIPHERS in *[!A-Za-z0-9:@=+!._-]*) die "LAB_TLS_CIPHERS: unexpected characters" ;; esac
+  cipher_list=$LAB_TLS_CIPHERS
+fi
 
 # Dovecot 2.3 has no ssl_max_protocol: the maximum goes through an OpenSSL config file
 # (OPENSSL_CONF, passed to the login processes with import_environment).

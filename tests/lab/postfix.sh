@@ -56,6 +56,11 @@ cipherlist=
 if [[ $TLS_PROTOCOLS =~ \>=[[:space:]]*TLSv1(\.1)?([^.0-9]|$) ]] || [ "${LAB_SMTP_SECLEVEL0:-0}" = 1 ]; then
   cipherlist='DEFAULT:@SECLEVEL=0'
 fi
+# A cipher list of the caller's (TLS <= 1.2 suites, e.g. AES256-SHA).
+if [ -n "${LAB_SMTP_CIPHERS:-}" ]; then
+  case $LAB_SMTP_CIPHERS in *[!A-Za-z0-9:@=+!._-]*) die "LAB_SMTP_CIPHERS: unexpected characters" ;; esac
+  cipherlist=$LAB_SMTP_CIPHERS
+fi
 
 NAME=$(basename "$STATE")
 ETC=$STATE/etc

@@ -17,6 +17,7 @@ use std::time::Duration;
 use mailprobe_core::context::StepTimer;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
 use mailprobe_core::session::{MailSession, SessionRefusal, SessionStep};
+use mailprobe_core::tls::TlsEngine;
 use mailprobe_core::{
     CheckPlugin, Measure, NetError, PluginInfo, Protocol, RequirementResult, RequirementSpec,
     RunContext, Status,
@@ -224,6 +225,7 @@ async fn open_missing(
         let opener = cx.openers[&p].clone();
         let mut params = params.clone();
         params.pinned_leaf = first_leaf(cx, p);
+        params.engine = first_engine(cx, p);
         while count(sessions, p) < n {
             let index = count(sessions, p) + 1;
             let timer = StepTimer::start();
@@ -253,6 +255,18 @@ fn first_leaf(cx: &RunContext, protocol: Protocol) -> Option<Vec<u8>> {
     match cx.facts.get::<Handshakes>()?.0.get(&protocol)? {
         Ok(h) => h.chain.first().cloned(),
         Err(_) => None,
+    }
+}
+
+/// The TLS engine of that first handshake (OpenSSL for a server rustls cannot speak to).
+fn first_engine(cx: &RunContext, protocol: Protocol) -> TlsEngine {
+    match cx
+        .facts
+        .get::<Handshakes>()
+        .and_then(|h| h.0.get(&protocol))
+    {
+        Some(Ok(h)) => h.engine,
+        _ => TlsEngine::Rustls,
     }
 }
 

@@ -1,21 +1,21 @@
 //! `imap.encryption`: connect, read the greeting and capabilities, and establish TLS (implicit,
 //! or STARTTLS), recording each exchange as a step and what the server showed in [`Seen`].
-//! A server whose handshake fails is asked once more with a ClientHello of TLS 1.1 at most, so
-//! that a server speaking only old versions (which the CRM accepts) is not failed.
+//! A server whose rustls handshake fails is asked once more with a raw ClientHello; one that
+//! speaks only a dialect rustls lacks (TLS ≤ 1.1, TLS 1.2 CBC/RSA suites; the CRM speaks them)
+//! gets the handshake again with the legacy engine (`mailprobe_mailwire::legacy`), never a fail.
 
 use mailprobe_core::context::StepTimer;
 use mailprobe_core::net::Conn;
-use mailprobe_core::{
-    Endpoint, Handshake, NetError, Protocol, RequirementResult, RunContext, Security, TlsVersion,
-    tls,
-};
+use mailprobe_core::tls::TlsConn;
+use mailprobe_core::tls::TlsEngine;
+use mailprobe_core::{Endpoint, Handshake, NetError, RequirementResult, RunContext, Security, tls};
 use mailprobe_mailwire::handshake;
+use mailprobe_mailwire::legacy::{self, LegacyDialect};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::client::TlsStream;
 
 use crate::wire::{self, Status, StatusLine, Wire};
-use crate::{ENCRYPTION, Seen, Stop, has, legacy, remedies};
+use crate::{ENCRYPTION, Seen, Stop, has, remedies};
 
 /// The failing `imap.encryption` result of an error at `stage`.
 pub(crate) fn fail(ep: &Endpoint, seen: &Seen, stage: &str, e: &NetError) -> RequirementResult {
@@ -51,39 +51,25 @@ pub(crate) fn fail(ep: &Endpoint, seen: &Seen, stage: &str, e: &NetError) -> Req
     r
 }
 
-/// After a failed handshake: does the server answer a ClientHello offering TLS 1.1 at most?
-/// Runs over a fresh connection (with the STARTTLS preamble again where needed), as a
-/// `tls_legacy_probe` step.
-async fn legacy_version(cx: &mut RunContext, ep: &Endpoint) -> Option<TlsVersion> {
-    let conn = cx.connect(ep).await.ok()?;
-    let wait = cx.io_timeout();
-    let host = ep.host.clone();
-    let security = ep.security;
-    cx.step("tls_legacy_probe", Some(ep), async move {
-        let stream = match security {
-            Security::Starttls => match handshake::preamble(Protocol::Imap, conn, wait).await {
-                Ok(s) => s,
-                Err(NetError::Protocol(_) | NetError::StarttlsNotOffered) => return Ok(None),
-                Err(e) => return Err(e),
-            },
-            Security::Tls => conn,
-        };
-        legacy::probe(stream, &host, wait).await
-    })
-    .await
-    .ok()
-    .flatten()
-}
-
-/// The TLS handshake, shared with the plugins after this one.
+/// The TLS handshake, shared with the plugins after this one. When rustls fails and the raw
+/// probe shows a server it cannot speak to (TLS ≤ 1.1, or TLS 1.2 with suites it lacks), the
+/// handshake is redone with the legacy engine over a fresh connection; without that engine (or
+/// when it fails too) TLS is there but the probe cannot go on: see [`legacy_stop`].
 async fn establish(
     cx: &mut RunContext,
     ep: &Endpoint,
     conn: Conn,
     seen: &Seen,
-) -> Result<(TlsStream<Conn>, Handshake), Stop> {
+) -> Result<(TlsConn<Conn>, Handshake), Stop> {
     let timer = StepTimer::start();
-    let out = tls::handshake(conn, &ep.host, &cx.trust, cx.io_timeout()).await;
+    let out = tls::connect(
+        conn,
+        &ep.host,
+        &cx.trust,
+        cx.io_timeout(),
+        TlsEngine::Rustls,
+    )
+    .await;
     let view = match &out {
         Ok((_, h)) => Ok(h.clone()),
         Err(e) => Err(e.clone()),
@@ -92,22 +78,48 @@ async fn establish(
     match out {
         Ok(x) => Ok(x),
         Err(e) if matches!(e, NetError::Tls(_) | NetError::Closed(_) | NetError::Reset) => {
-            match legacy_version(cx, ep).await {
-                Some(v) => Err(Stop::Encryption(
-                    RequirementResult::pass(
-                        ENCRYPTION,
-                        format!("the server offers TLS, but only {} or lower ({e}), which the CRM accepts (see imap.tls_versions)", v.human()),
-                    )
-                    .with("security", ep.security.as_str())
-                    .with("legacy_tls_only", true)
-                    .with("tls_version", v.name())
-                    .with("error", e.to_string()),
-                )),
-                None => Err(Stop::Encryption(fail(ep, seen, "tls_handshake", &e))),
-            }
+            let Some(dialect) = legacy::detect(cx, ep).await else {
+                return Err(Stop::Encryption(fail(ep, seen, "tls_handshake", &e)));
+            };
+            let limit = match tls::legacy_engine() {
+                Err(why) => why.to_string(),
+                Ok(()) => match legacy::redo(cx, ep).await {
+                    Ok(x) => return Ok(x),
+                    Err(e2) => format!(
+                        "the legacy TLS engine (OpenSSL) could not complete the handshake either: {e2}"
+                    ),
+                },
+            };
+            Err(Stop::Encryption(legacy_stop(ep, &dialect, &e, limit)))
         }
         Err(e) => Err(Stop::Encryption(fail(ep, seen, "tls_handshake", &e))),
     }
+}
+
+/// A server that speaks TLS, but only in a dialect the probe could not complete: encryption
+/// passes (the CRM's client speaks it; `imap.tls_versions` judges the version), and `limit`
+/// (the probe's own limit) is what the requirements behind the handshake are left unverified
+/// with.
+fn legacy_stop(
+    ep: &Endpoint,
+    dialect: &LegacyDialect,
+    e: &NetError,
+    limit: String,
+) -> RequirementResult {
+    RequirementResult::pass(
+        ENCRYPTION,
+        format!(
+            "the server offers TLS, but {} ({e}), which the CRM accepts (see imap.tls_versions)",
+            dialect.describe()
+        ),
+    )
+    .with("security", ep.security.as_str())
+    .with("legacy_tls_only", true)
+    .with("tls_version", dialect.version.name())
+    .with("cipher", dialect.cipher.clone())
+    .with("error", e.to_string())
+    .with("dialect", dialect.describe())
+    .with("limit", limit)
 }
 
 /// Reads the greeting as a `greeting` step; a `* BYE` greeting is a closed session.
@@ -161,7 +173,7 @@ pub(crate) async fn implicit_tls(
     ep: &Endpoint,
     conn: Conn,
     seen: &mut Seen,
-) -> Result<(Wire<TlsStream<Conn>>, Handshake), Stop> {
+) -> Result<(Wire<TlsConn<Conn>>, Handshake), Stop> {
     let (stream, hs) = establish(cx, ep, conn, seen).await?;
     report_pass(cx, ep, &hs, seen);
     let mut wire = Wire::new(stream);
@@ -189,7 +201,7 @@ pub(crate) async fn starttls(
     ep: &Endpoint,
     conn: Conn,
     seen: &mut Seen,
-) -> Result<(Wire<TlsStream<Conn>>, Handshake), Stop> {
+) -> Result<(Wire<TlsConn<Conn>>, Handshake), Stop> {
     let mut plain = Wire::new(conn);
     let stop = |seen: &Seen, stage: &str, e: NetError| Stop::Encryption(fail(ep, seen, stage, &e));
     let g = match greeting(cx, ep, &mut plain, seen).await {
@@ -254,6 +266,7 @@ fn report_pass(cx: &mut RunContext, ep: &Endpoint, hs: &Handshake, seen: &Seen) 
     .with("security", ep.security.as_str())
     .with("tls_version", hs.version.name())
     .with("cipher", hs.cipher.clone())
+    .with("tls_engine", hs.engine.as_str())
     .with("certificate_verified", hs.verified);
     if let Some(caps) = &seen.caps_before_tls {
         r = r

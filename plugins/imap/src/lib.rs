@@ -14,7 +14,6 @@
 pub mod encryption;
 pub mod fingerprint;
 pub mod folders;
-pub mod legacy;
 pub mod listing;
 pub mod login;
 pub mod remedies;
@@ -28,12 +27,12 @@ use std::collections::BTreeMap;
 
 use mailprobe_core::net::Conn;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
+use mailprobe_core::tls::TlsConn;
 use mailprobe_core::{
     CheckPlugin, NetError, PluginInfo, Protocol, RequirementResult, RequirementSpec, RunContext,
     Security, serde_fact,
 };
 use serde::Serialize;
-use tokio_rustls::client::TlsStream;
 
 use crate::fingerprint::Observed;
 use crate::wire::{Reply, StatusLine};
@@ -48,7 +47,7 @@ pub type ImapSession = async_imap::Session<ImapStream>;
 
 /// The stream async-imap reads: TLS with a per-command byte budget, so a hostile reply (a
 /// `{536000000}` literal, an endless flood) cannot make it allocate or read without bound.
-pub type ImapStream = mailprobe_mailwire::Budgeted<TlsStream<Conn>>;
+pub type ImapStream = mailprobe_mailwire::Budgeted<TlsConn<Conn>>;
 
 pub const ENCRYPTION: &str = "imap.encryption";
 pub const SOFTWARE: &str = "imap.server_software";
@@ -89,7 +88,8 @@ impl CheckPlugin for Imap {
                 .passes("the implicit TLS handshake succeeds, or STARTTLS is advertised and the upgrade succeeds")
                 .fails("no TLS is possible, or STARTTLS is not offered")
                 .evidence("security", "`tls` or `starttls`")
-                .evidence("tls_version", "the version the handshake negotiated")),
+                .evidence("tls_version", "the version the handshake negotiated")
+                .evidence("tls_engine", "`rustls`, or `openssl` (the legacy engine) for a server that speaks only TLS ≤ 1.1 or TLS 1.2 suites rustls lacks")),
                 on(
                     RequirementSpec::new(SOFTWARE, "the IMAP server is not Courier-IMAP")
                         .after(&["imap.reachable"])
@@ -237,15 +237,22 @@ fn abandon(cx: &mut RunContext, seen: &Seen, stop: Stop) {
     match stop {
         Stop::Encryption(r) => {
             let passed = r.status != mailprobe_core::Status::Fail;
-            let why = r.summary.clone();
+            let text = |key: &str| {
+                r.evidence
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (dialect, limit) = (text("dialect"), text("limit"));
             cx.report(r);
             software::report(cx, seen);
             if passed {
-                // TLS is there, but only in a version the probe's TLS library cannot speak.
-                cx.report(RequirementResult::skip(
+                // TLS is there, but only in a dialect the probe could not complete: its limit,
+                // not the server's fault, so unverified.
+                cx.report(RequirementResult::not_verified(
                     LOGIN,
-                    "imap.tls_versions",
-                    format!("not evaluated: {why}; mailprobe's TLS library cannot log in over TLS 1.1 or lower"),
+                    format!("not verified: the server speaks {dialect}; {limit}"),
                 ));
             } else {
                 cx.skip_if_blocked(LOGIN);

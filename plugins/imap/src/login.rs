@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use mailprobe_core::context::{HeldSession, StepTimer};
 use mailprobe_core::net::Conn;
+use mailprobe_core::tls::TlsConn;
 use mailprobe_core::{
     Endpoint, Handshake, NetError, Protocol, RequirementResult, RunContext, Target,
 };
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::client::TlsStream;
 
 use mailprobe_mailwire::budget::{BudgetExceeded, Budgeted, COMMAND_BUDGET};
 
@@ -52,7 +52,7 @@ type LoginFailure = (async_imap::error::Error, async_imap::Client<ImapStream>);
 /// server sent with its OK. The plugin's own login and the session opener both use it, so the
 /// connection-limit check logs in exactly the way the plugin did.
 pub(crate) async fn log_in(
-    stream: TlsStream<Conn>,
+    stream: TlsConn<Conn>,
     method: Method,
     target: &Target,
 ) -> Result<(ImapSession, Option<Vec<String>>), LoginFailure> {
@@ -163,7 +163,7 @@ where
 pub(crate) async fn login_and_folders(
     cx: &mut RunContext,
     ep: &Endpoint,
-    mut wire: Wire<TlsStream<Conn>>,
+    mut wire: Wire<TlsConn<Conn>>,
     hs: Handshake,
     seen: &mut Seen,
 ) {
@@ -185,7 +185,7 @@ pub(crate) async fn login_and_folders(
 async fn may_log_in(
     cx: &mut RunContext,
     ep: &Endpoint,
-    wire: &mut Wire<TlsStream<Conn>>,
+    wire: &mut Wire<TlsConn<Conn>>,
     hs: &Handshake,
     caps: &[String],
     seen: &Seen,
@@ -241,7 +241,7 @@ fn login_attrs(method: Method) -> BTreeMap<String, String> {
 async fn attempt(
     cx: &mut RunContext,
     ep: &Endpoint,
-    wire: Wire<TlsStream<Conn>>,
+    wire: Wire<TlsConn<Conn>>,
     method: Method,
     caps: &[String],
     seen: &Seen,

@@ -8,9 +8,9 @@ use mailprobe_core::plugin::BoxFuture;
 use mailprobe_core::session::{
     MailSession, OpenParams, SessionOpener, SessionRefusal, SessionStep,
 };
+use mailprobe_core::tls::TlsConn;
 use mailprobe_core::{NetError, Security, tls};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_rustls::client::TlsStream;
 
 use crate::ImapSession;
 use crate::login::{Method, arm, imap_error, log_in, server_words};
@@ -115,8 +115,8 @@ async fn handshake(
     host: &str,
     p: &OpenParams,
     wait: Duration,
-) -> Result<TlsStream<Conn>, SessionRefusal> {
-    let (s, h) = tls::handshake(conn, host, &p.trust, wait)
+) -> Result<TlsConn<Conn>, SessionRefusal> {
+    let (s, h) = tls::connect(conn, host, &p.trust, wait, p.engine)
         .await
         .map_err(|e| SessionRefusal::at(SessionStep::TlsHandshake, e.to_string()))?;
     p.check_certificate(&h)?;

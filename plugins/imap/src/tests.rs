@@ -295,6 +295,6 @@ async fn garbage_after_starttls_fails_the_handshake() {
         ["connect", "greeting", "starttls", "tls_handshake"]
     );
     // A failed handshake is followed by the legacy-TLS probe on a second connection (which the
-    // fake never serves, so it finds no TLS 1.1 server).
+    // fake never serves, so it finds no server speaking a dialect only the legacy engine can).
     assert_eq!(names[4..], ["connect", "tls_legacy_probe"]);
 }

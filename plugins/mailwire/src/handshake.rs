@@ -41,6 +41,15 @@ pub fn keep(cx: &mut RunContext, protocol: Protocol, outcome: Result<Handshake, 
         .or_insert(outcome);
 }
 
+/// Makes a successful handshake the port's handshake in place of whatever was kept: the legacy
+/// engine's, after rustls failed with a server it cannot speak to.
+pub fn replace(cx: &mut RunContext, protocol: Protocol, handshake: Handshake) {
+    cx.facts
+        .entry::<Handshakes>()
+        .0
+        .insert(protocol, Ok(handshake));
+}
+
 /// The port's first handshake, if one was made.
 pub fn first(cx: &RunContext, protocol: Protocol) -> Option<&Result<Handshake, NetErrorView>> {
     cx.facts.get::<Handshakes>()?.0.get(&protocol)

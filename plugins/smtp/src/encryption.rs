@@ -4,13 +4,13 @@
 
 use mailprobe_core::context::StepTimer;
 use mailprobe_core::net::Conn;
+use mailprobe_core::tls::{TlsConn, TlsEngine};
 use mailprobe_core::{
     Endpoint, Handshake, NetError, RequirementResult, RunContext, Security, TlsVersion, tls,
 };
-use mailprobe_mailwire::handshake;
 use mailprobe_mailwire::smtp::{Ehlo, SmtpClient, SmtpReply, ehlo_name, reply_text};
+use mailprobe_mailwire::{handshake, legacy};
 use serde_json::Value;
-use tokio_rustls::client::TlsStream;
 
 use crate::{Creds, ENCRYPTION, Findings, NoTls, TlsClient, quit, remedies, step};
 
@@ -18,18 +18,52 @@ pub(crate) async fn handshake<S>(
     cx: &mut RunContext,
     ep: &Endpoint,
     stream: S,
-) -> Result<(TlsStream<S>, Handshake), NetError>
+) -> Result<(TlsConn<S>, Handshake), NetError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let timer = StepTimer::start();
-    let out = tls::handshake(stream, &ep.host, &cx.trust, cx.io_timeout()).await;
+    let out = tls::connect(
+        stream,
+        &ep.host,
+        &cx.trust,
+        cx.io_timeout(),
+        TlsEngine::Rustls,
+    )
+    .await;
     let noted: Result<Handshake, NetError> = match &out {
         Ok((_, h)) => Ok(h.clone()),
         Err(e) => Err(e.clone()),
     };
     handshake::note(cx, timer, ep, &noted);
     out
+}
+
+/// After a failed rustls handshake: a server that speaks only a dialect rustls lacks gets the
+/// handshake again with the legacy engine (a fresh connection); `Err` is the failure to report
+/// when it does not speak one.
+async fn fallback(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    e: NetError,
+) -> Result<(TlsClient, Handshake), NoTls> {
+    let Some(dialect) = legacy::detect(cx, ep).await else {
+        return Err(NoTls::Error(e));
+    };
+    let limit = match tls::legacy_engine() {
+        Err(why) => why.to_string(),
+        Ok(()) => match legacy::redo(cx, ep).await {
+            Ok((conn, hs)) => return Ok((SmtpClient::new(conn), hs)),
+            Err(e2) => format!(
+                "the legacy TLS engine (OpenSSL) could not complete the handshake either: {e2}"
+            ),
+        },
+    };
+    Err(NoTls::Legacy {
+        dialect,
+        error: e,
+        limit,
+    })
 }
 
 pub(crate) fn report(cx: &mut RunContext, f: &Findings) {
@@ -146,21 +180,28 @@ pub(crate) async fn implicit_tls(
     conn: Conn,
     f: &mut Findings,
 ) -> Result<(TlsClient, Handshake), NoTls> {
-    match handshake(cx, ep, conn).await {
-        Ok((tls, hs)) => Ok((SmtpClient::new(tls), hs)),
-        Err(e) if speaks_only_legacy_tls(&e) => Err(NoTls::Legacy(e)),
-        Err(e) => {
-            let remedy = if plaintext_on_tls_port(&e) {
-                remedies::plaintext_on_tls_port(ep.port)
-            } else {
-                remedies::for_error(&e, ep)
-            };
-            Err(NoTls::Fail(f.fail_error(
+    let e = match handshake(cx, ep, conn).await {
+        Ok((tls, hs)) => return Ok((SmtpClient::new(tls), hs)),
+        Err(e) if plaintext_on_tls_port(&e) => {
+            let remedy = remedies::plaintext_on_tls_port(ep.port);
+            return Err(NoTls::Failed(f.fail_error(
+                "the TLS handshake failed",
+                &e,
+                remedy,
+            )));
+        }
+        Err(e) => e,
+    };
+    match legacy_candidate(cx, ep, e).await {
+        Err(NoTls::Error(e)) => {
+            let remedy = remedies::for_error(&e, ep);
+            Err(NoTls::Failed(f.fail_error(
                 "the TLS handshake failed",
                 &e,
                 remedy,
             )))
         }
+        other => other,
     }
 }
 
@@ -180,17 +221,17 @@ pub(crate) async fn starttls(
             NetError::Timeout { .. } => remedies::no_greeting(&e, ep),
             _ => remedies::for_error(&e, ep),
         };
-        return Err(NoTls::Fail(f.fail_error("no SMTP greeting", &e, remedy)));
+        return Err(NoTls::Failed(f.fail_error("no SMTP greeting", &e, remedy)));
     }
     let before = match ehlo_or_helo(cx, creds, ep, &mut client, f).await {
         Ok(e) => e,
         Err(Ehlofail::Error(e)) => {
             let remedy = remedies::for_error(&e, ep);
-            return Err(NoTls::Fail(f.fail_error("EHLO failed", &e, remedy)));
+            return Err(NoTls::Failed(f.fail_error("EHLO failed", &e, remedy)));
         }
         Err(Ehlofail::NoEsmtp(text)) => {
             quit(cx, creds, ep, &mut client).await;
-            return Err(NoTls::Fail(
+            return Err(NoTls::Failed(
                 f.fail(
                     "the server does not speak ESMTP (EHLO refused, HELO accepted), so it cannot offer STARTTLS",
                     remedies::NO_ESMTP,
@@ -213,21 +254,21 @@ pub(crate) async fn starttls(
             summary.push_str(", yet offers AUTH in clear text");
             remedy = format!("{remedy} {}", remedies::AUTH_BEFORE_TLS);
         }
-        return Err(NoTls::Fail(f.fail(summary, remedy)));
+        return Err(NoTls::Failed(f.fail(summary, remedy)));
     }
     let wait = cx.io_timeout();
     let reply = match step(cx, creds, "starttls", ep, client.command("STARTTLS", wait)).await {
         Ok(r) => r,
         Err(e) => {
             let remedy = remedies::for_error(&e, ep);
-            return Err(NoTls::Fail(f.fail_error("STARTTLS failed", &e, remedy)));
+            return Err(NoTls::Failed(f.fail_error("STARTTLS failed", &e, remedy)));
         }
     };
     f.set("starttls_reply", reply_text(&reply));
     if reply.code != 220 {
         let text = reply_text(&reply);
         quit(cx, creds, ep, &mut client).await;
-        return Err(NoTls::Fail(f.fail(
+        return Err(NoTls::Failed(f.fail(
             format!("the server advertises STARTTLS but refused it: {text}"),
             remedies::STARTTLS_REFUSED,
         )));
@@ -236,37 +277,37 @@ pub(crate) async fn starttls(
         Ok(s) => s,
         Err(e) => {
             let remedy = remedies::for_error(&e, ep);
-            return Err(NoTls::Fail(f.fail_error("STARTTLS failed", &e, remedy)));
+            return Err(NoTls::Failed(f.fail_error("STARTTLS failed", &e, remedy)));
         }
     };
-    match handshake(cx, ep, stream).await {
-        Ok((tls, hs)) => Ok((SmtpClient::new(tls), hs)),
-        Err(e) if speaks_only_legacy_tls(&e) => Err(NoTls::Legacy(e)),
-        Err(e) => {
+    let e = match handshake(cx, ep, stream).await {
+        Ok((tls, hs)) => return Ok((SmtpClient::new(tls), hs)),
+        Err(e) => e,
+    };
+    match legacy_candidate(cx, ep, e).await {
+        Err(NoTls::Error(e)) => {
             let remedy = remedies::for_error(&e, ep);
-            Err(NoTls::Fail(f.fail_error(
+            Err(NoTls::Failed(f.fail_error(
                 "the TLS handshake after STARTTLS failed",
                 &e,
                 remedy,
             )))
         }
+        other => other,
     }
 }
 
-/// Whether a failed handshake means the server speaks only TLS ≤ 1.1: rustls says so (a
-/// protocol_version alert, or a ServerHello below TLS 1.2).
-fn speaks_only_legacy_tls(e: &NetError) -> bool {
+/// A failed handshake worth the legacy probe (the server broke it off, or alerted): see
+/// [`fallback`]. Any other error is returned as it is.
+async fn legacy_candidate(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    e: NetError,
+) -> Result<(TlsClient, Handshake), NoTls> {
     match e {
-        NetError::Tls(msg) => legacy_tls_message(msg),
-        _ => false,
+        NetError::Tls(_) | NetError::Closed(_) | NetError::Reset => fallback(cx, ep, e).await,
+        other => Err(NoTls::Error(other)),
     }
-}
-
-pub(crate) fn legacy_tls_message(msg: &str) -> bool {
-    msg.contains("ProtocolVersion")
-        || msg.contains("peer is incompatible")
-        || msg.contains("Tls12NotOffered")
-        || msg.contains("SupportTls12")
 }
 
 /// A TLS client that meets a plain-text server sees a record that is not TLS.

@@ -25,13 +25,14 @@ use mailprobe_core::context::{NetErrorView, StepTimer};
 use mailprobe_core::error::within;
 use mailprobe_core::net::Conn;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
+use mailprobe_core::tls::TlsConn;
 use mailprobe_core::{
     CheckPlugin, Endpoint, Handshake, NetError, PluginInfo, Protocol, RequirementResult,
     RequirementSpec, RunContext, Secret, Security,
 };
 use mailprobe_mailwire::handshake;
+use mailprobe_mailwire::legacy::LegacyDialect;
 use serde_json::{Map, Value};
-use tokio_rustls::client::TlsStream;
 
 use crate::client::{Ehlo, Mechanism, SmtpClient, SmtpReply, redact, scrubbed_reply};
 use crate::encryption::Ehlofail;
@@ -45,7 +46,7 @@ pub const LOGIN: &str = "smtp.login";
 pub struct Smtp;
 
 /// An SMTP session over TLS.
-pub type TlsClient = SmtpClient<TlsStream<Conn>>;
+pub type TlsClient = SmtpClient<TlsConn<Conn>>;
 
 /// The logged-in SMTP session this plugin keeps in [`RunContext::held`] for the
 /// connection-limit check (a [`mailprobe_core::session::MailSession`]). Dropping it closes the
@@ -83,7 +84,8 @@ impl CheckPlugin for Smtp {
                 .warns("AUTH is offered before STARTTLS (passwords invited in clear)")
                 .fails("no TLS is possible, or STARTTLS is not offered")
                 .evidence("security", "`tls` or `starttls`")
-                .evidence("tls_version", "the version the handshake negotiated"),
+                .evidence("tls_version", "the version the handshake negotiated")
+                .evidence("tls_engine", "`rustls`, or `openssl` (the legacy engine) for a server that speaks only TLS ≤ 1.1 or TLS 1.2 suites rustls lacks"),
                 RequirementSpec::new(
                     LOGIN,
                     "the user logs in with username and password, over TLS only",
@@ -227,11 +229,20 @@ pub(crate) async fn quit<S>(
     let _ = step(cx, creds, "quit", ep, client.command("QUIT", wait)).await;
 }
 
-/// Why TLS could not be had: either a failure of `smtp.encryption`, or a server that speaks
-/// only TLS ≤ 1.1, which rustls cannot complete (compliant for the CRM, so never a false fail).
+/// Why TLS could not be had.
 pub(crate) enum NoTls {
-    Fail(RequirementResult),
-    Legacy(NetError),
+    /// A failure of `smtp.encryption`, its result.
+    Failed(RequirementResult),
+    /// A failed handshake not judged yet (inside `encryption`).
+    Error(NetError),
+    /// A server that speaks TLS only in a dialect rustls lacks (TLS ≤ 1.1, TLS 1.2 CBC/RSA
+    /// suites), which the probe could not complete either (`limit` says why): compliant for
+    /// the CRM as far as the probe can tell, so never a false fail, but unverified.
+    Legacy {
+        dialect: LegacyDialect,
+        error: NetError,
+        limit: String,
+    },
 }
 
 /// The check, top to bottom.
@@ -288,9 +299,10 @@ async fn establish(
         Ok(x) => {
             f.set("tls_version", x.1.version.name());
             f.set("tls_cipher", x.1.cipher.clone());
+            f.set("tls_engine", x.1.engine.as_str());
             Some(x)
         }
-        Err(NoTls::Fail(r)) => {
+        Err(NoTls::Failed(r)) => {
             // A failed handshake is already shared; what failed before it was the preamble.
             let view = NetErrorView {
                 error_type: r
@@ -307,21 +319,41 @@ async fn establish(
             cx.skip_if_blocked(LOGIN);
             None
         }
-        Err(NoTls::Legacy(e)) => {
+        Err(NoTls::Error(e)) => {
+            // Not reached: `encryption` judges every error it returns; a failure all the same.
+            let r = f.fail_error("the TLS handshake failed", &e, remedies::for_error(&e, ep));
+            cx.report(r);
+            cx.skip_if_blocked(LOGIN);
+            None
+        }
+        Err(NoTls::Legacy {
+            dialect,
+            error,
+            limit,
+        }) => {
+            // The same statuses as imap.encryption for the same server: TLS is there (the
+            // version is smtp.tls_versions' to judge), login is the probe's limit.
             let r = f
-                .result(RequirementResult::warn(
+                .result(RequirementResult::pass(
                     ENCRYPTION,
                     format!(
-                        "the server offers TLS, but only a version older than TLS 1.2, which this probe cannot complete ({e})"
+                        "the server offers TLS, but {} ({error}), which the CRM accepts (see smtp.tls_versions)",
+                        dialect.describe()
                     ),
-                    remedies::LEGACY_TLS,
                 ))
-                .with("error", e.to_string());
+                .with("legacy_tls_only", true)
+                .with("tls_version", dialect.version.name())
+                .with("tls_cipher", dialect.cipher.clone())
+                .with("error", error.to_string())
+                .with("dialect", dialect.describe())
+                .with("limit", limit.clone());
             cx.report(r);
-            cx.report(RequirementResult::skip(
+            cx.report(RequirementResult::not_verified(
                 LOGIN,
-                ENCRYPTION,
-                "not evaluated: the server speaks only TLS 1.1 or older, and the probe's TLS library (rustls) cannot log in over it; see smtp.tls_versions",
+                format!(
+                    "not verified: the server speaks {}; {limit}",
+                    dialect.describe()
+                ),
             ));
             None
         }

@@ -10,7 +10,6 @@ pub const NO_AUTH: &str = "Enable SMTP AUTH after TLS on the submission service.
 pub const NO_MECHANISM: &str = "Offer AUTH PLAIN or LOGIN after TLS: the CRM logs in with username and password (Dovecot SASL: auth_mechanisms = plain login; Cyrus SASL: mech_list: plain login; Exchange: enable basic authentication on the client receive connector).";
 pub const REFUSED: &str = "Check the user name (often the full e-mail address) and the password; if they work in a mail client, check that the account may use authenticated SMTP (Microsoft 365: enable Authenticated SMTP for the mailbox) and the server's SASL log for the reason.";
 pub const NO_ESMTP: &str = "The server answers HELO but refuses EHLO, so it can offer neither STARTTLS nor AUTH: point mailprobe at the submission service (587 or 465) of an ESMTP server.";
-pub const LEGACY_TLS: &str = "The server speaks only TLS 1.1 or older, which the CRM accepts but which is weak and cannot be verified by this probe: enable TLS 1.2 (Postfix: smtpd_tls_protocols = >=TLSv1.2 with a current OpenSSL; Exchange: enable TLS 1.2 for Schannel).";
 
 /// A remedy that fits an error on the SMTP port.
 pub fn for_error(e: &NetError, ep: &Endpoint) -> String {

@@ -146,8 +146,8 @@ async fn handshake(
     host: &str,
     p: &OpenParams,
     wait: Duration,
-) -> Result<tokio_rustls::client::TlsStream<Conn>, SessionRefusal> {
-    let (s, h) = tls::handshake(conn, host, &p.trust, wait)
+) -> Result<tls::TlsConn<Conn>, SessionRefusal> {
+    let (s, h) = tls::connect(conn, host, &p.trust, wait, p.engine)
         .await
         .map_err(|e| SessionRefusal::at(SessionStep::TlsHandshake, e.to_string()))?;
     p.check_certificate(&h)?;

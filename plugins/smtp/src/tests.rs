@@ -13,7 +13,6 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::encryption::legacy_tls_message;
 use serde_json::json;
 
 const PASSWORD: &str = "s3cret-Pw";
@@ -470,15 +469,4 @@ async fn only_unusable_mechanisms_fail_login() {
     assert_eq!(login.status, Status::Fail);
     assert!(login.summary.contains("XOAUTH2 CRAM-MD5"));
     no_auth_sent(&seen);
-}
-
-#[test]
-fn legacy_tls_errors_are_recognised() {
-    assert!(legacy_tls_message("received fatal alert: ProtocolVersion"));
-    assert!(legacy_tls_message(
-        "peer is incompatible: ServerDoesNotSupportTls12Or13"
-    ));
-    assert!(!legacy_tls_message(
-        "received fatal alert: HandshakeFailure"
-    ));
 }

@@ -16,7 +16,7 @@ use crate::net::{self, Budgets, Conn};
 use crate::requirement::{Catalog, RequirementResult, Status};
 use crate::session::{MailSession, OpenParams, SessionOpener};
 pub use crate::tls::Handshake;
-use crate::tls::Trust;
+use crate::tls::{SessionCache, Trust};
 
 /// One protocol step (connect, TLS handshake, greeting, login, ...), ready to become a span.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -171,6 +171,9 @@ pub struct RunContext {
     /// How to open more sessions like the plugins' own, by protocol (the IMAP and SMTP plugins
     /// put theirs here for the connection-limit check).
     pub openers: BTreeMap<Protocol, Arc<dyn SessionOpener>>,
+    /// The TLS session store and verdicts each port's handshakes share in this run (see
+    /// [`SessionCache`]): the sessions after the first resume.
+    tls_sessions: BTreeMap<Protocol, SessionCache>,
     results: Vec<RequirementResult>,
     steps: Vec<Step>,
     plugin_runs: Vec<PluginRun>,
@@ -190,6 +193,10 @@ impl RunContext {
             facts: Facts::default(),
             held: Vec::new(),
             openers: BTreeMap::new(),
+            tls_sessions: [Protocol::Imap, Protocol::Smtp]
+                .into_iter()
+                .map(|p| (p, SessionCache::new()))
+                .collect(),
             results: Vec::new(),
             steps: Vec::new(),
             plugin_runs: Vec::new(),
@@ -280,14 +287,24 @@ impl RunContext {
         }
     }
 
-    /// What a [`SessionOpener`] needs to open a session for this run.
-    pub fn open_params(&self) -> OpenParams {
+    /// The TLS sessions of this run with a protocol's port: pass it to
+    /// [`crate::tls::handshake_in`] so that every handshake after the first resumes.
+    pub fn tls_sessions(&self, protocol: Protocol) -> SessionCache {
+        self.tls_sessions
+            .get(&protocol)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// What a [`SessionOpener`] needs to open a session to `protocol`'s port for this run.
+    pub fn open_params(&self, protocol: Protocol) -> OpenParams {
         OpenParams {
             target: self.target.clone(),
             trust: self.trust.clone(),
             budgets: self.budgets.clone(),
             wait: self.io_timeout(),
             pinned_leaf: None,
+            tls_sessions: self.tls_sessions(protocol),
         }
     }
 
@@ -464,6 +481,7 @@ impl RunContext {
             attrs.insert("tls.protocol.version".into(), h.version.semconv().into());
             attrs.insert("tls.cipher".into(), h.cipher.clone());
             attrs.insert("tls.established".into(), "true".into());
+            attrs.insert("tls.resumed".into(), h.resumed.to_string());
         }
         self.record_step(timer, "tls_handshake", Some(endpoint), outcome, attrs);
     }

@@ -28,6 +28,11 @@ use serde_json::{Value, json};
 pub const NAME: &str = "connlimit";
 pub const ID: &str = "connections.concurrent";
 
+/// What a resumed session proves about the certificate, in the evidence.
+const RESUMED_NOTE: &str = "resumed: the same certificate as the first handshake by construction \
+     (resuming proves the server holds the secret of a session this run established after \
+     checking that certificate)";
+
 #[derive(Debug, Default)]
 pub struct ConnLimit;
 
@@ -73,6 +78,8 @@ struct Side {
     required: usize,
     held: usize,
     opened: usize,
+    /// Of the opened sessions, those whose TLS handshake resumed an earlier session of the run.
+    resumed: usize,
     alive: usize,
     refusal: Option<SessionRefusal>,
     noop_failures: Vec<String>,
@@ -86,7 +93,11 @@ impl Side {
             "achieved": self.alive,
             "reused": self.held,
             "opened": self.opened,
+            "resumed": self.resumed,
         });
+        if self.resumed > 0 {
+            v["resumed_note"] = json!(RESUMED_NOTE);
+        }
         if let Some(r) = &self.refusal {
             v["refused_at"] = json!(r.step.as_str());
             v["refusal"] = json!(r.message);
@@ -205,8 +216,9 @@ async fn reuse_held(
     sessions
 }
 
-/// Opens the missing sessions one after the other, stopping a protocol at its first refusal:
-/// the server has said what its limit is, and more attempts would only add to its count.
+/// Opens the missing sessions all at once (each in a slot of the run's share, so never more
+/// than required), each resuming the run's TLS session with its port. A refusal is kept per
+/// protocol (the first one seen); the server has then said what its limit is.
 async fn open_missing(
     cx: &mut RunContext,
     want: &BTreeMap<Protocol, usize>,
@@ -214,31 +226,36 @@ async fn open_missing(
     sides: &mut BTreeMap<Protocol, Side>,
     wait: Duration,
 ) {
-    let params = cx.open_params();
+    let mut jobs = Vec::new();
     for (&p, &n) in want {
-        let side = sides.entry(p).or_default();
-        side.required = n;
+        sides.entry(p).or_default().required = n;
         let opener = cx.openers[&p].clone();
-        let mut params = params.clone();
+        let mut params = cx.open_params(p);
         params.pinned_leaf = first_leaf(cx, p);
-        while count(sessions, p) < n {
-            let index = count(sessions, p) + 1;
-            let timer = StepTimer::start();
-            let opened = match cx.slot(p, wait).await {
-                Ok(slot) => opener.open(params.clone(), slot).await,
-                Err(e) => Err(SessionRefusal::at(SessionStep::Connect, e.to_string())),
-            };
-            record_open(cx, p, index, timer, &opened);
-            let side = sides.entry(p).or_default();
-            match opened {
-                Ok(s) => {
-                    side.opened += 1;
-                    sessions.push((p, s));
-                }
-                Err(r) => {
-                    side.refusal = Some(r);
-                    break;
-                }
+        for index in count(sessions, p) + 1..=n {
+            let slot = cx.slot(p, wait);
+            let (opener, params) = (opener.clone(), params.clone());
+            jobs.push(async move {
+                let timer = StepTimer::start();
+                let opened = match slot.await {
+                    Ok(slot) => opener.open(params, slot).await,
+                    Err(e) => Err(SessionRefusal::at(SessionStep::Connect, e.to_string())),
+                };
+                (p, index, timer, opened)
+            });
+        }
+    }
+    for (p, index, timer, opened) in futures::future::join_all(jobs).await {
+        record_open(cx, p, index, timer, &opened);
+        let side = sides.entry(p).or_default();
+        match opened {
+            Ok(s) => {
+                side.opened += 1;
+                side.resumed += usize::from(s.resumed());
+                sessions.push((p, s));
+            }
+            Err(r) => {
+                side.refusal.get_or_insert(r);
             }
         }
     }
@@ -273,6 +290,9 @@ fn record_open(
     };
     let mut attrs = BTreeMap::new();
     attrs.insert("mailprobe.session.index".into(), index.to_string());
+    if let Ok(s) = opened {
+        attrs.insert("tls.resumed".into(), s.resumed().to_string());
+    }
     cx.record_step(
         timer,
         &format!("open {} session", p.prefix()),
@@ -282,19 +302,21 @@ fn record_open(
     );
 }
 
-/// All of them at the same moment: a NOOP on each while every one is open. Returns how many
-/// answered.
+/// All of them at the same moment: a NOOP on each while every one is open, all sent at once.
+/// Returns how many answered.
 async fn noop_all(
     cx: &mut RunContext,
     sessions: &mut [(Protocol, Box<dyn MailSession>)],
     sides: &mut BTreeMap<Protocol, Side>,
     wait: Duration,
 ) -> usize {
-    let mut achieved = 0;
-    for (p, s) in sessions.iter_mut() {
+    let noops = sessions.iter_mut().map(|(p, s)| async move {
         let timer = StepTimer::start();
-        let out = s.noop(wait).await;
-        let ep = cx.target.endpoint(*p).cloned();
+        (*p, timer, s.noop(wait).await)
+    });
+    let mut achieved = 0;
+    for (p, timer, out) in futures::future::join_all(noops).await {
+        let ep = cx.target.endpoint(p).cloned();
         cx.record_step(
             timer,
             &format!("noop {}", p.prefix()),
@@ -302,7 +324,7 @@ async fn noop_all(
             &out,
             BTreeMap::new(),
         );
-        let side = sides.entry(*p).or_default();
+        let side = sides.entry(p).or_default();
         match out {
             Ok(()) => {
                 side.alive += 1;

@@ -83,7 +83,8 @@ async fn establish(
     seen: &Seen,
 ) -> Result<(TlsStream<Conn>, Handshake), Stop> {
     let timer = StepTimer::start();
-    let out = tls::handshake(conn, &ep.host, &cx.trust, cx.io_timeout()).await;
+    let sessions = cx.tls_sessions(ep.protocol);
+    let out = tls::handshake_in(conn, &ep.host, &cx.trust, &sessions, cx.io_timeout()).await;
     let view = match &out {
         Ok((_, h)) => Ok(h.clone()),
         Err(e) => Err(e.clone()),

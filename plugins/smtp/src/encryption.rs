@@ -23,7 +23,8 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let timer = StepTimer::start();
-    let out = tls::handshake(stream, &ep.host, &cx.trust, cx.io_timeout()).await;
+    let sessions = cx.tls_sessions(ep.protocol);
+    let out = tls::handshake_in(stream, &ep.host, &cx.trust, &sessions, cx.io_timeout()).await;
     let noted: Result<Handshake, NetError> = match &out {
         Ok((_, h)) => Ok(h.clone()),
         Err(e) => Err(e.clone()),

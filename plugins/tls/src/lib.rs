@@ -76,8 +76,10 @@ impl CheckPlugin for Tls {
         };
         PluginInfo::builtin(NAME, vec![spec(Protocol::Imap), spec(Protocol::Smtp)])
             .depends_on(&["reachability"])
-            // Their handshakes and encryption results are reused when they ran.
-            .runs_after(&["imap", "smtp"])
+            // Their handshakes and encryption results are reused when they ran. After connlimit,
+            // which closes the sessions imap and smtp held: the probes then have the run's
+            // whole share of each server's connections, not what the held sessions left.
+            .runs_after(&["imap", "smtp", "connlimit"])
     }
 
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {

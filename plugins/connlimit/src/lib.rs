@@ -216,9 +216,12 @@ async fn reuse_held(
     sessions
 }
 
-/// Opens the missing sessions all at once (each in a slot of the run's share, so never more
-/// than required), each resuming the run's TLS session with its port. A refusal is kept per
-/// protocol (the first one seen); the server has then said what its limit is.
+/// Opens the missing sessions, each resuming the run's TLS session with its port: one after
+/// the other per protocol, stopping at the first refusal (the server has said what its limit
+/// is, and more attempts would only add to its count), the IMAP and SMTP ones at the same time.
+/// Not all of one protocol at once: Dovecot counts a user's sessions when each has logged in,
+/// so logins racing each other all get through a limit the CRM's sessions, opened one by one,
+/// would meet.
 async fn open_missing(
     cx: &mut RunContext,
     want: &BTreeMap<Protocol, usize>,
@@ -226,26 +229,35 @@ async fn open_missing(
     sides: &mut BTreeMap<Protocol, Side>,
     wait: Duration,
 ) {
-    let mut jobs = Vec::new();
+    let mut lanes = Vec::new();
     for (&p, &n) in want {
         sides.entry(p).or_default().required = n;
         let opener = cx.openers[&p].clone();
         let mut params = cx.open_params(p);
         params.pinned_leaf = first_leaf(cx, p);
-        for index in count(sessions, p) + 1..=n {
-            let slot = cx.slot(p, wait);
-            let (opener, params) = (opener.clone(), params.clone());
-            jobs.push(async move {
+        // Each slot is taken only when its turn comes.
+        let turns: Vec<_> = (count(sessions, p) + 1..=n)
+            .map(|index| (index, cx.slot(p, wait)))
+            .collect();
+        lanes.push(async move {
+            let mut opened = Vec::new();
+            for (index, slot) in turns {
                 let timer = StepTimer::start();
-                let opened = match slot.await {
-                    Ok(slot) => opener.open(params, slot).await,
+                let out = match slot.await {
+                    Ok(slot) => opener.open(params.clone(), slot).await,
                     Err(e) => Err(SessionRefusal::at(SessionStep::Connect, e.to_string())),
                 };
-                (p, index, timer, opened)
-            });
-        }
+                let refused = out.is_err();
+                opened.push((p, index, timer, out));
+                if refused {
+                    break;
+                }
+            }
+            opened
+        });
     }
-    for (p, index, timer, opened) in futures::future::join_all(jobs).await {
+    let all = futures::future::join_all(lanes).await;
+    for (p, index, timer, opened) in all.into_iter().flatten() {
         record_open(cx, p, index, timer, &opened);
         let side = sides.entry(p).or_default();
         match opened {
@@ -254,9 +266,7 @@ async fn open_missing(
                 side.resumed += usize::from(s.resumed());
                 sessions.push((p, s));
             }
-            Err(r) => {
-                side.refusal.get_or_insert(r);
-            }
+            Err(r) => side.refusal = Some(r),
         }
     }
 }

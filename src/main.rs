@@ -45,10 +45,16 @@ fn main() -> ExitCode {
     };
     init_logging(&cli.command);
     mailprobe_core::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One mailbox checked once waits on the network almost all the time: a single thread
+    // serves it without starting (and waking) a pool of workers. Many mailboxes, or the
+    // daemon, keep one worker per core.
+    let one_shot = matches!(&cli.command, Command::Check(args) if args.config.is_none());
+    let mut builder = if one_shot {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mailprobe: cannot start the async runtime: {e}");

@@ -345,3 +345,41 @@ fn sigterm_during_the_connection_limit_check_closes_every_session() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_extra_sessions_resume_the_runs_tls_session_and_the_pin_holds() {
+    // The lab's Dovecot runs its login processes in high-performance mode and Postfix shares
+    // its ticket keys through tlsmgr: both honour the tickets they issued.
+    let dovecot = Lab::dovecot(
+        "conn-resume",
+        DovecotOpts {
+            max_userip: Some(10),
+            ..Default::default()
+        },
+    );
+    let postfix = Lab::postfix("conn-resume-pf", &dovecot, PostfixOpts::default());
+    let report = check(with_smtp(
+        lab_args(&dovecot, "imaps"),
+        &postfix,
+        "submission",
+    ));
+    let r = requirement(&report, "connections.concurrent");
+    // Passing means every extra session showed the certificate pinned from the run's first
+    // handshake (the one carried by the session it resumed) before it sent credentials.
+    assert_eq!(r["status"], "pass", "{r:#}");
+    for (side, opened) in [("imap", 2), ("smtp", 1)] {
+        let e = &r["evidence"][side];
+        assert_eq!(e["opened"], opened, "{side}: {r:#}");
+        assert_eq!(
+            e["resumed"], opened,
+            "{side}: every extra session resumed: {r:#}"
+        );
+        assert!(
+            e["resumed_note"]
+                .as_str()
+                .unwrap()
+                .contains("the same certificate as the first handshake by construction"),
+            "{r:#}"
+        );
+    }
+}

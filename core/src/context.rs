@@ -16,7 +16,7 @@ use crate::net::{self, Budgets, Conn};
 use crate::requirement::{Catalog, RequirementResult, Status};
 use crate::session::{MailSession, OpenParams, SessionOpener};
 pub use crate::tls::Handshake;
-use crate::tls::Trust;
+use crate::tls::{SessionCache, Trust};
 
 /// One protocol step (connect, TLS handshake, greeting, login, ...), ready to become a span.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -154,6 +154,16 @@ struct Reservation {
     _global: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
+/// A connection one plugin opened and handed on, with when it was opened.
+struct Spare {
+    conn: Conn,
+    opened: Instant,
+}
+
+/// How long a handed-on connection is worth taking: a server may drop a client that stays
+/// silent, and a connection it dropped would fail the next plugin for the probe's own doing.
+const SPARE_FRESH: Duration = Duration::from_secs(1);
+
 /// Everything one run of one mailbox shares.
 pub struct RunContext {
     pub target: Arc<Target>,
@@ -171,6 +181,11 @@ pub struct RunContext {
     /// How to open more sessions like the plugins' own, by protocol (the IMAP and SMTP plugins
     /// put theirs here for the connection-limit check).
     pub openers: BTreeMap<Protocol, Arc<dyn SessionOpener>>,
+    /// The TLS session store and verdicts each port's handshakes share in this run (see
+    /// [`SessionCache`]): the sessions after the first resume.
+    tls_sessions: BTreeMap<Protocol, SessionCache>,
+    /// Connections handed on (reachability's), taken by the next connect to the same port.
+    spare: BTreeMap<Protocol, Spare>,
     results: Vec<RequirementResult>,
     steps: Vec<Step>,
     plugin_runs: Vec<PluginRun>,
@@ -190,6 +205,11 @@ impl RunContext {
             facts: Facts::default(),
             held: Vec::new(),
             openers: BTreeMap::new(),
+            tls_sessions: [Protocol::Imap, Protocol::Smtp]
+                .into_iter()
+                .map(|p| (p, SessionCache::new()))
+                .collect(),
+            spare: BTreeMap::new(),
             results: Vec::new(),
             steps: Vec::new(),
             plugin_runs: Vec::new(),
@@ -280,8 +300,17 @@ impl RunContext {
         }
     }
 
-    /// What a [`SessionOpener`] needs to open a session for this run.
-    pub fn open_params(&self) -> OpenParams {
+    /// The TLS sessions of this run with a protocol's port: pass it to
+    /// [`crate::tls::handshake_in`] so that every handshake after the first resumes.
+    pub fn tls_sessions(&self, protocol: Protocol) -> SessionCache {
+        self.tls_sessions
+            .get(&protocol)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// What a [`SessionOpener`] needs to open a session to `protocol`'s port for this run.
+    pub fn open_params(&self, protocol: Protocol) -> OpenParams {
         OpenParams {
             target: self.target.clone(),
             trust: self.trust.clone(),
@@ -289,6 +318,7 @@ impl RunContext {
             wait: self.io_timeout(),
             pinned_leaf: None,
             engine: crate::tls::TlsEngine::Rustls,
+            tls_sessions: self.tls_sessions(protocol),
         }
     }
 
@@ -410,10 +440,34 @@ impl RunContext {
     // ---- shared network operations ----
 
     /// Connects to an endpoint within the server budget and the deadline, as a `connect` step.
+    /// A fresh connection handed on to this port (see [`RunContext::hand_on`]) is taken instead:
+    /// one round trip less (two on a port whose greeting has arrived meanwhile).
     pub async fn connect(&mut self, endpoint: &Endpoint) -> Result<Conn, NetError> {
+        if let Some(conn) = self.take_spare(endpoint) {
+            let out = Ok(conn);
+            self.record_connect(StepTimer::start(), endpoint, &out);
+            if let Some(step) = self.steps.last_mut() {
+                step.attributes
+                    .insert("mailprobe.connection.handed_on".into(), "true".into());
+            }
+            return out;
+        }
         let (timer, out) = self.connect_job(endpoint, self.remaining()).await;
         self.record_connect(timer, endpoint, &out);
         out
+    }
+
+    /// Hands a connection on to the next plugin that connects to `protocol`'s port, unread and
+    /// unwritten (it keeps its slot meanwhile). Taken only while fresh; else dropped then.
+    pub fn hand_on(&mut self, protocol: Protocol, conn: Conn) {
+        let opened = Instant::now();
+        self.spare.insert(protocol, Spare { conn, opened });
+    }
+
+    fn take_spare(&mut self, endpoint: &Endpoint) -> Option<Conn> {
+        let spare = self.spare.remove(&endpoint.protocol)?;
+        (spare.opened.elapsed() < SPARE_FRESH && spare.conn.peer.port() == endpoint.port)
+            .then_some(spare.conn)
     }
 
     /// A connection attempt that does not hold the context, for connecting to several ports at
@@ -465,6 +519,7 @@ impl RunContext {
             attrs.insert("tls.protocol.version".into(), h.version.semconv().into());
             attrs.insert("tls.cipher".into(), h.cipher.clone());
             attrs.insert("tls.established".into(), "true".into());
+            attrs.insert("tls.resumed".into(), h.resumed.to_string());
         }
         self.record_step(timer, "tls_handshake", Some(endpoint), outcome, attrs);
     }
@@ -537,5 +592,31 @@ mod tests {
         );
         // The check still has its whole timeout.
         assert_eq!(cx.remaining(), target.timeout);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_handed_on_connection_is_taken_once_instead_of_a_new_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut target = crate::model::tests::target();
+        target.imap.port = listener.local_addr().unwrap().port();
+        target.imap.connect_to = Some("127.0.0.1".into());
+        let budgets = Arc::new(Budgets::new(4));
+        let mut cx = RunContext::new(Arc::new(target), Trust::load(None).unwrap(), budgets);
+        cx.reserve_slots().await;
+        let ep = cx.target.imap.clone();
+        let first = cx.connect(&ep).await.unwrap();
+        let local = first.local;
+        cx.hand_on(Protocol::Imap, first);
+        let taken = cx.connect(&ep).await.unwrap();
+        assert_eq!(taken.local, local, "the handed-on connection");
+        let step = cx.steps().last().unwrap();
+        assert_eq!(step.name, "connect");
+        assert_eq!(
+            step.attributes.get("mailprobe.connection.handed_on"),
+            Some(&"true".to_string())
+        );
+        // Taken once: the next connect dials.
+        let next = cx.connect(&ep).await.unwrap();
+        assert_ne!(next.local, local);
     }
 }

@@ -11,10 +11,14 @@ use crate::error::NetError;
 use crate::future::BoxFuture;
 use crate::model::Target;
 use crate::net::Budgets;
-use crate::tls::{Handshake, TlsEngine, Trust};
+use crate::tls::{Handshake, SessionCache, TlsEngine, Trust};
 
 /// An open, logged-in session.
 pub trait MailSession: Send {
+    /// Whether its TLS handshake resumed a session of the run (see [`Handshake::resumed`]).
+    fn resumed(&self) -> bool {
+        false
+    }
     /// A no-op round trip (IMAP `NOOP`, SMTP `NOOP`): proves the server still holds the session.
     fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), NetError>>;
     /// Ends the session politely (IMAP `LOGOUT`, SMTP `QUIT`), then closes the connection.
@@ -87,12 +91,20 @@ pub struct OpenParams {
     /// The TLS engine of the run's first handshake with this port: OpenSSL for a server rustls
     /// cannot speak to, rustls otherwise. The new sessions use the same.
     pub engine: TlsEngine,
+    /// The run's TLS sessions with this port: a new session resumes one of them.
+    pub tls_sessions: SessionCache,
 }
 
 impl OpenParams {
     /// Refuses a new session's certificate before any credential goes out: one a strict client
     /// would reject (unless the user allowed an insecure certificate), or a leaf other than the
     /// pinned one.
+    ///
+    /// A resumed session shows no certificate on the wire: its chain and verdict are those of
+    /// the session it resumed, which only a handshake of this run with this port can have
+    /// created (the store is the run's own). The server proved it holds that session's secret,
+    /// so the pin compares the leaf that session was created with, and holds by construction
+    /// when it was the run's first.
     pub fn check_certificate(&self, h: &Handshake) -> Result<(), SessionRefusal> {
         if !h.verified && !self.target.allow_insecure_cert {
             let why = h.verify_error.as_deref().unwrap_or("not verified");
@@ -101,7 +113,11 @@ impl OpenParams {
                 format!("the certificate is not trusted ({why}); credentials were not sent"),
             ));
         }
+        // A TLS library that does not carry the chain with a resumed session: the resumption
+        // is the proof.
+        let carried = !(h.resumed && h.chain.is_empty());
         if let Some(pinned) = &self.pinned_leaf
+            && carried
             && h.chain.first() != Some(pinned)
         {
             return Err(SessionRefusal::at(
@@ -121,4 +137,59 @@ pub trait SessionOpener: Send + Sync {
         params: OpenParams,
         slot: OwnedSemaphorePermit,
     ) -> BoxFuture<'static, Result<Box<dyn MailSession>, SessionRefusal>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Budgets;
+
+    fn params(pinned: &[u8]) -> OpenParams {
+        OpenParams {
+            target: Arc::new(crate::model::tests::target()),
+            trust: Trust::load(None).unwrap(),
+            budgets: Arc::new(Budgets::new(1)),
+            wait: Duration::from_secs(1),
+            pinned_leaf: Some(pinned.to_vec()),
+            engine: TlsEngine::Rustls,
+            tls_sessions: SessionCache::new(),
+        }
+    }
+
+    fn handshake(chain: Vec<Vec<u8>>, resumed: bool) -> Handshake {
+        Handshake {
+            version: crate::profile::TlsVersion::Tls13,
+            cipher: "TLS_AES_256_GCM_SHA384".into(),
+            chain,
+            verified: true,
+            verify_error: None,
+            engine: TlsEngine::Rustls,
+            resumed,
+        }
+    }
+
+    #[test]
+    fn a_resumed_session_is_held_to_the_leaf_of_the_session_it_resumed() {
+        let p = params(b"first leaf");
+        // rustls carries the resumed session's chain: the pin compares it.
+        assert!(
+            p.check_certificate(&handshake(vec![b"first leaf".to_vec()], true))
+                .is_ok()
+        );
+        let other = p
+            .check_certificate(&handshake(vec![b"another leaf".to_vec()], true))
+            .unwrap_err();
+        assert_eq!(other.step, SessionStep::Certificate);
+    }
+
+    #[test]
+    fn a_resumed_session_without_a_chain_relies_on_the_resumption() {
+        let p = params(b"first leaf");
+        assert!(p.check_certificate(&handshake(Vec::new(), true)).is_ok());
+        // A full handshake without a certificate proves nothing.
+        let e = p
+            .check_certificate(&handshake(Vec::new(), false))
+            .unwrap_err();
+        assert_eq!(e.step, SessionStep::Certificate);
+    }
 }

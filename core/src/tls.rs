@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, WebPkiServerVerifier,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -46,6 +48,13 @@ pub struct Handshake {
     /// cannot speak to (see [`legacy_engine`]).
     #[serde(default)]
     pub engine: TlsEngine,
+    /// Whether the handshake resumed a session of the same run and port (a TLS 1.3 ticket, a
+    /// TLS 1.2 session ID or ticket) instead of a full handshake. The server then sends no
+    /// certificate: `chain` and `verified` are those of the handshake that created the session,
+    /// and the resumption itself proves that the server holds that session's secret, so it is
+    /// the same server (and certificate) by construction.
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 /// Trust anchors: the system's roots plus the user's `--ca-file`.
@@ -249,16 +258,39 @@ impl Trust {
     }
 }
 
-type Outcome = Arc<Mutex<Option<Result<(), String>>>>;
-
-/// Verifies like a strict client, records the outcome, and lets the handshake go on.
+/// Verifies like a strict client, records the verdict, and lets the handshake go on.
+///
+/// One per run and port (see [`SessionCache`]): rustls resumes a session only with the verifier
+/// that created it. The verdicts are kept by chain, so concurrent handshakes each find their own.
 #[derive(Debug)]
 struct RecordingVerifier {
     /// Read only when a certificate arrives: that is when the anchors get parsed.
     roots: Roots,
     provider: Arc<rustls::crypto::CryptoProvider>,
     schemes: Vec<SignatureScheme>,
-    outcome: Outcome,
+    verdicts: Verdicts,
+}
+
+impl RecordingVerifier {
+    /// Verifies like a strict client would (the chain against the anchors, for the name).
+    fn verify_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<(), String> {
+        verify_chain(
+            &self.roots,
+            &self.provider,
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
 }
 
 impl ServerCertVerifier for RecordingVerifier {
@@ -270,17 +302,15 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let result = verify_chain(
-            &self.roots,
-            &self.provider,
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
-        if let Ok(mut o) = self.outcome.lock() {
-            *o = Some(result);
+        let name = server_name.to_str();
+        let chain: Vec<&[u8]> = std::iter::once(end_entity.as_ref())
+            .chain(intermediates.iter().map(|c| c.as_ref()))
+            .collect();
+        // The same chain for the same name, already judged in this run: the verdict stands (the
+        // handshake still checks the server's signature, so it proves the key).
+        if self.verdicts.find(&name, &chain).is_none() {
+            let v = self.verify_chain(end_entity, intermediates, server_name, ocsp_response, now);
+            self.verdicts.remember(&name, &chain, v);
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -349,7 +379,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn client_config(trust: &Trust, outcome: Outcome) -> Result<ClientConfig, NetError> {
+fn client_config(trust: &Trust, cache: &CacheInner) -> Result<ClientConfig, NetError> {
     let provider = provider();
     let verifier = RecordingVerifier {
         roots: trust.roots.clone(),
@@ -357,29 +387,154 @@ fn client_config(trust: &Trust, outcome: Outcome) -> Result<ClientConfig, NetErr
         schemes: provider
             .signature_verification_algorithms
             .supported_schemes(),
-        outcome,
+        verdicts: cache.verdicts.clone(),
     };
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| NetError::Tls(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
+    config.resumption = Resumption::store(cache.store.clone());
     Ok(config)
 }
 
-/// Does a TLS handshake over `stream` for `host` (SNI and name checks use it), within `wait`.
+/// What the TLS sessions of one run with one port share: one rustls configuration with its
+/// store of the server's session tickets and IDs, so every session after the first resumes (no
+/// certificate sent, no chain to verify, no signature, for the client and the server alike),
+/// and the verdicts on chains already verified, so a full handshake that presents the same
+/// chain again is not verified again. Cheap to clone (one `Arc`); one per run and port, never
+/// shared across runs (a session is resumed only with the run that checked its certificate).
+#[derive(Clone, Default)]
+pub struct SessionCache {
+    inner: Arc<CacheInner>,
+}
+
+struct CacheInner {
+    store: Arc<dyn ClientSessionStore>,
+    verdicts: Verdicts,
+    /// Built on the first handshake, with the run's trust anchors.
+    config: OnceLock<Arc<ClientConfig>>,
+}
+
+impl Default for CacheInner {
+    fn default() -> Self {
+        CacheInner {
+            // A run opens a few sessions per port: a few tickets are all it can use.
+            store: Arc::new(ClientSessionMemoryCache::new(8)),
+            verdicts: Verdicts::default(),
+            config: OnceLock::new(),
+        }
+    }
+}
+
+/// Verdicts on the chains a run saw, by server name and chain (leaf first).
+#[derive(Clone, Debug, Default)]
+struct Verdicts(Arc<Mutex<Vec<Verdict>>>);
+
+#[derive(Debug)]
+struct Verdict {
+    name: String,
+    chain: Vec<Vec<u8>>,
+    result: Result<(), String>,
+}
+
+/// A port presents one chain, maybe a second while a certificate is replaced: a handful of
+/// verdicts is plenty, and a hostile server cannot grow the list.
+const MAX_VERDICTS: usize = 4;
+
+impl Verdicts {
+    fn find(&self, name: &str, chain: &[&[u8]]) -> Option<Result<(), String>> {
+        lock(&self.0)
+            .iter()
+            .find(|v| v.name == name && v.chain.iter().map(Vec::as_slice).eq(chain.iter().copied()))
+            .map(|v| v.result.clone())
+    }
+
+    fn remember(&self, name: &str, chain: &[&[u8]], result: Result<(), String>) {
+        let mut verdicts = lock(&self.0);
+        if verdicts.len() >= MAX_VERDICTS {
+            verdicts.remove(0);
+        }
+        verdicts.push(Verdict {
+            name: name.to_string(),
+            chain: chain.iter().map(|c| c.to_vec()).collect(),
+            result,
+        });
+    }
+
+    /// The verdict on the chain a handshake ended with. A resumed session carries the chain of
+    /// the handshake of this run that created it, and that handshake's verdict.
+    fn of(&self, name: &str, chain: &[Vec<u8>], resumed: bool) -> Result<(), String> {
+        if chain.is_empty() && !resumed {
+            return Err("the server sent no certificate".into());
+        }
+        let found = if chain.is_empty() {
+            // A TLS library that does not carry the chain with the session: when this run saw
+            // one chain only, that is the one the resumed session was created with.
+            let verdicts = lock(&self.0);
+            let mut seen = verdicts.iter().filter(|v| v.name == name);
+            match (seen.next(), seen.next()) {
+                (Some(v), None) => Some(v.result.clone()),
+                _ => None,
+            }
+        } else {
+            let chain: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+            self.find(name, &chain)
+        };
+        found.unwrap_or_else(|| Err("the certificate's verdict was not recorded".into()))
+    }
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("verdicts", &lock(&self.inner.verdicts.0).len())
+            .finish()
+    }
+}
+
+impl SessionCache {
+    pub fn new() -> Self {
+        SessionCache::default()
+    }
+
+    /// The run's configuration for this port (built with `trust` on the first handshake).
+    fn config(&self, trust: &Trust) -> Result<Arc<ClientConfig>, NetError> {
+        if let Some(c) = self.inner.config.get() {
+            return Ok(c.clone());
+        }
+        let built = Arc::new(client_config(trust, &self.inner)?);
+        Ok(self.inner.config.get_or_init(|| built).clone())
+    }
+}
+
+/// Does a TLS handshake over `stream` for `host` (SNI and name checks use it), within `wait`,
+/// as a session of its own (no resumption).
 pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     host: &str,
     trust: &Trust,
     wait: Duration,
 ) -> Result<(TlsStream<S>, Handshake), NetError> {
-    let outcome: Outcome = Arc::new(Mutex::new(None));
-    let config = client_config(trust, outcome.clone())?;
+    handshake_in(stream, host, trust, &SessionCache::new(), wait).await
+}
+
+/// Does a TLS handshake over `stream` for `host` (SNI and name checks use it), within `wait`,
+/// resuming a session of `cache` when the server accepts it, and leaving the server's tickets
+/// there for the next one.
+pub async fn handshake_in<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    host: &str,
+    trust: &Trust,
+    cache: &SessionCache,
+    wait: Duration,
+) -> Result<(TlsStream<S>, Handshake), NetError> {
+    let config = cache.config(trust)?;
     let name = ServerName::try_from(host.to_string())
         .map_err(|_| NetError::Tls(format!("`{host}` is not a valid server name")))?;
-    let connector = TlsConnector::from(Arc::new(config));
+    let shown_name = name.to_str().into_owned();
+    let connector = TlsConnector::from(config);
     let tls = match tokio::time::timeout(wait, connector.connect(name, stream)).await {
         Err(_) => {
             return Err(NetError::Timeout {
@@ -399,15 +554,13 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         .negotiated_cipher_suite()
         .map(|s| iana_cipher_name(s.suite()))
         .unwrap_or_default();
-    let chain = conn
+    // For a resumed session rustls gives the chain of the session it resumed.
+    let chain: Vec<Vec<u8>> = conn
         .peer_certificates()
         .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect())
         .unwrap_or_default();
-    let verdict = outcome
-        .lock()
-        .ok()
-        .and_then(|o| o.clone())
-        .unwrap_or_else(|| Err("the server sent no certificate".into()));
+    let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let verdict = cache.inner.verdicts.of(&shown_name, &chain, resumed);
     Ok((
         tls,
         Handshake {
@@ -417,6 +570,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             verified: verdict.is_ok(),
             verify_error: verdict.err(),
             engine: TlsEngine::Rustls,
+            resumed,
         },
     ))
 }
@@ -515,5 +669,28 @@ LRTXRreZ/h/dW4S/wzDfucMvnOSNEqgdqMhPmr3l
         let e = Trust::load(Some(&missing)).unwrap_err().to_string();
         assert!(e.contains("cannot read CA file"), "{e}");
         let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn a_chain_is_judged_once_per_run_and_the_verdicts_stay_few() {
+        let verdicts = Verdicts::default();
+        let chain: [&[u8]; 2] = [b"leaf", b"ca"];
+        let name = "mail.lab.test";
+        assert!(verdicts.find(name, &chain).is_none());
+        verdicts.remember(name, &chain, Err("expired".into()));
+        assert_eq!(verdicts.find(name, &chain), Some(Err("expired".into())));
+        assert!(verdicts.find("other.lab.test", &chain).is_none());
+        // A resumed session carries the chain of the session it resumed: same verdict.
+        let carried = vec![b"leaf".to_vec(), b"ca".to_vec()];
+        assert_eq!(verdicts.of(name, &carried, true), Err("expired".into()));
+        assert!(verdicts.of(name, &[b"other".to_vec()], false).is_err());
+        // No chain: a full handshake proves nothing; a resumed one has the run's one verdict.
+        assert!(verdicts.of(name, &[], false).is_err());
+        assert_eq!(verdicts.of(name, &[], true), Err("expired".into()));
+        // A hostile server presenting ever new chains cannot grow the list.
+        for i in 0..10u8 {
+            verdicts.remember(name, &[&[i]], Ok(()));
+        }
+        assert_eq!(lock(&verdicts.0).len(), MAX_VERDICTS);
     }
 }

@@ -242,7 +242,13 @@ namespace inbox {
   }
 }
 
+# High-performance login mode: one long-lived imap-login process serves every connection, so
+# the TLS session tickets it issues (its ticket key lives in the process) are honoured by the
+# next connection, as on a production server; with the default (one process per connection)
+# no session can ever be resumed.
 service imap-login {
+  service_count = 0
+  process_min_avail = 1
 CONF
   if [ "$IMAP_PORT" != 0 ]; then listener imap "$IMAP_PORT" no; else off_listener imap; fi
   if [ "$IMAPS_PORT" != 0 ]; then listener imaps "$IMAPS_PORT" yes; else off_listener imaps; fi

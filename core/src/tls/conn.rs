@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{Handshake, Trust};
+use super::{Handshake, SessionCache, Trust};
 use crate::error::NetError;
 
 /// The TLS library that completed a handshake (evidence `tls_engine`).
@@ -143,17 +143,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsConn<S> {
     }
 }
 
-/// A TLS handshake over `stream` for `host` with `engine`, within `wait`. Asking for the
-/// OpenSSL engine where [`legacy_engine`] says no is a TLS error naming the probe's limit.
+/// A TLS handshake over `stream` for `host` with `engine`, within `wait`; with rustls it
+/// resumes a session of `sessions` when the server accepts it (the OpenSSL engine always makes
+/// a full handshake). Asking for the OpenSSL engine where [`legacy_engine`] says no is a TLS
+/// error naming the probe's limit.
 pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     host: &str,
     trust: &Trust,
+    sessions: &SessionCache,
     wait: Duration,
     engine: TlsEngine,
 ) -> Result<(TlsConn<S>, Handshake), NetError> {
     match engine {
-        TlsEngine::Rustls => super::handshake(stream, host, trust, wait)
+        TlsEngine::Rustls => super::handshake_in(stream, host, trust, sessions, wait)
             .await
             .map(|(s, h)| (TlsConn::Rustls(Box::new(s)), h)),
         TlsEngine::Openssl => {

@@ -112,6 +112,8 @@ fn facts(ssl: &SslRef, name: &ServerName<'static>, trust: &Trust) -> Result<Hand
         verified: verdict.is_ok(),
         verify_error: verdict.err(),
         engine: TlsEngine::Openssl,
+        // The OpenSSL engine keeps no sessions: every handshake is a full one.
+        resumed: false,
     })
 }
 

@@ -29,6 +29,11 @@ use serde_json::{Value, json};
 pub const NAME: &str = "connlimit";
 pub const ID: &str = "connections.concurrent";
 
+/// What a resumed session proves about the certificate, in the evidence.
+const RESUMED_NOTE: &str = "resumed: the same certificate as the first handshake by construction \
+     (resuming proves the server holds the secret of a session this run established after \
+     checking that certificate)";
+
 #[derive(Debug, Default)]
 pub struct ConnLimit;
 
@@ -74,6 +79,8 @@ struct Side {
     required: usize,
     held: usize,
     opened: usize,
+    /// Of the opened sessions, those whose TLS handshake resumed an earlier session of the run.
+    resumed: usize,
     alive: usize,
     refusal: Option<SessionRefusal>,
     noop_failures: Vec<String>,
@@ -90,7 +97,11 @@ impl Side {
             "achieved": self.alive,
             "reused": self.held,
             "opened": self.opened,
+            "resumed": self.resumed,
         });
+        if self.resumed > 0 {
+            v["resumed_note"] = json!(RESUMED_NOTE);
+        }
         if let Some(r) = &self.refusal {
             v["refused_at"] = json!(r.step.as_str());
             v["refusal"] = json!(r.message);
@@ -209,8 +220,12 @@ async fn reuse_held(
     sessions
 }
 
-/// Opens the missing sessions one after the other, stopping a protocol at its first refusal:
-/// the server has said what its limit is, and more attempts would only add to its count.
+/// Opens the missing sessions, each resuming the run's TLS session with its port: one after
+/// the other per protocol, stopping at the first refusal (the server has said what its limit
+/// is, and more attempts would only add to its count), the IMAP and SMTP ones at the same time.
+/// Not all of one protocol at once: Dovecot counts a user's sessions when each has logged in,
+/// so logins racing each other all get through a limit the CRM's sessions, opened one by one,
+/// would meet.
 async fn open_missing(
     cx: &mut RunContext,
     want: &BTreeMap<Protocol, usize>,
@@ -218,33 +233,45 @@ async fn open_missing(
     sides: &mut BTreeMap<Protocol, Side>,
     wait: Duration,
 ) {
-    let params = cx.open_params();
+    let mut lanes = Vec::new();
     for (&p, &n) in want {
-        let side = sides.entry(p).or_default();
-        side.required = n;
+        sides.entry(p).or_default().required = n;
         let opener = cx.openers[&p].clone();
-        let mut params = params.clone();
+        let mut params = cx.open_params(p);
         params.pinned_leaf = first_leaf(cx, p);
         params.engine = first_engine(cx, p);
-        while count(sessions, p) < n {
-            let index = count(sessions, p) + 1;
-            let timer = StepTimer::start();
-            let opened = match cx.slot(p, wait).await {
-                Ok(slot) => opener.open(params.clone(), slot).await,
-                Err(e) => Err(SessionRefusal::at(SessionStep::Connect, e.to_string())),
-            };
-            record_open(cx, p, index, timer, &opened);
-            let side = sides.entry(p).or_default();
-            match opened {
-                Ok(s) => {
-                    side.opened += 1;
-                    sessions.push((p, s));
-                }
-                Err(r) => {
-                    side.refusal = Some(r);
+        // Each slot is taken only when its turn comes.
+        let turns: Vec<_> = (count(sessions, p) + 1..=n)
+            .map(|index| (index, cx.slot(p, wait)))
+            .collect();
+        lanes.push(async move {
+            let mut opened = Vec::new();
+            for (index, slot) in turns {
+                let timer = StepTimer::start();
+                let out = match slot.await {
+                    Ok(slot) => opener.open(params.clone(), slot).await,
+                    Err(e) => Err(SessionRefusal::at(SessionStep::Connect, e.to_string())),
+                };
+                let refused = out.is_err();
+                opened.push((p, index, timer, out));
+                if refused {
                     break;
                 }
             }
+            opened
+        });
+    }
+    let all = futures::future::join_all(lanes).await;
+    for (p, index, timer, opened) in all.into_iter().flatten() {
+        record_open(cx, p, index, timer, &opened);
+        let side = sides.entry(p).or_default();
+        match opened {
+            Ok(s) => {
+                side.opened += 1;
+                side.resumed += usize::from(s.resumed());
+                sessions.push((p, s));
+            }
+            Err(r) => side.refusal = Some(r),
         }
     }
 }
@@ -290,6 +317,9 @@ fn record_open(
     };
     let mut attrs = BTreeMap::new();
     attrs.insert("mailprobe.session.index".into(), index.to_string());
+    if let Ok(s) = opened {
+        attrs.insert("tls.resumed".into(), s.resumed().to_string());
+    }
     cx.record_step(
         timer,
         &format!("open {} session", p.prefix()),
@@ -299,19 +329,21 @@ fn record_open(
     );
 }
 
-/// All of them at the same moment: a NOOP on each while every one is open. Returns how many
-/// answered.
+/// All of them at the same moment: a NOOP on each while every one is open, all sent at once.
+/// Returns how many answered.
 async fn noop_all(
     cx: &mut RunContext,
     sessions: &mut [(Protocol, Box<dyn MailSession>)],
     sides: &mut BTreeMap<Protocol, Side>,
     wait: Duration,
 ) -> usize {
-    let mut achieved = 0;
-    for (p, s) in sessions.iter_mut() {
+    let noops = sessions.iter_mut().map(|(p, s)| async move {
         let timer = StepTimer::start();
-        let out = s.noop(wait).await;
-        let ep = cx.target.endpoint(*p).cloned();
+        (*p, timer, s.noop(wait).await)
+    });
+    let mut achieved = 0;
+    for (p, timer, out) in futures::future::join_all(noops).await {
+        let ep = cx.target.endpoint(p).cloned();
         cx.record_step(
             timer,
             &format!("noop {}", p.prefix()),
@@ -319,7 +351,7 @@ async fn noop_all(
             &out,
             BTreeMap::new(),
         );
-        let side = sides.entry(*p).or_default();
+        let side = sides.entry(p).or_default();
         match out {
             Ok(()) => {
                 side.alive += 1;

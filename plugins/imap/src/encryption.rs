@@ -62,10 +62,12 @@ async fn establish(
     seen: &Seen,
 ) -> Result<(TlsConn<Conn>, Handshake), Stop> {
     let timer = StepTimer::start();
+    let sessions = cx.tls_sessions(ep.protocol);
     let out = tls::connect(
         conn,
         &ep.host,
         &cx.trust,
+        &sessions,
         cx.io_timeout(),
         TlsEngine::Rustls,
     )

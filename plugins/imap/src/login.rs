@@ -373,7 +373,10 @@ async fn after_login(
     if listing::judge(cx, ep, &mut wire, list).await {
         cx.held.push(HeldSession {
             protocol: Protocol::Imap,
-            session: Box::new(session::HeldImap(session)),
+            session: Box::new(session::HeldImap {
+                session,
+                resumed: false,
+            }),
         });
         cx.openers
             .insert(Protocol::Imap, Arc::new(session::ImapOpener { method }));

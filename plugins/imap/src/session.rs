@@ -17,13 +17,21 @@ use crate::login::{Method, arm, imap_error, log_in, server_words};
 use crate::wire::{self, Status, Wire};
 
 /// A logged-in IMAP session held for the connection-limit check.
-pub struct HeldImap(pub ImapSession);
+pub struct HeldImap {
+    pub session: ImapSession,
+    /// Whether its TLS handshake resumed an earlier session of the run.
+    pub resumed: bool,
+}
 
 impl MailSession for HeldImap {
+    fn resumed(&self) -> bool {
+        self.resumed
+    }
+
     fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), NetError>> {
         Box::pin(async move {
-            arm(&mut self.0, "NOOP");
-            match tokio::time::timeout(wait, self.0.noop()).await {
+            arm(&mut self.session, "NOOP");
+            match tokio::time::timeout(wait, self.session.noop()).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(imap_error(&e)),
                 Err(_) => Err(NetError::Timeout {
@@ -36,8 +44,8 @@ impl MailSession for HeldImap {
 
     fn close(mut self: Box<Self>, wait: Duration) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            arm(&mut self.0, "LOGOUT");
-            let _ = tokio::time::timeout(wait, self.0.logout()).await;
+            arm(&mut self.session, "LOGOUT");
+            let _ = tokio::time::timeout(wait, self.session.logout()).await;
         })
     }
 }
@@ -55,9 +63,9 @@ impl SessionOpener for ImapOpener {
     ) -> BoxFuture<'static, Result<Box<dyn MailSession>, SessionRefusal>> {
         let method = self.method;
         Box::pin(async move {
-            open(params, slot, method)
-                .await
-                .map(|s| Box::new(HeldImap(s)) as Box<dyn MailSession>)
+            open(params, slot, method).await.map(|(session, resumed)| {
+                Box::new(HeldImap { session, resumed }) as Box<dyn MailSession>
+            })
         })
     }
 }
@@ -66,13 +74,13 @@ async fn open(
     p: OpenParams,
     slot: OwnedSemaphorePermit,
     method: Method,
-) -> Result<ImapSession, SessionRefusal> {
+) -> Result<(ImapSession, bool), SessionRefusal> {
     let ep = p.target.imap.clone();
     let wait = p.wait;
     let conn = net::connect(&ep, &p.budgets, Some(slot), wait)
         .await
         .map_err(|e| SessionRefusal::at(SessionStep::Connect, e.to_string()))?;
-    let stream = match ep.security {
+    let (stream, resumed) = match ep.security {
         Security::Starttls => {
             // A server at its limit may greet with `* BYE`; the preamble reports it.
             let (conn, _) = wire::starttls(conn, wait)
@@ -81,7 +89,7 @@ async fn open(
             handshake(conn, &ep.host, &p, wait).await?
         }
         Security::Tls => {
-            let tls = handshake(conn, &ep.host, &p, wait).await?;
+            let (tls, resumed) = handshake(conn, &ep.host, &p, wait).await?;
             let mut w = Wire::new(tls);
             let greeting = wire::read_greeting(&mut w, wait)
                 .await
@@ -89,12 +97,12 @@ async fn open(
             if greeting.status == Status::Bye {
                 return Err(SessionRefusal::at(SessionStep::Greeting, greeting.line));
             }
-            w.into_inner()
+            (w.into_inner(), resumed)
         }
     };
     let attempt = tokio::time::timeout(wait, log_in(stream, method, &p.target)).await;
     match attempt {
-        Ok(Ok((session, _))) => Ok(session),
+        Ok(Ok((session, _))) => Ok((session, resumed)),
         Ok(Err((e @ async_imap::error::Error::Io(_), _))) => Err(SessionRefusal::at(
             SessionStep::Login,
             imap_error(&e).to_string(),
@@ -115,10 +123,10 @@ async fn handshake(
     host: &str,
     p: &OpenParams,
     wait: Duration,
-) -> Result<TlsConn<Conn>, SessionRefusal> {
-    let (s, h) = tls::connect(conn, host, &p.trust, wait, p.engine)
+) -> Result<(TlsConn<Conn>, bool), SessionRefusal> {
+    let (s, h) = tls::connect(conn, host, &p.trust, &p.tls_sessions, wait, p.engine)
         .await
         .map_err(|e| SessionRefusal::at(SessionStep::TlsHandshake, e.to_string()))?;
     p.check_certificate(&h)?;
-    Ok(s)
+    Ok((s, h.resumed))
 }

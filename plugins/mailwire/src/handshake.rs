@@ -92,7 +92,8 @@ pub async fn shared(cx: &mut RunContext, protocol: Protocol) -> Result<Handshake
         conn
     };
     let timer = StepTimer::start();
-    let out = tls::handshake(conn, &endpoint.host, &cx.trust, cx.io_timeout())
+    let sessions = cx.tls_sessions(protocol);
+    let out = tls::handshake_in(conn, &endpoint.host, &cx.trust, &sessions, cx.io_timeout())
         .await
         .map(|(_stream, h)| h);
     note(cx, timer, &endpoint, &out);

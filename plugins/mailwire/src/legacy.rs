@@ -134,7 +134,15 @@ pub async fn redo(
         Security::Tls => conn,
     };
     let timer = StepTimer::start();
-    let out = tls::connect(stream, &ep.host, &cx.trust, wait, TlsEngine::Openssl).await;
+    let out = tls::connect(
+        stream,
+        &ep.host,
+        &cx.trust,
+        &cx.tls_sessions(ep.protocol),
+        wait,
+        TlsEngine::Openssl,
+    )
+    .await;
     let view = match &out {
         Ok((_, h)) => Ok(h.clone()),
         Err(e) => Err(e.clone()),

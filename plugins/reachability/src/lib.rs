@@ -87,7 +87,12 @@ impl CheckPlugin for Reachability {
                     (Ok(conn), true) => Some(find_security(cx, ep, conn, took).await),
                     _ => None,
                 };
+                let untouched = found.is_none();
                 judge(cx, ep, &outcome, found);
+                // The next plugin to connect to the port starts from this connection.
+                if let (Ok(conn), true) = (outcome, untouched) {
+                    cx.hand_on(ep.protocol, conn);
+                }
             }
             Ok(())
         })

@@ -23,10 +23,12 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let timer = StepTimer::start();
+    let sessions = cx.tls_sessions(ep.protocol);
     let out = tls::connect(
         stream,
         &ep.host,
         &cx.trust,
+        &sessions,
         cx.io_timeout(),
         TlsEngine::Rustls,
     )

@@ -55,6 +55,8 @@ pub struct SmtpSession {
     pub client: TlsClient,
     pub endpoint: Endpoint,
     pub mechanism: Mechanism,
+    /// Whether its TLS handshake resumed an earlier session of the run.
+    pub resumed: bool,
 }
 
 impl SmtpSession {

@@ -90,6 +90,7 @@ pub(crate) async fn authenticate(
                     client,
                     endpoint: ep.clone(),
                     mechanism,
+                    resumed: false,
                 }),
             });
             cx.openers.insert(

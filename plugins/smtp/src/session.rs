@@ -15,6 +15,10 @@ use crate::client::{Mechanism, SmtpClient, redact, reply_text, scrubbed_reply};
 use crate::{SmtpSession, TlsClient};
 
 impl MailSession for SmtpSession {
+    fn resumed(&self) -> bool {
+        self.resumed
+    }
+
     fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), NetError>> {
         Box::pin(async move {
             match self.client.command("NOOP", wait).await {
@@ -66,7 +70,7 @@ async fn open(
         .await
         .map_err(|e| SessionRefusal::at(SessionStep::Connect, e.to_string()))?;
     let ehlo = crate::client::ehlo_name();
-    let stream = match ep.security {
+    let (stream, resumed) = match ep.security {
         Security::Tls => handshake(conn, &ep.host, &p, wait).await?,
         Security::Starttls => {
             let mut plain = SmtpClient::new(conn);
@@ -112,6 +116,7 @@ async fn open(
         client,
         endpoint: ep,
         mechanism,
+        resumed,
     })
 }
 
@@ -146,10 +151,10 @@ async fn handshake(
     host: &str,
     p: &OpenParams,
     wait: Duration,
-) -> Result<tls::TlsConn<Conn>, SessionRefusal> {
-    let (s, h) = tls::connect(conn, host, &p.trust, wait, p.engine)
+) -> Result<(tls::TlsConn<Conn>, bool), SessionRefusal> {
+    let (s, h) = tls::connect(conn, host, &p.trust, &p.tls_sessions, wait, p.engine)
         .await
         .map_err(|e| SessionRefusal::at(SessionStep::TlsHandshake, e.to_string()))?;
     p.check_certificate(&h)?;
-    Ok(s)
+    Ok((s, h.resumed))
 }

@@ -76,15 +76,23 @@ impl CheckPlugin for Tls {
         };
         PluginInfo::builtin(NAME, vec![spec(Protocol::Imap), spec(Protocol::Smtp)])
             .depends_on(&["reachability"])
-            // Their handshakes and encryption results are reused when they ran.
-            .runs_after(&["imap", "smtp"])
+            // Their handshakes and encryption results are reused when they ran. After connlimit,
+            // which closes the sessions imap and smtp held: the probes then have the run's
+            // whole share of each server's connections, not what the held sessions left.
+            .runs_after(&["imap", "smtp", "connlimit"])
     }
 
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
         Box::pin(async move {
             let endpoints = ports_to_probe(cx).await;
-            let answers = probes::run_all(cx, &endpoints).await;
-            for (ep, probes) in endpoints.iter().zip(answers) {
+            let known: Vec<Option<probes::Answer>> = endpoints
+                .iter()
+                .map(|ep| probes::known_tls13(cx, ep.protocol))
+                .collect();
+            let answers = probes::run_all(cx, &endpoints, &known).await;
+            for ((ep, mut probes), known) in endpoints.iter().zip(answers).zip(known) {
+                probes.extend(known);
+                probes.sort_by_key(|(v, _)| *v);
                 judge::judge(cx, ep, probes).await;
             }
             Ok(())

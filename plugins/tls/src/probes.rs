@@ -1,11 +1,13 @@
-//! Sending the ClientHellos: one connection per version and port, all at once, each behind the
-//! port's STARTTLS preamble where it has one, each recorded as a `tls_probe <version>` step.
+//! Sending the ClientHellos: one connection per version and port, all at once (as many as the
+//! run's share of the server's connections allows), each behind the port's STARTTLS preamble
+//! where it has one, each recorded as a `tls_probe <version>` step. A version the run's own
+//! handshake already proved is not probed again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mailprobe_core::context::StepTimer;
-use mailprobe_core::{Endpoint, NetError, RunContext, Security, TlsVersion, net};
+use mailprobe_core::{Endpoint, NetError, Protocol, RunContext, Security, TlsVersion, net};
 use mailprobe_mailwire::handshake;
 
 use crate::probe::{self, ProbeOutcome};
@@ -18,14 +20,44 @@ pub type Answer = (TlsVersion, Result<ProbeOutcome, NetError>);
 /// (the runner would report the plugin as timed out instead).
 const JUDGE_MARGIN: Duration = Duration::from_millis(500);
 
-/// Probes every version on every port at once; returns the answers per port, in the order of
+/// What the run's own rustls handshake with a port already proved: it negotiated TLS 1.3, so
+/// the port accepts TLS 1.3 and a probe would only repeat it (one connection, and on a STARTTLS
+/// port five round trips, fewer). The cipher is the one that handshake got.
+pub fn known_tls13(cx: &RunContext, protocol: Protocol) -> Option<Answer> {
+    match handshake::first(cx, protocol)? {
+        Ok(h) if h.version == TlsVersion::Tls13 => Some((
+            TlsVersion::Tls13,
+            Ok(ProbeOutcome::Accepted {
+                version: TlsVersion::Tls13.wire(),
+                cipher: 0,
+                cipher_name: Some(h.cipher.clone()),
+                certificates: Vec::new(),
+            }),
+        )),
+        _ => None,
+    }
+}
+
+/// Probes every version on every port at once, but those `known` already (one answer per port,
+/// in the order of `endpoints`); returns the probes' answers per port, in the order of
 /// `endpoints`. Each probe waits for a slot of the run's share of its server's budget. A probe
 /// that got no answer (a timeout, a reset before any record, garbage) is tried once more:
 /// an unknown must not pass for a refusal.
-pub async fn run_all(cx: &mut RunContext, endpoints: &[Endpoint]) -> Vec<Vec<Answer>> {
+pub async fn run_all(
+    cx: &mut RunContext,
+    endpoints: &[Endpoint],
+    known: &[Option<Answer>],
+) -> Vec<Vec<Answer>> {
     let all: Vec<(Endpoint, TlsVersion)> = endpoints
         .iter()
-        .flat_map(|ep| TlsVersion::ALL.into_iter().map(move |v| (ep.clone(), v)))
+        .enumerate()
+        .flat_map(|(i, ep)| {
+            let skip = known.get(i).and_then(|k| k.as_ref()).map(|(v, _)| *v);
+            TlsVersion::ALL
+                .into_iter()
+                .filter(move |v| Some(*v) != skip)
+                .map(move |v| (ep.clone(), v))
+        })
         .collect();
     let mut answers = round(cx, all).await;
     let unknown: Vec<(Endpoint, TlsVersion)> = answers

@@ -563,6 +563,7 @@ mod tests {
             ca_file: None,
             allow_insecure_cert: false,
             timeout: std::time::Duration::from_secs(5),
+            roundtrip: None,
         };
         let trust = Trust::load(None).unwrap();
         let mut cx = RunContext::new(Arc::new(target), trust, Arc::new(Budgets::new(2)));

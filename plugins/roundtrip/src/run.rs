@@ -422,14 +422,14 @@ async fn remove(
 fn judge(settings: &Settings, latency: Duration, deleted: bool, trip: &Trip) -> RequirementResult {
     let secs = latency.as_secs_f64();
     let left = if deleted {
-        "and deleted again".to_string()
+        "and was deleted again"
     } else {
-        "but could not be deleted completely (the next run removes it)".to_string()
+        "but could not be deleted completely (the next run removes it)"
     };
     if latency <= settings.warn {
         trip.result(RequirementResult::pass(
             ID,
-            format!("the test message arrived in INBOX after {secs:.1} s, {left}"),
+            format!("the test message arrived in INBOX after {secs:.1} s {left}"),
         ))
     } else {
         trip.result(RequirementResult::warn(
@@ -473,7 +473,7 @@ mod tests {
         let r = judge(&settings, Duration::from_millis(1500), true, &trip);
         assert_eq!(r.status, mailprobe_core::Status::Pass);
         assert!(
-            r.summary.contains("after 1.5 s, and deleted again"),
+            r.summary.contains("after 1.5 s and was deleted again"),
             "{}",
             r.summary
         );

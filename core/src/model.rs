@@ -403,7 +403,7 @@ pub(crate) mod tests {
             "@x.test",
             "a@x.test>\r\nRSET",
             "a@b@c",
-            "a@x.test\r",
+            "a@x\u{7}.test",
         ] {
             assert!(Roundtrip::new("u", Some(bad), None).is_err(), "{bad:?}");
         }

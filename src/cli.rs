@@ -149,7 +149,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "imap", "imap_security", "smtp", "smtp_security", "user", "password_env", "password_file",
         "connect_to", "source_address", "ca_file", "allow_insecure_cert", "profile", "timeout", "plugin_dir",
-        "server_connections", "plugin_isolation", "plugin_config",
+        "server_connections", "plugin_isolation", "plugin_config", "roundtrip", "roundtrip_to",
+        "roundtrip_warn",
     ])]
     pub config: Option<PathBuf>,
     /// With --config: check only this mailbox (its `name`). Repeatable.
@@ -204,6 +205,15 @@ pub struct CheckArgs {
     /// Connections the probe may hold to one server at once.
     #[arg(long, default_value_t = DEFAULT_SERVER_BUDGET)]
     pub server_connections: usize,
+    /// Also run mail.roundtrip: send a test message through --smtp to the mailbox, wait for it in INBOX, then delete it (this writes to the mailbox). Needs --smtp.
+    #[arg(long)]
+    pub roundtrip: bool,
+    /// Where the round trip's test message goes (default: --user, when it is an e-mail address).
+    #[arg(long, value_name = "ADDRESS")]
+    pub roundtrip_to: Option<String>,
+    /// A round trip slower than this is a warning.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub roundtrip_warn: Option<Duration>,
 }
 
 /// How the dynamic plugins of `--plugin-dir` run (the command-line side of the config's
@@ -377,6 +387,7 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
     let registry = crate::builtins::registry_with_dynamic(args.plugin_dir.as_deref(), &options)?;
     let plugins = registry.select(&args.only).map_err(|e| e.to_string())?;
     crate::builtins::check_profile(&registry, &profile)?;
+    let roundtrip = roundtrip_settings(args, user)?;
     let target = Target {
         mailbox: user.clone(),
         profile: Arc::new(profile),
@@ -387,6 +398,7 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
         ca_file: args.ca_file.clone(),
         allow_insecure_cert: args.allow_insecure_cert,
         timeout: args.timeout,
+        roundtrip,
     };
     Ok(CheckSetup {
         target: Arc::new(target),
@@ -394,6 +406,41 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
         plugins,
         budgets: Arc::new(Budgets::new(args.server_connections)),
     })
+}
+
+/// `--roundtrip` and its options: only together, and only with `--smtp` and an address to
+/// send to.
+fn roundtrip_settings(args: &CheckArgs, user: &str) -> Result<Option<model::Roundtrip>, String> {
+    if !args.roundtrip {
+        for (flag, set) in [
+            ("--roundtrip-to", args.roundtrip_to.is_some()),
+            ("--roundtrip-warn", args.roundtrip_warn.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "{flag} is given without --roundtrip; add --roundtrip"
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    if args.smtp.is_none() {
+        return Err(
+            "--roundtrip needs --smtp HOST[:PORT], the server the test message is sent through; add --smtp"
+                .into(),
+        );
+    }
+    if let Some(w) = args.roundtrip_warn
+        && w > Duration::from_secs(600)
+    {
+        return Err("--roundtrip-warn must be at most 10m".into());
+    }
+    model::Roundtrip::new(user, args.roundtrip_to.as_deref(), args.roundtrip_warn)
+        .map(Some)
+        .map_err(|e| match args.roundtrip_to {
+            Some(_) => format!("--roundtrip-to: {e}"),
+            None => format!("--roundtrip: {e} with --roundtrip-to ADDRESS"),
+        })
 }
 
 pub async fn run_check(setup: CheckSetup) -> RunOutcome {

@@ -182,6 +182,7 @@ fn stand_in(name: &str, profile: Profile, timeout: Duration) -> Target {
         ca_file: None,
         allow_insecure_cert: false,
         timeout,
+        roundtrip: None,
     }
 }
 

@@ -126,6 +126,7 @@ fn markdown(
                 Measure::ConcurrentConnections { key } => {
                     (key, "mailprobe_concurrent_connections_achieved{mailbox}")
                 }
+                Measure::RoundtripLatency { key } => (key, "mailprobe_roundtrip_seconds{mailbox}"),
             };
             let _ = writeln!(out, "\nMetric: `{metric}`, from `{key}`.");
         }

@@ -88,6 +88,7 @@ pub fn target(ports: (u16, u16), security: Security, timeout: Duration) -> Targe
         ca_file: None,
         allow_insecure_cert: false,
         timeout,
+        roundtrip: None,
     }
 }
 

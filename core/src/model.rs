@@ -256,6 +256,66 @@ pub struct Target {
     pub allow_insecure_cert: bool,
     /// Deadline for the whole check of this mailbox.
     pub timeout: Duration,
+    /// The opt-in round-trip test (`--roundtrip`, config `roundtrip: true`); `None` when off.
+    pub roundtrip: Option<Roundtrip>,
+}
+
+/// What the opt-in round-trip test needs: where the test message goes, and when a slow
+/// delivery warns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Roundtrip {
+    /// The recipient: `roundtrip_to`, else the login (when it is an address).
+    pub to: String,
+    /// A delivery slower than this warns (`roundtrip_warn`).
+    pub warn: Duration,
+}
+
+/// The default of `roundtrip_warn`.
+pub const DEFAULT_ROUNDTRIP_WARN: Duration = Duration::from_secs(60);
+
+impl Roundtrip {
+    /// The round-trip settings of a mailbox whose login is `user`: the message goes to `to`
+    /// when given, else to the login when it is an address. The error says what to give (the
+    /// caller names the flag or key).
+    pub fn new(user: &str, to: Option<&str>, warn: Option<Duration>) -> Result<Roundtrip, String> {
+        let to = match to {
+            Some(to) => {
+                let to = to.trim();
+                if !is_address(to) {
+                    return Err(format!(
+                        "`{to}` is not an e-mail address; give one like sales@example.com"
+                    ));
+                }
+                to.to_string()
+            }
+            None if is_address(user.trim()) => user.trim().to_string(),
+            None => {
+                return Err(format!(
+                    "the login `{user}` is not an e-mail address, so the test message has nowhere to go; give the mailbox's address"
+                ));
+            }
+        };
+        Ok(Roundtrip {
+            to,
+            warn: warn.unwrap_or(DEFAULT_ROUNDTRIP_WARN),
+        })
+    }
+}
+
+/// A plain `local@domain` address that is safe in an SMTP command and a header: one `@`, no
+/// spaces, angle brackets, quotes or control characters.
+pub fn is_address(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 254
+            && part
+                .chars()
+                .all(|c| !c.is_control() && !c.is_whitespace() && !"<>\"@,;:()[]".contains(c))
+    };
+    plain(local) && plain(domain) && !domain.starts_with('.') && !domain.ends_with('.')
 }
 
 impl Target {
@@ -316,6 +376,36 @@ pub(crate) mod tests {
             ca_file: None,
             allow_insecure_cert: false,
             timeout: Duration::from_secs(10),
+            roundtrip: None,
+        }
+    }
+
+    #[test]
+    fn roundtrip_recipient_is_the_login_or_the_given_address() {
+        let r = Roundtrip::new("sales@example.com", None, None).unwrap();
+        assert_eq!(r.to, "sales@example.com");
+        assert_eq!(r.warn, DEFAULT_ROUNDTRIP_WARN);
+        let r = Roundtrip::new(
+            "sales",
+            Some("team@example.com"),
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.to.as_str(), r.warn),
+            ("team@example.com", Duration::from_secs(5))
+        );
+        let e = Roundtrip::new("sales", None, None).unwrap_err();
+        assert!(e.contains("not an e-mail address"), "{e}");
+        for bad in [
+            "a b@x.test",
+            "a@",
+            "@x.test",
+            "a@x.test>\r\nRSET",
+            "a@b@c",
+            "a@x\u{7}.test",
+        ] {
+            assert!(Roundtrip::new("u", Some(bad), None).is_err(), "{bad:?}");
         }
     }
 

@@ -204,6 +204,19 @@ impl Report {
                         let _ = write!(perf, " connections={achieved};;{req}:;0");
                     }
                 }
+                Measurement::RoundtripLatency {
+                    requirement,
+                    seconds,
+                } => {
+                    let warn = self
+                        .requirements
+                        .iter()
+                        .find(|r| &r.id == requirement)
+                        .and_then(|r| r.evidence.get("warn_seconds").and_then(|v| v.as_f64()))
+                        .map(|w| format!("{w}"))
+                        .unwrap_or_default();
+                    let _ = write!(perf, " roundtrip={seconds:.3}s;{warn};;0");
+                }
                 Measurement::TlsVersion { .. } => {}
             }
         }
@@ -482,5 +495,20 @@ mod tests {
             "compliant=0 pass=1 warn=1 fail=1 skip=0 duration=0.412s \
              imap_cert_days=364;30:;0: smtp_cert_days=9;30:;0: connections=2;;5:;0"
         );
+    }
+
+    #[test]
+    fn nagios_perfdata_has_the_roundtrip_latency_with_its_warn_threshold() {
+        let mut r = report(vec![
+            RequirementResult::pass("mail.roundtrip", "arrived")
+                .with("latency_seconds", 1.25)
+                .with("warn_seconds", 60),
+        ]);
+        r.measures = vec![Measurement::RoundtripLatency {
+            requirement: "mail.roundtrip".into(),
+            seconds: 1.25,
+        }];
+        let line = r.to_nagios();
+        assert!(line.ends_with(" roundtrip=1.250s;60;;0"), "{line}");
     }
 }

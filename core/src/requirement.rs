@@ -319,6 +319,9 @@ pub enum Measure {
     TlsVersions { key: String },
     /// A count of sessions held at once (`mailprobe_concurrent_connections_achieved`).
     ConcurrentConnections { key: String },
+    /// Seconds a test message took from submission to the mailbox
+    /// (`mailprobe_roundtrip_seconds`); taken only from a result that passed or warned.
+    RoundtripLatency { key: String },
 }
 
 /// A value taken from a report's evidence as a declared [`Measure`] said, with the server it is
@@ -341,6 +344,10 @@ pub enum Measurement {
     ConcurrentConnections {
         requirement: String,
         achieved: f64,
+    },
+    RoundtripLatency {
+        requirement: String,
+        seconds: f64,
     },
 }
 
@@ -438,6 +445,16 @@ fn measure(
                 out.push(Measurement::ConcurrentConnections {
                     requirement: r.id.clone(),
                     achieved: n,
+                });
+            }
+        }
+        (Measure::RoundtripLatency { key }, _)
+            if matches!(r.status, Status::Pass | Status::Warn) =>
+        {
+            if let Some(seconds) = r.evidence.get(key).and_then(Value::as_f64) {
+                out.push(Measurement::RoundtripLatency {
+                    requirement: r.id.clone(),
+                    seconds,
                 });
             }
         }
@@ -546,6 +563,18 @@ mod tests {
                 }),
                 Origin::Builtin,
             ),
+            (
+                RequirementSpec::new("x.trip", "d").measures(Measure::RoundtripLatency {
+                    key: "latency_seconds".into(),
+                }),
+                Origin::Builtin,
+            ),
+            (
+                RequirementSpec::new("x.lost", "d").measures(Measure::RoundtripLatency {
+                    key: "latency_seconds".into(),
+                }),
+                Origin::Builtin,
+            ),
         ]);
         let target = crate::model::tests::target();
         let results = vec![
@@ -557,6 +586,9 @@ mod tests {
                 serde_json::json!({"SSLv3": false, "TLSv1.0": true, "TLSv1.3": null}),
             ),
             RequirementResult::fail("x.sessions", "refused", "r").with("achieved", 3),
+            RequirementResult::warn("x.trip", "slow", "r").with("latency_seconds", 75.5),
+            // A message that never arrived has no latency to publish.
+            RequirementResult::fail("x.lost", "lost", "r").with("latency_seconds", 9.0),
         ];
         let (host, port) = (target.imap.host.clone(), target.imap.port);
         assert_eq!(
@@ -583,6 +615,10 @@ mod tests {
                 Measurement::ConcurrentConnections {
                     requirement: "x.sessions".into(),
                     achieved: 3.0,
+                },
+                Measurement::RoundtripLatency {
+                    requirement: "x.trip".into(),
+                    seconds: 75.5,
                 },
             ]
         );

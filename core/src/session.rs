@@ -23,6 +23,12 @@ pub trait MailSession: Send {
     fn noop(&mut self, wait: Duration) -> BoxFuture<'_, Result<(), NetError>>;
     /// Ends the session politely (IMAP `LOGOUT`, SMTP `QUIT`), then closes the connection.
     fn close(self: Box<Self>, wait: Duration) -> BoxFuture<'static, ()>;
+    /// The session as its concrete type, for a plugin that knows the type of the plugin that
+    /// opened it (the round-trip check reuses the IMAP and SMTP plugins' sessions). `None`
+    /// when the session does not offer it.
+    fn as_any_mut(&mut self) -> Option<&mut (dyn std::any::Any + Send)> {
+        None
+    }
 }
 
 /// The step of opening a session that failed.

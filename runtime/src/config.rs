@@ -14,7 +14,7 @@ mod mailbox;
 
 use lines::{find_key_line, mailbox_line};
 use mailbox::{check_mailbox, mailbox_error};
-use mailprobe_core::model::{self, Protocol, SecurityMode, Target};
+use mailprobe_core::model::{self, Protocol, Roundtrip, SecurityMode, Target};
 use mailprobe_core::net::DEFAULT_SERVER_BUDGET;
 use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
 use mailprobe_core::secret::{Environment, SecretSource};
@@ -179,6 +179,14 @@ pub struct MailboxConfig {
     /// Overrides the file's `timeout` for this mailbox.
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
+    /// The opt-in `mail.roundtrip` check (it writes to the mailbox).
+    #[serde(default)]
+    pub roundtrip: bool,
+    /// Where the round trip's test message goes (default: `user`, when it is an address).
+    pub roundtrip_to: Option<String>,
+    /// A delivery slower than this warns.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub roundtrip_warn: Option<Duration>,
 }
 
 /// The whole file.
@@ -538,6 +546,13 @@ impl Config {
             ca_file: m.ca_file.clone(),
             allow_insecure_cert: m.allow_insecure_cert,
             timeout: m.timeout.unwrap_or(self.timeout),
+            roundtrip: match m.roundtrip {
+                true => Some(
+                    Roundtrip::new(&m.user, m.roundtrip_to.as_deref(), m.roundtrip_warn)
+                        .map_err(|e| err(format!("roundtrip: {e}")))?,
+                ),
+                false => None,
+            },
         })
     }
 }

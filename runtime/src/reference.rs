@@ -294,6 +294,27 @@ pub const SECTIONS: &[Section] = &[
                 "this mailbox's deadline",
                 "20s",
             ),
+            key(
+                "roundtrip",
+                "`false`",
+                "needs `smtp`",
+                "the opt-in `mail.roundtrip` check: send a test message through `smtp` and wait for it in INBOX, then delete it (it writes to the mailbox)",
+                "true",
+            ),
+            key(
+                "roundtrip_to",
+                "`user`, when it is an e-mail address",
+                "an e-mail address; only with `roundtrip: true`",
+                "where the test message goes: an address delivered to this mailbox's INBOX",
+                "sales@example.com",
+            ),
+            key(
+                "roundtrip_warn",
+                "`60s`",
+                "`1s` to `10m`; only with `roundtrip: true`",
+                "a delivery slower than this is a warning",
+                "60s",
+            ),
         ],
     },
 ];

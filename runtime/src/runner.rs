@@ -415,6 +415,7 @@ mod tests {
             ca_file: None,
             allow_insecure_cert: false,
             timeout: Duration::from_secs(10),
+            roundtrip: None,
         })
     }
 

@@ -367,6 +367,7 @@ mod tests {
             ca_file: None,
             allow_insecure_cert: false,
             timeout,
+            roundtrip: None,
         })
     }
 

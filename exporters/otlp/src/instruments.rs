@@ -27,7 +27,7 @@ struct StoreGauge {
 }
 
 /// The store's gauge families, in the order they are registered.
-const STORE_GAUGES: [StoreGauge; 6] = [
+const STORE_GAUGES: [StoreGauge; 7] = [
     StoreGauge {
         name: names::COMPLIANT,
         description: "1 when the mailbox meets every requirement of its profile, else 0; no sample while the latest verdict is incomplete.",
@@ -57,6 +57,11 @@ const STORE_GAUGES: [StoreGauge; 6] = [
         name: names::CONCURRENT_ACHIEVED,
         description: "Authenticated sessions the probe held at once (IMAP and SMTP together).",
         samples: concurrent_achieved,
+    },
+    StoreGauge {
+        name: names::ROUNDTRIP_SECONDS,
+        description: "Seconds the mail.roundtrip test message took from submission to INBOX (when the check ran and the message arrived).",
+        samples: roundtrip_seconds,
     },
 ];
 
@@ -108,6 +113,13 @@ fn tls_version_accepted(m: &str, s: &MailboxSeries) -> Samples {
 
 fn concurrent_achieved(m: &str, s: &MailboxSeries) -> Samples {
     s.concurrent_achieved
+        .map(|v| (v, vec![mb(m)]))
+        .into_iter()
+        .collect()
+}
+
+fn roundtrip_seconds(m: &str, s: &MailboxSeries) -> Samples {
+    s.roundtrip_seconds
         .map(|v| (v, vec![mb(m)]))
         .into_iter()
         .collect()

@@ -148,7 +148,7 @@ struct StoreGauge {
 }
 
 /// The store's gauge families, in the order `/metrics` shows them.
-const STORE_GAUGES: [StoreGauge; 6] = [
+const STORE_GAUGES: [StoreGauge; 7] = [
     StoreGauge {
         name: names::COMPLIANT,
         help: "1 when the mailbox meets every requirement of its profile (no requirement fails), else 0; no sample while the latest verdict is incomplete.",
@@ -178,6 +178,11 @@ const STORE_GAUGES: [StoreGauge; 6] = [
         name: names::CONCURRENT_ACHIEVED,
         help: "Authenticated sessions the probe held at once (IMAP and SMTP together).",
         samples: concurrent_achieved,
+    },
+    StoreGauge {
+        name: names::ROUNDTRIP_SECONDS,
+        help: "Seconds the mail.roundtrip test message took from submission to INBOX (when the check ran and the message arrived).",
+        samples: roundtrip_seconds,
     },
 ];
 
@@ -220,6 +225,13 @@ fn tls_version_accepted(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
 
 fn concurrent_achieved(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
     s.concurrent_achieved
+        .map(|v| (vec![mb(m)], v))
+        .into_iter()
+        .collect()
+}
+
+fn roundtrip_seconds(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.roundtrip_seconds
         .map(|v| (vec![mb(m)], v))
         .into_iter()
         .collect()

@@ -7,6 +7,8 @@ pub const REQUIREMENT_STATUS: &str = "mailprobe_requirement_status";
 pub const CERT_EXPIRY: &str = "mailprobe_cert_expiry_timestamp_seconds";
 pub const TLS_VERSION_ACCEPTED: &str = "mailprobe_tls_version_accepted";
 pub const CONCURRENT_ACHIEVED: &str = "mailprobe_concurrent_connections_achieved";
+/// Seconds the `mail.roundtrip` test message took to arrive.
+pub const ROUNDTRIP_SECONDS: &str = "mailprobe_roundtrip_seconds";
 pub const CHECK_DURATION: &str = "mailprobe_check_duration_seconds";
 /// From when a mailbox's run was due to when it started (waiting for a concurrency slot).
 pub const SCHEDULE_LAG: &str = "mailprobe_schedule_lag_seconds";

@@ -33,6 +33,8 @@ pub struct MailboxSeries {
     pub tls_versions: Vec<(ServerPort, String, f64)>,
     /// `mailprobe_concurrent_connections_achieved`, when the connection plugin reported it.
     pub concurrent_achieved: Option<f64>,
+    /// `mailprobe_roundtrip_seconds`, when the round trip ran and its message arrived.
+    pub roundtrip_seconds: Option<f64>,
 }
 
 impl MailboxSeries {
@@ -75,6 +77,9 @@ impl MailboxSeries {
                 )),
                 Measurement::ConcurrentConnections { achieved, .. } => {
                     s.concurrent_achieved = Some(*achieved)
+                }
+                Measurement::RoundtripLatency { seconds, .. } => {
+                    s.roundtrip_seconds = Some(*seconds)
                 }
             }
         }
@@ -190,8 +195,13 @@ mod tests {
                 requirement: "connections.concurrent".into(),
                 achieved: 3.0,
             },
+            Measurement::RoundtripLatency {
+                requirement: "mail.roundtrip".into(),
+                seconds: 1.5,
+            },
         ];
         let s = MailboxSeries::from_report(&r);
+        assert_eq!(s.roundtrip_seconds, Some(1.5));
         assert_eq!(s.compliant, Some(0.0));
         assert_eq!(
             s.verdict_states(),

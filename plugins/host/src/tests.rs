@@ -89,6 +89,7 @@ fn apply_keeps_declared_results_and_files_steps_and_facts_under_the_plugin() {
         ca_file: None,
         allow_insecure_cert: false,
         timeout: std::time::Duration::from_secs(5),
+        roundtrip: None,
     };
     let trust = Trust::load(None).unwrap();
     let mut cx = RunContext::new(Arc::new(target), trust, Arc::new(Budgets::new(2)));

@@ -55,13 +55,18 @@ pub const LOGIN: &str = "imap.login";
 pub const FOLDERS: &str = "imap.folders";
 
 /// What this plugin learned that others use (the connection-limit check: how many sessions the
-/// CRM needs, and which server's setting to name in a remedy).
+/// CRM needs, and which server's setting to name in a remedy; the round-trip check: where the
+/// Sent folder is).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ImapFacts {
     /// "Dovecot", "Courier-IMAP", ... when identified.
     pub software: Option<String>,
     /// Folders besides INBOX and Sent; decides whether the CRM needs a third IMAP connection.
     pub other_folders: Option<u32>,
+    /// The Sent folder's name as the server spells it (modified UTF-7), when one was found
+    /// (the round-trip check looks there for the server's copy of its test message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_folder: Option<String>,
 }
 serde_fact!(ImapFacts, "imap");
 

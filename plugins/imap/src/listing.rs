@@ -138,7 +138,9 @@ where
     };
     let sent = folders::find_sent(&listing.folders, &listing.namespace);
     let others = folders::others(&listing.folders, sent.map(|(f, _)| f));
-    cx.facts.entry::<ImapFacts>().other_folders = Some(others.len() as u32);
+    let facts = cx.facts.entry::<ImapFacts>();
+    facts.other_folders = Some(others.len() as u32);
+    facts.sent_folder = sent.map(|(f, _)| f.name.clone());
     let evidence = Evidence {
         listing: &listing,
         sent,

@@ -48,6 +48,10 @@ impl MailSession for HeldImap {
             let _ = tokio::time::timeout(wait, self.session.logout()).await;
         })
     }
+
+    fn as_any_mut(&mut self) -> Option<&mut (dyn std::any::Any + Send)> {
+        Some(self)
+    }
 }
 
 /// Opens authenticated IMAP sessions with the method the plugin's own login used.

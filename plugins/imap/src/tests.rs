@@ -128,6 +128,7 @@ async fn run_against(port: u16, timeout: Duration) -> RunContext {
         ca_file: None,
         allow_insecure_cert: false,
         timeout,
+        roundtrip: None,
     };
     let mut cx = RunContext::new(
         Arc::new(target),

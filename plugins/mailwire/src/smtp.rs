@@ -1,7 +1,8 @@
 //! A small SMTP client for a probe: every command waits for its reply and hands the whole reply
 //! back, so the plugin can report what the server said. It speaks only what the checks need
-//! (greeting, EHLO/HELO, STARTTLS, AUTH PLAIN/LOGIN, QUIT) and never sends mail; [`starttls`]
-//! is the one SMTP preamble every plugin uses.
+//! (greeting, EHLO/HELO, STARTTLS, AUTH PLAIN/LOGIN, QUIT, and the one test message of the
+//! opt-in round-trip check: MAIL, RCPT, DATA); [`starttls`] is the one SMTP preamble every
+//! plugin uses.
 //!
 //! It sits on the core's [`LineStream`], which bounds every line in size and time, so a silent,
 //! endless or garbled peer ends in a [`NetError`], never in a hang.
@@ -300,11 +301,78 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         .await
     }
 
+    /// Sends one message from `from` to `to` (plain addresses, checked by the caller) with
+    /// MAIL, RCPT and DATA, each reply within `wait`. A refusal is a [`Submission::Refused`],
+    /// after which the transaction is reset (RSET, best effort) so the session stays usable.
+    pub async fn submit(
+        &mut self,
+        from: &str,
+        to: &str,
+        message: &str,
+        wait: Duration,
+    ) -> Result<Submission, NetError> {
+        let steps: [(&'static str, String, &[u16]); 3] = [
+            ("MAIL", format!("MAIL FROM:<{from}>"), &[250]),
+            ("RCPT", format!("RCPT TO:<{to}>"), &[250, 251]),
+            ("DATA", "DATA".to_string(), &[354]),
+        ];
+        for (command, line, ok) in steps {
+            let reply = self.command(&line, wait).await?;
+            if !ok.contains(&reply.code) {
+                if command != "MAIL" {
+                    let _ = self.command("RSET", wait).await;
+                }
+                return Ok(Submission::Refused { command, reply });
+            }
+        }
+        for line in data_lines(message) {
+            self.lines.write_line(&line, wait).await?;
+        }
+        let reply = self.command(".", wait).await?;
+        if reply.code == 250 {
+            Ok(Submission::Accepted(reply))
+        } else {
+            Ok(Submission::Refused {
+                command: ".",
+                reply,
+            })
+        }
+    }
+
     /// The stream, for the TLS handshake after a 220 to STARTTLS. Fails when the server sent
     /// anything after that reply (plain text injected ahead of the encrypted session).
     pub fn into_inner(self) -> Result<S, NetError> {
         self.lines.into_inner()
     }
+}
+
+/// How the server took a message handed to [`SmtpClient::submit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submission {
+    /// The final 250 after the message's data: the server queued it.
+    Accepted(SmtpReply),
+    /// The server refused `command` (`MAIL`, `RCPT`, `DATA`, or `.` for the data itself).
+    Refused {
+        command: &'static str,
+        reply: SmtpReply,
+    },
+}
+
+/// The lines of `message` ready for DATA: every line ending made CRLF (the caller sends each
+/// line with its CRLF), and a line that starts with `.` doubled (RFC 5321 4.5.2), so no line
+/// of the message can end the data early.
+pub fn data_lines(message: &str) -> Vec<String> {
+    let body = message.strip_suffix('\n').unwrap_or(message);
+    body.split('\n')
+        .map(|l| {
+            let l = l.strip_suffix('\r').unwrap_or(l);
+            if l.starts_with('.') {
+                format!(".{l}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Checks a reply's code, turning any other into a protocol error naming the command.
@@ -500,6 +568,85 @@ mod tests {
         ])
         .await;
         assert_eq!(seen, vec!["AUTH LOGIN", "dQ==", "cA=="]);
+    }
+
+    #[test]
+    fn data_lines_are_crlf_and_dot_stuffed() {
+        assert_eq!(
+            data_lines("Subject: x\r\n\r\n.\nbody\n..two\r\nend\n"),
+            vec!["Subject: x", "", "..", "body", "...two", "end"]
+        );
+        assert_eq!(data_lines("one"), vec!["one"]);
+    }
+
+    #[tokio::test]
+    async fn submit_sends_the_transaction_and_stuffs_the_data() {
+        let (client, mut server) = duplex(8192);
+        let peer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            for answer in ["250 ok\r\n", "250 ok\r\n", "354 go\r\n"] {
+                let n = server.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+                server.write_all(answer.as_bytes()).await.unwrap();
+            }
+            while !got.ends_with(b"\r\n.\r\n") {
+                let n = server.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed before the end of the data");
+                got.extend_from_slice(&buf[..n]);
+            }
+            server
+                .write_all(b"250 2.0.0 queued as ABC\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(got).unwrap()
+        });
+        let mut c = SmtpClient::new(client);
+        let out = c
+            .submit(
+                "a@x.test",
+                "b@x.test",
+                "S: t\n\n.hidden\n",
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(out, Submission::Accepted(r) if r.code == 250));
+        assert_eq!(
+            peer.await.unwrap(),
+            "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nS: t\r\n\r\n..hidden\r\n.\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_recipient_is_reported_and_the_transaction_reset() {
+        let (client, mut server) = duplex(8192);
+        let peer = tokio::spawn(async move {
+            let mut got = String::new();
+            let mut buf = [0u8; 1024];
+            for answer in [
+                "250 ok\r\n",
+                "553 5.7.1 not owned by user\r\n",
+                "250 reset\r\n",
+            ] {
+                let n = server.read(&mut buf).await.unwrap();
+                got.push_str(&String::from_utf8_lossy(&buf[..n]));
+                server.write_all(answer.as_bytes()).await.unwrap();
+            }
+            got
+        });
+        let mut c = SmtpClient::new(client);
+        let out = c
+            .submit("a@x.test", "b@x.test", "x", Duration::from_secs(2))
+            .await
+            .unwrap();
+        match out {
+            Submission::Refused { command, reply } => {
+                assert_eq!((command, reply.code), ("RCPT", 553));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(peer.await.unwrap().ends_with("RSET\r\n"));
     }
 
     #[tokio::test(start_paused = true)]

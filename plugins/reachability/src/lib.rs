@@ -325,6 +325,7 @@ mod tests {
             ca_file: None,
             allow_insecure_cert: false,
             timeout: Duration::from_secs(5),
+            roundtrip: None,
         });
         let trust = Trust::load(None).unwrap();
         let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(Reachability)];

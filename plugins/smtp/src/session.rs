@@ -32,6 +32,10 @@ impl MailSession for SmtpSession {
     fn close(self: Box<Self>, wait: Duration) -> BoxFuture<'static, ()> {
         Box::pin(async move { self.quit(wait).await })
     }
+
+    fn as_any_mut(&mut self) -> Option<&mut (dyn std::any::Any + Send)> {
+        Some(self)
+    }
 }
 
 /// Opens authenticated SMTP sessions with the mechanism the plugin's own login used.

@@ -37,6 +37,7 @@ fn target(port: u16, security: Security, allow_insecure_cert: bool) -> Target {
         ca_file: None,
         allow_insecure_cert,
         timeout: Duration::from_secs(2),
+        roundtrip: None,
     }
 }
 

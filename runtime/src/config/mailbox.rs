@@ -103,5 +103,51 @@ pub(super) fn check_mailbox(
     {
         return Err(err(at("ca_file"), format!("{here}.ca_file: {e}")));
     }
-    Ok(())
+    check_roundtrip(m, &here).map_err(|(key, message)| err(at(key), message))
+}
+
+/// The round trip's keys: only with `roundtrip: true`, which needs `smtp` (the message is sent
+/// through it) and somewhere to send to. Returns the key at fault and the message.
+fn check_roundtrip(m: &MailboxConfig, here: &str) -> Result<(), (&'static str, String)> {
+    if !m.roundtrip {
+        for (key, set) in [
+            ("roundtrip_to", m.roundtrip_to.is_some()),
+            ("roundtrip_warn", m.roundtrip_warn.is_some()),
+        ] {
+            if set {
+                return Err((
+                    key,
+                    format!("{here}: {key} is set but roundtrip is not; add roundtrip: true"),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    if m.smtp.is_none() {
+        return Err((
+            "roundtrip",
+            format!(
+                "{here}: roundtrip needs smtp, the server the test message is sent through; add smtp: HOST[:PORT]"
+            ),
+        ));
+    }
+    if let Some(w) = m.roundtrip_warn
+        && !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&w)
+    {
+        return Err((
+            "roundtrip_warn",
+            format!("{here}.roundtrip_warn must be between 1s and 10m"),
+        ));
+    }
+    let key = if m.roundtrip_to.is_some() {
+        "roundtrip_to"
+    } else {
+        "roundtrip"
+    };
+    mailprobe_core::model::Roundtrip::new(&m.user, m.roundtrip_to.as_deref(), m.roundtrip_warn)
+        .map(|_| ())
+        .map_err(|e| match m.roundtrip_to {
+            Some(_) => (key, format!("{here}.roundtrip_to: {e}")),
+            None => (key, format!("{here}.roundtrip: {e}, in roundtrip_to")),
+        })
 }

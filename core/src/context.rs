@@ -151,7 +151,7 @@ pub struct HeldSession {
 struct Reservation {
     size: usize,
     local: Arc<tokio::sync::Semaphore>,
-    _global: Option<tokio::sync::OwnedSemaphorePermit>,
+    _share: Option<net::Share>,
 }
 
 /// Everything one run of one mailbox shares.
@@ -215,13 +215,16 @@ impl RunContext {
     }
 
     /// Takes this run's share of each configured server's budget: as many connections as the
-    /// profile's client holds at once to that port, capped by the budget. The wait for it is a
-    /// queue, not part of the check: it may last up to the check's timeout, and the deadline
-    /// starts when the share is taken, so mailboxes that share a server take turns instead of
-    /// running out of time (and being judged for the probe's own crowding).
+    /// profile's client holds at once to that port, from the budget of this mailbox's user on
+    /// the server's address and from the address's cap (see [`Budgets`]). The wait for it is a
+    /// queue, not part of the check: it may last up to the budgets' queue limit (else the
+    /// check's timeout), and the deadline starts when the share is taken, so mailboxes that
+    /// share a server take turns instead of running out of time (and being judged for the
+    /// probe's own crowding). IMAP before SMTP, always in that order.
     pub async fn reserve_slots(&mut self) {
         let endpoints: Vec<Endpoint> = self.target.endpoints().cloned().collect();
-        let queue_until = Instant::now() + self.target.timeout;
+        let queue = self.budgets.queue_limit().unwrap_or(self.target.timeout);
+        let queue_until = Instant::now() + queue;
         for ep in endpoints {
             let rules = &self.target.profile.connections;
             let want = match ep.protocol {
@@ -229,21 +232,24 @@ impl RunContext {
                 Protocol::Smtp => rules.smtp,
             }
             .max(1) as usize;
-            let n = want.min(self.budgets.per_server());
-            let wait = queue_until
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
-            let global = self.budgets.acquire(&ep, n as u32, wait).await;
+            let left = || {
+                queue_until
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            };
+            let key = net::ServerKey::resolve(&ep, left().min(self.target.timeout)).await;
+            let share = self
+                .budgets
+                .reserve(&self.target.user, &key, want, left())
+                .await
+                .ok();
+            let size = share.as_ref().map_or(0, |s| s.size);
             self.slots.insert(
                 ep.protocol,
                 Reservation {
-                    size: if global.is_ok() { n } else { 0 },
-                    local: Arc::new(tokio::sync::Semaphore::new(if global.is_ok() {
-                        n
-                    } else {
-                        0
-                    })),
-                    _global: global.ok(),
+                    size,
+                    local: Arc::new(tokio::sync::Semaphore::new(size)),
+                    _share: share,
                 },
             );
         }
@@ -517,11 +523,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_wait_for_a_busy_servers_connections_does_not_eat_the_deadline() {
-        let target = Arc::new(crate::model::tests::target());
+        let mut target = crate::model::tests::target();
+        target.imap.connect_to = Some("192.0.2.1".into());
+        let target = Arc::new(target);
         let budgets = Arc::new(Budgets::new(4));
         // Another run holds every connection of the server for 8 s of a 10 s timeout.
+        let key = net::ServerKey::resolve(&target.imap, Duration::from_secs(1)).await;
         let held = budgets
-            .acquire(&target.imap, 4, Duration::from_secs(1))
+            .acquire(&key, 4, Duration::from_secs(1))
             .await
             .unwrap();
         tokio::spawn(async move {

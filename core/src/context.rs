@@ -311,8 +311,11 @@ impl RunContext {
 
     // ---- results ----
 
-    /// Records a requirement result. A second result for the same ID replaces the first.
+    /// Records a requirement result. A second result for the same ID replaces the first. A
+    /// failure that is the probe's own (no free connection slot within the run's budget) is
+    /// recorded as `not_verified`: the server was not judged.
     pub fn report(&mut self, result: RequirementResult) {
+        let result = own_limit_is_not_a_verdict(result);
         if let Some(existing) = self.results.iter_mut().find(|r| r.id == result.id) {
             *existing = result;
         } else {
@@ -516,6 +519,23 @@ impl RunContext {
     }
 }
 
+/// A `fail` or `warn` whose error is the probe's connection budget becomes `not_verified`,
+/// keeping its evidence and remedy.
+fn own_limit_is_not_a_verdict(result: RequirementResult) -> RequirementResult {
+    let budget = result.evidence.get("error_type").and_then(|v| v.as_str())
+        == Some(ErrorType::ConnectionBudget.as_str());
+    if !budget || !matches!(result.status, Status::Fail | Status::Warn) {
+        return result;
+    }
+    let mut unverified =
+        RequirementResult::not_verified(&result.id, format!("not verified: {}", result.summary));
+    for (k, v) in result.evidence {
+        unverified.evidence.entry(k).or_insert(v);
+    }
+    unverified.remedy = result.remedy;
+    unverified
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,5 +565,57 @@ mod tests {
         );
         // The check still has its whole timeout.
         assert_eq!(cx.remaining(), target.timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_slot_is_not_verified_never_fail() {
+        let mut target = crate::model::tests::target();
+        target.imap.connect_to = Some("192.0.2.1".into());
+        let target = Arc::new(target);
+        let budgets = Arc::new(Budgets::new(4));
+        let key = net::ServerKey::resolve(&target.imap, Duration::from_secs(1)).await;
+        let _all = budgets
+            .acquire(&key, 4, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let mut cx = RunContext::new(target.clone(), Trust::load(None).unwrap(), budgets);
+        cx.reserve_slots().await;
+        assert_eq!(cx.reserved(Protocol::Imap), 0);
+        let ep = target.imap.clone();
+        let e = cx.connect(&ep).await.unwrap_err();
+        assert_eq!(e.error_type(), "connection_budget");
+        cx.report(RequirementResult::fail("imap.reachable", e.to_string(), "wait").with_error(&e));
+        let r = cx.result("imap.reachable").unwrap();
+        assert_eq!(r.status, Status::Skip);
+        assert_eq!(
+            r.skip_reason(),
+            Some(crate::requirement::SkipReason::NotVerified)
+        );
+        assert_eq!(r.evidence["error_type"], "connection_budget");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_users_on_one_server_run_at_once() {
+        let budgets = Arc::new(Budgets::new(8));
+        let mut contexts = Vec::new();
+        for user in ["alice", "bob"] {
+            let mut target = crate::model::tests::target();
+            target.imap.connect_to = Some("192.0.2.1".into());
+            target.user = user.into();
+            let mut cx = RunContext::new(
+                Arc::new(target),
+                Trust::load(None).unwrap(),
+                budgets.clone(),
+            );
+            cx.reserve_slots().await;
+            contexts.push(cx);
+        }
+        // Both hold their whole share at once, without waiting.
+        assert!(contexts.iter().all(|cx| cx.reserved(Protocol::Imap) == 3));
+        assert!(
+            contexts
+                .iter()
+                .all(|cx| cx.remaining() == Duration::from_secs(10))
+        );
     }
 }

@@ -20,7 +20,7 @@
 # Installs sslscan, testssl.sh, hyperfine and prometheus-blackbox-exporter from Debian when they
 # are missing (as root), builds mailprobe in release, runs the lab from tests/lab/ on its own
 # ports, and stops everything it started on exit. Knobs (environment): SCAN_RUNS, TESTSSL_RUNS,
-# CPU_WINDOW, BB_PROBES, LAG_WINDOW, FLEET_SIZES, RTT_MS, RTT_RUNS.
+# CPU_WINDOW, BB_PROBES, LAG_WINDOW, FLEET_SIZES, FLEET_USERS, FLEET_CAP, RTT_MS, RTT_RUNS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -39,6 +39,11 @@ CPU_WINDOW=${CPU_WINDOW:-30}
 BB_PROBES=${BB_PROBES:-300}
 LAG_WINDOW=${LAG_WINDOW:-120}
 FLEET_SIZES=${FLEET_SIZES:-100 1000}
+# The fleet parts' mailboxes belong to this many lab users (user01@lab.test ...): the probe
+# budgets connections per user and server address, as servers limit them, so one user's
+# mailboxes take turns. Their server_connections (the cap per server address) is FLEET_CAP.
+FLEET_USERS=${FLEET_USERS:-99}
+FLEET_CAP=${FLEET_CAP:-96}
 RTT_MS=${RTT_MS:-50}
 RTT_RUNS=${RTT_RUNS:-3}
 one_way_ms=$(python3 -c "print($RTT_MS / 2)")
@@ -128,20 +133,24 @@ have_checks() { [ "$(checks_done)" -ge "$1" ]; }
 
 # write_config FILE COUNT INTERVAL TIMEOUT MODE : MODE = imap+smtp | imap | fleet10k | proxied
 write_config() {
-  python3 - "$@" "$certs/ca.pem" "$DAEMON_PORT" <<'PY'
+  python3 - "$@" "$certs/ca.pem" "$DAEMON_PORT" "$FLEET_USERS" "$FLEET_CAP" <<'PY'
 import sys
-path, count, interval, timeout, mode, ca, port = sys.argv[1:]
-count = int(count)
-out = [f"interval: {interval}", f"timeout: {timeout}", f"listen: 127.0.0.1:{port}", "mailboxes:"]
+path, count, interval, timeout, mode, ca, port, users, cap = sys.argv[1:]
+count, users = int(count), int(users)
+out = [f"interval: {interval}", f"timeout: {timeout}", f"listen: 127.0.0.1:{port}"]
+if mode in ("fleet10k", "proxied"):
+    out.append(f"server_connections: {cap}")
+out.append("mailboxes:")
 for i in range(count):
     if mode == "fleet10k":
-        # Spread over 10 host aliases x 2 ports x 2 users: each (host, port) has its own budget.
+        # 10 host aliases x 2 ports of one address (one server cap), FLEET_USERS users.
         host = f"m{i % 10}.lab.test"
         imap, sec = ("15993", "tls") if (i // 10) % 2 == 0 else ("15143", "starttls")
-        user = "alice@lab.test" if (i // 20) % 2 == 0 else "nosent@lab.test"
+        user = f"user{(i // 20) % users + 1:02d}@lab.test"
         smtp = None
     elif mode == "proxied":
-        host, imap, sec, user, smtp = "mail.lab.test", "16993", "tls", "alice@lab.test", "16587"
+        host, imap, sec, smtp = "mail.lab.test", "16993", "tls", "16587"
+        user = f"user{i % users + 1:02d}@lab.test"
     else:
         host, imap, sec, user = "mail.lab.test", "15993", "tls", "alice@lab.test"
         smtp = "15587" if mode == "imap+smtp" else None
@@ -213,9 +222,10 @@ bash tests/lab/certs.sh "$certs" >&2
 mkdir -p "$state"
 # Wildcard certificate: the 10,000-mailbox config reaches one Dovecot as m0..m9.lab.test.
 # mail_max_userip_connections and Postfix's per-client limit are raised: the fleet parts run
-# hundreds of mailboxes as two users from one address, which real CRMs never do.
+# hundreds of mailboxes as FLEET_USERS users from one address (the probe itself never holds more
+# than 3 IMAP connections per user and address).
 LAB_OWNER_PID=$$ LAB_CERTS=$certs LAB_CERT=wildcard LAB_IMAP_PORT=$IMAP_PORT \
-  LAB_IMAPS_PORT=$IMAPS_PORT LAB_TLS_MIN=TLSv1 LAB_MAX_USERIP=5000 \
+  LAB_IMAPS_PORT=$IMAPS_PORT LAB_TLS_MIN=TLSv1 LAB_MAX_USERIP=5000 LAB_EXTRA_USERS=$FLEET_USERS \
   bash tests/lab/dovecot.sh start "$state/dovecot" >&2
 LAB_OWNER_PID=$$ LAB_CERTS=$certs LAB_CERT=wildcard LAB_DOVECOT_STATE=$state/dovecot \
   LAB_SUBMISSION_PORT=$SUB_PORT LAB_SMTP_CLIENT_LIMIT=1000 \

@@ -27,6 +27,8 @@ use crate::cli::{CheckArgs, Format};
 
 /// Nagios' UNKNOWN.
 const EXIT_UNKNOWN: u8 = 3;
+/// How long a check may take past its deadline to close its connections.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How many names an unknown `--mailbox` message lists before it says "and N more".
 const NAMES_SHOWN: usize = 20;
 
@@ -131,9 +133,20 @@ fn prepare(path: &Path, names: &[String], only: &[String]) -> Result<Batch, Stri
     let registry =
         crate::builtins::registry_for_config(&config).map_err(|e| format!("{shown}: {e}"))?;
     let plugins = registry.select(only).map_err(|e| format!("--only: {e}"))?;
+    // A batch's mailboxes of one server take turns: the last in line may wait for every other
+    // one's whole check, so none is reported for the queue (`not_verified`) while others run.
+    let budgets = Arc::new(Budgets::new(config.server_connections));
+    let longest = targets
+        .iter()
+        .map(|(t, _)| t.timeout)
+        .max()
+        .unwrap_or_default();
+    budgets.set_queue_limit(Some(
+        (longest + CLOSE_GRACE).saturating_mul(u32::try_from(targets.len()).unwrap_or(u32::MAX)),
+    ));
     Ok(Batch {
         concurrency: config.concurrency.max(1),
-        budgets: Arc::new(Budgets::new(config.server_connections)),
+        budgets,
         targets,
         plugins: Arc::new(plugins),
     })
@@ -154,8 +167,10 @@ async fn check_all(batch: Batch, mut progress: Progress) -> Vec<Row> {
         let plugins = batch.plugins.clone();
         let handle = set.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            // The runner keeps the mailbox's deadline; this only catches a run that ignores it.
-            let limit = target.timeout + Duration::from_secs(5);
+            // The runner keeps the mailbox's deadline after its queue for the servers'
+            // connections; this only catches a run that ignores them.
+            let queue = budgets.queue_limit().unwrap_or(target.timeout);
+            let limit = queue.saturating_add(target.timeout + CLOSE_GRACE);
             match tokio::time::timeout(
                 limit,
                 runner::run_target(target.clone(), trust, budgets, &plugins),
@@ -165,7 +180,7 @@ async fn check_all(batch: Batch, mut progress: Progress) -> Vec<Row> {
                 Ok(outcome) => Outcome::Ran(Box::new(outcome.report)),
                 Err(_) => Outcome::NotRun(format!(
                     "the check did not end within {} of its {} deadline",
-                    humantime::format_duration(Duration::from_secs(5)),
+                    humantime::format_duration(CLOSE_GRACE),
                     humantime::format_duration(target.timeout)
                 )),
             }

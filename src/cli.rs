@@ -202,7 +202,7 @@ pub struct CheckArgs {
     /// Run only these plugins (and what they need).
     #[arg(long, value_name = "PLUGIN", value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Connections the probe may hold to one server at once.
+    /// Connections the probe may hold at once to one server address (per protocol).
     #[arg(long, default_value_t = DEFAULT_SERVER_BUDGET)]
     pub server_connections: usize,
     /// Also run mail.roundtrip: send a test message through --smtp to the mailbox, wait for it in INBOX, then delete it (this writes to the mailbox). Needs --smtp.

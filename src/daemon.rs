@@ -212,6 +212,9 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
         tracing::error!("{w}; it is reported incomplete until this is fixed");
     }
     let budgets = Arc::new(Budgets::new(loaded.config.server_connections));
+    // A run queues for its servers' connections for up to an interval (it is due again then),
+    // instead of its timeout: mailboxes of one server take turns and none is judged for it.
+    budgets.set_queue_limit(Some(loaded.config.interval));
     let targets: Vec<Arc<Target>> = loaded.mailboxes.iter().map(|m| m.target.clone()).collect();
     let config = loaded.config;
     let live: crate::reload::LiveStates = Arc::new(std::sync::RwLock::new(
@@ -239,6 +242,7 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
     let on_panic = panic_handler(telemetry.clone());
     let states = live.clone();
     let feed = telemetry.clone();
+    let reload_budgets = budgets.clone();
     let mut handle = scheduler::start_guarded(
         targets,
         scheduling,
@@ -254,7 +258,16 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
         on_panic,
     );
     telemetry.set_ready(true);
-    crate::reload::serve(source, signals, config, &mut handle, &live, &telemetry).await;
+    crate::reload::serve(
+        source,
+        signals,
+        config,
+        &mut handle,
+        &reload_budgets,
+        &live,
+        &telemetry,
+    )
+    .await;
     let stopping = std::time::Instant::now();
     tracing::info!("shutting down");
     telemetry.set_ready(false);

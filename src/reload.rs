@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use mailprobe_core::net::Budgets;
 use mailprobe_runtime::config::Config;
 use mailprobe_runtime::scheduler::SchedulerHandle;
 use mailprobe_runtime::shard::Shard;
@@ -95,6 +96,7 @@ pub async fn serve(
     mut signals: Signals,
     mut current: Config,
     handle: &mut SchedulerHandle,
+    budgets: &Budgets,
     live: &LiveStates,
     telemetry: &Telemetry,
 ) {
@@ -113,7 +115,7 @@ pub async fn serve(
             request = next_request(&mut requests) => match request {
                 Some(reply) => {
                     seen = std::fs::read(&source.path).ok();
-                    let result = reload(&source, &mut current, handle, live, telemetry, "POST /-/reload");
+                    let result = reload(&source, &mut current, handle, budgets, live, telemetry, "POST /-/reload");
                     let _ = reply.send(result);
                     continue;
                 }
@@ -136,7 +138,15 @@ pub async fn serve(
         if trigger == "SIGHUP" {
             seen = std::fs::read(&source.path).ok();
         }
-        let _ = reload(&source, &mut current, handle, live, telemetry, trigger);
+        let _ = reload(
+            &source,
+            &mut current,
+            handle,
+            budgets,
+            live,
+            telemetry,
+            trigger,
+        );
     }
 }
 
@@ -177,6 +187,7 @@ fn reload(
     source: &Source,
     current: &mut Config,
     handle: &mut SchedulerHandle,
+    budgets: &Budgets,
     live: &LiveStates,
     telemetry: &Telemetry,
     trigger: &str,
@@ -237,6 +248,8 @@ fn reload(
         }
     }
     handle.set_interval(loaded.config.interval);
+    // Runs may queue for their servers' connections for up to an interval (see daemon.rs).
+    budgets.set_queue_limit(Some(loaded.config.interval));
     *current = loaded.config;
     telemetry.record_reload(true);
     let summary = format!(

@@ -151,7 +151,7 @@ pub struct HeldSession {
 struct Reservation {
     size: usize,
     local: Arc<tokio::sync::Semaphore>,
-    _global: Option<tokio::sync::OwnedSemaphorePermit>,
+    _share: Option<net::Share>,
 }
 
 /// A connection one plugin opened and handed on, with when it was opened.
@@ -235,13 +235,16 @@ impl RunContext {
     }
 
     /// Takes this run's share of each configured server's budget: as many connections as the
-    /// profile's client holds at once to that port, capped by the budget. The wait for it is a
-    /// queue, not part of the check: it may last up to the check's timeout, and the deadline
-    /// starts when the share is taken, so mailboxes that share a server take turns instead of
-    /// running out of time (and being judged for the probe's own crowding).
+    /// profile's client holds at once to that port, from the budget of this mailbox's user on
+    /// the server's address and from the address's cap (see [`Budgets`]). The wait for it is a
+    /// queue, not part of the check: it may last up to the budgets' queue limit (else the
+    /// check's timeout), and the deadline starts when the share is taken, so mailboxes that
+    /// share a server take turns instead of running out of time (and being judged for the
+    /// probe's own crowding). IMAP before SMTP, always in that order.
     pub async fn reserve_slots(&mut self) {
         let endpoints: Vec<Endpoint> = self.target.endpoints().cloned().collect();
-        let queue_until = Instant::now() + self.target.timeout;
+        let queue = self.budgets.queue_limit().unwrap_or(self.target.timeout);
+        let queue_until = Instant::now() + queue;
         for ep in endpoints {
             let rules = &self.target.profile.connections;
             let want = match ep.protocol {
@@ -249,21 +252,24 @@ impl RunContext {
                 Protocol::Smtp => rules.smtp,
             }
             .max(1) as usize;
-            let n = want.min(self.budgets.per_server());
-            let wait = queue_until
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
-            let global = self.budgets.acquire(&ep, n as u32, wait).await;
+            let left = || {
+                queue_until
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            };
+            let key = net::ServerKey::resolve(&ep, left().min(self.target.timeout)).await;
+            let share = self
+                .budgets
+                .reserve(&self.target.user, &key, want, left())
+                .await
+                .ok();
+            let size = share.as_ref().map_or(0, |s| s.size);
             self.slots.insert(
                 ep.protocol,
                 Reservation {
-                    size: if global.is_ok() { n } else { 0 },
-                    local: Arc::new(tokio::sync::Semaphore::new(if global.is_ok() {
-                        n
-                    } else {
-                        0
-                    })),
-                    _global: global.ok(),
+                    size,
+                    local: Arc::new(tokio::sync::Semaphore::new(size)),
+                    _share: share,
                 },
             );
         }
@@ -336,8 +342,11 @@ impl RunContext {
 
     // ---- results ----
 
-    /// Records a requirement result. A second result for the same ID replaces the first.
+    /// Records a requirement result. A second result for the same ID replaces the first. A
+    /// failure that is the probe's own (no free connection slot within the run's budget) is
+    /// recorded as `not_verified`: the server was not judged.
     pub fn report(&mut self, result: RequirementResult) {
+        let result = own_limit_is_not_a_verdict(result);
         if let Some(existing) = self.results.iter_mut().find(|r| r.id == result.id) {
             *existing = result;
         } else {
@@ -566,6 +575,23 @@ impl RunContext {
     }
 }
 
+/// A `fail` or `warn` whose error is the probe's connection budget becomes `not_verified`,
+/// keeping its evidence and remedy.
+fn own_limit_is_not_a_verdict(result: RequirementResult) -> RequirementResult {
+    let budget = result.evidence.get("error_type").and_then(|v| v.as_str())
+        == Some(ErrorType::ConnectionBudget.as_str());
+    if !budget || !matches!(result.status, Status::Fail | Status::Warn) {
+        return result;
+    }
+    let mut unverified =
+        RequirementResult::not_verified(&result.id, format!("not verified: {}", result.summary));
+    for (k, v) in result.evidence {
+        unverified.evidence.entry(k).or_insert(v);
+    }
+    unverified.remedy = result.remedy;
+    unverified
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,11 +599,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_wait_for_a_busy_servers_connections_does_not_eat_the_deadline() {
-        let target = Arc::new(crate::model::tests::target());
+        let mut target = crate::model::tests::target();
+        target.imap.connect_to = Some("192.0.2.1".into());
+        let target = Arc::new(target);
         let budgets = Arc::new(Budgets::new(4));
         // Another run holds every connection of the server for 8 s of a 10 s timeout.
+        let key = net::ServerKey::resolve(&target.imap, Duration::from_secs(1)).await;
         let held = budgets
-            .acquire(&target.imap, 4, Duration::from_secs(1))
+            .acquire(&key, 4, Duration::from_secs(1))
             .await
             .unwrap();
         tokio::spawn(async move {
@@ -618,5 +647,57 @@ mod tests {
         // Taken once: the next connect dials.
         let next = cx.connect(&ep).await.unwrap();
         assert_ne!(next.local, local);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_slot_is_not_verified_never_fail() {
+        let mut target = crate::model::tests::target();
+        target.imap.connect_to = Some("192.0.2.1".into());
+        let target = Arc::new(target);
+        let budgets = Arc::new(Budgets::new(4));
+        let key = net::ServerKey::resolve(&target.imap, Duration::from_secs(1)).await;
+        let _all = budgets
+            .acquire(&key, 4, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let mut cx = RunContext::new(target.clone(), Trust::load(None).unwrap(), budgets);
+        cx.reserve_slots().await;
+        assert_eq!(cx.reserved(Protocol::Imap), 0);
+        let ep = target.imap.clone();
+        let e = cx.connect(&ep).await.unwrap_err();
+        assert_eq!(e.error_type(), "connection_budget");
+        cx.report(RequirementResult::fail("imap.reachable", e.to_string(), "wait").with_error(&e));
+        let r = cx.result("imap.reachable").unwrap();
+        assert_eq!(r.status, Status::Skip);
+        assert_eq!(
+            r.skip_reason(),
+            Some(crate::requirement::SkipReason::NotVerified)
+        );
+        assert_eq!(r.evidence["error_type"], "connection_budget");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_users_on_one_server_run_at_once() {
+        let budgets = Arc::new(Budgets::new(8));
+        let mut contexts = Vec::new();
+        for user in ["alice", "bob"] {
+            let mut target = crate::model::tests::target();
+            target.imap.connect_to = Some("192.0.2.1".into());
+            target.user = user.into();
+            let mut cx = RunContext::new(
+                Arc::new(target),
+                Trust::load(None).unwrap(),
+                budgets.clone(),
+            );
+            cx.reserve_slots().await;
+            contexts.push(cx);
+        }
+        // Both hold their whole share at once, without waiting.
+        assert!(contexts.iter().all(|cx| cx.reserved(Protocol::Imap) == 3));
+        assert!(
+            contexts
+                .iter()
+                .all(|cx| cx.remaining() == Duration::from_secs(10))
+        );
     }
 }

@@ -14,19 +14,83 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::NetError;
-use crate::model::Endpoint;
+use crate::model::{Endpoint, Protocol};
 
-/// The default number of connections the probe may hold to one server at once, across all
-/// mailboxes. It leaves room for the CRM's own sessions while covering the CRM's needs per port
-/// (3 IMAP or 2 SMTP).
-pub const DEFAULT_SERVER_BUDGET: usize = 4;
+/// The default number of connections the probe may hold at once to one server address (per
+/// protocol), across all mailboxes and users: room for two runs that each hold the CRM's 3 IMAP
+/// (or 2 SMTP) sessions, and politeness towards a provider that hosts many of the mailboxes.
+pub const DEFAULT_SERVER_BUDGET: usize = 8;
 
-/// Per-server connection budgets shared by every run of the process, so that the probe never
-/// holds more than `per_server` connections to one `host:port`.
+/// Where a run's connections of one protocol go: the server's address as resolved when the run
+/// reserved its connections (or, when the name did not resolve, the name itself, so that the
+/// run still goes on to report the DNS failure). Host names that are aliases of one address,
+/// and the ports of one address (IMAP 143 and 993), share one key: servers count connections
+/// per address, not per name the probe was given.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerKey {
+    pub address: String,
+    pub protocol: Protocol,
+}
+
+impl std::fmt::Display for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.address, self.protocol)
+    }
+}
+
+impl ServerKey {
+    /// The key of an endpoint: its first resolved address, waiting at most `wait` for DNS.
+    pub async fn resolve(endpoint: &Endpoint, wait: Duration) -> ServerKey {
+        let address = match resolve(endpoint, wait).await {
+            Ok(addrs) => addrs
+                .first()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|| endpoint.dial_host().to_string()),
+            Err(_) => endpoint.dial_host().to_string(),
+        };
+        ServerKey {
+            address,
+            protocol: endpoint.protocol,
+        }
+    }
+}
+
+/// A run's share of one server: slots of its user's budget and of the server address's cap,
+/// held together until dropped.
+#[derive(Debug)]
+pub struct Share {
+    pub size: usize,
+    _user: OwnedSemaphorePermit,
+    _server: OwnedSemaphorePermit,
+}
+
+/// The connection budgets shared by every run of the process:
+///
+/// * per **user and server address** (and protocol): at most as many connections as the CRM
+///   holds for one user (the profile's count), which is what servers limit per user and client
+///   address (Dovecot's `mail_max_userip_connections`). Two runs of one user on one server take
+///   turns; runs of different users do not wait for each other here.
+/// * per **server address** (and protocol), across all users: at most `per_server`
+///   (`server_connections`), the probe's politeness towards a server that hosts many of the
+///   mailboxes.
+///
+/// A run takes its share of both before its check starts (see `RunContext::reserve_slots`):
+/// the wait is a queue, bounded by [`Budgets::queue_limit`] or else the check's timeout.
 #[derive(Debug)]
 pub struct Budgets {
     per_server: usize,
-    servers: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// How long a run may queue for its share; `None`: as long as its timeout.
+    queue_limit: Mutex<Option<Duration>>,
+    servers: Mutex<HashMap<ServerKey, Arc<Semaphore>>>,
+    users: Mutex<UserBudgets>,
+}
+
+#[derive(Debug, Default)]
+struct UserBudgets {
+    /// Each user's semaphore and its size.
+    map: HashMap<(String, ServerKey), (Arc<Semaphore>, usize)>,
+    /// The map's size after the last sweep of unused entries (a sweep runs when it doubles).
+    swept_at: usize,
 }
 
 impl Default for Budgets {
@@ -35,39 +99,97 @@ impl Default for Budgets {
     }
 }
 
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Budgets {
     pub fn new(per_server: usize) -> Self {
         Budgets {
             per_server: per_server.max(1),
+            queue_limit: Mutex::new(None),
             servers: Mutex::new(HashMap::new()),
+            users: Mutex::new(UserBudgets::default()),
         }
     }
+    /// The connections the probe may hold at once to one server address (per protocol).
     pub fn per_server(&self) -> usize {
         self.per_server
     }
-    /// The semaphore of one server, keyed by the name the user gave and the port.
-    pub fn server(&self, endpoint: &Endpoint) -> Arc<Semaphore> {
-        let key = endpoint.authority();
-        let mut map = self
-            .servers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(key)
+    /// Lets runs queue up to `limit` for their share instead of their timeout (the daemon
+    /// passes its interval: a run that waited that long is due again anyway).
+    pub fn set_queue_limit(&self, limit: Option<Duration>) {
+        *locked(&self.queue_limit) = limit;
+    }
+    /// How long a run may queue for its share; `None` means its own timeout.
+    pub fn queue_limit(&self) -> Option<Duration> {
+        *locked(&self.queue_limit)
+    }
+    /// The cap semaphore of one server address.
+    pub fn server(&self, key: &ServerKey) -> Arc<Semaphore> {
+        locked(&self.servers)
+            .entry(key.clone())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_server)))
             .clone()
     }
-    /// Takes `n` connection slots of a server, waiting at most `wait`.
+    /// The budget of one user on one server address and its size: `size` slots when it is
+    /// created (the profile's count; mailboxes of one user share the first one's).
+    fn user(&self, user: &str, key: &ServerKey, size: usize) -> (Arc<Semaphore>, usize) {
+        let mut users = locked(&self.users);
+        if users.map.len() >= 2 * users.swept_at.max(64) {
+            // Nobody holds or waits for an entry whose only reference is the map's.
+            users.map.retain(|_, (s, _)| Arc::strong_count(s) > 1);
+            users.swept_at = users.map.len();
+        }
+        let size = size.max(1);
+        let (sem, size) = users
+            .map
+            .entry((user.to_string(), key.clone()))
+            .or_insert_with(|| (Arc::new(Semaphore::new(size)), size));
+        (sem.clone(), *size)
+    }
+    /// Takes `n` slots of a server address's cap, waiting at most `wait`.
     pub async fn acquire(
         &self,
-        endpoint: &Endpoint,
+        key: &ServerKey,
         n: u32,
         wait: Duration,
     ) -> Result<OwnedSemaphorePermit, NetError> {
-        let sem = self.server(endpoint);
+        let sem = self.server(key);
+        let n = n.min(self.per_server as u32);
         match tokio::time::timeout(wait, sem.acquire_many_owned(n)).await {
             Ok(Ok(p)) => Ok(p),
             _ => Err(NetError::BudgetExhausted {
-                server: endpoint.authority(),
+                server: key.to_string(),
+            }),
+        }
+    }
+    /// Takes a run's share of a server for `user`: `n` connections (at most the server cap),
+    /// first from the user's budget on that address, then from the address's cap, always in
+    /// that order, so runs waiting for each other cannot deadlock. Waits at most `wait` in all.
+    pub async fn reserve(
+        &self,
+        user: &str,
+        key: &ServerKey,
+        n: usize,
+        wait: Duration,
+    ) -> Result<Share, NetError> {
+        let n = n.clamp(1, self.per_server);
+        let (user_sem, size) = self.user(user, key, n);
+        let n = n.min(size);
+        let take = async {
+            let u = user_sem.acquire_many_owned(n as u32).await.ok()?;
+            let s = self.server(key).acquire_many_owned(n as u32).await.ok()?;
+            Some(Share {
+                size: n,
+                _user: u,
+                _server: s,
+            })
+        };
+        match tokio::time::timeout(wait, take).await {
+            Ok(Some(share)) => Ok(share),
+            _ => Err(NetError::BudgetExhausted {
+                server: key.to_string(),
             }),
         }
     }
@@ -251,20 +373,29 @@ pub async fn dial_from(
     }
 }
 
-/// Resolves and connects to an endpoint within its server budget: one slot is taken from
-/// `budgets` (waiting at most `wait`) unless `slot` already holds one (a slot of a run's
-/// reservation, see `RunContext::slot`).
+/// Resolves and connects to an endpoint within its server budget: one slot of the address's
+/// cap is taken from `budgets` (waiting at most `wait`) unless `slot` already holds one (a slot
+/// of a run's reservation, see `RunContext::slot`).
 pub async fn connect(
     endpoint: &Endpoint,
     budgets: &Budgets,
     slot: Option<OwnedSemaphorePermit>,
     wait: Duration,
 ) -> Result<Conn, NetError> {
+    let addrs = resolve(endpoint, wait).await?;
     let slot = match slot {
         Some(s) => s,
-        None => budgets.acquire(endpoint, 1, wait).await?,
+        None => {
+            let key = ServerKey {
+                address: addrs
+                    .first()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_else(|| endpoint.dial_host().to_string()),
+                protocol: endpoint.protocol,
+            };
+            budgets.acquire(&key, 1, wait).await?
+        }
     };
-    let addrs = resolve(endpoint, wait).await?;
     let mut last = None;
     for addr in addrs {
         match dial_from(addr, endpoint.source_address, wait).await {
@@ -329,14 +460,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn budget_caps_connections_per_server() {
+    async fn budget_caps_connections_per_server_address() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let budgets = Budgets::new(2);
         let a = connect(&ep(port), &budgets, None, Duration::from_secs(1))
             .await
             .unwrap();
-        let _b = connect(&ep(port), &budgets, None, Duration::from_secs(1))
+        // Another name and port of the same address count against the same cap.
+        let mut alias = ep(port);
+        alias.host = "alias.lab.test".into();
+        let _b = connect(&alias, &budgets, None, Duration::from_secs(1))
             .await
             .unwrap();
         let c = connect(&ep(port), &budgets, None, Duration::from_millis(100)).await;
@@ -345,6 +479,90 @@ mod tests {
         connect(&ep(port), &budgets, None, Duration::from_secs(1))
             .await
             .unwrap();
+    }
+
+    fn key(address: &str) -> ServerKey {
+        ServerKey {
+            address: address.into(),
+            protocol: Protocol::Imap,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_users_share_a_server_but_one_user_takes_turns() {
+        let budgets = Budgets::new(8);
+        let wait = Duration::from_secs(1);
+        let alice = budgets
+            .reserve("alice", &key("192.0.2.1"), 3, wait)
+            .await
+            .unwrap();
+        // Another user on the same server runs at once...
+        let bob = budgets
+            .reserve("bob", &key("192.0.2.1"), 3, wait)
+            .await
+            .unwrap();
+        assert_eq!((alice.size, bob.size), (3, 3));
+        // ...the same user on the same address (another alias or port) waits for the first run,
+        let again = budgets.reserve("alice", &key("192.0.2.1"), 3, wait).await;
+        assert!(
+            matches!(again, Err(NetError::BudgetExhausted { .. })),
+            "{again:?}"
+        );
+        // ...and on another address does not.
+        budgets
+            .reserve("alice", &key("192.0.2.2"), 3, wait)
+            .await
+            .unwrap();
+        drop(alice);
+        budgets
+            .reserve("alice", &key("192.0.2.1"), 3, wait)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_server_cap_bounds_all_users_together() {
+        let budgets = Budgets::new(6);
+        let wait = Duration::from_secs(1);
+        let a = budgets
+            .reserve("a", &key("192.0.2.1"), 3, wait)
+            .await
+            .unwrap();
+        let _b = budgets
+            .reserve("b", &key("192.0.2.1"), 3, wait)
+            .await
+            .unwrap();
+        let c = budgets.reserve("c", &key("192.0.2.1"), 3, wait).await;
+        assert!(matches!(c, Err(NetError::BudgetExhausted { .. })), "{c:?}");
+        // The queue: `c` gets its share as soon as `a` is done.
+        let waiting = tokio::spawn({
+            let budgets = Arc::new(budgets);
+            async move {
+                budgets
+                    .reserve("c", &key("192.0.2.1"), 3, Duration::from_secs(60))
+                    .await
+                    .map(|s| s.size)
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(a);
+        assert_eq!(waiting.await.unwrap().unwrap(), 3);
+        // A share never exceeds the cap.
+        let small = Budgets::new(2);
+        assert_eq!(
+            small.reserve("d", &key("x"), 3, wait).await.unwrap().size,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unresolvable_name_is_its_own_key() {
+        let mut e = ep(993);
+        e.connect_to = Some("no-such-host.invalid".into());
+        let k = ServerKey::resolve(&e, Duration::from_secs(5)).await;
+        assert_eq!(k.address, "no-such-host.invalid");
+        let k = ServerKey::resolve(&ep(993), Duration::from_secs(5)).await;
+        assert_eq!(k.address, "127.0.0.1");
     }
 
     #[tokio::test]

@@ -380,7 +380,7 @@ impl Config {
         if self.server_connections < 2 {
             return Err(err(
                 top("server_connections"),
-                "server_connections must be at least 2 (connections per server the probe may hold)"
+                "server_connections must be at least 2 (connections the probe may hold to one server address)"
                     .into(),
             ));
         }

@@ -67,10 +67,10 @@ pub const SECTIONS: &[Section] = &[
             ),
             key(
                 "server_connections",
-                "`4`",
+                "`8`",
                 "2 to 100",
-                "connections the probe may hold at once to one server",
-                "4",
+                "connections the probe may hold at once to one server address (per protocol), across all mailboxes and users; host names and ports of one address share it. Besides this cap, the probe never holds more connections for one user to one address than the profile's client does (3 IMAP, 2 SMTP): mailboxes of one user take turns, those of different users do not",
+                "8",
             ),
             key(
                 "listen",

@@ -187,8 +187,8 @@ impl SchedulerHandle {
 pub type PanicHandler = Arc<dyn Fn(Arc<Target>, String) + Send + Sync>;
 
 /// Starts one loop per target. `run_one` checks one target and must respect its deadline; the
-/// scheduler also cuts it off at twice its timeout plus 5 s (a queue for its servers, then the
-/// check). A run that panics is logged and the
+/// scheduler also cuts it off at its timeout plus the longer of its timeout and the interval
+/// (a queue for its servers) plus 5 s. A run that panics is logged and the
 /// loop goes on; [`start_guarded`] also hands it to a handler.
 pub fn start<F, Fut>(
     targets: Vec<Arc<Target>>,
@@ -216,7 +216,6 @@ where
 {
     let shutdown = CancellationToken::new();
     let slots = Arc::new(Semaphore::new(config.concurrency));
-    let n = targets.len().max(1) as u32;
     let mut rng = match config.seed {
         Some(s) => fastrand::Rng::with_seed(s),
         None => fastrand::Rng::new(),
@@ -249,11 +248,8 @@ where
         interval,
         rng: fastrand::Rng::with_seed(rng.u64(..)),
     };
-    // The first round is spread over at most a tenth of the interval (and 30 s), so a restart
-    // does not hit every server at the same instant yet results come in quickly.
-    let spread = first_round_spread(config.interval);
-    for (i, target) in targets.into_iter().enumerate() {
-        let first = spread / n * i as u32;
+    let firsts = first_runs(&targets, config.interval);
+    for (target, first) in targets.into_iter().zip(firsts) {
         let seed = rng.u64(..);
         handle.spawn(target, first, seed);
     }
@@ -262,6 +258,47 @@ where
 
 fn first_round_spread(interval: Duration) -> Duration {
     (interval / 10).min(Duration::from_secs(30))
+}
+
+/// The first round's pace per server: one mailbox a second, unless the interval's tenth (at
+/// most 30 s) allows more.
+const FIRST_ROUND_STEP: Duration = Duration::from_secs(1);
+
+/// When each target's first run comes (same order as `targets`). The mailboxes of one server
+/// (the address or name they dial) are spread evenly over a window: a tenth of the interval (at
+/// most 30 s) while that keeps them a second apart, else up to the whole interval. So a small
+/// configuration has its results at once, and 10,000 mailboxes of one provider start at the
+/// pace their interval needs (N / interval per second) instead of all within 30 s, ahead of
+/// what the server budget lets through. Their order is a hash of their names: stable across
+/// restarts, and the same for every probe that checks the same file.
+fn first_runs(targets: &[Arc<Target>], interval: Duration) -> Vec<Duration> {
+    let mut servers: BTreeMap<String, Vec<(u64, usize)>> = BTreeMap::new();
+    for (i, t) in targets.iter().enumerate() {
+        servers
+            .entry(t.imap.dial_host().to_ascii_lowercase())
+            .or_default()
+            .push((stable_hash(&t.mailbox), i));
+    }
+    let mut firsts = vec![Duration::ZERO; targets.len()];
+    for mut members in servers.into_values() {
+        members.sort_unstable();
+        let m = members.len() as u32;
+        let window = FIRST_ROUND_STEP
+            .saturating_mul(m)
+            .max(first_round_spread(interval))
+            .min(interval);
+        for (k, (_, i)) in members.into_iter().enumerate() {
+            firsts[i] = window / m * k as u32;
+        }
+    }
+    firsts
+}
+
+/// FNV-1a: a hash that does not change between runs or Rust versions.
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -302,9 +339,11 @@ async fn mailbox_loop<F, Fut>(
         // every plugin's state) would cost every idle mailbox its size between runs too.
         let guarded =
             AssertUnwindSafe(Box::pin(async { run_one(current.clone()).await })).catch_unwind();
-        // The run may first queue for its servers' connections for up to its timeout (see
-        // `RunContext::reserve_slots`), then has its timeout; 5 s more for closing.
-        let run = tokio::time::timeout(current.timeout * 2 + Duration::from_secs(5), guarded);
+        // The run may first queue for its servers' connections for up to its timeout or the
+        // interval, whichever is longer (see `RunContext::reserve_slots`), then has its
+        // timeout; 5 s more for closing.
+        let queue = current.timeout.max(*interval.borrow());
+        let run = tokio::time::timeout(current.timeout + queue + Duration::from_secs(5), guarded);
         tokio::pin!(run);
         let result = tokio::select! {
             r = &mut run => r,
@@ -520,8 +559,8 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(200)).await;
         h.shutdown().await;
-        // Cut at 25 s (twice the timeout plus 5 s) each time, so the mailbox kept being checked
-        // every minute.
+        // Cut at 75 s (the timeout, a queue of up to the interval, and 5 s) each time, so the
+        // mailbox kept being checked.
         assert!(started.load(Ordering::SeqCst) >= 3);
         assert_eq!(ended.load(Ordering::SeqCst), 0);
     }
@@ -548,6 +587,80 @@ mod tests {
             *lags.lock().unwrap(),
             vec![Duration::ZERO, Duration::from_secs(5)]
         );
+    }
+
+    fn on(name: &str, host: &str) -> Arc<Target> {
+        let mut t = (*target(name, Duration::from_secs(30))).clone();
+        t.imap.host = host.into();
+        Arc::new(t)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_round_spreads_each_servers_mailboxes_over_the_interval() {
+        let firsts = Arc::new(Mutex::new(BTreeMap::<String, Duration>::new()));
+        let f = firsts.clone();
+        let t0 = Instant::now();
+        // 600 mailboxes of a big provider, 3 of a small one; 5 min interval.
+        let mut targets: Vec<_> = (0..600)
+            .map(|i| on(&format!("big{i}"), "imap.big.test"))
+            .collect();
+        targets.extend((0..3).map(|i| on(&format!("small{i}"), "mail.small.test")));
+        let mut cfg = SchedulerConfig::new(Duration::from_secs(300), 10_000);
+        cfg.jitter = 0.0;
+        let h = start(targets.clone(), cfg, move |t| {
+            let f = f.clone();
+            async move {
+                f.lock()
+                    .unwrap()
+                    .entry(t.mailbox.clone())
+                    .or_insert(t0.elapsed());
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(301)).await;
+        h.shutdown().await;
+        let firsts = firsts.lock().unwrap();
+        assert_eq!(
+            firsts.len(),
+            603,
+            "every mailbox ran once within the interval"
+        );
+        // The big provider: 600 over 300 s, evenly: 60 in every 30 s, 0.5 s apart.
+        let mut big: Vec<Duration> = firsts
+            .iter()
+            .filter(|(n, _)| n.starts_with("big"))
+            .map(|(_, t)| *t)
+            .collect();
+        big.sort();
+        for w in 0..10u64 {
+            let range = Duration::from_secs(w * 30)..Duration::from_secs((w + 1) * 30);
+            assert_eq!(
+                big.iter().filter(|t| range.contains(*t)).count(),
+                60,
+                "{range:?}"
+            );
+        }
+        assert!(
+            big.windows(2)
+                .all(|p| p[1] - p[0] == Duration::from_millis(500))
+        );
+        // The small one's results come at once: within a tenth of the interval (30 s).
+        let small: Vec<_> = firsts
+            .iter()
+            .filter(|(n, _)| n.starts_with("small"))
+            .collect();
+        assert!(
+            small.iter().all(|(_, t)| **t < Duration::from_secs(30)),
+            "{small:?}"
+        );
+        // The order is the mailbox names' (a stable hash), not the file's.
+        let mut shuffled = targets.clone();
+        shuffled.reverse();
+        let again: BTreeMap<_, _> = shuffled
+            .iter()
+            .zip(first_runs(&shuffled, Duration::from_secs(300)))
+            .map(|(t, d)| (t.mailbox.clone(), d))
+            .collect();
+        assert_eq!(*firsts, again);
     }
 
     #[tokio::test(start_paused = true)]

@@ -49,6 +49,9 @@ pub struct DovecotOpts {
     pub ciphers: Option<&'static str>,
     /// `mail_max_userip_connections` (script default 20).
     pub max_userip: Option<u32>,
+    /// Users `user01@lab.test` … `userNN@lab.test` besides alice and nosent (same password,
+    /// alice's folders).
+    pub extra_users: u32,
     /// Pre-TLS CAPABILITY says LOGINDISABLED and LOGIN is refused before STARTTLS. Dovecot
     /// treats a client whose IP equals the server's IP as secure, so such a lab listens on
     /// 127.0.0.2 (the client then comes from 127.0.0.1): connect to [`Lab::host`].
@@ -70,6 +73,7 @@ impl Default for DovecotOpts {
             tls_max: None,
             ciphers: None,
             max_userip: None,
+            extra_users: 0,
             logindisabled: false,
             imap: true,
             imaps: true,
@@ -240,6 +244,9 @@ impl Lab {
         }
         if let Some(v) = opts.max_userip {
             env.push(("LAB_MAX_USERIP", v.to_string()));
+        }
+        if opts.extra_users > 0 {
+            env.push(("LAB_EXTRA_USERS", opts.extra_users.to_string()));
         }
         Lab::start("dovecot", name, host, &wanted, env)
     }

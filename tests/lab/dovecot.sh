@@ -40,6 +40,7 @@ SSL=${LAB_SSL:-yes}
 TLS_MIN=${LAB_TLS_MIN:-TLSv1.2}
 TLS_MAX=${LAB_TLS_MAX:-}
 MAX_USERIP=${LAB_MAX_USERIP:-20}
+EXTRA_USERS=${LAB_EXTRA_USERS:-0}
 LOGINDISABLED=${LAB_LOGINDISABLED:-0}
 # Dovecot 2.3 treats a connection whose remote IP equals its local IP as "secured" (plaintext
 # LOGIN allowed, no LOGINDISABLED) whatever the settings.  A client connecting to 127.0.0.2 comes
@@ -93,6 +94,9 @@ uid=$(id -u "$MAIL_USER"); gid=$(getent group "$MAIL_GROUP" | cut -d: -f3)
   if [ "$USER_NAME" != nosent@lab.test ]; then
     printf '%s:{PLAIN}%s:%s:%s::%s::\n' nosent@lab.test "$PASSWORD" "$uid" "$gid" "$STATE/mail/nosent@lab.test"
   fi
+  for i in $(seq -f '%02g' 1 "$EXTRA_USERS"); do
+    printf '%s:{PLAIN}%s:%s:%s::%s::\n' "user$i@lab.test" "$PASSWORD" "$uid" "$gid" "$STATE/mail/user$i@lab.test"
+  done
 } > "$STATE/users"
 chgrp dovecot "$STATE/users"; chmod 640 "$STATE/users"
 
@@ -124,6 +128,9 @@ make_maildir "$STATE/mail/$USER_NAME" Sent Drafts Trash Projects
 if [ "$USER_NAME" != nosent@lab.test ]; then
   make_maildir "$STATE/mail/nosent@lab.test" Drafts Trash
 fi
+for i in $(seq -f '%02g' 1 "$EXTRA_USERS"); do
+  make_maildir "$STATE/mail/user$i@lab.test" Sent Drafts Trash Projects
+done
 # nobody must be able to reach the homes.
 chmod 755 "$STATE" "$STATE/mail"
 

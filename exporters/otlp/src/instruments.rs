@@ -73,8 +73,8 @@ fn mb(m: &str) -> KeyValue {
 fn sp(m: &str, p: &ServerPort) -> Vec<KeyValue> {
     vec![
         mb(m),
-        KeyValue::new("server", p.server.clone()),
-        KeyValue::new("port", p.port.clone()),
+        KeyValue::new("server", p.server.to_string()),
+        KeyValue::new("port", p.port.to_string()),
     ]
 }
 
@@ -92,7 +92,7 @@ fn verdict(m: &str, s: &MailboxSeries) -> Samples {
 fn requirement_status(m: &str, s: &MailboxSeries) -> Samples {
     s.requirements
         .iter()
-        .map(|(r, v)| (*v, vec![mb(m), KeyValue::new("requirement", r.clone())]))
+        .map(|(r, v)| (*v, vec![mb(m), KeyValue::new("requirement", r.to_string())]))
         .collect()
 }
 
@@ -105,7 +105,7 @@ fn tls_version_accepted(m: &str, s: &MailboxSeries) -> Samples {
         .iter()
         .map(|(p, ver, v)| {
             let mut attrs = sp(m, p);
-            attrs.push(KeyValue::new("version", ver.clone()));
+            attrs.push(KeyValue::new("version", ver.to_string()));
             (*v, attrs)
         })
         .collect()

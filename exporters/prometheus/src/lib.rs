@@ -117,8 +117,8 @@ struct StoreCollector {
 fn sp(mailbox: &str, s: &ServerPort) -> Labels {
     vec![
         ("mailbox", mailbox.to_string()),
-        ("server", s.server.clone()),
-        ("port", s.port.clone()),
+        ("server", s.server.to_string()),
+        ("port", s.port.to_string()),
     ]
 }
 
@@ -204,7 +204,7 @@ fn verdict(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
 fn requirement_status(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
     s.requirements
         .iter()
-        .map(|(r, v)| (vec![mb(m), ("requirement", r.clone())], *v))
+        .map(|(r, v)| (vec![mb(m), ("requirement", r.to_string())], *v))
         .collect()
 }
 
@@ -217,7 +217,7 @@ fn tls_version_accepted(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
         .iter()
         .map(|(p, ver, v)| {
             let mut l = sp(m, p);
-            l.push(("version", ver.clone()));
+            l.push(("version", ver.to_string()));
             (l, *v)
         })
         .collect()

@@ -5,8 +5,8 @@
 //! not probed therefore loses its series at the next run instead of keeping a stale value: a
 //! Prometheus query then finds no sample (`absent()`), and an OTLP collection leaves it out.
 
-use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use mailprobe_core::report::Report;
 use mailprobe_core::requirement::{Measurement, Verdict};
@@ -14,8 +14,31 @@ use mailprobe_core::requirement::{Measurement, Verdict};
 /// A `server` / `port` label pair.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ServerPort {
-    pub server: String,
-    pub port: String,
+    pub server: Arc<str>,
+    pub port: Arc<str>,
+}
+
+/// The label values every mailbox repeats (requirement IDs, server names, ports, TLS versions),
+/// kept once for the process: 10,000 mailboxes' series then cost pointers, not 10,000 copies of
+/// the same few dozen strings.
+static LABELS: Mutex<Option<HashSet<Arc<str>>>> = Mutex::new(None);
+/// Beyond this many distinct values (a reload storm of new server names) the table starts
+/// afresh: values already handed out stay valid, only their sharing is lost.
+const MAX_LABELS: usize = 65_536;
+
+/// The shared copy of a label value.
+pub fn label(value: &str) -> Arc<str> {
+    let mut table = LABELS.lock().unwrap_or_else(|e| e.into_inner());
+    let set = table.get_or_insert_with(HashSet::new);
+    if let Some(v) = set.get(value) {
+        return v.clone();
+    }
+    if set.len() >= MAX_LABELS {
+        set.clear();
+    }
+    let v: Arc<str> = Arc::from(value);
+    set.insert(v.clone());
+    v
 }
 
 /// Every gauge sample of one mailbox, by the labels that follow `mailbox`.
@@ -26,11 +49,11 @@ pub struct MailboxSeries {
     /// `mailprobe_compliant`: 1 or 0; `None` (no sample) while the verdict is `incomplete`.
     pub compliant: Option<f64>,
     /// `mailprobe_requirement_status{requirement}`: 1 pass, 0.5 warn, 0 fail (skip: absent).
-    pub requirements: Vec<(String, f64)>,
+    pub requirements: Vec<(Arc<str>, f64)>,
     /// `mailprobe_cert_expiry_timestamp_seconds{server,port}`: the leaf's notAfter (Unix time).
     pub cert_expiry: Vec<(ServerPort, f64)>,
     /// `mailprobe_tls_version_accepted{server,port,version}`: 1 or 0.
-    pub tls_versions: Vec<(ServerPort, String, f64)>,
+    pub tls_versions: Vec<(ServerPort, Arc<str>, f64)>,
     /// `mailprobe_concurrent_connections_achieved`, when the connection plugin reported it.
     pub concurrent_achieved: Option<f64>,
     /// `mailprobe_roundtrip_seconds`, when the round trip ran and its message arrived.
@@ -52,7 +75,7 @@ impl MailboxSeries {
         };
         for r in &report.requirements {
             if let Some(v) = r.status.metric_value() {
-                s.requirements.push((r.id.clone(), v));
+                s.requirements.push((label(&r.id), v));
             }
         }
         for m in &report.measures {
@@ -72,7 +95,7 @@ impl MailboxSeries {
                     accepted,
                 } => s.tls_versions.push((
                     server_port(server, *port),
-                    version.clone(),
+                    label(version),
                     if *accepted { 1.0 } else { 0.0 },
                 )),
                 Measurement::ConcurrentConnections { achieved, .. } => {
@@ -83,6 +106,9 @@ impl MailboxSeries {
                 }
             }
         }
+        s.requirements.shrink_to_fit();
+        s.cert_expiry.shrink_to_fit();
+        s.tls_versions.shrink_to_fit();
         s
     }
 
@@ -100,8 +126,8 @@ impl MailboxSeries {
 
 fn server_port(server: &str, port: u16) -> ServerPort {
     ServerPort {
-        server: server.to_string(),
-        port: port.to_string(),
+        server: label(server),
+        port: label(&port.to_string()),
     }
 }
 
@@ -110,16 +136,17 @@ pub fn split_authority(authority: &str) -> Option<ServerPort> {
     let (host, port) = authority.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Some(ServerPort {
-        server: host.to_string(),
-        port: port.to_string(),
+        server: label(host),
+        port: label(port),
     })
 }
 
 /// The latest series of every mailbox. Writers replace a mailbox's set; readers (a Prometheus
-/// scrape, an OTLP collection) take a consistent copy.
+/// scrape, an OTLP collection) take a consistent copy (of pointers: a scrape of 10,000
+/// mailboxes does not copy their series).
 #[derive(Debug, Default)]
 pub struct SeriesStore {
-    by_mailbox: RwLock<BTreeMap<String, MailboxSeries>>,
+    by_mailbox: RwLock<BTreeMap<Arc<str>, Arc<MailboxSeries>>>,
 }
 
 impl SeriesStore {
@@ -129,9 +156,14 @@ impl SeriesStore {
 
     /// Replaces the series of `mailbox` with those of its latest report.
     pub fn update(&self, report: &Report) {
-        let series = MailboxSeries::from_report(report);
+        let series = Arc::new(MailboxSeries::from_report(report));
         let mut map = self.by_mailbox.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(report.mailbox.clone(), series);
+        match map.get_mut(report.mailbox.as_str()) {
+            Some(slot) => *slot = series,
+            None => {
+                map.insert(Arc::from(report.mailbox.as_str()), series);
+            }
+        }
     }
 
     /// Forgets a mailbox that is no longer configured, so its series disappear at once.
@@ -140,8 +172,8 @@ impl SeriesStore {
         map.remove(mailbox);
     }
 
-    /// A copy of every mailbox's series, in mailbox order.
-    pub fn snapshot(&self) -> Vec<(String, MailboxSeries)> {
+    /// Every mailbox's series, in mailbox order.
+    pub fn snapshot(&self) -> Vec<(Arc<str>, Arc<MailboxSeries>)> {
         let map = self.by_mailbox.read().unwrap_or_else(|e| e.into_inner());
         map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
@@ -214,9 +246,9 @@ mod tests {
         assert_eq!(
             s.requirements,
             vec![
-                ("imap.reachable".to_string(), 1.0),
-                ("imap.tls_versions".to_string(), 0.5),
-                ("connections.concurrent".to_string(), 0.0),
+                (label("imap.reachable"), 1.0),
+                (label("imap.tls_versions"), 0.5),
+                (label("connections.concurrent"), 0.0),
             ]
         );
         let smtp = ServerPort {
@@ -260,5 +292,17 @@ mod tests {
             "not evaluated",
         )]));
         assert!(store.snapshot()[0].1.requirements.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_shared() {
+        let a = label("imap.tls_versions");
+        let b = label(&String::from("imap.tls_versions"));
+        assert!(Arc::ptr_eq(&a, &b));
     }
 }

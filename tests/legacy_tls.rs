@@ -25,9 +25,13 @@ fn mail(name: &str, dovecot: DovecotOpts, postfix: PostfixOpts) -> Mail {
     Mail { postfix, dovecot }
 }
 
-/// A full check (every built-in plugin) of the lab's IMAP and SMTP listeners.
+/// A full check (every built-in plugin) of the lab's IMAP and SMTP listeners; with the engine,
+/// the opt-in round trip too (a message submitted and found again over OpenSSL).
 fn check(m: &Mail, imap: &str, smtp: &str, engine_off: bool) -> Run {
-    let args = with_smtp(lab_args(&m.dovecot, imap), &m.postfix, smtp);
+    let mut args = with_smtp(lab_args(&m.dovecot, imap), &m.postfix, smtp);
+    if !engine_off {
+        args.push("--roundtrip".into());
+    }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut env = vec![(PASSWORD_ENV, Lab::password())];
     if engine_off {

@@ -271,28 +271,6 @@ struct RecordingVerifier {
     verdicts: Verdicts,
 }
 
-impl RecordingVerifier {
-    /// Verifies like a strict client would (the chain against the anchors, for the name).
-    fn verify_chain(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<(), String> {
-        verify_chain(
-            &self.roots,
-            &self.provider,
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )
-    }
-}
-
 impl ServerCertVerifier for RecordingVerifier {
     fn verify_server_cert(
         &self,
@@ -309,7 +287,15 @@ impl ServerCertVerifier for RecordingVerifier {
         // The same chain for the same name, already judged in this run: the verdict stands (the
         // handshake still checks the server's signature, so it proves the key).
         if self.verdicts.find(&name, &chain).is_none() {
-            let v = self.verify_chain(end_entity, intermediates, server_name, ocsp_response, now);
+            let v = verify_chain(
+                &self.roots,
+                &self.provider,
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            );
             self.verdicts.remember(&name, &chain, v);
         }
         Ok(ServerCertVerified::assertion())

@@ -37,20 +37,6 @@ where
     }
 }
 
-/// An IMAP quoted string (RFC 3501): `"` and `\` escaped.
-pub fn quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
 /// Whether the server offers UID EXPUNGE (UIDPLUS).
 pub async fn has_uidplus(session: &mut Session, wait: Duration) -> Result<bool, NetError> {
     let caps = bounded("CAPABILITY", wait, session.capabilities()).await?;
@@ -71,7 +57,12 @@ pub async fn find(
     value: &str,
     wait: Duration,
 ) -> Result<Vec<u32>, NetError> {
-    let query = format!("HEADER {name} {}", quoted(value));
+    let Some(value) = mailprobe_mailwire::imap::quote(value) else {
+        return Err(NetError::Protocol(format!(
+            "cannot search for a {name} header holding CR, LF or NUL"
+        )));
+    };
+    let query = format!("HEADER {name} {value}");
     let found = bounded("UID SEARCH", wait, session.uid_search(query)).await?;
     let mut uids: Vec<u32> = found.into_iter().collect();
     uids.sort_unstable();
@@ -144,12 +135,6 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_escapes_quotes_and_backslashes() {
-        assert_eq!(quoted("<a@b>"), "\"<a@b>\"");
-        assert_eq!(quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
-    }
 
     #[test]
     fn uid_sets_are_comma_separated() {

@@ -102,3 +102,36 @@ fn a_huge_literal_or_a_flood_in_reply_to_logout_ends_the_session() {
         );
     }
 }
+
+/// A server that lets the first LOGIN through and answers every later one (the sessions
+/// `connections.concurrent` opens) with a reply larger than the probe reads.
+fn server_after_first_login(how: Reply) -> Server {
+    let logins = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    hostile::serve(Mode::Tls, move |p| {
+        let logins = logins.clone();
+        hostile::imap(p, hostile::IMAP_GREETING.as_bytes(), move |p, c: &Cmd| {
+            if c.verb != "LOGIN" || logins.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                return Then::Default;
+            }
+            misbehave(p, how);
+            Then::Close
+        })
+    })
+}
+
+#[test]
+fn a_huge_literal_or_a_flood_in_reply_to_the_login_of_a_new_session_is_not_a_refusal() {
+    for how in [Reply::HugeLiteral, Reply::Flood] {
+        let imap = server_after_first_login(how);
+        let report = check((&imap, Mode::Tls), None);
+        assert_eq!(status(&report, "imap.login"), "pass", "{how:?}: {report:#}");
+        let cc = result(&report, "connections.concurrent");
+        // The probe's own bound, not the server's connection limit: no fail, no remedy.
+        assert_eq!(cc["status"], "skip", "{how:?}: {cc:#}");
+        assert_eq!(cc["evidence"]["reason"], "not_verified", "{how:?}: {cc:#}");
+        assert!(cc["remedy"].is_null(), "{how:?}: {cc:#}");
+        let why = cc["evidence"]["imap"]["probe_limit"].to_string();
+        assert!(why.contains("in reply to LOGIN"), "{how:?}: {cc:#}");
+        assert_eq!(report["verdict"], "incomplete", "{how:?}: {report:#}");
+    }
+}

@@ -70,6 +70,9 @@ impl std::fmt::Display for SessionStep {
 pub struct SessionRefusal {
     pub step: SessionStep,
     pub message: String,
+    /// The session failed on the probe's own bound (a reply larger than the probe reads), not
+    /// because the server refused it: a check must not blame the server for it.
+    pub own_limit: bool,
 }
 
 impl SessionRefusal {
@@ -77,6 +80,15 @@ impl SessionRefusal {
         SessionRefusal {
             step,
             message: message.into(),
+            own_limit: false,
+        }
+    }
+
+    /// A session lost to the probe's own bound at `step` (see [`SessionRefusal::own_limit`]).
+    pub fn probe_limit(step: SessionStep, message: impl Into<String>) -> Self {
+        SessionRefusal {
+            own_limit: true,
+            ..SessionRefusal::at(step, message)
         }
     }
 }

@@ -87,6 +87,9 @@ struct Side {
     /// Sessions whose reply to NOOP overran the probe's size bound: not held, but not
     /// proven dropped either.
     over_bound: usize,
+    /// A new session lost to the probe's own bound (a reply to LOGIN larger than the probe
+    /// reads): the ones after it were not tried, so the side proves nothing either way.
+    own_limit: Option<SessionRefusal>,
 }
 
 impl Side {
@@ -105,6 +108,10 @@ impl Side {
         if let Some(r) = &self.refusal {
             v["refused_at"] = json!(r.step.as_str());
             v["refusal"] = json!(r.message);
+        }
+        if let Some(r) = &self.own_limit {
+            v["not_verified_at"] = json!(r.step.as_str());
+            v["probe_limit"] = json!(r.message);
         }
         if !self.noop_failures.is_empty() {
             v["dropped"] = json!(self.noop_failures);
@@ -271,6 +278,7 @@ async fn open_missing(
                 side.resumed += usize::from(s.resumed());
                 sessions.push((p, s));
             }
+            Err(r) if r.own_limit => side.own_limit = Some(r),
             Err(r) => side.refusal = Some(r),
         }
     }
@@ -400,13 +408,17 @@ fn judge(
             ID,
             format!("held {achieved} authenticated sessions at once ({detail})"),
         )
-    } else if sides.values().all(|s| s.alive + s.over_bound >= s.required) {
-        // Every session short was one whose NOOP reply the probe would not read whole: the
-        // probe's own bound, never the server's connection limit.
+    } else if sides
+        .values()
+        .all(|s| s.alive + s.over_bound >= s.required || s.own_limit.is_some())
+    {
+        // Every side short lost its sessions to a reply the probe would not read whole (to
+        // NOOP, or to the LOGIN of a new session): the probe's own bound, never the server's
+        // connection limit.
         RequirementResult::not_verified(
             ID,
             format!(
-                "not verified: {over_bound} of the {required} sessions answered NOOP with more than the probe reads ({detail})"
+                "not verified: {over_bound} of the {required} sessions answered NOOP, or a new one its LOGIN, with more than the probe reads ({detail})"
             ),
         )
     } else {

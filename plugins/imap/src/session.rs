@@ -107,10 +107,13 @@ async fn open(
     let attempt = tokio::time::timeout(wait, log_in(stream, method, &p.target)).await;
     match attempt {
         Ok(Ok((session, _))) => Ok((session, resumed)),
-        Ok(Err((e @ async_imap::error::Error::Io(_), _))) => Err(SessionRefusal::at(
-            SessionStep::Login,
-            imap_error(&e).to_string(),
-        )),
+        Ok(Err((e @ async_imap::error::Error::Io(_), _))) => Err(match imap_error(&e) {
+            // A reply larger than the probe reads: its own bound, not a refusal.
+            too_large @ NetError::TooLarge(_) => {
+                SessionRefusal::probe_limit(SessionStep::Login, too_large.to_string())
+            }
+            other => SessionRefusal::at(SessionStep::Login, other.to_string()),
+        }),
         Ok(Err((e, _))) => Err(SessionRefusal::at(
             SessionStep::Login,
             server_words(&e.to_string()),

@@ -224,25 +224,9 @@ fn a_budget_below_the_requirement_is_a_skip_not_an_overstep() {
     assert_eq!(dovecot_sessions_after_run(&lab), "");
 }
 
-/// Client connections to `port` on this machine that are ESTABLISHED, by `ss`.
+/// Client connections to `port` on 127.0.0.1 that are ESTABLISHED.
 fn established_to(port: u16) -> usize {
-    let out = Command::new("ss")
-        .args(["-Htn", "state", "established"])
-        .arg(format!("( dport = :{port} )"))
-        .output()
-        .expect("ss (Debian package iproute2)");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count()
-}
-
-/// A free loopback port (for a proxy to listen on).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    common::lab::established_to(&[port].into())
 }
 
 /// `bench/delayproxy.py` in front of a lab port, stopped when dropped.
@@ -279,7 +263,7 @@ impl Drop for DelayProxy {
 fn sigterm_during_the_connection_limit_check_closes_every_session() {
     let lab = Lab::dovecot("conn-term", DovecotOpts::default());
     let upstream = lab.addr("imaps");
-    let port = free_port();
+    let port = common::lab::free_port("127.0.0.1");
     let _proxy = DelayProxy::start(port, upstream, 250);
     let dir = std::env::temp_dir().join(format!("mailprobe-conn-term-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

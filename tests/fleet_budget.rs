@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::lab::{HOSTNAME, USER};
+use common::lab::{HOSTNAME, USER, established_to};
 use common::probe::{PASSWORD_ENV, mailprobe};
 use common::{DovecotOpts, Lab};
 use serde_json::Value;
@@ -21,30 +21,6 @@ use serde_json::Value;
 const USERS: u32 = 50;
 /// `server_connections`: two runs at once (each holds the CRM's 3 IMAP sessions).
 const CAP: usize = 6;
-
-/// Established client-side connections to 127.0.0.1 on any of `ports`, from `/proc/net/tcp`.
-fn established_to(ports: &BTreeSet<u16>) -> usize {
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return 0;
-    };
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // f[2]: remote address (hex IP:port, little-endian IP), f[3]: state (01 established).
-            let (Some(remote), Some(state)) = (f.get(2), f.get(3)) else {
-                return false;
-            };
-            let Some((ip, port)) = remote.split_once(':') else {
-                return false;
-            };
-            *state == "01"
-                && ip == "0100007F"
-                && u16::from_str_radix(port, 16).is_ok_and(|p| ports.contains(&p))
-        })
-        .count()
-}
 
 fn mailbox(name: &str, user: &str, port: u16, security: &str) -> String {
     format!(

@@ -41,15 +41,17 @@ impl std::fmt::Display for ServerKey {
 impl ServerKey {
     /// The key of an endpoint: its first resolved address, waiting at most `wait` for DNS.
     pub async fn resolve(endpoint: &Endpoint, wait: Duration) -> ServerKey {
-        let address = match resolve(endpoint, wait).await {
-            Ok(addrs) => addrs
+        let addrs = resolve(endpoint, wait).await.unwrap_or_default();
+        ServerKey::of(endpoint, &addrs)
+    }
+
+    /// The key of an endpoint resolved to `addrs`: the first address, else the name itself.
+    fn of(endpoint: &Endpoint, addrs: &[SocketAddr]) -> ServerKey {
+        ServerKey {
+            address: addrs
                 .first()
                 .map(|a| a.ip().to_string())
                 .unwrap_or_else(|| endpoint.dial_host().to_string()),
-            Err(_) => endpoint.dial_host().to_string(),
-        };
-        ServerKey {
-            address,
             protocol: endpoint.protocol,
         }
     }
@@ -386,14 +388,9 @@ pub async fn connect(
     let slot = match slot {
         Some(s) => s,
         None => {
-            let key = ServerKey {
-                address: addrs
-                    .first()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_else(|| endpoint.dial_host().to_string()),
-                protocol: endpoint.protocol,
-            };
-            budgets.acquire(&key, 1, wait).await?
+            budgets
+                .acquire(&ServerKey::of(endpoint, &addrs), 1, wait)
+                .await?
         }
     };
     let mut last = None;

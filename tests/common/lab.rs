@@ -499,7 +499,7 @@ fn ensure_certs() -> &'static PathBuf {
 
 /// A port that is free on `host` now, outside the kernel's ephemeral range (so outgoing
 /// connections do not grab it) and never handed out twice in this process.
-fn free_port(host: &str) -> u16 {
+pub fn free_port(host: &str) -> u16 {
     static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let used = USED.get_or_init(|| Mutex::new(HashSet::new()));
     let mut used = used.lock().unwrap_or_else(|e| e.into_inner());
@@ -529,4 +529,28 @@ fn free_port(host: &str) -> u16 {
         .expect("no free port on loopback");
     used.insert(port);
     port
+}
+
+/// Established client-side connections to 127.0.0.1 on any of `ports`, from `/proc/net/tcp`.
+pub fn established_to(ports: &std::collections::BTreeSet<u16>) -> usize {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return 0;
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // f[2]: remote address (hex IP:port, little-endian IP), f[3]: state (01 established).
+            let (Some(remote), Some(state)) = (f.get(2), f.get(3)) else {
+                return false;
+            };
+            let Some((ip, port)) = remote.split_once(':') else {
+                return false;
+            };
+            *state == "01"
+                && ip == "0100007F"
+                && u16::from_str_radix(port, 16).is_ok_and(|p| ports.contains(&p))
+        })
+        .count()
 }

@@ -17,12 +17,11 @@ use std::time::Duration;
 use mailprobe_core::context::StepTimer;
 use mailprobe_core::plugin::{BoxFuture, PluginError};
 use mailprobe_core::session::{MailSession, SessionRefusal, SessionStep};
-use mailprobe_core::tls::TlsEngine;
 use mailprobe_core::{
     CheckPlugin, Measure, NetError, PluginInfo, Protocol, RequirementResult, RequirementSpec,
     RunContext, Status,
 };
-use mailprobe_mailwire::Handshakes;
+use mailprobe_mailwire::handshake;
 use mailprobe_plugin_imap::ImapFacts;
 use serde_json::{Value, json};
 
@@ -244,9 +243,7 @@ async fn open_missing(
     for (&p, &n) in want {
         sides.entry(p).or_default().required = n;
         let opener = cx.openers[&p].clone();
-        let mut params = cx.open_params(p);
-        params.pinned_leaf = first_leaf(cx, p);
-        params.engine = first_engine(cx, p);
+        let params = handshake::open_params(cx, p);
         // Each slot is taken only when its turn comes.
         let turns: Vec<_> = (count(sessions, p) + 1..=n)
             .map(|index| (index, cx.slot(p, wait)))
@@ -281,27 +278,6 @@ async fn open_missing(
             Err(r) if r.own_limit => side.own_limit = Some(r),
             Err(r) => side.refusal = Some(r),
         }
-    }
-}
-
-/// The leaf certificate of the run's first handshake with `protocol`'s port, which the extra
-/// sessions must present again before they send credentials.
-fn first_leaf(cx: &RunContext, protocol: Protocol) -> Option<Vec<u8>> {
-    match cx.facts.get::<Handshakes>()?.0.get(&protocol)? {
-        Ok(h) => h.chain.first().cloned(),
-        Err(_) => None,
-    }
-}
-
-/// The TLS engine of that first handshake (OpenSSL for a server rustls cannot speak to).
-fn first_engine(cx: &RunContext, protocol: Protocol) -> TlsEngine {
-    match cx
-        .facts
-        .get::<Handshakes>()
-        .and_then(|h| h.0.get(&protocol))
-    {
-        Some(Ok(h)) => h.engine,
-        _ => TlsEngine::Rustls,
     }
 }
 

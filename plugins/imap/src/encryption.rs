@@ -4,13 +4,11 @@
 //! speaks only a dialect rustls lacks (TLS ≤ 1.1, TLS 1.2 CBC/RSA suites; the CRM speaks them)
 //! gets the handshake again with the legacy engine (`mailprobe_mailwire::legacy`), never a fail.
 
-use mailprobe_core::context::StepTimer;
 use mailprobe_core::net::Conn;
 use mailprobe_core::tls::TlsConn;
-use mailprobe_core::tls::TlsEngine;
-use mailprobe_core::{Endpoint, Handshake, NetError, RequirementResult, RunContext, Security, tls};
+use mailprobe_core::{Endpoint, Handshake, NetError, RequirementResult, RunContext, Security};
 use mailprobe_mailwire::handshake;
-use mailprobe_mailwire::legacy::{self, LegacyDialect};
+use mailprobe_mailwire::legacy::{self, Fallback, LegacyDialect};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -61,40 +59,19 @@ async fn establish(
     conn: Conn,
     seen: &Seen,
 ) -> Result<(TlsConn<Conn>, Handshake), Stop> {
-    let timer = StepTimer::start();
-    let sessions = cx.tls_sessions(ep.protocol);
-    let out = tls::connect(
-        conn,
-        &ep.host,
-        &cx.trust,
-        &sessions,
-        cx.io_timeout(),
-        TlsEngine::Rustls,
-    )
-    .await;
-    let view = match &out {
-        Ok((_, h)) => Ok(h.clone()),
-        Err(e) => Err(e.clone()),
+    let e = match handshake::with_rustls(cx, ep, conn).await {
+        Ok(x) => return Ok(x),
+        Err(e) => e,
     };
-    handshake::note(cx, timer, ep, &view);
-    match out {
-        Ok(x) => Ok(x),
-        Err(e) if matches!(e, NetError::Tls(_) | NetError::Closed(_) | NetError::Reset) => {
-            let Some(dialect) = legacy::detect(cx, ep).await else {
-                return Err(Stop::Encryption(fail(ep, seen, "tls_handshake", &e)));
-            };
-            let limit = match tls::legacy_engine() {
-                Err(why) => why.to_string(),
-                Ok(()) => match legacy::redo(cx, ep).await {
-                    Ok(x) => return Ok(x),
-                    Err(e2) => format!(
-                        "the legacy TLS engine (OpenSSL) could not complete the handshake either: {e2}"
-                    ),
-                },
-            };
+    if !matches!(e, NetError::Tls(_) | NetError::Closed(_) | NetError::Reset) {
+        return Err(Stop::Encryption(fail(ep, seen, "tls_handshake", &e)));
+    }
+    match legacy::fallback(cx, ep).await {
+        Fallback::Redone(conn, hs) => Ok((conn, hs)),
+        Fallback::NotLegacy => Err(Stop::Encryption(fail(ep, seen, "tls_handshake", &e))),
+        Fallback::Unspoken { dialect, limit } => {
             Err(Stop::Encryption(legacy_stop(ep, &dialect, &e, limit)))
         }
-        Err(e) => Err(Stop::Encryption(fail(ep, seen, "tls_handshake", &e))),
     }
 }
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use mailprobe_core::context::{NetErrorView, StepTimer};
 use mailprobe_core::error::ErrorType;
-use mailprobe_core::{Handshake, NetError, Protocol, RunContext, Security, serde_fact, tls};
+use mailprobe_core::session::OpenParams;
+use mailprobe_core::tls::{self, TlsConn, TlsEngine};
+use mailprobe_core::{Endpoint, Handshake, NetError, Protocol, RunContext, Security, serde_fact};
 use serde::Serialize;
 
 use crate::{imap, smtp};
@@ -20,7 +22,7 @@ serde_fact!(Handshakes, "handshake");
 pub fn note(
     cx: &mut RunContext,
     timer: StepTimer,
-    endpoint: &mailprobe_core::Endpoint,
+    endpoint: &Endpoint,
     outcome: &Result<Handshake, NetError>,
 ) {
     cx.record_handshake(timer, endpoint, outcome);
@@ -53,6 +55,18 @@ pub fn replace(cx: &mut RunContext, protocol: Protocol, handshake: Handshake) {
 /// The port's first handshake, if one was made.
 pub fn first(cx: &RunContext, protocol: Protocol) -> Option<&Result<Handshake, NetErrorView>> {
     cx.facts.get::<Handshakes>()?.0.get(&protocol)
+}
+
+/// What a session opener needs for another session like the run's first with `protocol`'s
+/// port: pinned to that handshake's leaf certificate (checked before any credential is sent)
+/// and made with the same TLS engine.
+pub fn open_params(cx: &RunContext, protocol: Protocol) -> OpenParams {
+    let mut params = cx.open_params(protocol);
+    if let Some(Ok(h)) = first(cx, protocol) {
+        params.pinned_leaf = h.chain.first().cloned();
+        params.engine = h.engine;
+    }
+    params
 }
 
 /// The handshake with a port, made once per run: the first one any plugin made, else a new one
@@ -91,15 +105,39 @@ pub async fn shared(cx: &mut RunContext, protocol: Protocol) -> Result<Handshake
     } else {
         conn
     };
-    let timer = StepTimer::start();
-    let sessions = cx.tls_sessions(protocol);
-    let out = tls::handshake_in(conn, &endpoint.host, &cx.trust, &sessions, cx.io_timeout())
-        .await
-        .map(|(_stream, h)| h);
-    note(cx, timer, &endpoint, &out);
+    let _ = with_rustls(cx, &endpoint, conn).await;
     first(cx, protocol)
         .cloned()
         .unwrap_or_else(|| Err(NetErrorView::from(&NetError::Io("no handshake".into()))))
+}
+
+/// The run's rustls handshake with a port over `stream` (resuming the run's session with it
+/// where the server allows), recorded by [`note`].
+pub async fn with_rustls<S>(
+    cx: &mut RunContext,
+    ep: &Endpoint,
+    stream: S,
+) -> Result<(TlsConn<S>, Handshake), NetError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let timer = StepTimer::start();
+    let sessions = cx.tls_sessions(ep.protocol);
+    let out = tls::connect(
+        stream,
+        &ep.host,
+        &cx.trust,
+        &sessions,
+        cx.io_timeout(),
+        TlsEngine::Rustls,
+    )
+    .await;
+    let view = match &out {
+        Ok((_, h)) => Ok(h.clone()),
+        Err(e) => Err(e.clone()),
+    };
+    note(cx, timer, ep, &view);
+    out
 }
 
 /// The protocol's plain-text preamble up to the TLS handshake.

@@ -154,6 +154,39 @@ pub async fn redo(
     out
 }
 
+/// What the legacy engine made of a server whose rustls handshake failed.
+pub enum Fallback {
+    /// The server speaks no dialect only the legacy engine can: the rustls failure stands.
+    NotLegacy,
+    /// The handshake, made again with the legacy engine.
+    Redone(TlsConn<Conn>, Handshake),
+    /// It speaks `dialect`, but the probe could not complete a handshake in it: `limit` says
+    /// why (no legacy engine in this build, or the engine failed too). The probe's limit, not
+    /// the server's fault.
+    Unspoken {
+        dialect: LegacyDialect,
+        limit: String,
+    },
+}
+
+/// After a failed rustls handshake: [`detect`] the dialect, then [`redo`] the handshake in it
+/// when the legacy engine is there. The IMAP and SMTP plugins both go this way.
+pub async fn fallback(cx: &mut RunContext, ep: &Endpoint) -> Fallback {
+    let Some(dialect) = detect(cx, ep).await else {
+        return Fallback::NotLegacy;
+    };
+    let limit = match tls::legacy_engine() {
+        Err(why) => why.to_string(),
+        Ok(()) => match redo(cx, ep).await {
+            Ok((conn, hs)) => return Fallback::Redone(conn, hs),
+            Err(e) => format!(
+                "the legacy TLS engine (OpenSSL) could not complete the handshake either: {e}"
+            ),
+        },
+    };
+    Fallback::Unspoken { dialect, limit }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,12 +73,8 @@ pub async fn take(cx: &mut RunContext, protocol: Protocol) -> Result<Borrowed, S
         ));
     };
     let wait = cx.io_timeout();
-    let mut params = cx.open_params(protocol);
     // Like the connection-limit check's sessions: the first handshake's leaf and TLS engine.
-    if let Some(Ok(h)) = handshake::first(cx, protocol) {
-        params.pinned_leaf = h.chain.first().cloned();
-        params.engine = h.engine;
-    }
+    let params = handshake::open_params(cx, protocol);
     let timer = StepTimer::start();
     let slot = cx.slot(protocol, wait).await;
     let opened = match slot {

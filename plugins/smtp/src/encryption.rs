@@ -2,44 +2,16 @@
 //! recording each exchange as a step and what the server showed in [`Findings`]. AUTH offered
 //! before STARTTLS is a warning: it invites passwords in clear.
 
-use mailprobe_core::context::StepTimer;
 use mailprobe_core::net::Conn;
-use mailprobe_core::tls::{TlsConn, TlsEngine};
 use mailprobe_core::{
-    Endpoint, Handshake, NetError, RequirementResult, RunContext, Security, TlsVersion, tls,
+    Endpoint, Handshake, NetError, RequirementResult, RunContext, Security, TlsVersion,
 };
+use mailprobe_mailwire::handshake;
+use mailprobe_mailwire::legacy::{self, Fallback};
 use mailprobe_mailwire::smtp::{Ehlo, SmtpClient, SmtpReply, ehlo_name, reply_text};
-use mailprobe_mailwire::{handshake, legacy};
 use serde_json::Value;
 
 use crate::{Creds, ENCRYPTION, Findings, NoTls, TlsClient, quit, remedies, step};
-
-pub(crate) async fn handshake<S>(
-    cx: &mut RunContext,
-    ep: &Endpoint,
-    stream: S,
-) -> Result<(TlsConn<S>, Handshake), NetError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let timer = StepTimer::start();
-    let sessions = cx.tls_sessions(ep.protocol);
-    let out = tls::connect(
-        stream,
-        &ep.host,
-        &cx.trust,
-        &sessions,
-        cx.io_timeout(),
-        TlsEngine::Rustls,
-    )
-    .await;
-    let noted: Result<Handshake, NetError> = match &out {
-        Ok((_, h)) => Ok(h.clone()),
-        Err(e) => Err(e.clone()),
-    };
-    handshake::note(cx, timer, ep, &noted);
-    out
-}
 
 /// After a failed rustls handshake: a server that speaks only a dialect rustls lacks gets the
 /// handshake again with the legacy engine (a fresh connection); `Err` is the failure to report
@@ -49,23 +21,15 @@ async fn fallback(
     ep: &Endpoint,
     e: NetError,
 ) -> Result<(TlsClient, Handshake), NoTls> {
-    let Some(dialect) = legacy::detect(cx, ep).await else {
-        return Err(NoTls::Error(e));
-    };
-    let limit = match tls::legacy_engine() {
-        Err(why) => why.to_string(),
-        Ok(()) => match legacy::redo(cx, ep).await {
-            Ok((conn, hs)) => return Ok((SmtpClient::new(conn), hs)),
-            Err(e2) => format!(
-                "the legacy TLS engine (OpenSSL) could not complete the handshake either: {e2}"
-            ),
-        },
-    };
-    Err(NoTls::Legacy {
-        dialect,
-        error: e,
-        limit,
-    })
+    match legacy::fallback(cx, ep).await {
+        Fallback::Redone(conn, hs) => Ok((SmtpClient::new(conn), hs)),
+        Fallback::NotLegacy => Err(NoTls::Error(e)),
+        Fallback::Unspoken { dialect, limit } => Err(NoTls::Legacy {
+            dialect,
+            error: e,
+            limit,
+        }),
+    }
 }
 
 pub(crate) fn report(cx: &mut RunContext, f: &Findings) {
@@ -182,7 +146,7 @@ pub(crate) async fn implicit_tls(
     conn: Conn,
     f: &mut Findings,
 ) -> Result<(TlsClient, Handshake), NoTls> {
-    let e = match handshake(cx, ep, conn).await {
+    let e = match handshake::with_rustls(cx, ep, conn).await {
         Ok((tls, hs)) => return Ok((SmtpClient::new(tls), hs)),
         Err(e) if plaintext_on_tls_port(&e) => {
             let remedy = remedies::plaintext_on_tls_port(ep.port);
@@ -282,7 +246,7 @@ pub(crate) async fn starttls(
             return Err(NoTls::Failed(f.fail_error("STARTTLS failed", &e, remedy)));
         }
     };
-    let e = match handshake(cx, ep, stream).await {
+    let e = match handshake::with_rustls(cx, ep, stream).await {
         Ok((tls, hs)) => return Ok((SmtpClient::new(tls), hs)),
         Err(e) => e,
     };

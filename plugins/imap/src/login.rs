@@ -402,13 +402,13 @@ async fn close(cx: &mut RunContext, ep: &Endpoint, mut session: ImapSession) {
 }
 
 /// Gives the session's next async-imap command (`verb`) its byte budget.
-pub(crate) fn arm(session: &mut ImapSession, verb: &str) {
+pub fn arm(session: &mut ImapSession, verb: &str) {
     session.get_mut().arm(verb, COMMAND_BUDGET);
 }
 
 /// An async-imap error as a step error: a budget overrun in its own words, the server's words
 /// for the rest.
-pub(crate) fn imap_error(e: &async_imap::error::Error) -> NetError {
+pub fn imap_error(e: &async_imap::error::Error) -> NetError {
     match e {
         async_imap::error::Error::Io(io) => match BudgetExceeded::find(io) {
             Some(over) => NetError::TooLarge(over.to_string()),

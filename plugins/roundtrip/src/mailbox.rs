@@ -13,19 +13,20 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use mailprobe_core::NetError;
 use mailprobe_core::lines::printable;
+use mailprobe_plugin_imap::login::{arm, imap_error};
 
 /// The logged-in IMAP session of the IMAP plugin.
 pub type Session = mailprobe_plugin_imap::ImapSession;
 
 /// Runs one async-imap command within `wait`; a refusal or a broken session becomes an error
-/// naming the command.
+/// naming the command. Arm the session's byte budget for it first ([`arm`]).
 async fn bounded<T, F>(what: &str, wait: Duration, fut: F) -> Result<T, NetError>
 where
     F: Future<Output = async_imap::error::Result<T>>,
 {
     match tokio::time::timeout(wait, fut).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(async_imap::error::Error::Io(e))) => Err(NetError::from_io(&e)),
+        Ok(Err(e @ async_imap::error::Error::Io(_))) => Err(imap_error(&e)),
         Ok(Err(e)) => Err(NetError::Protocol(format!(
             "{what}: {}",
             printable(&e.to_string())
@@ -39,6 +40,7 @@ where
 
 /// Whether the server offers UID EXPUNGE (UIDPLUS).
 pub async fn has_uidplus(session: &mut Session, wait: Duration) -> Result<bool, NetError> {
+    arm(session, "CAPABILITY");
     let caps = bounded("CAPABILITY", wait, session.capabilities()).await?;
     Ok(caps.has_str("UIDPLUS"))
 }
@@ -46,6 +48,7 @@ pub async fn has_uidplus(session: &mut Session, wait: Duration) -> Result<bool, 
 /// Opens `folder` read-write (SELECT).
 pub async fn select(session: &mut Session, folder: &str, wait: Duration) -> Result<(), NetError> {
     // async-imap quotes the name itself (and refuses CR/LF in it).
+    arm(session, "SELECT");
     bounded("SELECT", wait, session.select(folder)).await?;
     Ok(())
 }
@@ -63,6 +66,7 @@ pub async fn find(
         )));
     };
     let query = format!("HEADER {name} {value}");
+    arm(session, "UID SEARCH");
     let found = bounded("UID SEARCH", wait, session.uid_search(query)).await?;
     let mut uids: Vec<u32> = found.into_iter().collect();
     uids.sort_unstable();
@@ -71,6 +75,7 @@ pub async fn find(
 
 /// Asks the server for news (NOOP), so a server that syncs only on demand sees a new message.
 pub async fn refresh(session: &mut Session, wait: Duration) -> Result<(), NetError> {
+    arm(session, "NOOP");
     bounded("NOOP", wait, session.noop()).await
 }
 
@@ -102,6 +107,7 @@ pub async fn delete(
         return Ok(Deletion::Expunged);
     }
     let set = uid_set(uids);
+    arm(session, "UID STORE");
     bounded("UID STORE", wait, async {
         session
             .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
@@ -111,6 +117,7 @@ pub async fn delete(
     })
     .await?;
     if uidplus {
+        arm(session, "UID EXPUNGE");
         bounded("UID EXPUNGE", wait, async {
             session
                 .uid_expunge(&set)
@@ -121,10 +128,12 @@ pub async fn delete(
         .await?;
         return Ok(Deletion::Expunged);
     }
+    arm(session, "UID SEARCH");
     let flagged = bounded("UID SEARCH", wait, session.uid_search("DELETED")).await?;
     if flagged.iter().any(|u| !uids.contains(u)) {
         return Ok(Deletion::FlaggedOnly);
     }
+    arm(session, "EXPUNGE");
     bounded("EXPUNGE", wait, async {
         session.expunge().await?.try_collect::<Vec<_>>().await
     })

@@ -37,8 +37,8 @@ pub use secret::Secret;
 
 /// Installs ring as the process-wide rustls crypto provider. Safe to call more than once.
 ///
-/// Both rustls and lettre are built on ring here; with no provider installed explicitly,
-/// `ClientConfig::builder()` would panic when it cannot pick one.
+/// rustls is built on ring only here; installing it explicitly keeps `ClientConfig::builder()`
+/// from panicking should another provider ever be compiled in beside it.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

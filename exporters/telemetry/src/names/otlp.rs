@@ -262,7 +262,7 @@ mod tests {
         }
         if let Some(p) = per.filter(|p| !p.is_empty() && !p.contains(['{', '}'])) {
             let w = format!("per_{}", per_word(p));
-            if !tokens.iter().any(|t| *t == w) {
+            if !tokens.contains(&w) {
                 tokens.push(w);
             }
         }

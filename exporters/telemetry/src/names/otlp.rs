@@ -203,97 +203,93 @@ pub fn attribute_key(label: &str) -> &'static str {
     }
 }
 
+/// The OpenTelemetry Collector's Prometheus translator (`BuildCompliantName` with metric
+/// suffixes on, as the Collector's `prometheus` and `prometheusremotewrite` exporters and
+/// Prometheus' own OTLP receiver run it), step by step:
+/// 1. the name is split into tokens at every character outside `[a-zA-Z0-9]`;
+/// 2. the unit (before a `/`) adds its Prometheus word (`s` → `seconds`, `By` → `bytes`,
+///    ...) unless a token already is that word; a unit holding `{` or `}` adds nothing;
+///    the part after `/` adds `per_<word>`;
+/// 3. a monotonic sum drops any `total` token and ends with `total`;
+/// 4. a gauge of unit `1` drops any `ratio` token and ends with `ratio`;
+/// 5. the tokens are joined with `_`.
+pub fn prometheus_name(name: &str, unit: &str, kind: Kind) -> String {
+    fn word(unit: &str) -> &str {
+        match unit {
+            "d" => "days",
+            "h" => "hours",
+            "min" => "minutes",
+            "s" => "seconds",
+            "ms" => "milliseconds",
+            "us" => "microseconds",
+            "ns" => "nanoseconds",
+            "By" => "bytes",
+            "KiBy" => "kibibytes",
+            "MiBy" => "mebibytes",
+            "%" => "percent",
+            "1" => "",
+            other => other,
+        }
+    }
+    fn per_word(unit: &str) -> &str {
+        match unit {
+            "s" => "second",
+            "m" => "minute",
+            "h" => "hour",
+            "d" => "day",
+            other => other,
+        }
+    }
+    let mut tokens: Vec<String> = name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    let (main, per) = match unit.split_once('/') {
+        Some((m, p)) => (m.trim(), Some(p.trim())),
+        None => (unit.trim(), None),
+    };
+    if !main.is_empty() && !main.contains(['{', '}']) {
+        let w = word(main);
+        if !w.is_empty() && !tokens.iter().any(|t| t == w) {
+            tokens.push(w.to_string());
+        }
+    }
+    if let Some(p) = per.filter(|p| !p.is_empty() && !p.contains(['{', '}'])) {
+        let w = format!("per_{}", per_word(p));
+        if !tokens.contains(&w) {
+            tokens.push(w);
+        }
+    }
+    if kind == Kind::Counter {
+        tokens.retain(|t| t != "total");
+        tokens.push("total".into());
+    }
+    if kind == Kind::Gauge && unit == "1" {
+        tokens.retain(|t| t != "ratio");
+        tokens.push("ratio".into());
+    }
+    tokens.join("_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The OpenTelemetry Collector's Prometheus translator (`BuildCompliantName` with metric
-    /// suffixes on, as the Collector's `prometheus` and `prometheusremotewrite` exporters and
-    /// Prometheus' own OTLP receiver run it), step by step:
-    /// 1. the name is split into tokens at every character outside `[a-zA-Z0-9]`;
-    /// 2. the unit (before a `/`) adds its Prometheus word (`s` → `seconds`, `By` → `bytes`,
-    ///    ...) unless a token already is that word; a unit holding `{` or `}` adds nothing;
-    ///    the part after `/` adds `per_<word>`;
-    /// 3. a monotonic sum drops any `total` token and ends with `total`;
-    /// 4. a gauge of unit `1` drops any `ratio` token and ends with `ratio`;
-    /// 5. the tokens are joined with `_`.
-    pub(crate) fn prometheus_name(i: &Instrument) -> String {
-        fn word(unit: &str) -> &str {
-            match unit {
-                "d" => "days",
-                "h" => "hours",
-                "min" => "minutes",
-                "s" => "seconds",
-                "ms" => "milliseconds",
-                "us" => "microseconds",
-                "ns" => "nanoseconds",
-                "By" => "bytes",
-                "KiBy" => "kibibytes",
-                "MiBy" => "mebibytes",
-                "%" => "percent",
-                "1" => "",
-                other => other,
-            }
-        }
-        fn per_word(unit: &str) -> &str {
-            match unit {
-                "s" => "second",
-                "m" => "minute",
-                "h" => "hour",
-                "d" => "day",
-                other => other,
-            }
-        }
-        let mut tokens: Vec<String> = i
-            .name
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect();
-        let (main, per) = match i.unit.split_once('/') {
-            Some((m, p)) => (m.trim(), Some(p.trim())),
-            None => (i.unit.trim(), None),
-        };
-        if !main.is_empty() && !main.contains(['{', '}']) {
-            let w = word(main);
-            if !w.is_empty() && !tokens.iter().any(|t| t == w) {
-                tokens.push(w.to_string());
-            }
-        }
-        if let Some(p) = per.filter(|p| !p.is_empty() && !p.contains(['{', '}'])) {
-            let w = format!("per_{}", per_word(p));
-            if !tokens.contains(&w) {
-                tokens.push(w);
-            }
-        }
-        if i.kind == Kind::Counter {
-            tokens.retain(|t| t != "total");
-            tokens.push("total".into());
-        }
-        if i.kind == Kind::Gauge && i.unit == "1" {
-            tokens.retain(|t| t != "ratio");
-            tokens.push("ratio".into());
-        }
-        tokens.join("_")
-    }
-
     #[test]
     fn the_standard_translation_gives_the_prometheus_names() {
         for i in ALL {
-            assert_eq!(prometheus_name(i), i.prometheus, "{i:?}");
+            assert_eq!(
+                prometheus_name(i.name, i.unit, i.kind),
+                i.prometheus,
+                "{i:?}"
+            );
         }
     }
 
     #[test]
     fn the_translation_rules_as_documented() {
-        let t = |name, unit, kind| {
-            prometheus_name(&Instrument {
-                name,
-                unit,
-                kind,
-                prometheus: "",
-            })
-        };
+        let t = prometheus_name;
         assert_eq!(
             t("http.server.request.duration", "s", Kind::Histogram),
             "http_server_request_duration_seconds"

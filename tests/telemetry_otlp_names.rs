@@ -97,16 +97,25 @@ fn root() -> &'static Path {
 #[test]
 fn otlp_instruments_translate_to_the_metrics_page_and_feed_the_datadog_side() {
     let scratch = Scratch::new("otlp-names");
-    let imaps = free_port();
-    let _dovecot = Dovecot::start("otlp-names", imaps, "good");
+    // Dovecot and Postfix, so that the SMTP series and the opt-in round trip are sent too.
+    let dovecot = common::Lab::dovecot("otlp-names-dc", common::DovecotOpts::default());
+    let postfix = common::Lab::postfix(
+        "otlp-names-pf",
+        &dovecot,
+        common::PostfixOpts {
+            nosasl: false,
+            authplain: false,
+            ..Default::default()
+        },
+    );
     let mut rotel = Rotel::start(&scratch.0, "names", free_port(), free_port());
     let listen = free_port();
     let config = scratch.path("mailprobe.yaml");
     std::fs::write(
         &config,
         format!(
-            "interval: 2s
-timeout: 10s
+            "interval: 3s
+timeout: 20s
 listen: 127.0.0.1:{listen}
 otlp:
   endpoint: http://127.0.0.1:{grpc}
@@ -116,12 +125,18 @@ mailboxes:
   - name: lab
     imap: mail.lab.test:{imaps}
     imap_security: tls
-    connect_to: 127.0.0.1
+    smtp: mail.lab.test:{submission}
+    smtp_security: starttls
+    roundtrip: true
+    connect_to: {addr}
     ca_file: {ca}
     user: {user}
     password: {{ env: LAB_TEST_PASSWORD }}
 ",
             grpc = rotel.grpc,
+            imaps = dovecot.port("imaps"),
+            submission = postfix.port("submission"),
+            addr = dovecot.host(),
             ca = common::Lab::ca_file().display(),
             user = common::lab::USER,
         ),
@@ -143,10 +158,12 @@ mailboxes:
         "mailprobe.check.duration",
         "mailprobe.checks",
         "mailprobe.build.info",
+        "mailprobe.roundtrip",
+        "mailprobe.concurrent_connections.achieved",
     ];
     wait_until(
         "the lab mailbox's metrics at the collector",
-        Duration::from_secs(60),
+        Duration::from_secs(90),
         || {
             let got = metrics_of(&rotel.output());
             wanted.iter().all(|w| got.contains_key(*w))

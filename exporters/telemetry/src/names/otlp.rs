@@ -287,6 +287,23 @@ mod tests {
         }
     }
 
+    /// docs/metrics.md lists every instrument in its "Over OTLP" table.
+    #[test]
+    fn the_docs_list_every_instrument() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+        let docs = std::fs::read_to_string(path).expect("docs/metrics.md");
+        for i in ALL {
+            let row = format!(
+                "| `{}` | `{}` | {} | `{}`",
+                i.name,
+                i.unit,
+                i.kind.as_str(),
+                i.prometheus
+            );
+            assert!(docs.contains(&row), "docs/metrics.md lacks the row {row} |");
+        }
+    }
+
     #[test]
     fn the_translation_rules_as_documented() {
         let t = prometheus_name;

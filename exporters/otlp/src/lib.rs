@@ -132,20 +132,15 @@ pub struct OtlpExporter {
     settings: OtlpSettings,
 }
 
-/// The source revision in `mailprobe.build.info`: what the build set in `MAILPROBE_REVISION`,
-/// else `unknown`.
-const REVISION: &str = match option_env!("MAILPROBE_REVISION") {
-    Some(r) => r,
-    None => "unknown",
-};
-
 impl OtlpExporter {
     /// Builds the three pipelines. Must run inside the tokio runtime (the gRPC channel and the
     /// exports live on it). Nothing is sent before the first run; a collector that is not up
     /// yet is not an error.
+    /// `version` and `revision` are those of the binary (`mailprobe.build.info`).
     pub fn start(
         settings: OtlpSettings,
         version: &str,
+        revision: &str,
         env: &dyn Environment,
         store: Arc<SeriesStore>,
         stats: Arc<ProbeStats>,
@@ -175,7 +170,7 @@ impl OtlpExporter {
             &meter,
             &last_checks,
             version,
-            REVISION,
+            revision,
         ));
         let counters = instruments::counters(&meter, &stats);
         let (durations, lag) = instruments::histograms(&meter);

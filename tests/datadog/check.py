@@ -22,7 +22,8 @@
   used as its type allows (`.as_count()` only on counts, percentiles only on distributions), and
   (unless --no-tags) filtered and grouped only by tags it carries, plus the tags the Agent adds
   from the resource (`env`, `service`, `version`, `host`);
-- terraform/main.tf reads the same JSON files and maps every key they use.
+- terraform/main.tf parses (PyPI `python-hcl2`), reads the same JSON files and maps every key they
+  use onto the `datadog_monitor` argument of the same name.
 
 Exit 0 when all holds; otherwise each problem on its own line, exit 1.
 """
@@ -299,25 +300,55 @@ def check_monitor(path, raw, metrics, check_tags, anchors):
 
 
 def check_terraform(deploy, monitors):
+    """main.tf parses as HCL2, reads the same JSON files, and maps every key they use onto the
+    `datadog_monitor` argument of the same name."""
     path = os.path.join(deploy, "terraform", "main.tf")
     if not os.path.isfile(path):
         problem("terraform/main.tf is missing")
         return
+    try:
+        import hcl2
+    except ImportError:
+        problem("python-hcl2 is missing: pip install python-hcl2 (see .ci/install-packages)")
+        return
     tf = open(path, encoding="utf-8").read()
-    for needle in ('resource "datadog_monitor"', 'resource "datadog_dashboard_json"',
-                   '/../monitors"', "/../dashboard.json", "jsondecode"):
-        if needle not in tf:
-            problem(f"terraform/main.tf: no {needle}")
+    try:
+        parsed = hcl2.loads(tf)
+    except Exception as e:
+        problem(f"terraform/main.tf does not parse as HCL2: {e}")
+        return
+    resources = {}
+    for block in parsed.get("resource", []):
+        for rtype, named in block.items():
+            for _, body in named.items():
+                resources[rtype.strip('"')] = body
+    monitor = resources.get("datadog_monitor")
+    if monitor is None:
+        problem("terraform/main.tf has no datadog_monitor resource")
+        return
+    dashboard = resources.get("datadog_dashboard_json", {})
+    if "../dashboard.json" not in str(dashboard.get("dashboard", "")):
+        problem("terraform/main.tf: datadog_dashboard_json does not read ../dashboard.json")
+    local_text = json.dumps(parsed.get("locals", []))
+    if "../monitors" not in local_text or "jsondecode" not in local_text:
+        problem("terraform/main.tf does not read ../monitors/*.json")
+    if "local.monitors" not in str(monitor.get("for_each", "")):
+        problem("terraform/main.tf: datadog_monitor is not one per monitor file")
+    thresholds = (monitor.get("monitor_thresholds") or [{}])[0]
     for name, raw in monitors.items():
         for key in raw:
-            if key != "options" and f"each.value.{key}" not in tf:
-                problem(f"terraform/main.tf does not map {key} (used by {name})")
+            if key == "options":
+                continue
+            if f"each.value.{key}" not in str(monitor.get(key, "")):
+                problem(f"terraform/main.tf: datadog_monitor.{key} does not take {key} (used by {name})")
         for key in raw.get("options", {}):
-            if key != "thresholds" and f"each.value.options.{key}" not in tf:
-                problem(f"terraform/main.tf does not map options.{key} (used by {name})")
+            if key == "thresholds":
+                continue
+            if f"each.value.options.{key}" not in str(monitor.get(key, "")):
+                problem(f"terraform/main.tf: datadog_monitor.{key} does not take options.{key} (used by {name})")
         for key in raw.get("options", {}).get("thresholds", {}):
-            if f"each.value.options.thresholds.{key}" not in tf:
-                problem(f"terraform/main.tf does not map options.thresholds.{key} (used by {name})")
+            if f"each.value.options.thresholds.{key}" not in str(thresholds.get(key, "")):
+                problem(f"terraform/main.tf: monitor_thresholds.{key} does not take options.thresholds.{key} (used by {name})")
 
 
 # ---------------------------------------------------------------- main

@@ -365,6 +365,106 @@ mod tests {
         }
     }
 
+    /// The OpenTelemetry SDK's own Prometheus exporter (crate `opentelemetry-prometheus`, a
+    /// second implementation of the specification's naming: the unit's suffix, `_total` on
+    /// counters) turns the instruments this exporter builds into exactly the `/metrics` names.
+    #[test]
+    fn the_sdks_prometheus_exporter_names_the_instruments_as_metrics_does() {
+        use mailprobe_core::RequirementResult;
+        use mailprobe_core::report::{Report, Servers};
+        use mailprobe_core::requirement::{Measurement, Verdict};
+        use opentelemetry::metrics::MeterProvider;
+
+        let registry = prometheus::Registry::new();
+        let reader = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .build()
+            .expect("prometheus exporter");
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_reader(reader)
+            .build();
+        let meter = provider.meter("mailprobe");
+
+        let results = vec![
+            RequirementResult::pass("imap.tls_versions", "ok"),
+            RequirementResult::fail("imap.certificate.expiry", "expired", "renew it"),
+        ];
+        let report = Report {
+            schema: "mailprobe.report/v1".into(),
+            mailbox: "lab".into(),
+            profile: "hubspot".into(),
+            verdict: Verdict::of(&results),
+            started_at: "2026-11-26T19:00:00Z".into(),
+            duration_ms: 412,
+            requirements: results,
+            servers: Servers {
+                imap: Some("imap.example.com:993".into()),
+                smtp: None,
+            },
+            measures: vec![
+                Measurement::TlsVersion {
+                    server: "imap.example.com".into(),
+                    port: 993,
+                    version: "TLSv1.2".into(),
+                    accepted: true,
+                },
+                Measurement::CertificateExpiry {
+                    requirement: "imap.certificate.expiry".into(),
+                    server: "imap.example.com".into(),
+                    port: 993,
+                    not_after_unix: 1_798_761_600,
+                },
+                Measurement::ConcurrentConnections {
+                    requirement: "connections.concurrent".into(),
+                    achieved: 2.0,
+                },
+                Measurement::RoundtripLatency {
+                    requirement: "mail.roundtrip".into(),
+                    seconds: 1.5,
+                },
+            ],
+        };
+        let store = Arc::new(SeriesStore::new());
+        store.update(&report);
+        let stats = Arc::new(ProbeStats::new());
+        stats.register_mailbox("lab");
+        stats.register_plugin("pop3");
+        let last = Arc::new(LastChecks::default());
+        last.record("lab", std::time::SystemTime::now());
+        let _gauges = store_gauges(&meter, &store);
+        let _probe = probe_gauges(&meter, &stats);
+        let _own = own_gauges(&meter, &last, "0.1.0", "abc123");
+        let _counters = counters(&meter, &stats);
+        let (durations, lag) = histograms(&meter);
+        durations.record(0.4, &[mb("lab")]);
+        lag.record(0.01, &[]);
+
+        let served: std::collections::BTreeSet<String> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        for i in otlp::ALL {
+            if i.name == "mailprobe.cert.info" {
+                continue; // not sent yet (see the README)
+            }
+            assert!(
+                served.contains(i.prometheus),
+                "{} ({}, {:?}) became none of {served:?}",
+                i.name,
+                i.unit,
+                i.kind
+            );
+        }
+        for name in &served {
+            assert!(
+                otlp::ALL.iter().any(|i| i.prometheus == name),
+                "{name} is no /metrics name"
+            );
+        }
+    }
+
     #[test]
     fn tls_versions_become_the_span_attributes() {
         let [n, v] = tls_protocol("TLSv1.2");

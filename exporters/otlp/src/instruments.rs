@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use mailprobe_core::TlsVersion;
+use mailprobe_core::requirement::Measurement;
 use mailprobe_telemetry::names::otlp::{self, Instrument, attribute_key};
 use mailprobe_telemetry::series::ServerPort;
 use mailprobe_telemetry::{
@@ -309,11 +310,77 @@ impl LastChecks {
     }
 }
 
-/// `mailprobe.last_check.timestamp` per mailbox, and `mailprobe.build.info` (1, with the
-/// version and revision the binary was built from).
+/// The identity of each mailbox's leaf certificates (`mailprobe.cert.info`), from its latest
+/// report: the `subject`, `issuer`, `serial` and `fingerprint_sha256` evidence of the result
+/// whose certificate expiry was measured, with the server and port of that measurement. All four
+/// or nothing: a partial identity would be another series at each run.
+#[derive(Debug, Default)]
+pub(crate) struct CertInfos(Mutex<BTreeMap<String, Vec<Vec<KeyValue>>>>);
+
+impl CertInfos {
+    pub(crate) fn record(&self, report: &mailprobe_core::report::Report) {
+        let mut found = Vec::new();
+        for m in &report.measures {
+            let Measurement::CertificateExpiry {
+                requirement,
+                server,
+                port,
+                ..
+            } = m
+            else {
+                continue;
+            };
+            let Some(r) = report.requirements.iter().find(|r| r.id == *requirement) else {
+                continue;
+            };
+            let text = |k: &str| {
+                r.evidence
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
+            if let (Some(subject), Some(issuer), Some(serial), Some(fingerprint)) = (
+                text("subject"),
+                text("issuer"),
+                text("serial"),
+                text("fingerprint_sha256"),
+            ) {
+                found.push(vec![
+                    mb(&report.mailbox),
+                    KeyValue::new(attribute_key("server"), server.clone()),
+                    KeyValue::new(attribute_key("port"), i64::from(*port)),
+                    KeyValue::new(attribute_key("subject"), subject),
+                    KeyValue::new(attribute_key("issuer"), issuer),
+                    KeyValue::new(attribute_key("serial"), serial),
+                    KeyValue::new(attribute_key("fingerprint_sha256"), fingerprint),
+                ]);
+            }
+        }
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if found.is_empty() {
+            map.remove(&report.mailbox);
+        } else {
+            map.insert(report.mailbox.clone(), found);
+        }
+    }
+
+    pub(crate) fn forget(&self, mailbox: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(mailbox);
+    }
+
+    fn snapshot(&self) -> Vec<Vec<KeyValue>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().flatten().cloned().collect()
+    }
+}
+
+/// `mailprobe.last_check.timestamp` per mailbox, `mailprobe.build.info` (1, with the version
+/// and revision the binary was built from), and `mailprobe.cert.info`.
 pub(crate) fn own_gauges(
     meter: &Meter,
     last: &Arc<LastChecks>,
+    certs: &Arc<CertInfos>,
     version: &str,
     revision: &str,
 ) -> Vec<ObservableGauge<f64>> {
@@ -340,7 +407,19 @@ pub(crate) fn own_gauges(
         .with_unit(bi.unit)
         .with_callback(move |o| o.observe(1.0, &attrs))
         .build();
-    vec![last_check, build_info]
+    let ci = instrument("mailprobe_cert_info");
+    let certs = certs.clone();
+    let cert_info = meter
+        .f64_observable_gauge(ci.name)
+        .with_description("1 per leaf certificate seen, with its subject, issuer, serial and SHA-256 fingerprint.")
+        .with_unit(ci.unit)
+        .with_callback(move |o| {
+            for attrs in certs.snapshot() {
+                o.observe(1.0, &attrs);
+            }
+        })
+        .build();
+    vec![last_check, build_info, cert_info]
 }
 
 #[cfg(test)]
@@ -388,7 +467,11 @@ mod tests {
 
         let results = vec![
             RequirementResult::pass("imap.tls_versions", "ok"),
-            RequirementResult::fail("imap.certificate.expiry", "expired", "renew it"),
+            RequirementResult::fail("imap.certificate.expiry", "expired", "renew it")
+                .with("subject", "CN=imap.example.com")
+                .with("issuer", "CN=Example CA")
+                .with("serial", "01:02")
+                .with("fingerprint_sha256", "ab".repeat(32)),
         ];
         let report = Report {
             schema: "mailprobe.report/v1".into(),
@@ -432,9 +515,11 @@ mod tests {
         stats.register_plugin("pop3");
         let last = Arc::new(LastChecks::default());
         last.record("lab", std::time::SystemTime::now());
+        let certs = Arc::new(CertInfos::default());
+        certs.record(&report);
         let _gauges = store_gauges(&meter, &store);
         let _probe = probe_gauges(&meter, &stats);
-        let _own = own_gauges(&meter, &last, "0.1.0", "abc123");
+        let _own = own_gauges(&meter, &last, &certs, "0.1.0", "abc123");
         let _counters = counters(&meter, &stats);
         let (durations, lag) = histograms(&meter);
         durations.record(0.4, &[mb("lab")]);
@@ -446,9 +531,6 @@ mod tests {
             .map(|f| f.name().to_string())
             .collect();
         for i in otlp::ALL {
-            if i.name == "mailprobe.cert.info" {
-                continue; // not sent yet (see the README)
-            }
             assert!(
                 served.contains(i.prometheus),
                 "{} ({}, {:?}) became none of {served:?}",
@@ -463,6 +545,61 @@ mod tests {
                 "{name} is no /metrics name"
             );
         }
+    }
+
+    #[test]
+    fn a_certificate_identity_is_all_four_or_nothing() {
+        use mailprobe_core::RequirementResult;
+        use mailprobe_core::report::{Report, Servers};
+        use mailprobe_core::requirement::Verdict;
+        let report = |r: RequirementResult| Report {
+            schema: "mailprobe.report/v1".into(),
+            mailbox: "lab".into(),
+            profile: "hubspot".into(),
+            verdict: Verdict::Compliant,
+            started_at: "2026-11-26T19:00:00Z".into(),
+            duration_ms: 1,
+            requirements: vec![r],
+            servers: Servers {
+                imap: None,
+                smtp: None,
+            },
+            measures: vec![Measurement::CertificateExpiry {
+                requirement: "smtp.certificate.expiry".into(),
+                server: "smtp.example.com".into(),
+                port: 587,
+                not_after_unix: 1,
+            }],
+        };
+        let full = RequirementResult::pass("smtp.certificate.expiry", "ok")
+            .with("subject", "CN=smtp.example.com")
+            .with("issuer", "CN=CA")
+            .with("serial", "0a")
+            .with("fingerprint_sha256", "00");
+        let certs = CertInfos::default();
+        certs.record(&report(full.clone()));
+        let got = certs.snapshot();
+        assert_eq!(got.len(), 1);
+        let keys: Vec<&str> = got[0].iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "mailprobe.mailbox",
+                "server.address",
+                "server.port",
+                "tls.server.subject",
+                "tls.server.issuer",
+                "mailprobe.cert.serial",
+                "tls.server.hash.sha256"
+            ]
+        );
+        let mut partial = full;
+        partial.evidence.remove("fingerprint_sha256");
+        certs.record(&report(partial));
+        assert!(
+            certs.snapshot().is_empty(),
+            "a partial identity left a series"
+        );
     }
 
     #[test]

@@ -129,6 +129,7 @@ pub struct OtlpExporter {
     _gauges: Vec<ObservableGauge<f64>>,
     _counters: Vec<ObservableCounter<u64>>,
     last_checks: Arc<instruments::LastChecks>,
+    certs: Arc<instruments::CertInfos>,
     settings: OtlpSettings,
 }
 
@@ -166,9 +167,11 @@ impl OtlpExporter {
         let mut gauges = instruments::store_gauges(&meter, &store);
         gauges.extend(instruments::probe_gauges(&meter, &stats));
         let last_checks = Arc::new(instruments::LastChecks::default());
+        let certs = Arc::new(instruments::CertInfos::default());
         gauges.extend(instruments::own_gauges(
             &meter,
             &last_checks,
+            &certs,
             version,
             revision,
         ));
@@ -186,6 +189,7 @@ impl OtlpExporter {
             _gauges: gauges,
             _counters: counters,
             last_checks,
+            certs,
             settings,
         })
     }
@@ -404,6 +408,7 @@ impl RunSink for OtlpExporter {
         );
         self.last_checks
             .record(&outcome.report.mailbox, SystemTime::now());
+        self.certs.record(&outcome.report);
         if let Some(t) = event.compliance.transition {
             self.transition_record(event, t, &root);
         }
@@ -414,6 +419,7 @@ impl RunSink for OtlpExporter {
 
     fn forget(&self, mailbox: &str) {
         self.last_checks.forget(mailbox);
+        self.certs.forget(mailbox);
     }
 
     fn on_schedule_lag(&self, lag: Duration) {

@@ -39,7 +39,7 @@ struct StoreGauge {
 const STORE_GAUGES: [StoreGauge; 7] = [
     StoreGauge {
         name: names::COMPLIANT,
-        description: "1 when the mailbox meets every requirement of its profile, else 0; no sample while the latest verdict is incomplete.",
+        description: "The last definitive verdict: 1 compliant, 0 non-compliant; an incomplete run neither sets nor clears it (the store decides).",
         samples: compliant,
     },
     StoreGauge {

@@ -66,6 +66,7 @@ impl Telemetry {
             match OtlpExporter::start(
                 settings,
                 env!("CARGO_PKG_VERSION"),
+                option_env!("MAILPROBE_REVISION").unwrap_or("unknown"),
                 &ProcessEnv,
                 store.clone(),
                 stats.clone(),

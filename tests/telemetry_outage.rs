@@ -101,7 +101,7 @@ mailboxes:
         || {
             let out = rotel.output();
             out.contains("Name           : mailprobe.check")
-                && out.contains("Name: mailprobe_telemetry_dropped_total")
+                && out.contains("Name: mailprobe.telemetry.dropped")
         },
     );
 

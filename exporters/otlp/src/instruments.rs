@@ -5,9 +5,18 @@
 //!
 //! Observable instruments report only what their callback saw at export time, so a series the
 //! latest run no longer has disappears here too, as it does on `/metrics`.
+//!
+//! Names, units and kinds come from `names::otlp` (the semantic conventions; the standard
+//! OTLP-to-Prometheus translation gives the `/metrics` names back), and the attributes use the
+//! span attribute keys (`mailprobe.mailbox`, `server.address`, `server.port`,
+//! `tls.protocol.version`, ...), so spans and metrics join on one key.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
+use mailprobe_core::TlsVersion;
+use mailprobe_core::requirement::Measurement;
+use mailprobe_telemetry::names::otlp::{self, Instrument, attribute_key};
 use mailprobe_telemetry::series::ServerPort;
 use mailprobe_telemetry::{
     DURATION_BUCKETS, LAG_BUCKETS, MailboxSeries, ProbeStats, SeriesStore, names,
@@ -30,7 +39,7 @@ struct StoreGauge {
 const STORE_GAUGES: [StoreGauge; 7] = [
     StoreGauge {
         name: names::COMPLIANT,
-        description: "1 when the mailbox meets every requirement of its profile, else 0; no sample while the latest verdict is incomplete.",
+        description: "The last definitive verdict: 1 compliant, 0 non-compliant; an incomplete run neither sets nor clears it (the store decides).",
         samples: compliant,
     },
     StoreGauge {
@@ -65,17 +74,65 @@ const STORE_GAUGES: [StoreGauge; 7] = [
     },
 ];
 
-fn mb(m: &str) -> KeyValue {
-    KeyValue::new("mailbox", m.to_string())
+/// The OTLP instrument of a `/metrics` name. Every name the exporters use is in the table (a
+/// unit test says so), so the fallback only keeps a forgotten one visible.
+pub(crate) fn instrument(prometheus: &'static str) -> Instrument {
+    otlp::of(prometheus).copied().unwrap_or(Instrument {
+        name: prometheus,
+        unit: "",
+        kind: otlp::Kind::Gauge,
+        prometheus,
+    })
+}
+
+pub(crate) fn mb(m: &str) -> KeyValue {
+    KeyValue::new(attribute_key("mailbox"), m.to_string())
+}
+
+/// `server.port` is an integer in the semantic conventions (and on the spans).
+fn port(p: &str) -> KeyValue {
+    match p.parse::<i64>() {
+        Ok(n) => KeyValue::new(attribute_key("port"), n),
+        Err(_) => KeyValue::new(attribute_key("port"), p.to_string()),
+    }
 }
 
 /// The attributes of a per-server series: the mailbox, and the server and port it was seen on.
 fn sp(m: &str, p: &ServerPort) -> Vec<KeyValue> {
     vec![
         mb(m),
-        KeyValue::new("server", p.server.to_string()),
-        KeyValue::new("port", p.port.to_string()),
+        KeyValue::new(attribute_key("server"), p.server.to_string()),
+        port(&p.port),
     ]
+}
+
+/// `tls.protocol.name` and `tls.protocol.version` as on the `tls_handshake` spans (`tls`,
+/// `1.2`; `ssl`, `3.0`), from the `/metrics` label (`TLSv1.2`, `SSLv3`).
+fn tls_protocol(version: &str) -> [KeyValue; 2] {
+    match version.parse::<TlsVersion>() {
+        Ok(v) => [
+            KeyValue::new(
+                "tls.protocol.name",
+                if v == TlsVersion::Ssl3 { "ssl" } else { "tls" },
+            ),
+            KeyValue::new(attribute_key("version"), v.semconv()),
+        ],
+        Err(_) => [
+            KeyValue::new("tls.protocol.name", "tls"),
+            KeyValue::new(attribute_key("version"), version.to_string()),
+        ],
+    }
+}
+
+/// A counter's or gauge's `/metrics` labels as OTLP attributes.
+fn attributes(labels: &[(&'static str, String)]) -> Vec<KeyValue> {
+    labels
+        .iter()
+        .map(|(k, v)| match *k {
+            "port" => port(v),
+            _ => KeyValue::new(attribute_key(k), v.clone()),
+        })
+        .collect()
 }
 
 fn compliant(m: &str, s: &MailboxSeries) -> Samples {
@@ -85,14 +142,22 @@ fn compliant(m: &str, s: &MailboxSeries) -> Samples {
 fn verdict(m: &str, s: &MailboxSeries) -> Samples {
     s.verdict_states()
         .into_iter()
-        .map(|(v, x)| (x, vec![mb(m), KeyValue::new("verdict", v)]))
+        .map(|(v, x)| (x, vec![mb(m), KeyValue::new(attribute_key("verdict"), v)]))
         .collect()
 }
 
 fn requirement_status(m: &str, s: &MailboxSeries) -> Samples {
     s.requirements
         .iter()
-        .map(|(r, v)| (*v, vec![mb(m), KeyValue::new("requirement", r.to_string())]))
+        .map(|(r, v)| {
+            (
+                *v,
+                vec![
+                    mb(m),
+                    KeyValue::new(attribute_key("requirement"), r.to_string()),
+                ],
+            )
+        })
         .collect()
 }
 
@@ -105,7 +170,7 @@ fn tls_version_accepted(m: &str, s: &MailboxSeries) -> Samples {
         .iter()
         .map(|(p, ver, v)| {
             let mut attrs = sp(m, p);
-            attrs.push(KeyValue::new("version", ver.to_string()));
+            attrs.extend(tls_protocol(ver));
             (*v, attrs)
         })
         .collect()
@@ -132,9 +197,11 @@ pub(crate) fn store_gauges(meter: &Meter, store: &Arc<SeriesStore>) -> Vec<Obser
         .map(|family| {
             let s = store.clone();
             let samples = family.samples;
+            let i = instrument(family.name);
             meter
-                .f64_observable_gauge(family.name)
+                .f64_observable_gauge(i.name)
                 .with_description(family.description)
+                .with_unit(i.unit)
                 .with_callback(move |o| {
                     for (m, series) in s.snapshot() {
                         for (v, attrs) in samples(&m, &series) {
@@ -159,17 +226,14 @@ pub(crate) fn counters(meter: &Meter, stats: &Arc<ProbeStats>) -> Vec<Observable
         .into_iter()
         .map(|name| {
             let st = stats.clone();
+            let i = instrument(name);
             meter
-                .u64_observable_counter(name)
+                .u64_observable_counter(i.name)
                 .with_description(mailprobe_telemetry::stats::help(name))
+                .with_unit(i.unit)
                 .with_callback(move |o| {
                     for c in st.snapshot().into_iter().filter(|c| c.name == name) {
-                        let attrs: Vec<KeyValue> = c
-                            .labels
-                            .iter()
-                            .map(|(k, v)| KeyValue::new(*k, v.clone()))
-                            .collect();
-                        o.observe(c.value, &attrs);
+                        o.observe(c.value, &attributes(&c.labels));
                     }
                 })
                 .build()
@@ -184,17 +248,14 @@ pub(crate) fn probe_gauges(meter: &Meter, stats: &Arc<ProbeStats>) -> Vec<Observ
         .iter()
         .map(|name| {
             let st = stats.clone();
+            let i = instrument(name);
             meter
-                .f64_observable_gauge(*name)
+                .f64_observable_gauge(i.name)
                 .with_description(mailprobe_telemetry::stats::help(name))
+                .with_unit(i.unit)
                 .with_callback(move |o| {
                     for g in st.gauge_snapshot().into_iter().filter(|g| g.name == *name) {
-                        let attrs: Vec<KeyValue> = g
-                            .labels
-                            .iter()
-                            .map(|(k, v)| KeyValue::new(*k, v.clone()))
-                            .collect();
-                        o.observe(g.value, &attrs);
+                        o.observe(g.value, &attributes(&g.labels));
                     }
                 })
                 .build()
@@ -204,19 +265,367 @@ pub(crate) fn probe_gauges(meter: &Meter, stats: &Arc<ProbeStats>) -> Vec<Observ
 
 /// The histograms the run sink records into: a check's duration, and the schedule lag.
 pub(crate) fn histograms(meter: &Meter) -> (Histogram<f64>, Histogram<f64>) {
+    let d = instrument(names::CHECK_DURATION);
+    let l = instrument(names::SCHEDULE_LAG);
     let durations = meter
-        .f64_histogram(names::CHECK_DURATION)
+        .f64_histogram(d.name)
         .with_description("Wall time of one mailbox check, in seconds.")
-        .with_unit("s")
+        .with_unit(d.unit)
         .with_boundaries(DURATION_BUCKETS.to_vec())
         .build();
     let lag = meter
-        .f64_histogram(names::SCHEDULE_LAG)
+        .f64_histogram(l.name)
         .with_description(
             "Time from when a mailbox's check was due to when it started, in seconds.",
         )
-        .with_unit("s")
+        .with_unit(l.unit)
         .with_boundaries(LAG_BUCKETS.to_vec())
         .build();
     (durations, lag)
+}
+
+/// When each mailbox's latest check finished (Unix seconds), kept by the exporter from the runs
+/// it is given, and forgotten with the mailbox.
+#[derive(Debug, Default)]
+pub(crate) struct LastChecks(Mutex<BTreeMap<String, f64>>);
+
+impl LastChecks {
+    pub(crate) fn record(&self, mailbox: &str, at: std::time::SystemTime) {
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(mailbox.to_string(), secs);
+    }
+
+    pub(crate) fn forget(&self, mailbox: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(mailbox);
+    }
+
+    fn snapshot(&self) -> Vec<(String, f64)> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+/// The identity of each mailbox's leaf certificates (`mailprobe.cert.info`), from its latest
+/// report: the `subject`, `issuer`, `serial` and `fingerprint_sha256` evidence of the result
+/// whose certificate expiry was measured, with the server and port of that measurement. All four
+/// or nothing: a partial identity would be another series at each run.
+#[derive(Debug, Default)]
+pub(crate) struct CertInfos(Mutex<BTreeMap<String, Vec<Vec<KeyValue>>>>);
+
+impl CertInfos {
+    pub(crate) fn record(&self, report: &mailprobe_core::report::Report) {
+        let mut found = Vec::new();
+        for m in &report.measures {
+            let Measurement::CertificateExpiry {
+                requirement,
+                server,
+                port,
+                ..
+            } = m
+            else {
+                continue;
+            };
+            let Some(r) = report.requirements.iter().find(|r| r.id == *requirement) else {
+                continue;
+            };
+            let text = |k: &str| {
+                r.evidence
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
+            if let (Some(subject), Some(issuer), Some(serial), Some(fingerprint)) = (
+                text("subject"),
+                text("issuer"),
+                text("serial"),
+                text("fingerprint_sha256"),
+            ) {
+                found.push(vec![
+                    mb(&report.mailbox),
+                    KeyValue::new(attribute_key("server"), server.clone()),
+                    KeyValue::new(attribute_key("port"), i64::from(*port)),
+                    KeyValue::new(attribute_key("subject"), subject),
+                    KeyValue::new(attribute_key("issuer"), issuer),
+                    KeyValue::new(attribute_key("serial"), serial),
+                    KeyValue::new(attribute_key("fingerprint_sha256"), fingerprint),
+                ]);
+            }
+        }
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if found.is_empty() {
+            map.remove(&report.mailbox);
+        } else {
+            map.insert(report.mailbox.clone(), found);
+        }
+    }
+
+    pub(crate) fn forget(&self, mailbox: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(mailbox);
+    }
+
+    fn snapshot(&self) -> Vec<Vec<KeyValue>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().flatten().cloned().collect()
+    }
+}
+
+/// `mailprobe.last_check.timestamp` per mailbox, `mailprobe.build.info` (1, with the version
+/// and revision the binary was built from), and `mailprobe.cert.info`.
+pub(crate) fn own_gauges(
+    meter: &Meter,
+    last: &Arc<LastChecks>,
+    certs: &Arc<CertInfos>,
+    version: &str,
+    revision: &str,
+) -> Vec<ObservableGauge<f64>> {
+    let lc = instrument("mailprobe_last_check_timestamp_seconds");
+    let last = last.clone();
+    let last_check = meter
+        .f64_observable_gauge(lc.name)
+        .with_description("Unix time when the mailbox's latest check finished.")
+        .with_unit(lc.unit)
+        .with_callback(move |o| {
+            for (m, at) in last.snapshot() {
+                o.observe(at, &[mb(&m)]);
+            }
+        })
+        .build();
+    let bi = instrument("mailprobe_build_info");
+    let attrs = [
+        KeyValue::new("service.version", version.to_string()),
+        KeyValue::new(attribute_key("revision"), revision.to_string()),
+    ];
+    let build_info = meter
+        .f64_observable_gauge(bi.name)
+        .with_description("1, with the version and revision mailprobe was built from.")
+        .with_unit(bi.unit)
+        .with_callback(move |o| o.observe(1.0, &attrs))
+        .build();
+    let ci = instrument("mailprobe_cert_info");
+    let certs = certs.clone();
+    let cert_info = meter
+        .f64_observable_gauge(ci.name)
+        .with_description("1 per leaf certificate seen, with its subject, issuer, serial and SHA-256 fingerprint.")
+        .with_unit(ci.unit)
+        .with_callback(move |o| {
+            for attrs in certs.snapshot() {
+                o.observe(1.0, &attrs);
+            }
+        })
+        .build();
+    vec![last_check, build_info, cert_info]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_the_exporter_uses_has_an_instrument() {
+        let mut used: Vec<&str> = STORE_GAUGES.iter().map(|g| g.name).collect();
+        used.extend(names::PROBE_GAUGES);
+        used.extend([
+            names::CHECK_DURATION,
+            names::SCHEDULE_LAG,
+            names::PROBE_ERRORS,
+            names::PLUGIN_OVERRUNS,
+            "mailprobe_last_check_timestamp_seconds",
+            "mailprobe_build_info",
+        ]);
+        used.extend(ProbeStats::new().snapshot().iter().map(|c| c.name));
+        for name in used {
+            assert!(otlp::of(name).is_some(), "{name} has no OTLP instrument");
+        }
+    }
+
+    /// The OpenTelemetry SDK's own Prometheus exporter (crate `opentelemetry-prometheus`, a
+    /// second implementation of the specification's naming: the unit's suffix, `_total` on
+    /// counters) turns the instruments this exporter builds into exactly the `/metrics` names.
+    #[test]
+    fn the_sdks_prometheus_exporter_names_the_instruments_as_metrics_does() {
+        use mailprobe_core::RequirementResult;
+        use mailprobe_core::report::{Report, Servers};
+        use mailprobe_core::requirement::{Measurement, Verdict};
+        use opentelemetry::metrics::MeterProvider;
+
+        let registry = prometheus::Registry::new();
+        let reader = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .build()
+            .expect("prometheus exporter");
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_reader(reader)
+            .build();
+        let meter = provider.meter("mailprobe");
+
+        let results = vec![
+            RequirementResult::pass("imap.tls_versions", "ok"),
+            RequirementResult::fail("imap.certificate.expiry", "expired", "renew it")
+                .with("subject", "CN=imap.example.com")
+                .with("issuer", "CN=Example CA")
+                .with("serial", "01:02")
+                .with("fingerprint_sha256", "ab".repeat(32)),
+        ];
+        let report = Report {
+            schema: "mailprobe.report/v1".into(),
+            mailbox: "lab".into(),
+            profile: "hubspot".into(),
+            verdict: Verdict::of(&results),
+            started_at: "2026-11-26T19:00:00Z".into(),
+            duration_ms: 412,
+            requirements: results,
+            servers: Servers {
+                imap: Some("imap.example.com:993".into()),
+                smtp: None,
+            },
+            measures: vec![
+                Measurement::TlsVersion {
+                    server: "imap.example.com".into(),
+                    port: 993,
+                    version: "TLSv1.2".into(),
+                    accepted: true,
+                },
+                Measurement::CertificateExpiry {
+                    requirement: "imap.certificate.expiry".into(),
+                    server: "imap.example.com".into(),
+                    port: 993,
+                    not_after_unix: 1_798_761_600,
+                },
+                Measurement::ConcurrentConnections {
+                    requirement: "connections.concurrent".into(),
+                    achieved: 2.0,
+                },
+                Measurement::RoundtripLatency {
+                    requirement: "mail.roundtrip".into(),
+                    seconds: 1.5,
+                },
+            ],
+        };
+        let store = Arc::new(SeriesStore::new());
+        store.update(&report);
+        let stats = Arc::new(ProbeStats::new());
+        stats.register_mailbox("lab");
+        stats.register_plugin("pop3");
+        let last = Arc::new(LastChecks::default());
+        last.record("lab", std::time::SystemTime::now());
+        let certs = Arc::new(CertInfos::default());
+        certs.record(&report);
+        let _gauges = store_gauges(&meter, &store);
+        let _probe = probe_gauges(&meter, &stats);
+        let _own = own_gauges(&meter, &last, &certs, "0.1.0", "abc123");
+        let _counters = counters(&meter, &stats);
+        let (durations, lag) = histograms(&meter);
+        durations.record(0.4, &[mb("lab")]);
+        lag.record(0.01, &[]);
+
+        let served: std::collections::BTreeSet<String> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        for i in otlp::ALL {
+            assert!(
+                served.contains(i.prometheus),
+                "{} ({}, {:?}) became none of {served:?}",
+                i.name,
+                i.unit,
+                i.kind
+            );
+        }
+        for name in &served {
+            assert!(
+                otlp::ALL.iter().any(|i| i.prometheus == name),
+                "{name} is no /metrics name"
+            );
+        }
+    }
+
+    #[test]
+    fn a_certificate_identity_is_all_four_or_nothing() {
+        use mailprobe_core::RequirementResult;
+        use mailprobe_core::report::{Report, Servers};
+        use mailprobe_core::requirement::Verdict;
+        let report = |r: RequirementResult| Report {
+            schema: "mailprobe.report/v1".into(),
+            mailbox: "lab".into(),
+            profile: "hubspot".into(),
+            verdict: Verdict::Compliant,
+            started_at: "2026-11-26T19:00:00Z".into(),
+            duration_ms: 1,
+            requirements: vec![r],
+            servers: Servers {
+                imap: None,
+                smtp: None,
+            },
+            measures: vec![Measurement::CertificateExpiry {
+                requirement: "smtp.certificate.expiry".into(),
+                server: "smtp.example.com".into(),
+                port: 587,
+                not_after_unix: 1,
+            }],
+        };
+        let full = RequirementResult::pass("smtp.certificate.expiry", "ok")
+            .with("subject", "CN=smtp.example.com")
+            .with("issuer", "CN=CA")
+            .with("serial", "0a")
+            .with("fingerprint_sha256", "00");
+        let certs = CertInfos::default();
+        certs.record(&report(full.clone()));
+        let got = certs.snapshot();
+        assert_eq!(got.len(), 1);
+        let keys: Vec<&str> = got[0].iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "mailprobe.mailbox",
+                "server.address",
+                "server.port",
+                "tls.server.subject",
+                "tls.server.issuer",
+                "mailprobe.cert.serial",
+                "tls.server.hash.sha256"
+            ]
+        );
+        let mut partial = full;
+        partial.evidence.remove("fingerprint_sha256");
+        certs.record(&report(partial));
+        assert!(
+            certs.snapshot().is_empty(),
+            "a partial identity left a series"
+        );
+    }
+
+    #[test]
+    fn tls_versions_become_the_span_attributes() {
+        let [n, v] = tls_protocol("TLSv1.2");
+        assert_eq!(
+            (n.value.as_str(), v.value.as_str()),
+            ("tls".into(), "1.2".into())
+        );
+        assert_eq!(v.key.as_str(), "tls.protocol.version");
+        let [n, v] = tls_protocol("SSLv3");
+        assert_eq!(
+            (n.value.as_str(), v.value.as_str()),
+            ("ssl".into(), "3.0".into())
+        );
+    }
+
+    #[test]
+    fn labels_become_span_keys_and_the_port_an_integer() {
+        let a = attributes(&[
+            ("mailbox", "sales".into()),
+            ("kind", "panic".into()),
+            ("port", "993".into()),
+        ]);
+        assert_eq!(a[0], KeyValue::new("mailprobe.mailbox", "sales"));
+        assert_eq!(a[1], KeyValue::new("error.type", "panic"));
+        assert_eq!(a[2], KeyValue::new("server.port", 993_i64));
+    }
 }

@@ -22,10 +22,10 @@ use mailprobe_core::secret::Environment;
 use mailprobe_telemetry::{
     BoxFuture, Compliance, ProbeStats, RunEvent, RunSink, SeriesStore, Transition, names,
 };
+use opentelemetry::InstrumentationScope;
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::metrics::{Histogram, MeterProvider, ObservableCounter, ObservableGauge};
 use opentelemetry::trace::{SpanContext, TracerProvider};
-use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLogger, SdkLoggerProvider};
@@ -128,6 +128,8 @@ pub struct OtlpExporter {
     lag: Histogram<f64>,
     _gauges: Vec<ObservableGauge<f64>>,
     _counters: Vec<ObservableCounter<u64>>,
+    last_checks: Arc<instruments::LastChecks>,
+    certs: Arc<instruments::CertInfos>,
     settings: OtlpSettings,
 }
 
@@ -135,9 +137,11 @@ impl OtlpExporter {
     /// Builds the three pipelines. Must run inside the tokio runtime (the gRPC channel and the
     /// exports live on it). Nothing is sent before the first run; a collector that is not up
     /// yet is not an error.
+    /// `version` and `revision` are those of the binary (`mailprobe.build.info`).
     pub fn start(
         settings: OtlpSettings,
         version: &str,
+        revision: &str,
         env: &dyn Environment,
         store: Arc<SeriesStore>,
         stats: Arc<ProbeStats>,
@@ -162,6 +166,15 @@ impl OtlpExporter {
         let meter = meter_provider.meter_with_scope(scope);
         let mut gauges = instruments::store_gauges(&meter, &store);
         gauges.extend(instruments::probe_gauges(&meter, &stats));
+        let last_checks = Arc::new(instruments::LastChecks::default());
+        let certs = Arc::new(instruments::CertInfos::default());
+        gauges.extend(instruments::own_gauges(
+            &meter,
+            &last_checks,
+            &certs,
+            version,
+            revision,
+        ));
         let counters = instruments::counters(&meter, &stats);
         let (durations, lag) = instruments::histograms(&meter);
 
@@ -175,6 +188,8 @@ impl OtlpExporter {
             lag,
             _gauges: gauges,
             _counters: counters,
+            last_checks,
+            certs,
             settings,
         })
     }
@@ -389,14 +404,22 @@ impl RunSink for OtlpExporter {
         let root = spans::emit(&self.tracer, outcome);
         self.durations.record(
             outcome.duration.as_secs_f64(),
-            &[KeyValue::new("mailbox", outcome.report.mailbox.clone())],
+            &[instruments::mb(&outcome.report.mailbox)],
         );
+        self.last_checks
+            .record(&outcome.report.mailbox, SystemTime::now());
+        self.certs.record(&outcome.report);
         if let Some(t) = event.compliance.transition {
             self.transition_record(event, t, &root);
         }
         if let Some(t) = event.compliance.incomplete_transition {
             self.incomplete_record(event, t, &root);
         }
+    }
+
+    fn forget(&self, mailbox: &str) {
+        self.last_checks.forget(mailbox);
+        self.certs.forget(mailbox);
     }
 
     fn on_schedule_lag(&self, lag: Duration) {

@@ -53,3 +53,6 @@ pub const ALERT_NAME: &str = "MailboxNonCompliant";
 /// The alert of a mailbox whose checks stayed `incomplete` for `alert_after` runs: the probe
 /// cannot vouch for it either way.
 pub const ALERT_NAME_INCOMPLETE: &str = "MailboxCheckIncomplete";
+
+/// The OTLP instruments and attribute keys, and the `/metrics` name each stands for.
+pub mod otlp;

@@ -322,6 +322,14 @@ pub enum Measure {
     /// Seconds a test message took from submission to the mailbox
     /// (`mailprobe_roundtrip_seconds`); taken only from a result that passed or warned.
     RoundtripLatency { key: String },
+    /// The evidence keys of a leaf certificate's identity, each a string
+    /// (`mailprobe_cert_info{server,port,subject,issuer,serial,fingerprint_sha256}`).
+    CertificateInfo {
+        subject: String,
+        issuer: String,
+        serial: String,
+        fingerprint_sha256: String,
+    },
 }
 
 /// A value taken from a report's evidence as a declared [`Measure`] said, with the server it is
@@ -348,6 +356,15 @@ pub enum Measurement {
     RoundtripLatency {
         requirement: String,
         seconds: f64,
+    },
+    CertificateInfo {
+        requirement: String,
+        server: String,
+        port: u16,
+        subject: String,
+        issuer: String,
+        serial: String,
+        fingerprint_sha256: String,
     },
 }
 
@@ -423,6 +440,34 @@ fn measure(
                     server: ep.host.clone(),
                     port: ep.port,
                     not_after_unix: t.unix_timestamp(),
+                });
+            }
+        }
+        (
+            Measure::CertificateInfo {
+                subject,
+                issuer,
+                serial,
+                fingerprint_sha256,
+            },
+            Some(ep),
+        ) => {
+            let text = |key: &str| r.evidence.get(key).and_then(Value::as_str);
+            // All four, or no series: a partial identity would be a different series each run.
+            if let (Some(subject), Some(issuer), Some(serial), Some(fingerprint)) = (
+                text(subject),
+                text(issuer),
+                text(serial),
+                text(fingerprint_sha256),
+            ) {
+                out.push(Measurement::CertificateInfo {
+                    requirement: r.id.clone(),
+                    server: ep.host.clone(),
+                    port: ep.port,
+                    subject: subject.to_string(),
+                    issuer: issuer.to_string(),
+                    serial: serial.to_string(),
+                    fingerprint_sha256: fingerprint.to_string(),
                 });
             }
         }

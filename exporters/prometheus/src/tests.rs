@@ -285,3 +285,59 @@ fn plugin_overruns_and_disabling_are_on_the_page() {
         assert!(page.contains(line), "missing {line:?} in\n{page}");
     }
 }
+
+#[tokio::test]
+async fn status_routes_serve_html_and_json_on_the_admin_listener() {
+    let store = Arc::new(SeriesStore::new());
+    let exp = PrometheusExporter::new(store.clone(), Arc::new(ProbeStats::new()));
+    exp.status_board().register("idle");
+    let o = outcome(vec![RequirementResult::fail(
+        "imap.login",
+        "<script>x</script>",
+        "Use the right password.",
+    )]);
+    let c = ComplianceTracker::new(1).observe(&o.report, SystemTime::now());
+    exp.on_run(&RunEvent {
+        outcome: &o,
+        compliance: &c,
+    });
+    let server = exp.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = server.local_addr();
+    let index = request(addr, "GET", "/").await;
+    assert!(index.starts_with("HTTP/1.1 200"), "{index}");
+    assert!(index.contains("content-type: text/html; charset=utf-8"), "{index}");
+    assert!(index.contains("content-security-policy: default-src 'none'"), "{index}");
+    assert!(index.contains("&lt;script&gt;x&lt;/script&gt;"), "{index}");
+    assert!(!index.contains("<script>"), "{index}");
+    let page = request(addr, "GET", "/mailboxes/sales").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Use the right password."), "{page}");
+    let missing = request(addr, "GET", "/mailboxes/nobody").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let list = request(addr, "GET", "/api/v1/mailboxes").await;
+    let body: serde_json::Value =
+        serde_json::from_str(list.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["mailboxes"][0]["mailbox"], "idle");
+    assert_eq!(body["mailboxes"][0]["verdict"], serde_json::Value::Null);
+    assert_eq!(body["mailboxes"][1]["verdict"], "non_compliant");
+    assert_eq!(body["mailboxes"][1]["failing"][0]["id"], "imap.login");
+    assert_eq!(body["config"]["last_load_successful"], true);
+    let one = request(addr, "GET", "/api/v1/mailboxes/sales").await;
+    let body: serde_json::Value =
+        serde_json::from_str(one.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["report"]["schema"], "mailprobe.report/v1");
+    assert_eq!(body["transcript"], serde_json::Value::Null);
+    assert!(
+        request(addr, "GET", "/api/v1/mailboxes/nobody")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+    // A removed mailbox leaves the page.
+    exp.forget("sales");
+    assert!(
+        request(addr, "GET", "/mailboxes/sales")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+    server.shutdown(Duration::from_secs(2)).await;
+}

@@ -53,6 +53,11 @@ pub fn timestamp(unix: f64) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// `2026-12-08 00:36:03 UTC`, for people.
+fn readable(unix: f64) -> String {
+    timestamp(unix).replace('T', " ").replace('Z', " UTC")
+}
+
 /// "12 s ago", "5 min ago", "3 h ago", "2 days ago".
 fn ago(then: f64, now: f64) -> String {
     let s = (now - then).max(0.0) as u64;
@@ -78,7 +83,10 @@ a { color: #0550ae; }
 .summary { display: flex; gap: 12px; flex-wrap: wrap; margin: 0 0 16px; padding: 0; list-style: none; }
 .summary li { background: #ffffff; border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 14px; }
 .summary strong { font-size: 20px; margin-right: 6px; }
-.config { background: #ffffff; border: 1px solid #d0d7de; border-left: 6px solid #1a7f37; border-radius: 6px; padding: 8px 14px; margin: 0 0 16px; }
+.config { background: #ffffff; border: 1px solid #d0d7de; border-left: 6px solid #1a7f37; border-radius: 6px; padding: 8px 14px; margin: 0 0 20px; }
+.config h2 { display: inline; font-size: 15px; margin: 0 8px 0 0; }
+.config p { display: inline; margin: 0; }
+.config.bad p { display: block; margin: 4px 0 0; }
 .config.bad { border-left-color: #b42318; background: #fff5f5; }
 .config pre { white-space: pre-wrap; margin: 6px 0 0; }
 table { border-collapse: collapse; width: 100%; background: #ffffff; border: 1px solid #d0d7de; }
@@ -102,6 +110,7 @@ details pre { white-space: pre-wrap; word-break: break-all; margin: 4px 0 0; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; background: #ffffff; border: 1px solid #d0d7de; border-radius: 6px; padding: 12px 16px; margin: 0; }
 dl.facts dt { font-weight: 600; }
 dl.facts dd { margin: 0; }
+td.when { white-space: nowrap; }
 footer { padding: 12px 28px 24px; color: #57606a; font-size: 13px; }
 "#;
 
@@ -149,32 +158,53 @@ fn status_badge(status: Status, reason: Option<&str>) -> String {
 }
 
 /// The failing and warning requirements of a report, and the ones that could not be verified,
-/// each with its summary and remedy.
+/// each with its summary and remedy. Requirements with the same outcome, summary and remedy (one
+/// cause that left a dozen requirements unverified) are one line naming them all.
 fn problems(report: &Report) -> String {
-    let mut items = String::new();
+    let mut groups: Vec<(Status, Option<&str>, &str, Option<&str>, Vec<&str>)> = Vec::new();
     for r in &report.requirements {
         let reason = r.skip_reason().map(|x| x.as_str());
         let shown = matches!(r.status, Status::Fail | Status::Warn) || reason == Some("not_verified");
         if !shown {
             continue;
         }
+        let key = (r.status, reason, r.summary.as_str(), r.remedy.as_deref());
+        match groups
+            .iter_mut()
+            .find(|g| (g.0, g.1, g.2, g.3) == key)
+        {
+            Some(g) => g.4.push(&r.id),
+            None => groups.push((key.0, key.1, key.2, key.3, vec![&r.id])),
+        }
+    }
+    if groups.is_empty() {
+        return "<span class=\"muted\">none</span>".to_string();
+    }
+    // Failures first, then warnings, then what could not be verified.
+    groups.sort_by_key(|g| match g.0 {
+        Status::Fail => 0,
+        Status::Warn => 1,
+        _ => 2,
+    });
+    let mut items = String::new();
+    for (status, reason, summary, remedy, ids) in groups {
+        let ids: Vec<String> = ids
+            .iter()
+            .map(|id| format!("<code>{}</code>", escape(id)))
+            .collect();
         let _ = write!(
             items,
-            "<li>{} <code>{}</code>: {}",
-            status_badge(r.status, reason),
-            escape(&r.id),
-            escape(&r.summary)
+            "<li>{} {}: {}",
+            status_badge(status, reason),
+            ids.join(", "),
+            escape(summary)
         );
-        if let Some(remedy) = &r.remedy {
+        if let Some(remedy) = remedy {
             let _ = write!(items, "<span class=\"remedy\">{}</span>", escape(remedy));
         }
         items.push_str("</li>");
     }
-    if items.is_empty() {
-        "<span class=\"muted\">none</span>".to_string()
-    } else {
-        format!("<ul class=\"problems\">{items}</ul>")
-    }
+    format!("<ul class=\"problems\">{items}</ul>")
 }
 
 fn config_status(reloads: &ReloadState, now: f64) -> String {
@@ -190,8 +220,9 @@ fn config_status(reloads: &ReloadState, now: f64) -> String {
             let at = reloads.last_success();
             format!(
                 "<section class=\"config\" aria-labelledby=\"config-h\"><h2 id=\"config-h\">Configuration loaded</h2>\
-<p>Last loaded at <time datetime=\"{t}\">{t}</time> ({ago}).</p></section>\n",
+<p>Last loaded at <time datetime=\"{t}\">{shown}</time> ({ago}).</p></section>\n",
                 t = timestamp(at),
+                shown = readable(at),
                 ago = ago(at, now)
             )
         }
@@ -229,14 +260,24 @@ pub fn index(
     );
     body.push_str(&config_status(reloads, now));
     body.push_str(
-        "<table>\n<caption>Mailboxes, by name</caption>\n<thead><tr><th scope=\"col\">Mailbox</th>\
+        "<table>\n<caption>Mailboxes, most urgent first</caption>\n<thead><tr><th scope=\"col\">Mailbox</th>\
 <th scope=\"col\">Verdict</th><th scope=\"col\">Profile</th><th scope=\"col\">Last check</th>\
 <th scope=\"col\">Failing, warning and unverified requirements</th></tr></thead>\n<tbody>\n",
     );
     if mailboxes.is_empty() {
         body.push_str("<tr><td colspan=\"5\" class=\"muted\">No mailbox is configured.</td></tr>\n");
     }
-    for (name, status) in mailboxes {
+    let mut rows: Vec<&(String, MailboxStatus)> = mailboxes.iter().collect();
+    rows.sort_by_key(|(name, s)| {
+        let rank = match s.report.as_ref().map(|r| r.verdict) {
+            Some(Verdict::NonCompliant) => 0,
+            Some(Verdict::Incomplete) => 1,
+            None => 2,
+            Some(Verdict::Compliant) => 3,
+        };
+        (rank, name.clone())
+    });
+    for (name, status) in rows {
         let link = format!(
             "<a href=\"/mailboxes/{}\">{}</a>",
             path_segment(name),
@@ -248,15 +289,16 @@ pub fn index(
         };
         let last = match status.finished_unix {
             Some(t) => format!(
-                "<time datetime=\"{ts}\">{ago}</time><br><span class=\"muted\">{ts}</span>",
+                "<time datetime=\"{ts}\">{ago}</time><br><span class=\"muted\">{shown}</span>",
                 ts = timestamp(t),
+                shown = readable(t),
                 ago = ago(t, now)
             ),
             None => "<span class=\"muted\">never</span>".to_string(),
         };
         let _ = writeln!(
             body,
-            "<tr><th scope=\"row\">{link}</th><td>{}</td><td>{profile}</td><td>{last}</td><td>{problems}</td></tr>",
+            "<tr><th scope=\"row\">{link}</th><td>{}</td><td>{profile}</td><td class=\"when\">{last}</td><td>{problems}</td></tr>",
             verdict_badge(verdict)
         );
     }
@@ -280,7 +322,7 @@ pub fn mailbox(name: &str, status: &MailboxStatus, build: &BuildInfo, now: f64) 
     body.push_str("<dl class=\"facts\">");
     let finished = status
         .finished_unix
-        .map(|t| format!("{} ({})", timestamp(t), ago(t, now)))
+        .map(|t| format!("{} ({})", readable(t), ago(t, now)))
         .unwrap_or_else(|| "unknown".into());
     for (k, v) in [
         ("Profile", escape(&report.profile)),

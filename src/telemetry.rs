@@ -9,8 +9,7 @@ use mailprobe_core::secret::ProcessEnv;
 use mailprobe_exporter_alerts::AlertsExporter;
 use mailprobe_exporter_otlp::{OtlpExporter, OtlpSettings};
 use mailprobe_exporter_prometheus::{
-    AdminServer, BuildInfo, PrometheusExporter, Readiness, ReloadRequest, ReloadState,
-    StatusBoard,
+    AdminServer, BuildInfo, PrometheusExporter, Readiness, ReloadRequest, ReloadState, StatusBoard,
 };
 use mailprobe_runtime::config::Config;
 use mailprobe_runtime::runner::RunOutcome;

@@ -107,9 +107,8 @@ mailboxes:
         format!("127.0.0.1:{listen}").parse().unwrap(),
     );
     wait_until("the first check", Duration::from_secs(40), || {
-        http_get(listen, "/metrics").is_some_and(|(_, b)| {
-            sample(&b, "mailprobe_compliant{mailbox=\"lab\"}").is_some()
-        })
+        http_get(listen, "/metrics")
+            .is_some_and(|(_, b)| sample(&b, "mailprobe_compliant{mailbox=\"lab\"}").is_some())
     });
 
     // Without Accept: the text format, clean for promtool.
@@ -179,9 +178,8 @@ mailboxes:
         .find(|l| l.starts_with("mailprobe_cert_info{"))
         .unwrap_or_else(|| panic!("no mailprobe_cert_info in\n{text}"));
     assert!(
-        info.starts_with(
-            "mailprobe_cert_info{mailbox=\"lab\",server=\"mail.lab.test\",port=\""
-        ) && info.contains("subject=\"")
+        info.starts_with("mailprobe_cert_info{mailbox=\"lab\",server=\"mail.lab.test\",port=\"")
+            && info.contains("subject=\"")
             && info.contains("issuer=\"")
             && info.contains("serial=\"")
             && info.ends_with(" 1.0"),
@@ -209,8 +207,11 @@ mailboxes:
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let last = sample(&text, "mailprobe_last_check_timestamp_seconds{mailbox=\"lab\"}")
-        .unwrap_or_else(|| panic!("{text}"));
+    let last = sample(
+        &text,
+        "mailprobe_last_check_timestamp_seconds{mailbox=\"lab\"}",
+    )
+    .unwrap_or_else(|| panic!("{text}"));
     assert!((now - last).abs() < 60.0, "{last} vs {now}");
     assert_eq!(
         sample(&text, "mailprobe_compliant{mailbox=\"lab\"}"),

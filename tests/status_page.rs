@@ -204,7 +204,12 @@ mailboxes:
             .cloned()
             .unwrap()
     };
-    assert_eq!(by_name("lab")["verdict"], "compliant", "{api}\n{}", read_log());
+    assert_eq!(
+        by_name("lab")["verdict"],
+        "compliant",
+        "{api}\n{}",
+        read_log()
+    );
     assert_eq!(by_name("evil")["verdict"], "non_compliant", "{api}");
     assert_eq!(by_name("waiting")["verdict"], "incomplete", "{api}");
     assert!(
@@ -253,10 +258,14 @@ mailboxes:
             &root,
         ],
     );
-    let png = std::fs::read(&shot)
-        .unwrap_or_else(|e| panic!("no screenshot ({e}):\n{}", run.stderr));
+    let png =
+        std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}):\n{}", run.stderr));
     assert_eq!(png_size(&png), (1366, 900));
-    assert!(png.len() > 30_000, "a nearly blank screenshot: {} bytes", png.len());
+    assert!(
+        png.len() > 30_000,
+        "a nearly blank screenshot: {} bytes",
+        png.len()
+    );
     // Kept for a person to look at.
     let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::copy(&shot, &keep);
@@ -276,15 +285,24 @@ mailboxes:
     ] {
         assert!(dom.contains(needle), "{needle:?} not in the page:\n{dom}");
     }
-    assert!(!dom.contains("<script"), "markup from a server became a script:\n{dom}");
-    assert!(!dom.contains("<img"), "markup from a server became an element:\n{dom}");
+    assert!(
+        !dom.contains("<script"),
+        "markup from a server became a script:\n{dom}"
+    );
+    assert!(
+        !dom.contains("<img"),
+        "markup from a server became an element:\n{dom}"
+    );
     assert!(dom.contains("&lt;script&gt;"), "{dom}");
     let page = chromium(
         &scratch.path("chromium-evil"),
         &["--dump-dom", &format!("{root}mailboxes/evil")],
     )
     .stdout;
-    for needle in ["<code>imap.server_software</code>", "Transcript of the last run"] {
+    for needle in [
+        "<code>imap.server_software</code>",
+        "Transcript of the last run",
+    ] {
         assert!(page.contains(needle), "{needle:?} not in the page:\n{page}");
     }
     assert!(!page.contains("<script"), "{page}");
@@ -303,7 +321,12 @@ mailboxes:
             "accessibility violations on {url}"
         );
         let passes = result["passes"].as_array().unwrap();
-        for rule in ["color-contrast", "html-has-lang", "document-title", "landmark-one-main"] {
+        for rule in [
+            "color-contrast",
+            "html-has-lang",
+            "document-title",
+            "landmark-one-main",
+        ] {
             assert!(
                 passes.iter().any(|p| p == rule),
                 "axe did not check {rule} on {url}: {result}"

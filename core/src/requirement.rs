@@ -668,4 +668,41 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_certificate_identity_needs_all_four_keys() {
+        let keys = Measure::CertificateInfo {
+            subject: "subject".into(),
+            issuer: "issuer".into(),
+            serial: "serial".into(),
+            fingerprint_sha256: "fingerprint_sha256".into(),
+        };
+        let catalog = Catalog::new(vec![(
+            RequirementSpec::new("x.expiry", "d")
+                .on(Protocol::Imap)
+                .measures(keys),
+            Origin::Builtin,
+        )]);
+        let target = crate::model::tests::target();
+        let full = RequirementResult::pass("x.expiry", "ok")
+            .with("subject", "CN=a")
+            .with("issuer", "CN=ca")
+            .with("serial", "01")
+            .with("fingerprint_sha256", "ab");
+        assert_eq!(
+            catalog.measurements(&target, std::slice::from_ref(&full)),
+            vec![Measurement::CertificateInfo {
+                requirement: "x.expiry".into(),
+                server: target.imap.host.clone(),
+                port: target.imap.port,
+                subject: "CN=a".into(),
+                issuer: "CN=ca".into(),
+                serial: "01".into(),
+                fingerprint_sha256: "ab".into(),
+            }]
+        );
+        let mut partial = full;
+        partial.evidence.remove("serial");
+        assert!(catalog.measurements(&target, &[partial]).is_empty());
+    }
 }

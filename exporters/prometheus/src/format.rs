@@ -107,9 +107,7 @@ mod tests {
             Format::OpenMetrics
         );
         assert_eq!(
-            negotiate(Some(
-                "application/openmetrics-text;q=0.2, text/plain;q=0.9"
-            )),
+            negotiate(Some("application/openmetrics-text;q=0.2, text/plain;q=0.9")),
             Format::Text
         );
         assert_eq!(

@@ -610,9 +610,7 @@ struct AppState {
 
 /// The text format by default, OpenMetrics when `Accept` prefers it.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let wanted = format::negotiate(accept);
     let page = render(&state.registry);
     let body = match wanted {

@@ -225,7 +225,10 @@ mod tests {
         );
         assert_eq!(labels("mailprobe_build_info"), ["version", "revision"]);
         assert_eq!(labels("mailprobe_checks_total"), ["verdict"]);
-        assert_eq!(labels("mailprobe_last_check_timestamp_seconds"), ["mailbox"]);
+        assert_eq!(
+            labels("mailprobe_last_check_timestamp_seconds"),
+            ["mailbox"]
+        );
         assert!(labels("mailprobe_schedule_lag_seconds").is_empty());
         assert!(labels(names::CONFIG_LAST_RELOAD_SUCCESSFUL).is_empty());
     }

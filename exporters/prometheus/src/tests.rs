@@ -305,8 +305,14 @@ async fn status_routes_serve_html_and_json_on_the_admin_listener() {
     let addr = server.local_addr();
     let index = request(addr, "GET", "/").await;
     assert!(index.starts_with("HTTP/1.1 200"), "{index}");
-    assert!(index.contains("content-type: text/html; charset=utf-8"), "{index}");
-    assert!(index.contains("content-security-policy: default-src 'none'"), "{index}");
+    assert!(
+        index.contains("content-type: text/html; charset=utf-8"),
+        "{index}"
+    );
+    assert!(
+        index.contains("content-security-policy: default-src 'none'"),
+        "{index}"
+    );
     assert!(index.contains("&lt;script&gt;x&lt;/script&gt;"), "{index}");
     assert!(!index.contains("<script>"), "{index}");
     let page = request(addr, "GET", "/mailboxes/sales").await;

@@ -297,8 +297,23 @@ mod tests {
                 requirement: "mail.roundtrip".into(),
                 seconds: 1.5,
             },
+            Measurement::CertificateInfo {
+                requirement: "smtp.certificate.expiry".into(),
+                server: "2001:db8::1".into(),
+                port: 587,
+                subject: format!("CN={}", "x".repeat(300)),
+                issuer: "CN=CA".into(),
+                serial: "01:02".into(),
+                fingerprint_sha256: "ab".repeat(32),
+            },
         ];
         let s = MailboxSeries::from_report(&r);
+        let (at, id) = &s.cert_info[0];
+        assert_eq!(at.port.as_ref(), "587");
+        assert_eq!(id.issuer, "CN=CA");
+        assert_eq!(id.fingerprint_sha256.len(), 64);
+        // A hostile subject is cut, not carried whole into every scrape.
+        assert_eq!(id.subject.chars().count(), MAX_CERT_LABEL + 1);
         assert_eq!(s.roundtrip_seconds, Some(1.5));
         assert_eq!(s.compliant, Some(0.0));
         assert_eq!(
@@ -360,7 +375,11 @@ mod tests {
         store.update_at(&incomplete(), 10.0);
         assert_eq!(store.snapshot()[0].1.compliant, None);
         store.update_at(
-            &report(vec![RequirementResult::fail("imap.login", "refused", "fix")]),
+            &report(vec![RequirementResult::fail(
+                "imap.login",
+                "refused",
+                "fix",
+            )]),
             20.0,
         );
         assert_eq!(store.snapshot()[0].1.compliant, Some(0.0));

@@ -166,7 +166,11 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
 
 /// The leaf's identity as evidence of the expiry result (`mailprobe_cert_info`): which
 /// certificate the dates are about, so a renewal shows as a new series.
-fn with_identity(r: RequirementResult, leaf: &CertInfo, der: Option<&Vec<u8>>) -> RequirementResult {
+fn with_identity(
+    r: RequirementResult,
+    leaf: &CertInfo,
+    der: Option<&Vec<u8>>,
+) -> RequirementResult {
     let r = r
         .with("subject", leaf.subject.clone())
         .with("issuer", leaf.issuer.clone())

@@ -157,22 +157,29 @@ fn status_badge(status: Status, reason: Option<&str>) -> String {
     format!("<span class=\"badge {class}\">{words}</span>")
 }
 
+/// Requirements with one outcome: (status, skip reason, summary, remedy, their IDs).
+type ProblemGroup<'a> = (
+    Status,
+    Option<&'a str>,
+    &'a str,
+    Option<&'a str>,
+    Vec<&'a str>,
+);
+
 /// The failing and warning requirements of a report, and the ones that could not be verified,
 /// each with its summary and remedy. Requirements with the same outcome, summary and remedy (one
 /// cause that left a dozen requirements unverified) are one line naming them all.
 fn problems(report: &Report) -> String {
-    let mut groups: Vec<(Status, Option<&str>, &str, Option<&str>, Vec<&str>)> = Vec::new();
+    let mut groups: Vec<ProblemGroup<'_>> = Vec::new();
     for r in &report.requirements {
         let reason = r.skip_reason().map(|x| x.as_str());
-        let shown = matches!(r.status, Status::Fail | Status::Warn) || reason == Some("not_verified");
+        let shown =
+            matches!(r.status, Status::Fail | Status::Warn) || reason == Some("not_verified");
         if !shown {
             continue;
         }
         let key = (r.status, reason, r.summary.as_str(), r.remedy.as_deref());
-        match groups
-            .iter_mut()
-            .find(|g| (g.0, g.1, g.2, g.3) == key)
-        {
+        match groups.iter_mut().find(|g| (g.0, g.1, g.2, g.3) == key) {
             Some(g) => g.4.push(&r.id),
             None => groups.push((key.0, key.1, key.2, key.3, vec![&r.id])),
         }
@@ -247,7 +254,7 @@ pub fn index(
     let _ = write!(
         body,
         "<li><strong>{}</strong>mailboxes</li>\
-<li><strong>{}</strong>{}</li><li><strong>{}</strong>{}</li><li><strong>{}</strong>{}</li><li><strong>{}</strong>{}</li></ul>\n",
+<li><strong>{}</strong>{}</li><li><strong>{}</strong>{}</li><li><strong>{}</strong>{}</li><li><strong>{}</strong>{}</li></ul>",
         mailboxes.len(),
         count(Some(Verdict::NonCompliant)),
         verdict_badge(Some(Verdict::NonCompliant)),
@@ -258,6 +265,7 @@ pub fn index(
         count(None),
         verdict_badge(None),
     );
+    body.push('\n');
     body.push_str(&config_status(reloads, now));
     body.push_str(
         "<table>\n<caption>Mailboxes, most urgent first</caption>\n<thead><tr><th scope=\"col\">Mailbox</th>\
@@ -265,7 +273,9 @@ pub fn index(
 <th scope=\"col\">Failing, warning and unverified requirements</th></tr></thead>\n<tbody>\n",
     );
     if mailboxes.is_empty() {
-        body.push_str("<tr><td colspan=\"5\" class=\"muted\">No mailbox is configured.</td></tr>\n");
+        body.push_str(
+            "<tr><td colspan=\"5\" class=\"muted\">No mailbox is configured.</td></tr>\n",
+        );
     }
     let mut rows: Vec<&(String, MailboxStatus)> = mailboxes.iter().collect();
     rows.sort_by_key(|(name, s)| {
@@ -316,7 +326,9 @@ pub fn mailbox(name: &str, status: &MailboxStatus, build: &BuildInfo, now: f64) 
         verdict_badge(status.report.as_ref().map(|r| r.verdict))
     );
     let Some(report) = &status.report else {
-        body.push_str("<p>This mailbox has not been checked yet; its first check is scheduled.</p>\n");
+        body.push_str(
+            "<p>This mailbox has not been checked yet; its first check is scheduled.</p>\n",
+        );
         return page(&format!("{name} · mailprobe"), build, &body);
     };
     body.push_str("<dl class=\"facts\">");
@@ -328,7 +340,10 @@ pub fn mailbox(name: &str, status: &MailboxStatus, build: &BuildInfo, now: f64) 
         ("Profile", escape(&report.profile)),
         ("Started", escape(&report.started_at)),
         ("Finished", finished),
-        ("Duration", format!("{:.1} s", report.duration_ms as f64 / 1000.0)),
+        (
+            "Duration",
+            format!("{:.1} s", report.duration_ms as f64 / 1000.0),
+        ),
         (
             "IMAP server",
             escape(report.servers.imap.as_deref().unwrap_or("–")),

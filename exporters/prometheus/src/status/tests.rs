@@ -28,8 +28,12 @@ fn hostile_report(mailbox: &str) -> Report {
         mailbox,
         vec![
             RequirementResult::pass("imap.reachable", "ok"),
-            RequirementResult::fail("imap.server_software", format!("greeting {HOSTILE}"), HOSTILE)
-                .with("greeting", HOSTILE),
+            RequirementResult::fail(
+                "imap.server_software",
+                format!("greeting {HOSTILE}"),
+                HOSTILE,
+            )
+            .with("greeting", HOSTILE),
             RequirementResult::warn("imap.certificate.expiry", "expires soon", "Renew it."),
         ],
     )
@@ -50,7 +54,11 @@ fn escaping_leaves_no_markup() {
 fn pages_escape_every_server_string() {
     let board = StatusBoard::new();
     board.register("waiting");
-    board.record(&hostile_report("sales<b>"), 1_800_000_000.0, Some(format!("S: * OK {HOSTILE}")));
+    board.record(
+        &hostile_report("sales<b>"),
+        1_800_000_000.0,
+        Some(format!("S: * OK {HOSTILE}")),
+    );
     let reloads = ReloadState::default();
     reloads.record_failure(&format!("config.yaml: line 3: {HOSTILE}"));
     let build = BuildInfo::default();
@@ -65,7 +73,10 @@ fn pages_escape_every_server_string() {
         assert!(!page.contains("<script"), "{page}");
         assert!(!page.contains("<img"), "{page}");
         assert!(!page.contains("<b>"), "{page}");
-        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page}"
+        );
         assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
     }
     // The index: verdicts, the failing and warning requirements with remedies, the time, the

@@ -106,6 +106,7 @@ ul.problems li { margin: 0 0 6px; }
 .muted { color: #57606a; }
 code, pre { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; }
 pre.transcript { background: #ffffff; border: 1px solid #d0d7de; border-radius: 6px; padding: 12px; overflow-x: auto; white-space: pre-wrap; word-break: break-all; max-height: 40em; }
+details summary { white-space: nowrap; cursor: pointer; }
 details pre { white-space: pre-wrap; word-break: break-all; margin: 4px 0 0; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; background: #ffffff; border: 1px solid #d0d7de; border-radius: 6px; padding: 12px 16px; margin: 0; }
 dl.facts dt { font-weight: 600; }
@@ -338,7 +339,10 @@ pub fn mailbox(name: &str, status: &MailboxStatus, build: &BuildInfo, now: f64) 
         .unwrap_or_else(|| "unknown".into());
     for (k, v) in [
         ("Profile", escape(&report.profile)),
-        ("Started", escape(&report.started_at)),
+        (
+            "Started",
+            escape(&report.started_at.replace('T', " ").replace('Z', " UTC")),
+        ),
         ("Finished", finished),
         (
             "Duration",
@@ -372,8 +376,9 @@ pub fn mailbox(name: &str, status: &MailboxStatus, build: &BuildInfo, now: f64) 
         } else {
             let json = serde_json::to_string_pretty(&r.evidence).unwrap_or_default();
             format!(
-                "<details><summary>{} key(s)</summary><pre>{}</pre></details>",
+                "<details><summary>{} {}</summary><pre>{}</pre></details>",
                 r.evidence.len(),
+                if r.evidence.len() == 1 { "key" } else { "keys" },
                 escape(&json)
             )
         };

@@ -179,6 +179,11 @@ pub fn markdown() -> String {
             .map(|l| format!("`{l}`"))
             .collect::<Vec<_>>()
             .join(", ");
+        let labels = if labels.is_empty() {
+            "–".to_string()
+        } else {
+            labels
+        };
         let _ = writeln!(
             out,
             "| `{}` | {} | {} | {} |",

@@ -3,6 +3,10 @@
 //! through the `plugin()` function its crate exports. Adding a built-in check is therefore one
 //! new crate and one dependency line in this package's Cargo.toml, and nothing else.
 //!
+//! It also records the source revision for `mailprobe_build_info{revision}`: the
+//! `MAILPROBE_REVISION` variable when set (a build from a tarball or in a container without
+//! `.git`), else `git rev-parse HEAD`, else `unknown`.
+//!
 //! std only (a build script's dependencies cost every build): it reads the two manifest forms
 //! this workspace uses, `name.workspace = true` (resolved in `[workspace.dependencies]`) and
 //! `name = { path = "..." }`.
@@ -45,6 +49,38 @@ fn main() {
     out.push_str("    ]\n}\n");
     let dest = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("builtins.rs");
     fs::write(dest, out).expect("write builtins.rs");
+    println!("cargo:rustc-env=MAILPROBE_REVISION={}", revision(&root));
+}
+
+/// The git commit being built, short enough for a label, or `unknown`.
+fn revision(root: &Path) -> String {
+    println!("cargo:rerun-if-env-changed=MAILPROBE_REVISION");
+    if let Ok(r) = env::var("MAILPROBE_REVISION")
+        && !r.trim().is_empty()
+    {
+        return r.trim().to_string();
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    // Rebuild when HEAD moves (a commit or a checkout), in a worktree too.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        for f in ["HEAD", "logs/HEAD"] {
+            let p = Path::new(&dir).join(f);
+            if p.exists() {
+                println!("cargo:rerun-if-changed={}", p.display());
+            }
+        }
+    }
+    git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_string())
 }
 
 /// The text of each `[section]`, by name.

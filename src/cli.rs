@@ -120,6 +120,13 @@ pub struct RunArgs {
     /// for where nothing sends SIGHUP or POST /-/reload, such as a Kubernetes ConfigMap.
     #[arg(long, env = "MAILPROBE_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub reload_interval: Option<Duration>,
+    /// The least severe log level written (debug, info, warn, error). MAILPROBE_LOG, when set,
+    /// is a finer filter (e.g. `info,mailprobe_exporter_otlp=debug`) and takes its place.
+    #[arg(long = "log.level", value_enum, value_name = "LEVEL", default_value_t = crate::logformat::LogLevel::Info)]
+    pub log_level: crate::logformat::LogLevel,
+    /// The log line format on stderr: logfmt (`key=value`) or json (one object per line).
+    #[arg(long = "log.format", value_enum, value_name = "FORMAT", default_value_t = crate::logformat::LogFormat::Logfmt)]
+    pub log_format: crate::logformat::LogFormat,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

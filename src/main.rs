@@ -6,6 +6,7 @@ mod builtins;
 mod check_many;
 mod cli;
 mod daemon;
+mod logformat;
 mod reference;
 mod reload;
 mod telemetry;
@@ -271,11 +272,21 @@ fn init_logging(command: &Command) {
     log::set_max_level(log::LevelFilter::Off);
     use tracing_subscriber::EnvFilter;
     let default = match command {
-        Command::Run(_) => "info",
+        Command::Run(args) => args.log_level.as_str(),
         _ => "warn",
     };
+    // MAILPROBE_LOG, when set, is the whole filter (it can name modules); else the level.
     let filter =
         EnvFilter::try_from_env("MAILPROBE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    if let Command::Run(args) = command {
+        // The daemon's lines for log collectors, as Prometheus exporters write them.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .event_format(logformat::Lines(args.log_format))
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -127,6 +127,18 @@ fn markdown(
                     (key, "mailprobe_concurrent_connections_achieved{mailbox}")
                 }
                 Measure::RoundtripLatency { key } => (key, "mailprobe_roundtrip_seconds{mailbox}"),
+                Measure::CertificateInfo {
+                    subject,
+                    issuer,
+                    serial,
+                    fingerprint_sha256,
+                } => {
+                    let _ = writeln!(
+                        out,
+                        "\nMetric: `mailprobe_cert_info{{mailbox,server,port,subject,issuer,serial,fingerprint_sha256}}`, from `{subject}`, `{issuer}`, `{serial}` and `{fingerprint_sha256}`."
+                    );
+                    continue;
+                }
             };
             let _ = writeln!(out, "\nMetric: `{metric}`, from `{key}`.");
         }

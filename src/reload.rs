@@ -202,7 +202,7 @@ fn reload(
                 error = %msg,
                 "configuration reload refused; the previous configuration keeps running"
             );
-            telemetry.record_reload(false);
+            telemetry.record_reload_failure(&msg);
             return Err(msg);
         }
     };

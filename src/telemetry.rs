@@ -9,7 +9,7 @@ use mailprobe_core::secret::ProcessEnv;
 use mailprobe_exporter_alerts::AlertsExporter;
 use mailprobe_exporter_otlp::{OtlpExporter, OtlpSettings};
 use mailprobe_exporter_prometheus::{
-    AdminServer, PrometheusExporter, Readiness, ReloadRequest, ReloadState,
+    AdminServer, BuildInfo, PrometheusExporter, Readiness, ReloadRequest, ReloadState, StatusBoard,
 };
 use mailprobe_runtime::config::Config;
 use mailprobe_runtime::runner::RunOutcome;
@@ -27,6 +27,7 @@ pub struct Telemetry {
     readiness: Readiness,
     reloads: Arc<ReloadState>,
     reload_requests: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<ReloadRequest>>>,
+    board: Arc<StatusBoard>,
 }
 
 impl Telemetry {
@@ -34,8 +35,17 @@ impl Telemetry {
     pub async fn start(config: &Config) -> Result<Telemetry, String> {
         let store = Arc::new(SeriesStore::new());
         let stats = Arc::new(ProbeStats::new());
-        let prometheus = Arc::new(PrometheusExporter::new(store.clone(), stats.clone()));
+        let build = BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            revision: env!("MAILPROBE_REVISION").to_string(),
+        };
+        let prometheus = Arc::new(PrometheusExporter::with_build_info(
+            store.clone(),
+            stats.clone(),
+            build,
+        ));
         let readiness = prometheus.readiness();
+        let board = prometheus.status_board();
         let reloads = prometheus.reload_state();
         let reload_requests = std::sync::Mutex::new(prometheus.take_reload_requests());
         let mut sinks: Vec<Arc<dyn RunSink>> = vec![prometheus.clone()];
@@ -102,7 +112,7 @@ impl Telemetry {
                 config.listen
             )
         })?;
-        tracing::info!(listen = %admin.local_addr(), "serving /metrics, /healthz and /readyz");
+        tracing::info!(listen = %admin.local_addr(), "serving /metrics, /healthz, /readyz and the status page");
         Ok(Telemetry {
             store,
             stats,
@@ -112,6 +122,7 @@ impl Telemetry {
             readiness,
             reloads,
             reload_requests,
+            board,
         })
     }
 
@@ -121,6 +132,12 @@ impl Telemetry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
+    }
+
+    /// Counts a refused reload, and keeps its message for the status page.
+    pub fn record_reload_failure(&self, error: &str) {
+        self.record_reload(false);
+        self.reloads.record_failure(error);
     }
 
     /// Counts a configuration reload and sets the reload gauges.
@@ -145,6 +162,7 @@ impl Telemetry {
     /// Creates a mailbox's probe-error series at 0.
     pub fn register_mailbox(&self, mailbox: &str) {
         self.stats.register_mailbox(mailbox);
+        self.board.register(mailbox);
     }
 
     /// Counts a run the probe could not complete (`kind`: panic or config).

@@ -217,7 +217,7 @@ impl Report {
                         .unwrap_or_default();
                     let _ = write!(perf, " roundtrip={seconds:.3}s;{warn};;0");
                 }
-                Measurement::TlsVersion { .. } => {}
+                Measurement::TlsVersion { .. } | Measurement::CertificateInfo { .. } => {}
             }
         }
         format!(

@@ -322,6 +322,14 @@ pub enum Measure {
     /// Seconds a test message took from submission to the mailbox
     /// (`mailprobe_roundtrip_seconds`); taken only from a result that passed or warned.
     RoundtripLatency { key: String },
+    /// The evidence keys of a leaf certificate's identity, each a string
+    /// (`mailprobe_cert_info{server,port,subject,issuer,serial,fingerprint_sha256}`).
+    CertificateInfo {
+        subject: String,
+        issuer: String,
+        serial: String,
+        fingerprint_sha256: String,
+    },
 }
 
 /// A value taken from a report's evidence as a declared [`Measure`] said, with the server it is
@@ -348,6 +356,15 @@ pub enum Measurement {
     RoundtripLatency {
         requirement: String,
         seconds: f64,
+    },
+    CertificateInfo {
+        requirement: String,
+        server: String,
+        port: u16,
+        subject: String,
+        issuer: String,
+        serial: String,
+        fingerprint_sha256: String,
     },
 }
 
@@ -423,6 +440,34 @@ fn measure(
                     server: ep.host.clone(),
                     port: ep.port,
                     not_after_unix: t.unix_timestamp(),
+                });
+            }
+        }
+        (
+            Measure::CertificateInfo {
+                subject,
+                issuer,
+                serial,
+                fingerprint_sha256,
+            },
+            Some(ep),
+        ) => {
+            let text = |key: &str| r.evidence.get(key).and_then(Value::as_str);
+            // All four, or no series: a partial identity would be a different series each run.
+            if let (Some(subject), Some(issuer), Some(serial), Some(fingerprint)) = (
+                text(subject),
+                text(issuer),
+                text(serial),
+                text(fingerprint_sha256),
+            ) {
+                out.push(Measurement::CertificateInfo {
+                    requirement: r.id.clone(),
+                    server: ep.host.clone(),
+                    port: ep.port,
+                    subject: subject.to_string(),
+                    issuer: issuer.to_string(),
+                    serial: serial.to_string(),
+                    fingerprint_sha256: fingerprint.to_string(),
                 });
             }
         }
@@ -622,5 +667,42 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_certificate_identity_needs_all_four_keys() {
+        let keys = Measure::CertificateInfo {
+            subject: "subject".into(),
+            issuer: "issuer".into(),
+            serial: "serial".into(),
+            fingerprint_sha256: "fingerprint_sha256".into(),
+        };
+        let catalog = Catalog::new(vec![(
+            RequirementSpec::new("x.expiry", "d")
+                .on(Protocol::Imap)
+                .measures(keys),
+            Origin::Builtin,
+        )]);
+        let target = crate::model::tests::target();
+        let full = RequirementResult::pass("x.expiry", "ok")
+            .with("subject", "CN=a")
+            .with("issuer", "CN=ca")
+            .with("serial", "01")
+            .with("fingerprint_sha256", "ab");
+        assert_eq!(
+            catalog.measurements(&target, std::slice::from_ref(&full)),
+            vec![Measurement::CertificateInfo {
+                requirement: "x.expiry".into(),
+                server: target.imap.host.clone(),
+                port: target.imap.port,
+                subject: "CN=a".into(),
+                issuer: "CN=ca".into(),
+                serial: "01".into(),
+                fingerprint_sha256: "ab".into(),
+            }]
+        );
+        let mut partial = full;
+        partial.evidence.remove("serial");
+        assert!(catalog.measurements(&target, &[partial]).is_empty());
     }
 }

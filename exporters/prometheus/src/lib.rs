@@ -3,12 +3,19 @@
 //! `/readyz` (the configuration is loaded and the first round is scheduled), and `POST /-/reload`
 //! (re-read the configuration file, as Prometheus and blackbox_exporter do).
 //!
+//! The same listener serves the status page ([`status`]): `/`, `/mailboxes/NAME` and
+//! `/api/v1/mailboxes[/NAME]`. `/metrics` answers in the Prometheus text format, or in
+//! OpenMetrics when the scraper asks for it ([`format`]).
+//!
 //! The gauges are read at scrape time from the shared [`SeriesStore`], so a series the latest
 //! run no longer has (a requirement now `skip`) disappears instead of going stale. The duration
 //! histogram is kept here.
 #![forbid(unsafe_code)]
 
+pub mod format;
 mod limited;
+pub mod reference;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +24,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use mailprobe_telemetry::series::ServerPort;
@@ -36,8 +43,10 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// The content type of `/metrics`.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use status::StatusBoard;
+
+/// The content type of `/metrics` in OpenMetrics (when the scraper asks for it).
+pub const CONTENT_TYPE: &str = format::OPENMETRICS_CONTENT_TYPE;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -69,6 +78,8 @@ const RELOAD_ANSWER_WITHIN: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct ReloadState {
     successful: AtomicBool,
+    /// Why the latest load failed, for the status page (cleared by a successful one).
+    last_error: std::sync::Mutex<Option<String>>,
     /// Unix time of the latest successful load, as f64 bits.
     last_success: std::sync::atomic::AtomicU64,
 }
@@ -78,6 +89,7 @@ impl Default for ReloadState {
     fn default() -> Self {
         let state = ReloadState {
             successful: AtomicBool::new(true),
+            last_error: std::sync::Mutex::new(None),
             last_success: std::sync::atomic::AtomicU64::new(0),
         };
         state.record(true);
@@ -90,11 +102,26 @@ impl ReloadState {
     pub fn record(&self, success: bool) {
         self.successful.store(success, Ordering::SeqCst);
         if success {
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
             self.last_success.store(now.to_bits(), Ordering::SeqCst);
         }
+    }
+
+    /// Records a failed load with the message `mailprobe validate` gives for the file.
+    pub fn record_failure(&self, error: &str) {
+        self.record(false);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+    }
+
+    /// Why the latest load failed, while it is the latest.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn successful(&self) -> bool {
@@ -112,6 +139,24 @@ struct StoreCollector {
     store: Arc<SeriesStore>,
     stats: Arc<ProbeStats>,
     reloads: Arc<ReloadState>,
+    build: BuildInfo,
+}
+
+/// `mailprobe_build_info{version,revision}`: what is running, as every Prometheus exporter says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: String,
+    /// The source revision (git commit) it was built from, or `unknown`.
+    pub revision: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            revision: "unknown".to_string(),
+        }
+    }
 }
 
 fn sp(mailbox: &str, s: &ServerPort) -> Labels {
@@ -148,16 +193,21 @@ struct StoreGauge {
 }
 
 /// The store's gauge families, in the order `/metrics` shows them.
-const STORE_GAUGES: [StoreGauge; 7] = [
+const STORE_GAUGES: [StoreGauge; 9] = [
     StoreGauge {
         name: names::COMPLIANT,
-        help: "1 when the mailbox meets every requirement of its profile (no requirement fails), else 0; no sample while the latest verdict is incomplete.",
+        help: "The last definitive verdict: 1 compliant (no requirement fails), 0 non-compliant; an incomplete run neither sets nor clears it; no sample before the first definitive verdict.",
         samples: compliant,
     },
     StoreGauge {
         name: names::VERDICT,
         help: "The latest verdict as a state set: 1 for it, 0 for the other two (compliant, non_compliant, incomplete).",
         samples: verdict,
+    },
+    StoreGauge {
+        name: names::LAST_CHECK_TIMESTAMP,
+        help: "Unix time the mailbox's latest check finished, whatever its verdict.",
+        samples: last_check,
     },
     StoreGauge {
         name: names::REQUIREMENT_STATUS,
@@ -168,6 +218,11 @@ const STORE_GAUGES: [StoreGauge; 7] = [
         name: names::CERT_EXPIRY,
         help: "notAfter of the server's leaf certificate, as a Unix timestamp.",
         samples: cert_expiry,
+    },
+    StoreGauge {
+        name: names::CERT_INFO,
+        help: "Always 1: the identity of the server's leaf certificate (subject, issuer, serial, SHA-256 fingerprint of its DER); a renewal is a new series.",
+        samples: cert_info,
     },
     StoreGauge {
         name: names::TLS_VERSION_ACCEPTED,
@@ -198,6 +253,24 @@ fn verdict(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
     s.verdict_states()
         .into_iter()
         .map(|(v, x)| (vec![mb(m), ("verdict", v.to_string())], x))
+        .collect()
+}
+
+fn last_check(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.last_check.map(|v| (vec![mb(m)], v)).into_iter().collect()
+}
+
+fn cert_info(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.cert_info
+        .iter()
+        .map(|(p, id)| {
+            let mut l = sp(m, p);
+            l.push(("subject", id.subject.clone()));
+            l.push(("issuer", id.issuer.clone()));
+            l.push(("serial", id.serial.clone()));
+            l.push(("fingerprint_sha256", id.fingerprint_sha256.clone()));
+            (l, 1.0)
+        })
         .collect()
 }
 
@@ -313,6 +386,18 @@ impl Collector for StoreCollector {
             gauges(&mut encoder, family.name, family.help, samples)?;
         }
         reload_gauges(&mut encoder, &self.reloads)?;
+        gauges(
+            &mut encoder,
+            names::BUILD_INFO,
+            "Always 1: the version of mailprobe and the source revision it was built from.",
+            vec![(
+                vec![
+                    ("version", self.build.version.clone()),
+                    ("revision", self.build.revision.clone()),
+                ],
+                1.0,
+            )],
+        )?;
         probe_gauges(&mut encoder, &self.stats.gauge_snapshot())?;
         counter_families(&mut encoder, &self.stats.snapshot())
     }
@@ -327,16 +412,28 @@ pub struct PrometheusExporter {
     reloads: Arc<ReloadState>,
     reload_tx: mpsc::Sender<ReloadRequest>,
     reload_rx: std::sync::Mutex<Option<mpsc::Receiver<ReloadRequest>>>,
+    board: Arc<StatusBoard>,
+    build: BuildInfo,
 }
 
 impl PrometheusExporter {
     pub fn new(store: Arc<SeriesStore>, stats: Arc<ProbeStats>) -> Self {
+        Self::with_build_info(store, stats, BuildInfo::default())
+    }
+
+    /// [`PrometheusExporter::new`] with the binary's own version and revision.
+    pub fn with_build_info(
+        store: Arc<SeriesStore>,
+        stats: Arc<ProbeStats>,
+        build: BuildInfo,
+    ) -> Self {
         let mut registry = Registry::default();
         let reloads = Arc::new(ReloadState::default());
         registry.register_collector(Box::new(StoreCollector {
             store,
             stats,
             reloads: reloads.clone(),
+            build: build.clone(),
         }));
         // A few requests may wait while one reload runs; more are refused, not queued.
         let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -344,13 +441,13 @@ impl PrometheusExporter {
             Family::new_with_constructor(duration_histogram);
         registry.register(
             names::CHECK_DURATION,
-            "Wall time of one mailbox check, in seconds.",
+            "Wall time of one mailbox check, in seconds",
             durations.clone(),
         );
         let lag = Histogram::new(LAG_BUCKETS.iter().copied());
         registry.register(
             names::SCHEDULE_LAG,
-            "Time from when a mailbox's check was due to when it started, in seconds.",
+            "Time from when a mailbox's check was due to when it started (waiting for a concurrency slot), in seconds; one series for the process",
             lag.clone(),
         );
         PrometheusExporter {
@@ -361,7 +458,15 @@ impl PrometheusExporter {
             reloads,
             reload_tx,
             reload_rx: std::sync::Mutex::new(Some(reload_rx)),
+            board: Arc::new(StatusBoard::new()),
+            build,
         }
+    }
+
+    /// The status page's latest reports, which this exporter fills after every run; the
+    /// daemon registers configured mailboxes in it.
+    pub fn status_board(&self) -> Arc<StatusBoard> {
+        self.board.clone()
     }
 
     pub fn readiness(&self) -> Readiness {
@@ -396,12 +501,18 @@ impl PrometheusExporter {
             readiness: self.readiness.clone(),
             reload: self.reload_tx.clone(),
         };
+        let pages = status::routes(status::PageState {
+            board: self.board.clone(),
+            reloads: self.reloads.clone(),
+            build: self.build.clone(),
+        });
         let app = Router::new()
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/-/reload", post(reload))
-            .with_state(state);
+            .with_state(state)
+            .merge(pages);
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let listener = limited::Limited::new(listener, limited::MAX_CONNECTIONS, limited::IDLE);
@@ -440,9 +551,18 @@ impl RunSink for PrometheusExporter {
         self.durations
             .get_or_create(&labels)
             .observe(event.outcome.duration.as_secs_f64());
+        let finished = event
+            .outcome
+            .started_at
+            .checked_add(event.outcome.duration)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        // No transcript is kept for daemon runs yet: the page says so.
+        self.board.record(&event.outcome.report, finished, None);
     }
 
     fn forget(&self, mailbox: &str) {
+        self.board.forget(mailbox);
         self.durations
             .remove(&vec![("mailbox", mailbox.to_string())]);
     }
@@ -488,10 +608,21 @@ struct AppState {
     reload: mpsc::Sender<ReloadRequest>,
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// The text format by default, OpenMetrics when `Accept` prefers it.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let wanted = format::negotiate(accept);
+    let page = render(&state.registry);
+    let body = match wanted {
+        format::Format::OpenMetrics => page,
+        format::Format::Text => format::to_text(&page),
+    };
     (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        render(&state.registry),
+        [
+            (header::CONTENT_TYPE, wanted.content_type()),
+            (header::VARY, "Accept"),
+        ],
+        body,
     )
 }
 

@@ -99,7 +99,7 @@ fn metrics_page_has_the_spec_series_and_drops_skipped_ones() {
 }
 
 #[test]
-fn an_incomplete_run_drops_mailprobe_compliant_and_sets_the_verdict_state() {
+fn an_incomplete_run_keeps_mailprobe_compliant_and_sets_the_verdict_state() {
     let store = Arc::new(SeriesStore::new());
     let exp = PrometheusExporter::new(store.clone(), Arc::new(ProbeStats::new()));
     store.update(&outcome(vec![RequirementResult::pass("imap.reachable", "ok")]).report);
@@ -115,7 +115,15 @@ fn an_incomplete_run_drops_mailprobe_compliant_and_sets_the_verdict_state() {
         .report,
     );
     let page = exp.render();
-    assert!(!page.contains("mailprobe_compliant{"), "{page}");
+    // The last definitive verdict stays: an incomplete run neither sets nor clears it.
+    assert!(
+        page.contains("mailprobe_compliant{mailbox=\"sales\"} 1.0"),
+        "{page}"
+    );
+    assert!(
+        page.contains("mailprobe_last_check_timestamp_seconds{mailbox=\"sales\"}"),
+        "{page}"
+    );
     for line in [
         "mailprobe_verdict{mailbox=\"sales\",verdict=\"compliant\"} 0.0",
         "mailprobe_verdict{mailbox=\"sales\",verdict=\"non_compliant\"} 0.0",
@@ -148,17 +156,33 @@ async fn health_endpoints_answer() {
     exp.readiness().set(true);
     assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
     let m = get("/metrics").await;
-    assert!(m.contains("application/openmetrics-text"), "{m}");
-    assert!(m.contains("mailprobe_checks_total"), "{m}");
+    assert!(m.contains("text/plain; version=0.0.4"), "{m}");
+    assert!(m.contains("# TYPE mailprobe_checks_total counter"), "{m}");
+    assert!(!m.contains("# EOF"), "{m}");
+    let om = request_with(
+        addr,
+        "GET",
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+    )
+    .await;
+    assert!(om.contains("application/openmetrics-text"), "{om}");
+    assert!(om.contains("# TYPE mailprobe_checks counter"), "{om}");
+    assert!(om.trim_end().ends_with("# EOF"), "{om}");
+    assert!(om.contains("mailprobe_build_info{version=\""), "{om}");
     server.shutdown(Duration::from_secs(2)).await;
 }
 
 async fn request(addr: SocketAddr, method: &str, path: &str) -> String {
+    request_with(addr, method, path, "").await
+}
+
+async fn request_with(addr: SocketAddr, method: &str, path: &str, headers: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
         format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .as_bytes(),
     )
@@ -260,4 +284,66 @@ fn plugin_overruns_and_disabling_are_on_the_page() {
     ] {
         assert!(page.contains(line), "missing {line:?} in\n{page}");
     }
+}
+
+#[tokio::test]
+async fn status_routes_serve_html_and_json_on_the_admin_listener() {
+    let store = Arc::new(SeriesStore::new());
+    let exp = PrometheusExporter::new(store.clone(), Arc::new(ProbeStats::new()));
+    exp.status_board().register("idle");
+    let o = outcome(vec![RequirementResult::fail(
+        "imap.login",
+        "<script>x</script>",
+        "Use the right password.",
+    )]);
+    let c = ComplianceTracker::new(1).observe(&o.report, SystemTime::now());
+    exp.on_run(&RunEvent {
+        outcome: &o,
+        compliance: &c,
+    });
+    let server = exp.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = server.local_addr();
+    let index = request(addr, "GET", "/").await;
+    assert!(index.starts_with("HTTP/1.1 200"), "{index}");
+    assert!(
+        index.contains("content-type: text/html; charset=utf-8"),
+        "{index}"
+    );
+    assert!(
+        index.contains("content-security-policy: default-src 'none'"),
+        "{index}"
+    );
+    assert!(index.contains("&lt;script&gt;x&lt;/script&gt;"), "{index}");
+    assert!(!index.contains("<script>"), "{index}");
+    let page = request(addr, "GET", "/mailboxes/sales").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Use the right password."), "{page}");
+    let missing = request(addr, "GET", "/mailboxes/nobody").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let list = request(addr, "GET", "/api/v1/mailboxes").await;
+    let body: serde_json::Value =
+        serde_json::from_str(list.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["mailboxes"][0]["mailbox"], "idle");
+    assert_eq!(body["mailboxes"][0]["verdict"], serde_json::Value::Null);
+    assert_eq!(body["mailboxes"][1]["verdict"], "non_compliant");
+    assert_eq!(body["mailboxes"][1]["failing"][0]["id"], "imap.login");
+    assert_eq!(body["config"]["last_load_successful"], true);
+    let one = request(addr, "GET", "/api/v1/mailboxes/sales").await;
+    let body: serde_json::Value =
+        serde_json::from_str(one.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["report"]["schema"], "mailprobe.report/v1");
+    assert_eq!(body["transcript"], serde_json::Value::Null);
+    assert!(
+        request(addr, "GET", "/api/v1/mailboxes/nobody")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+    // A removed mailbox leaves the page.
+    exp.forget("sales");
+    assert!(
+        request(addr, "GET", "/mailboxes/sales")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+    server.shutdown(Duration::from_secs(2)).await;
 }

@@ -5,6 +5,12 @@ pub const COMPLIANT: &str = "mailprobe_compliant";
 pub const VERDICT: &str = "mailprobe_verdict";
 pub const REQUIREMENT_STATUS: &str = "mailprobe_requirement_status";
 pub const CERT_EXPIRY: &str = "mailprobe_cert_expiry_timestamp_seconds";
+/// Always 1: the leaf certificate's subject, issuer, serial and SHA-256 fingerprint as labels.
+pub const CERT_INFO: &str = "mailprobe_cert_info";
+/// Unix time a mailbox's latest check finished.
+pub const LAST_CHECK_TIMESTAMP: &str = "mailprobe_last_check_timestamp_seconds";
+/// Always 1: `version` and `revision` of the running binary.
+pub const BUILD_INFO: &str = "mailprobe_build_info";
 pub const TLS_VERSION_ACCEPTED: &str = "mailprobe_tls_version_accepted";
 pub const CONCURRENT_ACHIEVED: &str = "mailprobe_concurrent_connections_achieved";
 /// Seconds the `mail.roundtrip` test message took to arrive.

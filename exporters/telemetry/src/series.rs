@@ -41,17 +41,32 @@ pub fn label(value: &str) -> Arc<str> {
     v
 }
 
+/// The labels of `mailprobe_cert_info` that name one leaf certificate.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CertIdentity {
+    pub subject: String,
+    pub issuer: String,
+    pub serial: String,
+    pub fingerprint_sha256: String,
+}
+
 /// Every gauge sample of one mailbox, by the labels that follow `mailbox`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MailboxSeries {
     /// The latest verdict: `mailprobe_verdict{verdict}` is 1 for it and 0 for the others.
     pub verdict: Option<Verdict>,
-    /// `mailprobe_compliant`: 1 or 0; `None` (no sample) while the verdict is `incomplete`.
+    /// `mailprobe_compliant`: 1 or 0, the last definitive verdict. An `incomplete` run neither
+    /// sets nor clears it ([`SeriesStore::update`] carries the previous value over); `None` (no
+    /// sample) only before the mailbox's first definitive verdict.
     pub compliant: Option<f64>,
+    /// `mailprobe_last_check_timestamp_seconds`: Unix time the latest run finished.
+    pub last_check: Option<f64>,
     /// `mailprobe_requirement_status{requirement}`: 1 pass, 0.5 warn, 0 fail (skip: absent).
     pub requirements: Vec<(Arc<str>, f64)>,
     /// `mailprobe_cert_expiry_timestamp_seconds{server,port}`: the leaf's notAfter (Unix time).
     pub cert_expiry: Vec<(ServerPort, f64)>,
+    /// `mailprobe_cert_info{server,port,subject,issuer,serial,fingerprint_sha256}` (always 1).
+    pub cert_info: Vec<(ServerPort, CertIdentity)>,
     /// `mailprobe_tls_version_accepted{server,port,version}`: 1 or 0.
     pub tls_versions: Vec<(ServerPort, Arc<str>, f64)>,
     /// `mailprobe_concurrent_connections_achieved`, when the connection plugin reported it.
@@ -88,6 +103,23 @@ impl MailboxSeries {
                 } => s
                     .cert_expiry
                     .push((server_port(server, *port), *not_after_unix as f64)),
+                Measurement::CertificateInfo {
+                    server,
+                    port,
+                    subject,
+                    issuer,
+                    serial,
+                    fingerprint_sha256,
+                    ..
+                } => s.cert_info.push((
+                    server_port(server, *port),
+                    CertIdentity {
+                        subject: clip(subject),
+                        issuer: clip(issuer),
+                        serial: clip(serial),
+                        fingerprint_sha256: clip(fingerprint_sha256),
+                    },
+                )),
                 Measurement::TlsVersion {
                     server,
                     port,
@@ -108,6 +140,7 @@ impl MailboxSeries {
         }
         s.requirements.shrink_to_fit();
         s.cert_expiry.shrink_to_fit();
+        s.cert_info.shrink_to_fit();
         s.tls_versions.shrink_to_fit();
         s
     }
@@ -121,6 +154,17 @@ impl MailboxSeries {
             .iter()
             .map(|v| (v.as_str(), if *v == latest { 1.0 } else { 0.0 }))
             .collect()
+    }
+}
+
+/// The longest certificate label value kept: a hostile certificate's subject must not make
+/// every scrape (and Prometheus' index) carry kilobytes.
+const MAX_CERT_LABEL: usize = 256;
+
+fn clip(value: &str) -> String {
+    match value.char_indices().nth(MAX_CERT_LABEL) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_string(),
     }
 }
 
@@ -154,16 +198,38 @@ impl SeriesStore {
         Self::default()
     }
 
-    /// Replaces the series of `mailbox` with those of its latest report.
+    /// Replaces the series of `mailbox` with those of its latest report, finished now.
     pub fn update(&self, report: &Report) {
-        let series = Arc::new(MailboxSeries::from_report(report));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.update_at(report, now);
+    }
+
+    /// [`SeriesStore::update`] with the run's end as Unix time. `mailprobe_compliant` keeps the
+    /// last definitive verdict across `incomplete` runs: a non-compliant mailbox the probe can
+    /// no longer judge must not resolve `mailprobe_compliant == 0`.
+    pub fn update_at(&self, report: &Report, finished_unix: f64) {
+        let mut series = MailboxSeries::from_report(report);
+        series.last_check = Some(finished_unix);
         let mut map = self.by_mailbox.write().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(report.mailbox.as_str()) {
-            Some(slot) => *slot = series,
+            Some(slot) => {
+                if series.compliant.is_none() {
+                    series.compliant = slot.compliant;
+                }
+                *slot = Arc::new(series);
+            }
             None => {
-                map.insert(Arc::from(report.mailbox.as_str()), series);
+                map.insert(Arc::from(report.mailbox.as_str()), Arc::new(series));
             }
         }
+    }
+
+    /// One mailbox's series.
+    pub fn get(&self, mailbox: &str) -> Option<Arc<MailboxSeries>> {
+        let map = self.by_mailbox.read().unwrap_or_else(|e| e.into_inner());
+        map.get(mailbox).cloned()
     }
 
     /// Forgets a mailbox that is no longer configured, so its series disappear at once.
@@ -231,8 +297,23 @@ mod tests {
                 requirement: "mail.roundtrip".into(),
                 seconds: 1.5,
             },
+            Measurement::CertificateInfo {
+                requirement: "smtp.certificate.expiry".into(),
+                server: "2001:db8::1".into(),
+                port: 587,
+                subject: format!("CN={}", "x".repeat(300)),
+                issuer: "CN=CA".into(),
+                serial: "01:02".into(),
+                fingerprint_sha256: "ab".repeat(32),
+            },
         ];
         let s = MailboxSeries::from_report(&r);
+        let (at, id) = &s.cert_info[0];
+        assert_eq!(at.port.as_ref(), "587");
+        assert_eq!(id.issuer, "CN=CA");
+        assert_eq!(id.fingerprint_sha256.len(), 64);
+        // A hostile subject is cut, not carried whole into every scrape.
+        assert_eq!(id.subject.chars().count(), MAX_CERT_LABEL + 1);
         assert_eq!(s.roundtrip_seconds, Some(1.5));
         assert_eq!(s.compliant, Some(0.0));
         assert_eq!(
@@ -279,6 +360,44 @@ mod tests {
                 ("incomplete", 1.0)
             ]
         );
+    }
+
+    #[test]
+    fn compliant_keeps_the_last_definitive_verdict_through_incomplete_runs() {
+        let store = SeriesStore::new();
+        let incomplete = || {
+            report(vec![RequirementResult::not_verified(
+                "imap.login",
+                "deadline",
+            )])
+        };
+        // Absent before the first definitive verdict.
+        store.update_at(&incomplete(), 10.0);
+        assert_eq!(store.snapshot()[0].1.compliant, None);
+        store.update_at(
+            &report(vec![RequirementResult::fail(
+                "imap.login",
+                "refused",
+                "fix",
+            )]),
+            20.0,
+        );
+        assert_eq!(store.snapshot()[0].1.compliant, Some(0.0));
+        // An incomplete run neither sets nor clears it, but moves the verdict and the time.
+        store.update_at(&incomplete(), 30.0);
+        let s = store.get("sales").unwrap();
+        assert_eq!(s.compliant, Some(0.0));
+        assert_eq!(s.verdict, Some(Verdict::Incomplete));
+        assert_eq!(s.last_check, Some(30.0));
+        store.update_at(
+            &report(vec![RequirementResult::pass("imap.login", "ok")]),
+            40.0,
+        );
+        assert_eq!(store.get("sales").unwrap().compliant, Some(1.0));
+        // A mailbox removed and added again starts afresh.
+        store.remove("sales");
+        store.update_at(&incomplete(), 50.0);
+        assert_eq!(store.get("sales").unwrap().compliant, None);
     }
 
     #[test]

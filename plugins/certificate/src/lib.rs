@@ -53,8 +53,18 @@ fn specs(p: Protocol) -> [RequirementSpec; 3] {
         .fails("the certificate (or one in its chain) has expired or is not yet valid")
         .evidence("not_after", "the leaf's notAfter (RFC 3339)")
         .evidence("days_left", "whole days until notAfter")
+        .evidence("subject", "the leaf's subject (RFC 4514)")
+        .evidence("issuer", "the leaf's issuer (RFC 4514)")
+        .evidence("serial", "the leaf's serial number (colon-separated hex)")
+        .evidence("fingerprint_sha256", "SHA-256 of the leaf's DER (lowercase hex)")
         .measures(Measure::CertificateExpiry {
             key: "not_after".into(),
+        })
+        .measures(Measure::CertificateInfo {
+            subject: "subject".into(),
+            issuer: "issuer".into(),
+            serial: "serial".into(),
+            fingerprint_sha256: "fingerprint_sha256".into(),
         }),
     ]
     .map(|s| s.after(&reachable).on(p))
@@ -144,13 +154,40 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         cx.target.allow_insecure_cert,
         ep,
     ));
-    cx.report(judge_expiry(
+    let expiry = judge_expiry(
         &expiry_id,
         &parsed,
         OffsetDateTime::now_utc(),
         warn_days,
         ep,
-    ));
+    );
+    cx.report(with_identity(expiry, &leaf, chain.first()));
+}
+
+/// The leaf's identity as evidence of the expiry result (`mailprobe_cert_info`): which
+/// certificate the dates are about, so a renewal shows as a new series.
+fn with_identity(
+    r: RequirementResult,
+    leaf: &CertInfo,
+    der: Option<&Vec<u8>>,
+) -> RequirementResult {
+    let r = r
+        .with("subject", leaf.subject.clone())
+        .with("issuer", leaf.issuer.clone())
+        .with("serial", leaf.serial.clone());
+    match der {
+        Some(der) => r.with("fingerprint_sha256", sha256_hex(der)),
+        None => r,
+    }
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// When a prerequisite blocks all three, each is reported as skipped for that reason.

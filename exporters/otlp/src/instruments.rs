@@ -11,11 +11,9 @@
 //! span attribute keys (`mailprobe.mailbox`, `server.address`, `server.port`,
 //! `tls.protocol.version`, ...), so spans and metrics join on one key.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use mailprobe_core::TlsVersion;
-use mailprobe_core::requirement::Measurement;
 use mailprobe_telemetry::names::otlp::{self, Instrument, attribute_key};
 use mailprobe_telemetry::series::ServerPort;
 use mailprobe_telemetry::{
@@ -36,7 +34,7 @@ struct StoreGauge {
 }
 
 /// The store's gauge families, in the order they are registered.
-const STORE_GAUGES: [StoreGauge; 7] = [
+const STORE_GAUGES: [StoreGauge; 9] = [
     StoreGauge {
         name: names::COMPLIANT,
         description: "The last definitive verdict: 1 compliant, 0 non-compliant; an incomplete run neither sets nor clears it (the store decides).",
@@ -66,6 +64,16 @@ const STORE_GAUGES: [StoreGauge; 7] = [
         name: names::CONCURRENT_ACHIEVED,
         description: "Authenticated sessions the probe held at once (IMAP and SMTP together).",
         samples: concurrent_achieved,
+    },
+    StoreGauge {
+        name: names::LAST_CHECK_TIMESTAMP,
+        description: "Unix time when the mailbox's latest check finished.",
+        samples: last_check,
+    },
+    StoreGauge {
+        name: names::CERT_INFO,
+        description: "1 per leaf certificate seen, with its subject, issuer, serial and SHA-256 fingerprint.",
+        samples: cert_info,
     },
     StoreGauge {
         name: names::ROUNDTRIP_SECONDS,
@@ -183,6 +191,29 @@ fn concurrent_achieved(m: &str, s: &MailboxSeries) -> Samples {
         .collect()
 }
 
+fn last_check(m: &str, s: &MailboxSeries) -> Samples {
+    s.last_check.map(|v| (v, vec![mb(m)])).into_iter().collect()
+}
+
+fn cert_info(m: &str, s: &MailboxSeries) -> Samples {
+    s.cert_info
+        .iter()
+        .map(|(p, c)| {
+            let mut attrs = sp(m, p);
+            attrs.extend([
+                KeyValue::new(attribute_key("subject"), c.subject.clone()),
+                KeyValue::new(attribute_key("issuer"), c.issuer.clone()),
+                KeyValue::new(attribute_key("serial"), c.serial.clone()),
+                KeyValue::new(
+                    attribute_key("fingerprint_sha256"),
+                    c.fingerprint_sha256.clone(),
+                ),
+            ]);
+            (1.0, attrs)
+        })
+        .collect()
+}
+
 fn roundtrip_seconds(m: &str, s: &MailboxSeries) -> Samples {
     s.roundtrip_seconds
         .map(|v| (v, vec![mb(m)]))
@@ -284,142 +315,19 @@ pub(crate) fn histograms(meter: &Meter) -> (Histogram<f64>, Histogram<f64>) {
     (durations, lag)
 }
 
-/// When each mailbox's latest check finished (Unix seconds), kept by the exporter from the runs
-/// it is given, and forgotten with the mailbox.
-#[derive(Debug, Default)]
-pub(crate) struct LastChecks(Mutex<BTreeMap<String, f64>>);
-
-impl LastChecks {
-    pub(crate) fn record(&self, mailbox: &str, at: std::time::SystemTime) {
-        let secs = at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(mailbox.to_string(), secs);
-    }
-
-    pub(crate) fn forget(&self, mailbox: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(mailbox);
-    }
-
-    fn snapshot(&self) -> Vec<(String, f64)> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
-    }
-}
-
-/// The identity of each mailbox's leaf certificates (`mailprobe.cert.info`), from its latest
-/// report: the `subject`, `issuer`, `serial` and `fingerprint_sha256` evidence of the result
-/// whose certificate expiry was measured, with the server and port of that measurement. All four
-/// or nothing: a partial identity would be another series at each run.
-#[derive(Debug, Default)]
-pub(crate) struct CertInfos(Mutex<BTreeMap<String, Vec<Vec<KeyValue>>>>);
-
-impl CertInfos {
-    pub(crate) fn record(&self, report: &mailprobe_core::report::Report) {
-        let mut found = Vec::new();
-        for m in &report.measures {
-            let Measurement::CertificateExpiry {
-                requirement,
-                server,
-                port,
-                ..
-            } = m
-            else {
-                continue;
-            };
-            let Some(r) = report.requirements.iter().find(|r| r.id == *requirement) else {
-                continue;
-            };
-            let text = |k: &str| {
-                r.evidence
-                    .get(k)
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            };
-            if let (Some(subject), Some(issuer), Some(serial), Some(fingerprint)) = (
-                text("subject"),
-                text("issuer"),
-                text("serial"),
-                text("fingerprint_sha256"),
-            ) {
-                found.push(vec![
-                    mb(&report.mailbox),
-                    KeyValue::new(attribute_key("server"), server.clone()),
-                    KeyValue::new(attribute_key("port"), i64::from(*port)),
-                    KeyValue::new(attribute_key("subject"), subject),
-                    KeyValue::new(attribute_key("issuer"), issuer),
-                    KeyValue::new(attribute_key("serial"), serial),
-                    KeyValue::new(attribute_key("fingerprint_sha256"), fingerprint),
-                ]);
-            }
-        }
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if found.is_empty() {
-            map.remove(&report.mailbox);
-        } else {
-            map.insert(report.mailbox.clone(), found);
-        }
-    }
-
-    pub(crate) fn forget(&self, mailbox: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(mailbox);
-    }
-
-    fn snapshot(&self) -> Vec<Vec<KeyValue>> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().flatten().cloned().collect()
-    }
-}
-
-/// `mailprobe.last_check.timestamp` per mailbox, `mailprobe.build.info` (1, with the version
-/// and revision the binary was built from), and `mailprobe.cert.info`.
-pub(crate) fn own_gauges(
-    meter: &Meter,
-    last: &Arc<LastChecks>,
-    certs: &Arc<CertInfos>,
-    version: &str,
-    revision: &str,
-) -> Vec<ObservableGauge<f64>> {
-    let lc = instrument("mailprobe_last_check_timestamp_seconds");
-    let last = last.clone();
-    let last_check = meter
-        .f64_observable_gauge(lc.name)
-        .with_description("Unix time when the mailbox's latest check finished.")
-        .with_unit(lc.unit)
-        .with_callback(move |o| {
-            for (m, at) in last.snapshot() {
-                o.observe(at, &[mb(&m)]);
-            }
-        })
-        .build();
-    let bi = instrument("mailprobe_build_info");
+/// `mailprobe.build.info`: 1, with the version and revision the binary was built from.
+pub(crate) fn build_info(meter: &Meter, version: &str, revision: &str) -> ObservableGauge<f64> {
+    let bi = instrument(names::BUILD_INFO);
     let attrs = [
         KeyValue::new("service.version", version.to_string()),
         KeyValue::new(attribute_key("revision"), revision.to_string()),
     ];
-    let build_info = meter
+    meter
         .f64_observable_gauge(bi.name)
         .with_description("1, with the version and revision mailprobe was built from.")
         .with_unit(bi.unit)
         .with_callback(move |o| o.observe(1.0, &attrs))
-        .build();
-    let ci = instrument("mailprobe_cert_info");
-    let certs = certs.clone();
-    let cert_info = meter
-        .f64_observable_gauge(ci.name)
-        .with_description("1 per leaf certificate seen, with its subject, issuer, serial and SHA-256 fingerprint.")
-        .with_unit(ci.unit)
-        .with_callback(move |o| {
-            for attrs in certs.snapshot() {
-                o.observe(1.0, &attrs);
-            }
-        })
-        .build();
-    vec![last_check, build_info, cert_info]
+        .build()
 }
 
 #[cfg(test)]
@@ -498,6 +406,15 @@ mod tests {
                     port: 993,
                     not_after_unix: 1_798_761_600,
                 },
+                Measurement::CertificateInfo {
+                    requirement: "imap.certificate.expiry".into(),
+                    server: "imap.example.com".into(),
+                    port: 993,
+                    subject: "CN=imap.example.com".into(),
+                    issuer: "CN=Example CA".into(),
+                    serial: "01:02".into(),
+                    fingerprint_sha256: "ab".repeat(32),
+                },
                 Measurement::ConcurrentConnections {
                     requirement: "connections.concurrent".into(),
                     achieved: 2.0,
@@ -513,13 +430,9 @@ mod tests {
         let stats = Arc::new(ProbeStats::new());
         stats.register_mailbox("lab");
         stats.register_plugin("pop3");
-        let last = Arc::new(LastChecks::default());
-        last.record("lab", std::time::SystemTime::now());
-        let certs = Arc::new(CertInfos::default());
-        certs.record(&report);
         let _gauges = store_gauges(&meter, &store);
         let _probe = probe_gauges(&meter, &stats);
-        let _own = own_gauges(&meter, &last, &certs, "0.1.0", "abc123");
+        let _build = build_info(&meter, "0.1.0", "abc123");
         let _counters = counters(&meter, &stats);
         let (durations, lag) = histograms(&meter);
         durations.record(0.4, &[mb("lab")]);
@@ -548,39 +461,26 @@ mod tests {
     }
 
     #[test]
-    fn a_certificate_identity_is_all_four_or_nothing() {
-        use mailprobe_core::RequirementResult;
-        use mailprobe_core::report::{Report, Servers};
-        use mailprobe_core::requirement::Verdict;
-        let report = |r: RequirementResult| Report {
-            schema: "mailprobe.report/v1".into(),
-            mailbox: "lab".into(),
-            profile: "hubspot".into(),
-            verdict: Verdict::Compliant,
-            started_at: "2026-11-26T19:00:00Z".into(),
-            duration_ms: 1,
-            requirements: vec![r],
-            servers: Servers {
-                imap: None,
-                smtp: None,
-            },
-            measures: vec![Measurement::CertificateExpiry {
-                requirement: "smtp.certificate.expiry".into(),
-                server: "smtp.example.com".into(),
-                port: 587,
-                not_after_unix: 1,
-            }],
+    fn a_certificate_identity_carries_span_style_keys() {
+        use mailprobe_telemetry::series::CertIdentity;
+        let series = MailboxSeries {
+            cert_info: vec![(
+                ServerPort {
+                    server: "smtp.example.com".into(),
+                    port: "587".into(),
+                },
+                CertIdentity {
+                    subject: "CN=smtp.example.com".into(),
+                    issuer: "CN=CA".into(),
+                    serial: "0a".into(),
+                    fingerprint_sha256: "00".into(),
+                },
+            )],
+            ..MailboxSeries::default()
         };
-        let full = RequirementResult::pass("smtp.certificate.expiry", "ok")
-            .with("subject", "CN=smtp.example.com")
-            .with("issuer", "CN=CA")
-            .with("serial", "0a")
-            .with("fingerprint_sha256", "00");
-        let certs = CertInfos::default();
-        certs.record(&report(full.clone()));
-        let got = certs.snapshot();
+        let got = cert_info("lab", &series);
         assert_eq!(got.len(), 1);
-        let keys: Vec<&str> = got[0].iter().map(|kv| kv.key.as_str()).collect();
+        let keys: Vec<&str> = got[0].1.iter().map(|kv| kv.key.as_str()).collect();
         assert_eq!(
             keys,
             [
@@ -592,13 +492,6 @@ mod tests {
                 "mailprobe.cert.serial",
                 "tls.server.hash.sha256"
             ]
-        );
-        let mut partial = full;
-        partial.evidence.remove("fingerprint_sha256");
-        certs.record(&report(partial));
-        assert!(
-            certs.snapshot().is_empty(),
-            "a partial identity left a series"
         );
     }
 

@@ -128,8 +128,6 @@ pub struct OtlpExporter {
     lag: Histogram<f64>,
     _gauges: Vec<ObservableGauge<f64>>,
     _counters: Vec<ObservableCounter<u64>>,
-    last_checks: Arc<instruments::LastChecks>,
-    certs: Arc<instruments::CertInfos>,
     settings: OtlpSettings,
 }
 
@@ -166,15 +164,7 @@ impl OtlpExporter {
         let meter = meter_provider.meter_with_scope(scope);
         let mut gauges = instruments::store_gauges(&meter, &store);
         gauges.extend(instruments::probe_gauges(&meter, &stats));
-        let last_checks = Arc::new(instruments::LastChecks::default());
-        let certs = Arc::new(instruments::CertInfos::default());
-        gauges.extend(instruments::own_gauges(
-            &meter,
-            &last_checks,
-            &certs,
-            version,
-            revision,
-        ));
+        gauges.push(instruments::build_info(&meter, version, revision));
         let counters = instruments::counters(&meter, &stats);
         let (durations, lag) = instruments::histograms(&meter);
 
@@ -188,8 +178,6 @@ impl OtlpExporter {
             lag,
             _gauges: gauges,
             _counters: counters,
-            last_checks,
-            certs,
             settings,
         })
     }
@@ -406,20 +394,12 @@ impl RunSink for OtlpExporter {
             outcome.duration.as_secs_f64(),
             &[instruments::mb(&outcome.report.mailbox)],
         );
-        self.last_checks
-            .record(&outcome.report.mailbox, SystemTime::now());
-        self.certs.record(&outcome.report);
         if let Some(t) = event.compliance.transition {
             self.transition_record(event, t, &root);
         }
         if let Some(t) = event.compliance.incomplete_transition {
             self.incomplete_record(event, t, &root);
         }
-    }
-
-    fn forget(&self, mailbox: &str) {
-        self.last_checks.forget(mailbox);
-        self.certs.forget(mailbox);
     }
 
     fn on_schedule_lag(&self, lag: Duration) {

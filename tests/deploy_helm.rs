@@ -428,6 +428,55 @@ fn the_shard_count_is_the_one_replicas_value() {
     );
 }
 
+/// Validates `docs` against the chart's schema with Debian's python3-jsonschema: the errors
+/// of each document, as text.
+fn schema_errors(docs: &[Value]) -> Vec<String> {
+    let schema: serde_json::Value =
+        serde_json::from_str(&read(&format!("{CHART}/values.schema.json")))
+            .expect("values.schema.json is JSON");
+    let input = serde_json::json!({
+        "schema": schema,
+        "values": docs.iter().map(|d| serde_json::to_value(d).expect("YAML as JSON")).collect::<Vec<_>>(),
+    });
+    let program = r#"
+import json, sys
+try:
+    import jsonschema
+except ImportError:
+    sys.exit("python3-jsonschema is not installed (apt-get install python3-jsonschema)")
+d = json.load(sys.stdin)
+jsonschema.Draft7Validator.check_schema(d["schema"])
+v = jsonschema.Draft7Validator(d["schema"])
+print(json.dumps([sorted("/".join(map(str, e.path)) + ": " + e.message for e in v.iter_errors(x)) for x in d["values"]]))
+"#;
+    // Debian's interpreter: the package installs there, whatever python3 is first on the PATH.
+    let python = "/usr/bin/python3";
+    let mut child = Command::new(python)
+        .args(["-c", program])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python}: {e} (apt-get install python3 python3-jsonschema)"));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(input.to_string().as_bytes())
+            .expect("write to python3");
+    }
+    let out = child.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "jsonschema: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let per_doc: Vec<Vec<String>> =
+        serde_json::from_slice(&out.stdout).expect("jsonschema's answer");
+    per_doc.into_iter().map(|e| e.join("; ")).collect()
+}
+
 /// `helm lint --strict` and `helm template` through tests/helm/render.py.
 struct Rendered {
     lint_errors: Vec<String>,

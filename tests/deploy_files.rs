@@ -247,8 +247,14 @@ fn volume_at<'a>(workload: &'a Value, container: &Value, path: &str) -> Option<&
         .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
 }
 
+fn seq(v: Option<&Value>) -> Vec<&Value> {
+    v.and_then(Value::as_sequence)
+        .map(|s| s.iter().collect())
+        .unwrap_or_default()
+}
+
 /// What both the sidecar and the standalone pod must have: the probe locked down, its port,
-/// liveness on /healthz, memory bounds, the downward-API resource attributes, its mounts, and a
+/// the reload and listen flags, a fully qualified image, memory-backed scratch, memory bounds, the downward-API resource attributes, its mounts, and a
 /// Secret volume that may be missing.
 fn check_probe_pod(file: &str, workload: &Value) -> Value {
     let pod = s(workload, &["spec", "template", "spec"]).expect("pod spec");
@@ -269,11 +275,35 @@ fn check_probe_pod(file: &str, workload: &Value) -> Value {
         .and_then(|p| p.get("containerPort"))
         .and_then(Value::as_u64);
     assert_eq!(port, Some(9925), "{file}");
-    assert_eq!(
-        s(c, &["livenessProbe", "httpGet", "path"]).and_then(Value::as_str),
-        Some("/healthz"),
-        "{file}: livenessProbe"
+    // Reloads its mounted file (no rollout for a config change) and listens where the kubelet
+    // and Prometheus reach it, whatever the file's `listen` says.
+    let args: Vec<&str> = seq(c.get("args"))
+        .into_iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.iter().any(|a| a.starts_with("--reload-interval=")),
+        "{file}: {args:?}"
     );
+    assert!(
+        args.contains(&"--web.listen-address=0.0.0.0:9925"),
+        "{file}: {args:?}"
+    );
+    // Fully qualified: a bare name resolves to a public registry's library namespace.
+    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+    let host = image.split('/').next().unwrap_or_default();
+    assert!(
+        image.contains('/') && (host.contains('.') || host.contains(':')),
+        "{file}: {image} is not fully qualified"
+    );
+    // Scratch space: memory-backed and bounded, never a cause of eviction.
+    let tmp = volume_at(workload, c, "/tmp").expect("/tmp");
+    assert_eq!(
+        s(tmp, &["emptyDir", "medium"]).and_then(Value::as_str),
+        Some("Memory"),
+        "{file}"
+    );
+    assert!(s(tmp, &["emptyDir", "sizeLimit"]).is_some(), "{file}");
     let sc = c.get("securityContext").expect("container securityContext");
     let pod_sc = pod.get("securityContext");
     let non_root = sc.get("runAsNonRoot").and_then(Value::as_bool) == Some(true)
@@ -375,11 +405,23 @@ fn kubernetes_sidecar_never_gates_or_reconfigures_its_host_pod() {
         c.get("restartPolicy").and_then(Value::as_str),
         Some("Always")
     );
-    for probe in ["readinessProbe", "startupProbe"] {
+    for probe in ["readinessProbe", "startupProbe", "livenessProbe"] {
         assert!(
             c.get(probe).is_none(),
-            "sidecar.yaml: a {probe} on the probe could hold the CRM back"
+            "sidecar.yaml: a {probe} on the probe could hold the CRM back or unready it"
         );
+    }
+    // QoS: requests equal limits, and the CRM stand-in (Guaranteed) stays Guaranteed.
+    for container in seq(pod.get("containers")).into_iter().chain([&c]) {
+        for r in ["cpu", "memory"] {
+            let req = s(container, &["resources", "requests", r]);
+            let lim = s(container, &["resources", "limits", r]);
+            assert!(
+                req.is_some() && req == lim,
+                "sidecar.yaml: {:?} {r}: requests {req:?} != limits {lim:?}",
+                container.get("name")
+            );
+        }
     }
     for key in [
         "securityContext",
@@ -414,6 +456,11 @@ fn kubernetes_statefulset_shards_by_pod_index_label_and_has_a_disruption_budget(
         .expect("a StatefulSet");
     let c = check_probe_pod("statefulset.yaml", sts);
     assert_eq!(
+        s(&c, &["livenessProbe", "httpGet", "path"]).and_then(Value::as_str),
+        Some("/healthz"),
+        "statefulset.yaml: livenessProbe"
+    );
+    assert_eq!(
         s(&c, &["readinessProbe", "httpGet", "path"]).and_then(Value::as_str),
         Some("/readyz"),
         "the standalone probe is its own pod: /readyz gates only its Service"
@@ -443,6 +490,11 @@ fn kubernetes_statefulset_shards_by_pod_index_label_and_has_a_disruption_budget(
     assert_eq!(
         s(pdb, &["spec", "maxUnavailable"]).and_then(Value::as_u64),
         Some(1)
+    );
+    assert_eq!(
+        s(pdb, &["spec", "unhealthyPodEvictionPolicy"]).and_then(Value::as_str),
+        Some("AlwaysAllow"),
+        "a shard that is not Ready must never block a node drain"
     );
 }
 
@@ -514,6 +566,43 @@ fn kustomize_renders_no_secret_so_apply_never_overwrites_real_passwords() {
         kinds.contains(&"Deployment") && kinds.contains(&"ConfigMap"),
         "{kinds:?}"
     );
+    // No rollout for a probe config change: the ConfigMap keeps its name (no generator hash),
+    // and the probe reloads the mounted file. The image is the one `images:` sets.
+    let kustomization: Value =
+        serde_norway::from_str(&read("deploy/kubernetes/kustomization.yaml")).expect("YAML");
+    let image = seq(kustomization.get("images"))
+        .first()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i.get("newName").and_then(Value::as_str).unwrap_or_default(),
+                i.get("newTag").and_then(Value::as_str).unwrap_or_default()
+            )
+        })
+        .expect("kustomization.yaml sets the image (images:)");
+    for d in &docs {
+        match d.get("kind").and_then(Value::as_str) {
+            Some("ConfigMap") => assert_eq!(
+                s(d, &["metadata", "name"]).and_then(Value::as_str),
+                Some("mailprobe-config")
+            ),
+            Some("Deployment") => {
+                let c = containers_named(d, "mailprobe")[0];
+                assert_eq!(c.get("image").and_then(Value::as_str), Some(image.as_str()));
+                assert!(
+                    s(d, &["spec", "template", "metadata", "annotations"]).is_none(),
+                    "nothing on the CRM's pod template follows the probe's config"
+                );
+                assert!(
+                    seq(c.get("args")).iter().any(|a| a
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("--reload-interval="))),
+                    "the probe reloads its mounted file"
+                );
+            }
+            _ => {}
+        }
+    }
     for d in &docs {
         if d.get("kind").and_then(Value::as_str) != Some("Secret") {
             continue;
@@ -578,7 +667,7 @@ fn alert_rules_pass_promtool_check_rules() {
         .args(["check", "rules"])
         .arg(root().join("deploy/prometheus/rules.yml")));
     assert!(ok, "promtool check rules:\n{out}");
-    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 15 rules found"), "{out}");
 }
 
 #[test]

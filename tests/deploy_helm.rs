@@ -632,7 +632,11 @@ fn helm_lint_strict_and_template_pass_for_the_defaults_and_every_ci_values_file(
         // Both sides of app.nativeSidecar: auto (before and after native sidecars).
         for kube in ["v1.27.0", "v1.30.0"] {
             let r = helm(file.as_deref(), None, Some(kube));
-            assert!(r.lint_errors.is_empty(), "{file:?} on {kube}: {:?}", r.lint_errors);
+            assert!(
+                r.lint_errors.is_empty(),
+                "{file:?} on {kube}: {:?}",
+                r.lint_errors
+            );
         }
     }
 }
@@ -684,7 +688,10 @@ fn sidecar_contract_holds_on_what_the_chart_renders() {
         // Reload from the mounted file; listen where the kubelet and Prometheus reach it,
         // whatever the config says.
         let every = arg(probe, "--reload-interval").expect("--reload-interval");
-        assert!(every.ends_with('s') || every.ends_with('m'), "{what}: {every}");
+        assert!(
+            every.ends_with('s') || every.ends_with('m'),
+            "{what}: {every}"
+        );
         let listen = arg(probe, "--web.listen-address").expect("--web.listen-address");
         assert!(listen.starts_with("0.0.0.0:"), "{what}: {listen}");
         let port = seq(probe.get("ports"))
@@ -692,7 +699,10 @@ fn sidecar_contract_holds_on_what_the_chart_renders() {
             .and_then(|p| p.get("containerPort"))
             .and_then(Value::as_u64)
             .expect("a containerPort");
-        assert!(listen.ends_with(&format!(":{port}")), "{what}: {listen} vs {port}");
+        assert!(
+            listen.ends_with(&format!(":{port}")),
+            "{what}: {listen} vs {port}"
+        );
         // No probe on the sidecar: each could hold back or unready the application's pod.
         for p in ["startupProbe", "readinessProbe", "livenessProbe"] {
             assert!(probe.get(p).is_none(), "{what}: the sidecar has a {p}");
@@ -719,16 +729,27 @@ fn sidecar_contract_holds_on_what_the_chart_renders() {
         );
         // Scratch space: memory-backed and bounded (a write error, never an eviction).
         let tmp = named(seq(pod.get("volumes")), "mailprobe-tmp").expect("the scratch volume");
-        assert_eq!(s(tmp, &["emptyDir", "medium"]).and_then(Value::as_str), Some("Memory"), "{what}");
-        assert!(s(tmp, &["emptyDir", "sizeLimit"]).is_some(), "{what}: unbounded");
+        assert_eq!(
+            s(tmp, &["emptyDir", "medium"]).and_then(Value::as_str),
+            Some("Memory"),
+            "{what}"
+        );
+        assert!(
+            s(tmp, &["emptyDir", "sizeLimit"]).is_some(),
+            "{what}: unbounded"
+        );
         // A missing Secret never keeps the pod from starting.
         let secret = named(seq(pod.get("volumes")), "mailprobe-passwords").expect("passwords");
-        assert_eq!(s(secret, &["secret", "optional"]).and_then(Value::as_bool), Some(true));
+        assert_eq!(
+            s(secret, &["secret", "optional"]).and_then(Value::as_bool),
+            Some(true)
+        );
         // A fully qualified image: the first component is a registry host.
         let image = probe.get("image").and_then(Value::as_str).expect("image");
         let host = image.split('/').next().unwrap_or_default();
         assert!(
-            image.contains('/') && (host.contains('.') || host.contains(':') || host == "localhost"),
+            image.contains('/')
+                && (host.contains('.') || host.contains(':') || host == "localhost"),
             "{what}: {image} is not fully qualified"
         );
         // Nothing pod-wide from the chart, no object selecting the application's pods.
@@ -737,13 +758,19 @@ fn sidecar_contract_holds_on_what_the_chart_renders() {
             "automountServiceAccountToken",
             "serviceAccountName",
         ] {
-            assert!(pod.get(key).is_none(), "{what}: sets {key} on the application's pod");
+            assert!(
+                pod.get(key).is_none(),
+                "{what}: sets {key} on the application's pod"
+            );
         }
         for kind in ["PodDisruptionBudget", "NetworkPolicy", "ServiceAccount"] {
             assert!(r.kind(kind).is_empty(), "{what}: a {kind} in sidecar mode");
         }
     }
-    assert!(sidecars >= 3 && natives >= 1, "{sidecars} sidecar renders, {natives} native");
+    assert!(
+        sidecars >= 3 && natives >= 1,
+        "{sidecars} sidecar renders, {natives} native"
+    );
 }
 
 #[test]
@@ -759,7 +786,8 @@ fn a_guaranteed_application_pod_stays_guaranteed() {
 fn standalone_shards_roll_on_config_change_and_never_block_a_drain() {
     let r = helm(None, None, None);
     let sts = r.one("StatefulSet");
-    let annotations = s(sts, &["spec", "template", "metadata", "annotations"]).expect("annotations");
+    let annotations =
+        s(sts, &["spec", "template", "metadata", "annotations"]).expect("annotations");
     assert!(annotations.get("checksum/config").is_some());
     let c = named(seq(pod_spec(sts).get("containers")), "mailprobe").expect("the probe");
     assert!(c.get("livenessProbe").is_some() && c.get("readinessProbe").is_some());
@@ -770,7 +798,10 @@ fn standalone_shards_roll_on_config_change_and_never_block_a_drain() {
         Some("AlwaysAllow")
     );
     let tmp = named(seq(pod_spec(sts).get("volumes")), "mailprobe-tmp").expect("scratch");
-    assert_eq!(s(tmp, &["emptyDir", "medium"]).and_then(Value::as_str), Some("Memory"));
+    assert_eq!(
+        s(tmp, &["emptyDir", "medium"]).and_then(Value::as_str),
+        Some("Memory")
+    );
 }
 
 #[test]
@@ -782,10 +813,22 @@ fn a_misspelt_config_key_fails_at_install() {
         r.lint_errors
     );
     assert!(r.render_error.is_some_and(|e| e.contains("intervall")));
-    let r = helm(None, Some(r#"{"config": {"otlp": {"endpont": "http://x:4317"}}}"#), None);
+    let r = helm(
+        None,
+        Some(r#"{"config": {"otlp": {"endpont": "http://x:4317"}}}"#),
+        None,
+    );
     assert!(r.render_error.is_some_and(|e| e.contains("endpont")));
-    let r = helm(None, Some(r#"{"config": {"alerts": {"alert_after": 3}, "server_connections": 4}}"#), None);
-    assert!(r.render_error.is_none() && r.lint_errors.is_empty(), "{:?}", r.lint_errors);
+    let r = helm(
+        None,
+        Some(r#"{"config": {"alerts": {"alert_after": 3}, "server_connections": 4}}"#),
+        None,
+    );
+    assert!(
+        r.render_error.is_none() && r.lint_errors.is_empty(),
+        "{:?}",
+        r.lint_errors
+    );
 }
 
 #[test]
@@ -808,7 +851,10 @@ fn the_schema_types_every_key_of_the_config_file() {
     let schema: serde_json::Value =
         serde_json::from_str(&read(&format!("{CHART}/values.schema.json"))).expect("schema");
     let config = &schema["properties"]["config"];
-    assert_eq!(config["additionalProperties"], serde_json::Value::Bool(false));
+    assert_eq!(
+        config["additionalProperties"],
+        serde_json::Value::Bool(false)
+    );
     for key in keys {
         // The chart writes the mailboxes itself, from `mailboxes`.
         if key == "mailboxes" {
@@ -847,7 +893,10 @@ fn chart_metadata_is_complete() {
         .and_then(|l| l.strip_suffix('"'))
         .expect("Cargo.toml's repository");
     assert_eq!(chart.get("home").and_then(Value::as_str), Some(repo));
-    let icon = chart.get("icon").and_then(Value::as_str).unwrap_or_default();
+    let icon = chart
+        .get("icon")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let local = icon
         .strip_prefix(&format!("{repo}/raw/main/"))
         .expect("the icon is a file of the repository");
@@ -868,7 +917,9 @@ fn rules_of(r: &Rendered) -> Vec<&Value> {
 }
 
 fn alert(rule: &Value) -> &str {
-    rule.get("alert").and_then(Value::as_str).unwrap_or_default()
+    rule.get("alert")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 #[test]
@@ -876,15 +927,16 @@ fn prometheus_rules_link_the_runbook_and_can_be_disabled_and_labelled() {
     let chart = yaml(&format!("{CHART}/Chart.yaml"));
     let home = chart.get("home").and_then(Value::as_str).unwrap();
     let app = chart.get("appVersion").and_then(Value::as_str).unwrap();
-    let shipped: Vec<String> = serde_norway::from_str::<Value>(&read("deploy/prometheus/rules.yml"))
-        .map(|v| {
-            seq(v.get("groups"))
-                .into_iter()
-                .flat_map(|g| seq(g.get("rules")))
-                .map(|r| alert(r).to_string())
-                .collect()
-        })
-        .unwrap();
+    let shipped: Vec<String> =
+        serde_norway::from_str::<Value>(&read("deploy/prometheus/rules.yml"))
+            .map(|v| {
+                seq(v.get("groups"))
+                    .into_iter()
+                    .flat_map(|g| seq(g.get("rules")))
+                    .map(|r| alert(r).to_string())
+                    .collect()
+            })
+            .unwrap();
     let runbook = read("docs/runbook.md");
     // The defaults: every shipped rule, linking the runbook of this chart's version.
     let r = helm(None, Some(r#"{"prometheusRule": {"enabled": true}}"#), None);
@@ -892,40 +944,73 @@ fn prometheus_rules_link_the_runbook_and_can_be_disabled_and_labelled() {
     assert_eq!(rules.iter().map(|r| alert(r)).collect::<Vec<_>>(), shipped);
     for rule in &rules {
         let name = alert(rule);
-        let url = s(rule, &["annotations", "runbook_url"]).and_then(Value::as_str).unwrap();
+        let url = s(rule, &["annotations", "runbook_url"])
+            .and_then(Value::as_str)
+            .unwrap();
         assert_eq!(
             url,
             format!("{home}/blob/v{app}/docs/runbook.md#{}", name.to_lowercase())
         );
-        assert!(runbook.contains(&format!("\n## {name}\n")), "{name}: no runbook section");
+        assert!(
+            runbook.contains(&format!("\n## {name}\n")),
+            "{name}: no runbook section"
+        );
     }
     // ci/standalone-values.yaml: a base URL, a rule left out, labels for all and for one.
     let r = helm(Some("standalone-values.yaml"), None, None);
     let rules = rules_of(&r);
-    assert!(rules.iter().all(|r| alert(r) != "MailprobeAbsent"), "disabled");
-    assert_eq!(rules.iter().filter(|r| !alert(r).is_empty()).count(), shipped.len());
+    assert!(
+        rules.iter().all(|r| alert(r) != "MailprobeAbsent"),
+        "disabled"
+    );
+    assert_eq!(
+        rules.iter().filter(|r| !alert(r).is_empty()).count(),
+        shipped.len()
+    );
     for rule in &rules {
         let name = alert(rule);
         if name.is_empty() || name == "MailprobeSalesNonCompliant" {
             continue;
         }
-        assert_eq!(s(rule, &["labels", "team"]).and_then(Value::as_str), Some("mail"), "{name}");
-        let url = s(rule, &["annotations", "runbook_url"]).and_then(Value::as_str).unwrap();
+        assert_eq!(
+            s(rule, &["labels", "team"]).and_then(Value::as_str),
+            Some("mail"),
+            "{name}"
+        );
+        let url = s(rule, &["annotations", "runbook_url"])
+            .and_then(Value::as_str)
+            .unwrap();
         assert_eq!(
             url,
-            format!("https://docs.example.com/mailprobe/runbook#{}", name.to_lowercase())
+            format!(
+                "https://docs.example.com/mailprobe/runbook#{}",
+                name.to_lowercase()
+            )
         );
     }
-    let vanished = rules.iter().find(|r| alert(r) == "MailprobeMailboxVanished").unwrap();
-    assert_eq!(s(vanished, &["labels", "severity"]).and_then(Value::as_str), Some("warning"));
+    let vanished = rules
+        .iter()
+        .find(|r| alert(r) == "MailprobeMailboxVanished")
+        .unwrap();
+    assert_eq!(
+        s(vanished, &["labels", "severity"]).and_then(Value::as_str),
+        Some("warning")
+    );
     // A template of the user's own.
     let r = helm(
         None,
-        Some(r##"{"prometheusRule": {"enabled": true, "runbookUrl": "https://wiki.example.com/{{ .Chart.Name }}#{{ .anchor }}"}}"##),
+        Some(
+            r##"{"prometheusRule": {"enabled": true, "runbookUrl": "https://wiki.example.com/{{ .Chart.Name }}#{{ .anchor }}"}}"##,
+        ),
         None,
     );
-    let url = s(rules_of(&r)[0], &["annotations", "runbook_url"]).and_then(Value::as_str).unwrap();
-    assert_eq!(url, "https://wiki.example.com/mailprobe#mailprobemailboxnoncompliant");
+    let url = s(rules_of(&r)[0], &["annotations", "runbook_url"])
+        .and_then(Value::as_str)
+        .unwrap();
+    assert_eq!(
+        url,
+        "https://wiki.example.com/mailprobe#mailprobemailboxnoncompliant"
+    );
 }
 
 #[test]

@@ -110,9 +110,20 @@ fn dockerfile_is_multi_stage_non_root_and_exposes_only_the_listen_port() {
         "{}",
         froms[0]
     );
+    // A distroless cc base (libc, libgcc, libssl, the trust store; no shell), pinned by digest.
     assert!(
-        froms[1].starts_with("debian:bookworm-slim") || froms[1].starts_with("gcr.io/distroless/"),
+        froms[1].starts_with("gcr.io/distroless/cc-debian12:nonroot@sha256:"),
         "{}",
+        froms[1]
+    );
+    let digest = froms[1]
+        .split("@sha256:")
+        .nth(1)
+        .and_then(|d| d.split_whitespace().next())
+        .unwrap_or_default();
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the runtime base is pinned by a sha256 digest: {}",
         froms[1]
     );
     let runtime_start = ins.iter().rposition(|(k, _)| k == "FROM").expect("FROM");
@@ -197,6 +208,64 @@ fn dockerfile_builds_with_build_sh_and_the_version_build_arg() {
             .lines()
             .any(|l| l == "target")
     );
+}
+
+#[test]
+fn image_has_oci_labels_filled_by_build_sh() {
+    let ins = instructions(&read("deploy/Dockerfile"));
+    let runtime_start = ins.iter().rposition(|(k, _)| k == "FROM").expect("FROM");
+    let runtime = &ins[runtime_start..];
+    let labels: String = runtime
+        .iter()
+        .filter(|(k, _)| k == "LABEL")
+        .map(|(_, a)| a.as_str())
+        .collect();
+    for (label, arg) in [
+        ("org.opencontainers.image.source", "SOURCE"),
+        ("org.opencontainers.image.revision", "REVISION"),
+        ("org.opencontainers.image.version", "VERSION"),
+    ] {
+        assert!(
+            labels.contains(&format!("{label}=\"${{{arg}}}\"")),
+            "LABEL {label} from ARG {arg}: {labels}"
+        );
+        assert!(
+            runtime
+                .iter()
+                .any(|(k, a)| k == "ARG" && a.split('=').next() == Some(arg)),
+            "the runtime stage declares ARG {arg}"
+        );
+    }
+    // The project's script builds the image and fills those args: the version and repository
+    // from Cargo.toml, the revision from git.
+    let (ok, out) = run(Command::new("bash")
+        .arg(root().join("deploy/build.sh"))
+        .args(["image", "registry.example.com/mailprobe:test", "--print"]));
+    assert!(ok, "{out}");
+    let cargo = read("Cargo.toml");
+    let field = |key: &str| {
+        cargo
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("Cargo.toml: {key}"))
+            .to_string()
+    };
+    for arg in [
+        format!("VERSION={}", field("version")),
+        format!("SOURCE={}", field("repository")),
+        "REVISION=".to_string(),
+        "-f deploy/Dockerfile".to_string(),
+        "-t registry.example.com/mailprobe:test".to_string(),
+    ] {
+        assert!(out.contains(&arg), "{arg} not in: {out}");
+    }
+    // With no engine that answers, it says how to build elsewhere instead of failing silently.
+    let (ok, out) = run(Command::new("bash")
+        .arg(root().join("deploy/build.sh"))
+        .args(["image", "x"])
+        .env("CONTAINER_ENGINE", "/nonexistent/docker"));
+    assert!(!ok && out.contains("no container engine"), "{out}");
 }
 
 #[test]

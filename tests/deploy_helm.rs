@@ -483,6 +483,8 @@ struct Rendered {
     render_error: Option<String>,
     /// Every document, by template path.
     docs: Vec<(String, Value)>,
+    /// Every document as Helm wrote it (YAML 1.1, as the API server reads it: `0444` is octal).
+    raw: Vec<String>,
 }
 
 impl Rendered {
@@ -535,6 +537,7 @@ fn helm(values_file: Option<&str>, json: Option<&str>, kube_version: Option<&str
         .unwrap_or_default();
     let render_error = report["render_error"].as_str().map(String::from);
     let mut docs = Vec::new();
+    let mut raw = Vec::new();
     if let Some(m) = report["manifests"].as_object() {
         let mut paths: Vec<&String> = m.keys().collect();
         paths.sort();
@@ -548,6 +551,7 @@ fn helm(values_file: Option<&str>, json: Option<&str>, kube_version: Option<&str
                     .unwrap_or_else(|e| panic!("{path}: not YAML: {e}\n{part}"));
                 if !v.is_null() {
                     docs.push((path.clone(), v));
+                    raw.push(part.to_string());
                 }
             }
         }
@@ -556,6 +560,7 @@ fn helm(values_file: Option<&str>, json: Option<&str>, kube_version: Option<&str
         lint_errors,
         render_error,
         docs,
+        raw,
     }
 }
 
@@ -1027,4 +1032,63 @@ fn readme_values_table_is_generated_from_values_yaml() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `kubernetes-validate --strict -k VERSION` over the rendered workloads: the plain-container
+/// mode is valid on a cluster before native sidecars (1.27), the native one from 1.29 on.
+#[test]
+fn rendered_workloads_are_valid_for_the_kubernetes_versions_they_target() {
+    let dir = std::env::temp_dir().join(format!("mailprobe-helm-kv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (file, kube) in [
+        ("sidecar-values.yaml", "1.27.0"),
+        ("native-sidecar-values.yaml", "1.29.0"),
+        ("standalone-values.yaml", "1.27.0"),
+    ] {
+        let r = helm(Some(file), None, None);
+        let mut text = String::new();
+        for ((_, d), raw) in r.docs.iter().zip(&r.raw) {
+            // The prometheus-operator kinds are not in Kubernetes' own schemas.
+            let kind = d.get("kind").and_then(Value::as_str).unwrap_or_default();
+            if kind == "ServiceMonitor" || kind == "PrometheusRule" {
+                continue;
+            }
+            text.push_str("\n---\n");
+            text.push_str(raw);
+        }
+        let path = dir.join(file);
+        std::fs::write(&path, text).expect("write");
+        let out = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", kube])
+            .arg(&path)
+            .output()
+            .expect("kubernetes-validate (the PyPI package kubernetes-validate)");
+        assert!(
+            out.status.success(),
+            "{file} on Kubernetes {kube}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // And the native sidecar is indeed refused before 1.28: the reason for the plain mode.
+    let r = helm(Some("native-sidecar-values.yaml"), None, None);
+    let deployment = r
+        .docs
+        .iter()
+        .zip(&r.raw)
+        .find(|((_, d), _)| d.get("kind").and_then(Value::as_str) == Some("Deployment"))
+        .map(|(_, raw)| raw.clone())
+        .expect("a Deployment");
+    let path = dir.join("native-1.27.yaml");
+    std::fs::write(&path, deployment).expect("write");
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", "1.27.0"])
+        .arg(&path)
+        .output()
+        .expect("kubernetes-validate");
+    assert!(
+        !out.status.success(),
+        "restartPolicy on an init container passes on 1.27?"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,17 +115,15 @@ impl Telemetry {
         }
     }
 
-    /// Whether the configuration file as last read is valid.
+    /// Whether the configuration file as last read is valid (`mailprobe_config_valid`).
     pub fn config_valid(&self) -> bool {
-        self.reloads.valid()
+        self.reloads.successful()
     }
 
-    /// Records a configuration load that failed, and why (for the log, the reload gauges,
-    /// `mailprobe_config_valid` and the status page).
+    /// Counts a refused reload, and keeps its message for the status page.
     pub fn record_reload_failure(&self, error: &str) {
+        self.record_reload(false);
         self.reloads.record_failure(error);
-        self.stats
-            .add(names::CONFIG_RELOADS, &[("result", "failure")], 1);
     }
 
     /// The `POST /-/reload` requests (once).

@@ -549,7 +549,8 @@ fn dashboard_and_rules_query_only_metrics_the_probe_exports() {
     let dir = std::env::temp_dir().join(format!("mailprobe-deploy-dash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("mailprobe.yaml");
-    // A dynamic plugin loaded in-process, for the plugin series the rules query.
+    // A dynamic plugin loaded in-process, for the plugin series the rules query; the round trip
+    // (opt-in) for its latency panel.
     let plugins = dynamic_support::plugin_dir("deploy-dash", &["mailprobe-test-misbehave"]);
     std::fs::write(
         &config,
@@ -558,7 +559,7 @@ fn dashboard_and_rules_query_only_metrics_the_probe_exports() {
              mailboxes:\n  - name: lab\n    \
              imap: {HOSTNAME}:{imap}\n    imap_security: starttls\n    smtp: {HOSTNAME}:{smtp}\n    \
              smtp_security: starttls\n    user: {USER}\n    password: {{ env: {PASSWORD_ENV} }}\n    \
-             connect_to: 127.0.0.1\n    ca_file: {ca}\n",
+             connect_to: 127.0.0.1\n    ca_file: {ca}\n    roundtrip: true\n    roundtrip_warn: 30s\n",
             imap = dovecot.port("imap"),
             smtp = postfix.port("submission"),
             ca = Lab::ca_file().display(),
@@ -624,8 +625,9 @@ fn dashboard_and_rules_query_only_metrics_the_probe_exports() {
     let (names, mut labels) = exposition(&body);
     // Added by Prometheus at scrape time (job, instance) or used only in legends/matchers of
     // Prometheus' own series (`up`).
-    // `namespace` is added by a prometheus-operator ServiceMonitor's scrape.
-    labels.extend(["job", "instance", "namespace"].map(String::from));
+    // `namespace` is added by a prometheus-operator ServiceMonitor's scrape, `cluster` by
+    // Prometheus' external labels or remote write.
+    labels.extend(["job", "instance", "namespace", "cluster"].map(String::from));
 
     let mut missing = Vec::new();
     for (at, q) in &queries {

@@ -65,17 +65,14 @@ pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
 /// How long `POST /-/reload` waits for the daemon's answer.
 const RELOAD_ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
-/// The outcome of the latest configuration load, for the reload gauges,
-/// `mailprobe_config_valid`, and the status page (the latest error's text).
+/// The outcome of the latest configuration load, for the two reload gauges.
 #[derive(Debug)]
 pub struct ReloadState {
     successful: AtomicBool,
+    /// Why the latest load failed, for the status page (cleared by a successful one).
+    last_error: std::sync::Mutex<Option<String>>,
     /// Unix time of the latest successful load, as f64 bits.
     last_success: std::sync::atomic::AtomicU64,
-    /// Whether the file as last read (at start-up, a reload, or a look for changes) is valid.
-    valid: AtomicBool,
-    /// Why the latest load failed, while it did (cleared by a successful load).
-    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Default for ReloadState {
@@ -83,9 +80,8 @@ impl Default for ReloadState {
     fn default() -> Self {
         let state = ReloadState {
             successful: AtomicBool::new(true),
-            last_success: std::sync::atomic::AtomicU64::new(0),
-            valid: AtomicBool::new(true),
             last_error: std::sync::Mutex::new(None),
+            last_success: std::sync::atomic::AtomicU64::new(0),
         };
         state.record(true);
         state
@@ -93,29 +89,9 @@ impl Default for ReloadState {
 }
 
 impl ReloadState {
-    /// Records a failed load and why (the text the log and the status page show).
-    pub fn record_failure(&self, error: &str) {
-        self.record(false);
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
-    }
-
-    /// Why the latest load failed, while the configuration file is not valid.
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Whether the configuration file as last read is valid (`mailprobe_config_valid`).
-    pub fn valid(&self) -> bool {
-        self.valid.load(Ordering::SeqCst)
-    }
-
-    /// Records a load: a success also moves the timestamp and clears the latest error.
+    /// Records a load: a success also moves the timestamp.
     pub fn record(&self, success: bool) {
         self.successful.store(success, Ordering::SeqCst);
-        self.valid.store(success, Ordering::SeqCst);
         if success {
             *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
             let now = std::time::SystemTime::now()
@@ -123,6 +99,20 @@ impl ReloadState {
                 .map_or(0.0, |d| d.as_secs_f64());
             self.last_success.store(now.to_bits(), Ordering::SeqCst);
         }
+    }
+
+    /// Records a failed load with the message `mailprobe validate` gives for the file.
+    pub fn record_failure(&self, error: &str) {
+        self.record(false);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+    }
+
+    /// Why the latest load failed, while it is the latest.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn successful(&self) -> bool {
@@ -287,7 +277,7 @@ fn reload_gauges(
         encoder,
         names::CONFIG_VALID,
         "1 when the configuration file as last read is valid, else 0: it is missing, unreadable or invalid, and mailprobe checks what it last loaded (nothing, if it never loaded one) until the file is fixed.",
-        vec![(Vec::new(), f64::from(u8::from(reloads.valid())))],
+        vec![(Vec::new(), f64::from(u8::from(reloads.successful())))],
     )
 }
 

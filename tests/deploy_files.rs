@@ -914,6 +914,19 @@ fn collector_pipelines_start_with_memory_limiter_and_keep_version_labels_off_ser
         s(c, &["processors", "memory_limiter"]).is_some(),
         "no memory_limiter processor"
     );
+    // No listener on every interface: the pod IP, else loopback.
+    assert!(!text.contains("0.0.0.0"), "a collector listener binds 0.0.0.0");
+    for path in [
+        &["extensions", "health_check", "endpoint"][..],
+        &["receivers", "otlp", "protocols", "grpc", "endpoint"],
+        &["receivers", "otlp", "protocols", "http", "endpoint"],
+    ] {
+        let at = s(c, path).and_then(Value::as_str).unwrap_or_default();
+        assert!(
+            at.starts_with("${env:MY_POD_IP:-127.0.0.1}:"),
+            "{path:?}: {at}"
+        );
+    }
     assert!(
         s(c, &["extensions", "health_check"]).is_some(),
         "no health_check extension"

@@ -915,7 +915,10 @@ fn collector_pipelines_start_with_memory_limiter_and_keep_version_labels_off_ser
         "no memory_limiter processor"
     );
     // No listener on every interface: the pod IP, else loopback.
-    assert!(!text.contains("0.0.0.0"), "a collector listener binds 0.0.0.0");
+    assert!(
+        !text.contains("0.0.0.0"),
+        "a collector listener binds 0.0.0.0"
+    );
     for path in [
         &["extensions", "health_check", "endpoint"][..],
         &["receivers", "otlp", "protocols", "grpc", "endpoint"],

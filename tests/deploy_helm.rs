@@ -575,7 +575,7 @@ fn pod_spec(workload: &Value) -> &Value {
     s(workload, &["spec", "template", "spec"]).expect("a pod template")
 }
 
-fn seq<'a>(v: Option<&'a Value>) -> Vec<&'a Value> {
+fn seq(v: Option<&Value>) -> Vec<&Value> {
     v.and_then(Value::as_sequence)
         .map(|s| s.iter().collect())
         .unwrap_or_default()

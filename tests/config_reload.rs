@@ -245,9 +245,13 @@ fn a_running_daemon_reloads_its_configuration() {
         || checks(&metrics(listen)) >= before + 3.0,
     );
     assert!(
-        read_log().contains("configuration reload refused"),
+        read_log().contains("the configuration cannot be loaded"),
         "{}",
         read_log()
+    );
+    assert_eq!(
+        sample(&metrics(listen), "mailprobe_config_valid"),
+        Some(0.0)
     );
     // A GET does not reload.
     assert_eq!(http_get(listen, "/-/reload").map(|r| r.0), Some(405));

@@ -255,13 +255,20 @@ fn reload(
 ) -> Result<String, String> {
     // As strict as `validate`: a reload that would break a mailbox is refused, and the running
     // configuration stays (a secret that cannot be read is only a warning, as in `validate`).
-    let mut loaded = match crate::daemon::load(&source.path, source.shard, Mode::Validate) {
+    let loaded = match crate::daemon::load(&source.path, source.shard, Mode::Validate) {
         Ok(l) => l,
         Err(msg) => {
-            report_unloadable(telemetry, trigger, &msg);
+            tracing::error!(
+                trigger,
+                error = %msg,
+                "configuration reload refused; the previous configuration keeps running"
+            );
+            telemetry.record_reload_failure(&msg);
             return Err(msg);
         }
     };
+    // --web.listen-address wins over the file's `listen`, as at start-up.
+    let mut loaded = loaded;
     if let Some(listen) = source.listen {
         loaded.config.listen = listen;
     }

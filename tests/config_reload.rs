@@ -245,7 +245,7 @@ fn a_running_daemon_reloads_its_configuration() {
         || checks(&metrics(listen)) >= before + 3.0,
     );
     assert!(
-        read_log().contains("the configuration cannot be loaded"),
+        read_log().contains("configuration reload refused"),
         "{}",
         read_log()
     );

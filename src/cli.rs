@@ -116,10 +116,6 @@ pub struct ConfigArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Also reload the file whenever its content changed, looking every DURATION (e.g. 30s):
-    /// for where nothing sends SIGHUP or POST /-/reload, such as a Kubernetes ConfigMap.
-    #[arg(long, env = "MAILPROBE_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
-    pub reload_interval: Option<Duration>,
     /// Serve /metrics, /healthz and /readyz on ADDRESS (e.g. 0.0.0.0:9925), whatever the file's
     /// `listen` says, and also while the file cannot be loaded (default: the file's `listen`,
     /// else 127.0.0.1:9925).
@@ -129,6 +125,10 @@ pub struct RunArgs {
         value_name = "ADDRESS"
     )]
     pub listen_address: Option<std::net::SocketAddr>,
+    /// Also reload the file whenever its content changed, looking every DURATION (e.g. 30s):
+    /// for where nothing sends SIGHUP or POST /-/reload, such as a Kubernetes ConfigMap.
+    #[arg(long, env = "MAILPROBE_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub reload_interval: Option<Duration>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -870,6 +870,34 @@ fn the_schema_types_every_key_of_the_config_file() {
             "values.schema.json does not type config.{key}: a user could not set it"
         );
     }
+    // And every key of a mailbox entry (`mailboxes`), where a typo fails at install too.
+    let entry = text
+        .split("## `mailboxes[]`")
+        .nth(1)
+        .and_then(|t| t.split("\n## ").next())
+        .expect("the mailboxes[] table");
+    let mailbox = &schema["properties"]["mailboxes"]["items"];
+    assert_eq!(
+        mailbox["additionalProperties"],
+        serde_json::Value::Bool(false)
+    );
+    for key in entry
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+    {
+        assert!(
+            mailbox["properties"].get(key).is_some(),
+            "values.schema.json does not type mailboxes[].{key}"
+        );
+    }
+    let r = helm(
+        None,
+        Some(
+            r#"{"mailboxes": [{"name": "a", "imap": "imap.example.com", "user": "u", "usr": "u"}]}"#,
+        ),
+        None,
+    );
+    assert!(r.render_error.is_some_and(|e| e.contains("usr")));
 }
 
 #[test]

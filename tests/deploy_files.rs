@@ -695,6 +695,46 @@ fn kustomize_renders_no_secret_so_apply_never_overwrites_real_passwords() {
     }
 }
 
+/// deploy/kubernetes-plain-container: the sidecar as an ordinary container, for clusters before
+/// native sidecars or whose webhooks drop an init container's restartPolicy.
+#[test]
+fn kustomize_plain_container_mode_is_valid_before_native_sidecars() {
+    let kubectl = require_tool("kubectl", "the Debian package kubernetes-client");
+    let (ok, out) = run(Command::new(kubectl)
+        .arg("kustomize")
+        .arg(root().join("deploy/kubernetes-plain-container")));
+    assert!(
+        ok,
+        "kubectl kustomize deploy/kubernetes-plain-container:\n{out}"
+    );
+    let docs: Vec<Value> = out
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str::<Value>(d).unwrap_or_else(|e| panic!("{e}:\n{d}")))
+        .collect();
+    let deployment = docs
+        .iter()
+        .find(|d| d.get("kind").and_then(Value::as_str) == Some("Deployment"))
+        .expect("a Deployment");
+    let pod = s(deployment, &["spec", "template", "spec"]).expect("pod");
+    assert!(pod.get("initContainers").is_none(), "{out}");
+    let probe = containers_named(deployment, "mailprobe");
+    assert_eq!(probe.len(), 1);
+    assert!(probe[0].get("restartPolicy").is_none());
+    // Everything else of the contract holds: the same container, moved.
+    check_probe_pod("kubernetes-plain-container", deployment);
+    let kv = require_tool(
+        "kubernetes-validate",
+        "the PyPI package kubernetes-validate",
+    );
+    let path = std::env::temp_dir().join(format!("mailprobe-plain-{}.yaml", std::process::id()));
+    std::fs::write(&path, &out).expect("write");
+    let (ok, report) = run(Command::new(kv)
+        .args(["--strict", "--quiet", "-k", "1.27.0"])
+        .arg(&path));
+    let _ = std::fs::remove_file(&path);
+    assert!(ok, "kubernetes-validate -k 1.27.0:\n{report}");
+}
+
 #[test]
 fn kubernetes_manifests_and_kustomize_output_match_the_api_schemas() {
     let kv = require_tool(

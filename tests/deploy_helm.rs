@@ -485,6 +485,8 @@ struct Rendered {
     docs: Vec<(String, Value)>,
     /// Every document as Helm wrote it (YAML 1.1, as the API server reads it: `0444` is octal).
     raw: Vec<String>,
+    /// What `helm install` prints (NOTES.txt).
+    notes: String,
 }
 
 impl Rendered {
@@ -538,11 +540,13 @@ fn helm(values_file: Option<&str>, json: Option<&str>, kube_version: Option<&str
     let render_error = report["render_error"].as_str().map(String::from);
     let mut docs = Vec::new();
     let mut raw = Vec::new();
+    let mut notes = String::new();
     if let Some(m) = report["manifests"].as_object() {
         let mut paths: Vec<&String> = m.keys().collect();
         paths.sort();
         for path in paths {
             if path.ends_with("NOTES.txt") {
+                notes = m[path].as_str().unwrap_or_default().to_string();
                 continue;
             }
             let text = m[path].as_str().unwrap_or_default();
@@ -561,6 +565,7 @@ fn helm(values_file: Option<&str>, json: Option<&str>, kube_version: Option<&str
         render_error,
         docs,
         raw,
+        notes,
     }
 }
 
@@ -1119,4 +1124,17 @@ fn rendered_workloads_are_valid_for_the_kubernetes_versions_they_target() {
         "restartPolicy on an init container passes on 1.27?"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn notes_warn_while_the_image_registry_is_the_placeholder() {
+    let r = helm(None, Some(r#"{"mode": "sidecar"}"#), None);
+    assert!(
+        r.notes.contains("image.registry is the placeholder"),
+        "{}",
+        r.notes
+    );
+    assert!(r.notes.contains("In sidecar"), "{}", r.notes);
+    let r = helm(Some("sidecar-values.yaml"), None, None);
+    assert!(!r.notes.contains("placeholder"), "{}", r.notes);
 }

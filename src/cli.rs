@@ -116,6 +116,15 @@ pub struct ConfigArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Serve /metrics, /healthz and /readyz on ADDRESS (e.g. 0.0.0.0:9925), whatever the file's
+    /// `listen` says, and also while the file cannot be loaded (default: the file's `listen`,
+    /// else 127.0.0.1:9925).
+    #[arg(
+        long = "web.listen-address",
+        env = "MAILPROBE_LISTEN_ADDRESS",
+        value_name = "ADDRESS"
+    )]
+    pub listen_address: Option<std::net::SocketAddr>,
     /// Also reload the file whenever its content changed, looking every DURATION (e.g. 30s):
     /// for where nothing sends SIGHUP or POST /-/reload, such as a Kubernetes ConfigMap.
     #[arg(long, env = "MAILPROBE_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]

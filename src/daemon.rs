@@ -186,28 +186,69 @@ fn stand_in(name: &str, profile: Profile, timeout: Duration) -> Target {
     }
 }
 
-pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
+/// What `run` starts with when its file cannot be loaded at all (missing, unreadable, invalid):
+/// no mailbox, the defaults, and the listen address of `--web.listen-address` if given. The
+/// daemon serves `/healthz` and `/metrics`, reports the problem, and loads the file once it is
+/// fixed (see [`crate::reload`]).
+fn nothing_loaded(source: &crate::reload::Source) -> Result<Loaded, String> {
+    let (mut config, _) = Config::parse_lenient("mailboxes: []\n", "(built-in defaults)")
+        .map_err(|e| e.to_string())?;
+    if let Some(listen) = source.listen {
+        config.listen = listen;
+    }
+    Ok(Loaded {
+        config,
+        mailboxes: Vec::new(),
+        warnings: Vec::new(),
+    })
+}
+
+/// The daemon, until SIGTERM. It never exits on a configuration problem: a file that cannot be
+/// loaded (`loaded` is its error) is reported and looked at again until it can be.
+pub async fn run(loaded: Result<Loaded, String>, source: crate::reload::Source) -> u8 {
     // Before anything else: SIGHUP's default action ends the process.
     let signals = crate::reload::Signals::install();
-    let telemetry = match Telemetry::start(&loaded.config).await {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
-            eprintln!("mailprobe: {e}");
-            return 3;
-        }
-    };
-    // After the telemetry, which hears of the plugins' overruns.
-    let health = mailprobe_plugin_host::HealthHook(telemetry.clone());
-    let plugins: Arc<Vec<_>> =
-        match crate::builtins::registry_with_health(&loaded.config, Some(health))
-            .and_then(|r| r.select(&[]).map_err(|e| e.to_string()))
-        {
-            Ok(p) => Arc::new(p),
+    let (loaded, load_error) = match loaded {
+        Ok(l) => (l, None),
+        Err(msg) => match nothing_loaded(&source) {
+            Ok(l) => (l, Some(msg)),
             Err(e) => {
-                eprintln!("mailprobe: {e}");
+                eprintln!("mailprobe: {msg}; and the built-in defaults cannot be used: {e}");
                 return 3;
             }
-        };
+        },
+    };
+    let telemetry = Arc::new(Telemetry::start(&loaded.config).await);
+    if let Some(msg) = &load_error {
+        crate::reload::report_unloadable(&telemetry, "start-up", msg);
+    }
+    // After the telemetry, which hears of the plugins' overruns.
+    let health = mailprobe_plugin_host::HealthHook(telemetry.clone());
+    let plugins: Arc<Vec<_>> = match crate::builtins::registry_with_health(
+        &loaded.config,
+        Some(health),
+    )
+    .and_then(|r| r.select(&[]).map_err(|e| e.to_string()))
+    {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            // The file loaded a moment ago (plugins included); a library that changed since
+            // costs its own plugins only, never the process.
+            tracing::error!(error = %e, "the dynamic plugins cannot be loaded; checking with the built-in plugins only until mailprobe restarts");
+            match crate::builtins::registry_for_config(&Config {
+                plugins: None,
+                ..loaded.config.clone()
+            })
+            .and_then(|r| r.select(&[]).map_err(|e| e.to_string()))
+            {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    eprintln!("mailprobe: the built-in plugins cannot be loaded: {e}");
+                    return 3;
+                }
+            }
+        }
+    };
     for w in &loaded.warnings {
         tracing::error!("{w}; it is reported incomplete until this is fixed");
     }
@@ -257,7 +298,8 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
         },
         on_panic,
     );
-    telemetry.set_ready(true);
+    // Ready once a configuration runs: with none loaded yet, /readyz says so.
+    telemetry.set_ready(load_error.is_none());
     crate::reload::serve(
         source,
         signals,

@@ -156,19 +156,25 @@ fn validate(args: &cli::ConfigArgs) -> u8 {
 }
 
 /// `mailprobe run`: the daemon, until SIGTERM.
+/// It never exits on a configuration problem: a file that cannot be loaded is reported, and
+/// loaded once it is fixed (a sidecar that exits holds its pod back).
 async fn run_daemon(args: &cli::RunArgs) -> u8 {
-    match daemon::load(&args.config.config, args.config.shard, daemon::Mode::Run) {
-        Ok(loaded) => {
-            no_core_dumps();
-            let source = reload::Source {
-                path: args.config.config.clone(),
-                shard: args.config.shard,
-                every: args.reload_interval,
-            };
-            daemon::run(loaded, source).await
-        }
-        Err(msg) => usage_error(&msg),
-    }
+    let loaded = daemon::load(&args.config.config, args.config.shard, daemon::Mode::Run).map(
+        |mut loaded| {
+            if let Some(listen) = args.listen_address {
+                loaded.config.listen = listen;
+            }
+            loaded
+        },
+    );
+    no_core_dumps();
+    let source = reload::Source {
+        path: args.config.config.clone(),
+        shard: args.config.shard,
+        every: args.reload_interval,
+        listen: args.listen_address,
+    };
+    daemon::run(loaded, source).await
 }
 
 /// The built-ins and the dynamic plugins of `dir`.

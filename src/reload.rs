@@ -39,6 +39,24 @@ pub struct Source {
     pub shard: Option<Shard>,
     /// Look for a changed file this often (`--reload-interval`).
     pub every: Option<Duration>,
+    /// `--web.listen-address`: where to listen, whatever the file's `listen` says (and when
+    /// there is no file to say it).
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// How often a file that cannot be loaded is looked at again when `--reload-interval` is not
+/// given: a fixed file is picked up by itself.
+pub const RETRY_UNLOADABLE: Duration = Duration::from_secs(10);
+
+/// Says that the configuration file cannot be loaded: the log, the reload gauges,
+/// `mailprobe_config_valid 0`, and the error kept for the status page.
+pub fn report_unloadable(telemetry: &Telemetry, trigger: &str, error: &str) {
+    tracing::error!(
+        trigger,
+        error = %error,
+        "the configuration cannot be loaded; mailprobe keeps checking what it last loaded (nothing, if it never loaded a configuration) and loads the file again once it is fixed"
+    );
+    telemetry.record_reload_failure(error);
 }
 
 /// The signals the daemon acts on. Installed first thing, since SIGHUP's default action would
@@ -102,11 +120,13 @@ pub async fn serve(
 ) {
     let mut requests = telemetry.take_reload_requests();
     let mut seen = std::fs::read(&source.path).ok();
-    let mut tick = source.every.map(|every| {
-        let mut t = tokio::time::interval(every);
+    // Without --reload-interval, the file is looked at only while it cannot be loaded.
+    let mut tick = {
+        let mut t = tokio::time::interval(source.every.unwrap_or(RETRY_UNLOADABLE));
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
+        Some(t)
+    };
+    let mut misses = 0u32;
     loop {
         let trigger = tokio::select! {
             _ = next_signal(&mut signals.term) => return,
@@ -125,9 +145,31 @@ pub async fn serve(
                 }
             },
             _ = next_tick(&mut tick) => {
-                // A file being replaced (a ConfigMap's symlink swap) may be missing for a
-                // moment: wait for the next look rather than report it.
-                let Ok(now) = std::fs::read(&source.path) else { continue };
+                let valid = telemetry.config_valid();
+                if source.every.is_none() && valid {
+                    continue;
+                }
+                let now = match std::fs::read(&source.path) {
+                    Ok(now) => now,
+                    Err(e) => {
+                        // A file being replaced (a ConfigMap's symlink swap) may be missing
+                        // for a moment: only the second look in a row that misses it says so.
+                        misses += 1;
+                        if misses >= 2 && valid {
+                            report_unloadable(
+                                telemetry,
+                                "file change",
+                                &format!(
+                                    "{}: cannot read the configuration file: {e}",
+                                    source.path.display()
+                                ),
+                            );
+                            seen = None;
+                        }
+                        continue;
+                    }
+                };
+                misses = 0;
                 if seen.as_ref() == Some(&now) {
                     continue;
                 }
@@ -148,6 +190,25 @@ pub async fn serve(
             trigger,
         );
     }
+}
+
+/// The first configuration that loads, after a start with none, may set what belongs to the
+/// process (`otlp`, `alerts`, `listen`, ...): mailprobe replaces itself with a fresh copy (the
+/// same process, so no container restart and nothing for Kubernetes to see). Nothing was
+/// checked yet, so nothing is lost. Returns only when that fails.
+fn restart_in_place(keys: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    tracing::info!(
+        keys = %keys.join(", "),
+        "the first configuration that loads sets process-wide settings; mailprobe restarts in place (same process id) to apply them"
+    );
+    let error = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .exec(),
+        Err(e) => e,
+    };
+    tracing::error!(error = %error, "cannot restart in place; the mailboxes are checked, the other settings wait for the next restart");
 }
 
 /// The process-wide settings that differ between two configurations.
@@ -206,7 +267,16 @@ fn reload(
             return Err(msg);
         }
     };
+    // --web.listen-address wins over the file's `listen`, as at start-up.
+    let mut loaded = loaded;
+    if let Some(listen) = source.listen {
+        loaded.config.listen = listen;
+    }
     let restart = needs_restart(current, &loaded.config);
+    // Not ready yet: nothing was ever loaded, and the process runs on the built-in defaults.
+    if !telemetry.ready() && !restart.is_empty() {
+        restart_in_place(&restart);
+    }
     if !restart.is_empty() {
         tracing::warn!(
             keys = %restart.join(", "),
@@ -252,6 +322,7 @@ fn reload(
     budgets.set_queue_limit(Some(loaded.config.interval));
     *current = loaded.config;
     telemetry.record_reload(true);
+    telemetry.set_ready(true);
     let summary = format!(
         "configuration reloaded: {} mailbox(es); added: {}; removed: {}; changed: {}",
         handle.mailboxes().len(),

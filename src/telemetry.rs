@@ -23,7 +23,10 @@ pub struct Telemetry {
     stats: Arc<ProbeStats>,
     tracker: ComplianceTracker,
     sinks: Vec<Arc<dyn RunSink>>,
-    admin: AdminServer,
+    /// The listener, once bound (see [`listen`]).
+    admin: Arc<std::sync::Mutex<Option<AdminServer>>>,
+    /// Retries the bind while the address cannot be taken.
+    binding: Option<tokio::task::JoinHandle<()>>,
     readiness: Readiness,
     reloads: Arc<ReloadState>,
     reload_requests: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<ReloadRequest>>>,
@@ -31,8 +34,10 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Starts the listener and the exporters. An error is a configuration problem (exit 3).
-    pub async fn start(config: &Config) -> Result<Telemetry, String> {
+    /// Starts the listener and the exporters. Nothing here stops the daemon: a receiver that
+    /// cannot be set up is off until the configuration is fixed, and an address that cannot be
+    /// bound is retried (see [`listen`]).
+    pub async fn start(config: &Config) -> Telemetry {
         let store = Arc::new(SeriesStore::new());
         let stats = Arc::new(ProbeStats::new());
         let build = BuildInfo {
@@ -106,24 +111,25 @@ impl Telemetry {
                 ),
             }
         }
-        let admin = prometheus.serve(config.listen).await.map_err(|e| {
-            format!(
-                "cannot listen on {} (`listen` in the configuration): {e}",
-                config.listen
-            )
-        })?;
-        tracing::info!(listen = %admin.local_addr(), "serving /metrics, /healthz, /readyz and the status page");
-        Ok(Telemetry {
+        let admin = Arc::new(std::sync::Mutex::new(None));
+        let binding = listen(prometheus, config.listen, admin.clone()).await;
+        Telemetry {
             store,
             stats,
             tracker: ComplianceTracker::new(alert_after),
             sinks,
             admin,
+            binding,
             readiness,
             reloads,
             reload_requests,
             board,
-        })
+        }
+    }
+
+    /// Whether the configuration file as last read is valid (`mailprobe_config_valid`).
+    pub fn config_valid(&self) -> bool {
+        self.reloads.successful()
     }
 
     /// The `POST /-/reload` requests (once).
@@ -177,6 +183,11 @@ impl Telemetry {
             &[("mailbox", mailbox), ("kind", kind)],
             n,
         );
+    }
+
+    /// Whether `/readyz` answers 200 (a configuration runs).
+    pub fn ready(&self) -> bool {
+        self.readiness.get()
     }
 
     /// `/readyz` answers 200 from now on (after the first round is scheduled).
@@ -237,8 +248,62 @@ impl Telemetry {
         let each = within.saturating_sub(Duration::from_millis(300));
         let all = futures_join_all(self.sinks.iter().map(|s| s.shutdown(each)).collect());
         let _ = tokio::time::timeout(within, all).await;
-        self.admin.shutdown(Duration::from_millis(300)).await;
+        if let Some(binding) = &self.binding {
+            binding.abort();
+        }
+        let admin = self.admin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(admin) = admin {
+            admin.shutdown(Duration::from_millis(300)).await;
+        }
     }
+}
+
+/// The longest wait between two attempts to bind the listen address.
+const BIND_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Binds the admin listener. When the address cannot be taken (in use, not an address of this
+/// host, not allowed), it says so and retries in the background, 1 s, 2 s, 4 s ... up to every
+/// 30 s, while the checks go on: a sidecar that exits on it would take its pod's readiness along.
+/// Returns the retrying task, if there is one.
+async fn listen(
+    prometheus: Arc<PrometheusExporter>,
+    addr: std::net::SocketAddr,
+    slot: Arc<std::sync::Mutex<Option<AdminServer>>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let bound = move |admin: AdminServer| {
+        tracing::info!(listen = %admin.local_addr(), "serving /metrics, /healthz, /readyz and the status page");
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(admin);
+    };
+    let error = match prometheus.serve(addr).await {
+        Ok(admin) => {
+            bound(admin);
+            return None;
+        }
+        Err(e) => e,
+    };
+    let say = move |e: &std::io::Error, wait: Duration| {
+        tracing::error!(
+            listen = %addr,
+            error = %e,
+            retry_in = %humantime::format_duration(wait),
+            "cannot listen (`listen` in the configuration, or --web.listen-address); the checks go on, /metrics and /healthz are not served until it can; retrying"
+        );
+    };
+    let mut wait = Duration::from_secs(1);
+    say(&error, wait);
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(BIND_RETRY_MAX);
+            match prometheus.serve(addr).await {
+                Ok(admin) => {
+                    bound(admin);
+                    return;
+                }
+                Err(e) => say(&e, wait),
+            }
+        }
+    }))
 }
 
 /// In-process dynamic plugins' overruns, as `mailprobe_plugin_overruns_total{plugin}` and

@@ -1,8 +1,9 @@
 //! A running `mailprobe run` against the lab's Dovecot has its configuration file rewritten:
 //! a mailbox added and one removed (SIGHUP), another added (`POST /-/reload`), then a broken
 //! file (refused with `validate`'s message, the old configuration still running), and with
-//! `--reload-interval` a change picked up with no signal at all. Each step is read back from
-//! /metrics, and the process is the same one throughout.
+//! `--reload-interval` a change picked up with no signal at all, and a file that disappears
+//! reported (`mailprobe_config_valid 0`) while the last configuration keeps running. Each step
+//! is read back from /metrics, and the process is the same one throughout.
 
 mod common;
 mod telemetry;
@@ -249,6 +250,10 @@ fn a_running_daemon_reloads_its_configuration() {
         "{}",
         read_log()
     );
+    assert_eq!(
+        sample(&metrics(listen), "mailprobe_config_valid"),
+        Some(0.0)
+    );
     // A GET does not reload.
     assert_eq!(http_get(listen, "/-/reload").map(|r| r.0), Some(405));
     still_running(&mut daemon);
@@ -281,6 +286,35 @@ fn reload_interval_picks_up_a_changed_file_without_a_signal() {
         sample(&page, "mailprobe_config_reloads_total{result=\"success\"}"),
         Some(1.0),
         "{page}"
+    );
+    // The file disappears (a ConfigMap deleted): said at the second look that misses it, while
+    // the configuration it last loaded keeps running; back, it is loaded again.
+    let kept = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    wait_until("mailprobe_config_valid 0", Duration::from_secs(20), || {
+        sample(&metrics(listen), "mailprobe_config_valid") == Some(0.0)
+    });
+    let page = metrics(listen);
+    assert!(has_mailbox(&page, "renamed"), "{page}");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("cannot read the configuration file"),
+        "the log says why"
+    );
+    let checks =
+        |page: &str| sample(page, "mailprobe_checks_total{verdict=\"compliant\"}").unwrap_or(0.0);
+    let before = checks(&page);
+    wait_until(
+        "checks going on without the file",
+        Duration::from_secs(30),
+        || checks(&metrics(listen)) >= before + 2.0,
+    );
+    std::fs::write(&file, kept).unwrap();
+    wait_until(
+        "mailprobe_config_valid 1 again",
+        Duration::from_secs(20),
+        || sample(&metrics(listen), "mailprobe_config_valid") == Some(1.0),
     );
     still_running(&mut daemon);
     daemon.terminate(Duration::from_secs(12));

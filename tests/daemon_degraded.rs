@@ -4,6 +4,12 @@
 //! the reason and counted, while the good mailbox is checked and `/healthz` stays up. A
 //! plugin that panics on every run makes its mailbox incomplete, is counted, and the mailbox
 //! keeps being checked.
+//!
+//! And the sidecar's contract: `run` never exits on a configuration problem. Started with a
+//! missing file, or with a file that is invalid as a whole, it stays up, serves `/healthz` and
+//! `/metrics` (`mailprobe_config_valid 0`, the error in the log), and picks up the fixed file
+//! by itself, in the same process; a listen address it cannot bind is said, retried, and taken
+//! once it is free, while the process keeps running.
 mod common;
 mod dynamic_support;
 mod telemetry;
@@ -261,4 +267,196 @@ mailboxes:
         .terminate(Duration::from_secs(15))
         .expect("mailprobe run was still running");
     assert!(status.success(), "{status:?}\n{}", log());
+}
+
+/// `mailprobe run --config FILE ARGS...`, its output in `log`.
+fn run_with(config: &std::path::Path, log: &std::path::Path, args: &[&str]) -> Proc {
+    let out = std::fs::File::create(log).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailprobe"));
+    cmd.arg("run").arg("--config").arg(config).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .env("MAILPROBE_LOG", "info")
+        .env("DEGRADED_GOOD_PASSWORD", PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("mailprobe run");
+    Proc {
+        name: "mailprobe",
+        child: Some(child),
+    }
+}
+
+/// Whether the process is still running (not exited, not a zombie).
+fn alive(p: &mut Proc) -> bool {
+    p.child
+        .as_mut()
+        .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+}
+
+fn good_config(listen: u16, dovecot: &Lab, extra: &str) -> String {
+    format!(
+        "interval: 2s
+timeout: 20s
+listen: 127.0.0.1:{listen}
+{extra}mailboxes:
+  - name: good
+    imap: {HOSTNAME}:{port}
+    imap_security: tls
+    connect_to: 127.0.0.1
+    ca_file: {ca}
+    user: {USER}
+    password: {{ env: DEGRADED_GOOD_PASSWORD }}
+",
+        port = dovecot.port("imaps"),
+        ca = Lab::ca_file().display()
+    )
+}
+
+/// Started on a file that cannot be loaded: it stays up and says so, then loads the fixed file
+/// without a restart. `fixed` is written once the problem has been seen.
+fn unloadable_then_fixed(name: &str, broken: Option<&str>, expect: &str, extra: &str) {
+    let dovecot = Lab::dovecot(name, DovecotOpts::default());
+    let scratch = Scratch::new(name);
+    let listen = free_port();
+    let config = scratch.path("mailprobe.yaml");
+    if let Some(text) = broken {
+        std::fs::write(&config, text).unwrap();
+    }
+    let log_path = scratch.path("mailprobe.log");
+    let address = format!("127.0.0.1:{listen}");
+    // No --reload-interval: a file that cannot be loaded is looked at again by itself.
+    let mut probe = run_with(&config, &log_path, &["--web.listen-address", &address]);
+    let pid = probe.pid();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let page = || {
+        http_get(listen, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default()
+    };
+    wait_until(
+        "mailprobe_config_valid 0 on /metrics",
+        Duration::from_secs(20),
+        || sample(&page(), "mailprobe_config_valid") == Some(0.0),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alive(&mut probe), "it exited:\n{}", log());
+    assert_eq!(http_get(listen, "/healthz").map(|r| r.0), Some(200));
+    // Nothing runs yet: not ready (a readiness probe, where there is one, says so).
+    assert_eq!(http_get(listen, "/readyz").map(|r| r.0), Some(503));
+    let p = page();
+    assert_eq!(
+        sample(&p, "mailprobe_config_last_reload_successful"),
+        Some(0.0),
+        "{p}"
+    );
+    assert!(!p.contains("mailprobe_verdict{"), "{p}");
+    let l = log();
+    assert!(l.contains("the configuration cannot be loaded"), "{l}");
+    assert!(l.contains(expect), "expected {expect:?} in the log:\n{l}");
+
+    std::fs::write(&config, good_config(listen, &dovecot, extra)).unwrap();
+    wait_until(
+        "the fixed file loaded and its mailbox checked",
+        Duration::from_secs(60),
+        || {
+            let p = page();
+            sample(&p, "mailprobe_config_valid") == Some(1.0)
+                && sample(
+                    &p,
+                    "mailprobe_verdict{mailbox=\"good\",verdict=\"compliant\"}",
+                ) == Some(1.0)
+        },
+    );
+    assert!(alive(&mut probe), "it exited:\n{}", log());
+    assert_eq!(probe.pid(), pid);
+    if !extra.is_empty() {
+        assert!(log().contains("restarts in place"), "{}", log());
+    }
+    assert_eq!(
+        http_get(listen, "/readyz").map(|r| r.0),
+        Some(200),
+        "{}",
+        log()
+    );
+    assert_eq!(
+        sample(&page(), "mailprobe_config_last_reload_successful"),
+        Some(1.0)
+    );
+    let (_, status) = probe
+        .terminate(Duration::from_secs(12))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", log());
+}
+
+#[test]
+fn a_missing_file_is_reported_and_picked_up_once_it_exists() {
+    unloadable_then_fixed(
+        "missing-config",
+        None,
+        "cannot read the configuration file",
+        "",
+    );
+}
+
+#[test]
+fn an_invalid_file_is_reported_and_picked_up_once_fixed() {
+    // An unknown top-level key makes the whole file invalid (not one mailbox). The fixed file
+    // also sets a process-wide setting, which the first load applies by restarting in place.
+    unloadable_then_fixed(
+        "invalid-config",
+        Some("interval: 2s\nlisten: 127.0.0.1:1\nintervall: 5m\nmailboxes: []\n"),
+        "unknown field `intervall`",
+        "concurrency: 4\n",
+    );
+}
+
+#[test]
+fn a_listen_address_it_cannot_bind_is_retried_never_an_exit() {
+    let scratch = Scratch::new("unbindable-listen");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = scratch.path("mailprobe.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "interval: 1h\nlisten: 127.0.0.1:{port}\nmailboxes:\n  - name: nowhere\n    imap: {HOSTNAME}:993\n    connect_to: 127.0.0.1\n    user: {USER}\n    password: {{ env: DEGRADED_GOOD_PASSWORD }}\n"
+        ),
+    )
+    .unwrap();
+    let log_path = scratch.path("mailprobe.log");
+    let mut probe = run_with(&config, &log_path, &[]);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_until(
+        "the bind failure in the log",
+        Duration::from_secs(20),
+        || log().contains("cannot listen"),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(alive(&mut probe), "it exited:\n{}", log());
+    let l = log();
+    assert!(l.contains(&format!("127.0.0.1:{port}")), "{l}");
+    assert!(
+        l.matches("cannot listen").count() >= 2,
+        "it retries, and says so each time:\n{l}"
+    );
+    // Once the address is free, it is taken without a restart.
+    drop(taken);
+    wait_until(
+        "/healthz on the freed port",
+        Duration::from_secs(40),
+        || http_get(port, "/healthz").is_some_and(|r| r.0 == 200),
+    );
+    assert!(alive(&mut probe), "{}", log());
+    assert!(
+        http_get(port, "/metrics").is_some_and(|r| r.1.contains("mailprobe_config_valid 1")),
+        "{}",
+        log()
+    );
 }

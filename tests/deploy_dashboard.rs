@@ -190,8 +190,14 @@ fn dashboard() -> serde_json::Value {
     serde_json::from_str(&text).expect("dashboard JSON")
 }
 
-fn panels(d: &serde_json::Value) -> &Vec<serde_json::Value> {
-    d["panels"].as_array().expect("panels")
+/// Every panel but the rows (which only group them).
+fn panels(d: &serde_json::Value) -> Vec<&serde_json::Value> {
+    d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .filter(|p| p["type"] != "row")
+        .collect()
 }
 
 /// Every `mailprobe_*{...}` selector of an expression: (metric, matchers).
@@ -280,7 +286,7 @@ fn dashboard_takes_its_data_source_from_a_variable_and_has_no_import_inputs() {
 fn dashboard_queries_filter_by_job_namespace_and_mailbox() {
     let d = dashboard();
     let vars = d["templating"]["list"].as_array().expect("templating.list");
-    for name in ["job", "namespace", "mailbox"] {
+    for name in ["cluster", "job", "namespace", "mailbox"] {
         let v = vars
             .iter()
             .find(|v| v["name"] == name)
@@ -298,9 +304,14 @@ fn dashboard_queries_filter_by_job_namespace_and_mailbox() {
         }
         for (metric, matchers) in selectors(&expr) {
             checked += 1;
-            for want in [r#"job=~"$job""#, r#"namespace=~"$namespace""#] {
-                // The variables cascade: job, then namespace within it, then mailbox.
-                let cascade = at == "variable \"job\""
+            for want in [
+                r#"job=~"$job""#,
+                r#"namespace=~"$namespace""#,
+                r#"cluster=~"$cluster""#,
+            ] {
+                // The variables cascade: cluster, job within it, then namespace, then mailbox.
+                let cascade = at == "variable \"cluster\""
+                    || (at == "variable \"job\"" && !want.starts_with("cluster"))
                     || (at == "variable \"namespace\"" && want.starts_with("namespace"));
                 assert!(
                     matchers.contains(want) || cascade,
@@ -322,10 +333,78 @@ fn dashboard_queries_filter_by_job_namespace_and_mailbox() {
 }
 
 #[test]
+fn dashboard_shows_incomplete_and_the_probes_own_health_with_a_unit_on_every_panel() {
+    let d = dashboard();
+    for p in panels(&d) {
+        let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
+        assert!(!unit.is_empty(), "panel {} has no unit", p["title"]);
+    }
+    let queries = dashboard_queries();
+    let queried = |metric: &str| queries.iter().any(|(_, q)| q.contains(metric));
+    // Incomplete mailboxes are shown, and the mailbox variable keeps them (mailprobe_compliant
+    // has no sample before a mailbox's first definitive verdict).
+    assert!(
+        queries
+            .iter()
+            .any(|(_, q)| q.contains("mailprobe_verdict{verdict=\"incomplete\"")),
+        "no panel shows incomplete mailboxes"
+    );
+    let vars = d["templating"]["list"].as_array().expect("variables");
+    let mailbox = vars
+        .iter()
+        .find(|v| v["name"] == "mailbox")
+        .expect("mailbox");
+    assert!(
+        mailbox["definition"]
+            .as_str()
+            .is_some_and(|q| q.contains("mailprobe_verdict")),
+        "{mailbox}"
+    );
+    for metric in [
+        "mailprobe_probe_errors_total",
+        "mailprobe_telemetry_dropped_total",
+        "mailprobe_alert_delivery_failures_total",
+        "mailprobe_schedule_lag_seconds_bucket",
+        "mailprobe_config_last_reload_successful",
+        "mailprobe_config_valid",
+        "mailprobe_roundtrip_seconds",
+    ] {
+        assert!(queried(metric), "no panel queries {metric}");
+    }
+    // Links: the runbook, and each mailbox's page on the probe's status page.
+    let links = d["links"].as_array().expect("dashboard links");
+    assert!(
+        links.iter().any(|l| l["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("docs/runbook.md"))),
+        "{links:?}"
+    );
+    let status_link = panels(&d).iter().any(|p| {
+        p["fieldConfig"]["defaults"]["links"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| {
+                l["url"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("${__field.labels.instance}/mailboxes/"))
+            })
+    });
+    assert!(status_link, "no data link to the status page");
+    let annotations = d["annotations"]["list"].as_array().expect("annotations");
+    assert!(
+        annotations
+            .iter()
+            .any(|a| a["expr"].as_str().is_some_and(|e| e.contains("mailprobe_"))),
+        "no annotation from the probe's series"
+    );
+}
+
+#[test]
 fn dashboard_tls_table_has_one_row_per_server_and_port() {
     let d = dashboard();
     let p = panels(&d)
-        .iter()
+        .into_iter()
         .find(|p| p["title"] == "Accepted TLS versions per server")
         .expect("the TLS table");
     let expr = p["targets"][0]["expr"].as_str().expect("expr");
@@ -351,7 +430,7 @@ fn dashboard_tls_table_has_one_row_per_server_and_port() {
 fn dashboard_certificate_panel_shows_days_as_days() {
     let d = dashboard();
     let p = panels(&d)
-        .iter()
+        .into_iter()
         .find(|p| p["title"] == "Certificate expiry (days left)")
         .expect("certificate panel");
     let expr = p["targets"][0]["expr"].as_str().expect("expr");
@@ -382,7 +461,7 @@ fn dashboard_certificate_panel_shows_days_as_days() {
         .filter_map(|p| p["title"].as_str())
         .collect();
     for want in [
-        "Compliance per mailbox",
+        "Verdict per mailbox",
         "Failing and warning requirements",
         "Certificate expiry (days left)",
         "Accepted TLS versions per server",
@@ -470,7 +549,8 @@ fn dashboard_and_rules_query_only_metrics_the_probe_exports() {
     let dir = std::env::temp_dir().join(format!("mailprobe-deploy-dash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("mailprobe.yaml");
-    // A dynamic plugin loaded in-process, for the plugin series the rules query.
+    // A dynamic plugin loaded in-process, for the plugin series the rules query; the round trip
+    // (opt-in) for its latency panel.
     let plugins = dynamic_support::plugin_dir("deploy-dash", &["mailprobe-test-misbehave"]);
     std::fs::write(
         &config,
@@ -479,7 +559,7 @@ fn dashboard_and_rules_query_only_metrics_the_probe_exports() {
              mailboxes:\n  - name: lab\n    \
              imap: {HOSTNAME}:{imap}\n    imap_security: starttls\n    smtp: {HOSTNAME}:{smtp}\n    \
              smtp_security: starttls\n    user: {USER}\n    password: {{ env: {PASSWORD_ENV} }}\n    \
-             connect_to: 127.0.0.1\n    ca_file: {ca}\n",
+             connect_to: 127.0.0.1\n    ca_file: {ca}\n    roundtrip: true\n    roundtrip_warn: 30s\n",
             imap = dovecot.port("imap"),
             smtp = postfix.port("submission"),
             ca = Lab::ca_file().display(),
@@ -545,8 +625,9 @@ fn dashboard_and_rules_query_only_metrics_the_probe_exports() {
     let (names, mut labels) = exposition(&body);
     // Added by Prometheus at scrape time (job, instance) or used only in legends/matchers of
     // Prometheus' own series (`up`).
-    // `namespace` is added by a prometheus-operator ServiceMonitor's scrape.
-    labels.extend(["job", "instance", "namespace"].map(String::from));
+    // `namespace` is added by a prometheus-operator ServiceMonitor's scrape, `cluster` by
+    // Prometheus' external labels or remote write.
+    labels.extend(["job", "instance", "namespace", "cluster"].map(String::from));
 
     let mut missing = Vec::new();
     for (at, q) in &queries {

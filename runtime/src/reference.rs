@@ -333,7 +333,9 @@ key, the file and the line. Where the file is silent about telemetry, the standa
 `validate` checks everything it can without the secrets: a password variable or file that does
 not exist here is a warning, so a CI pipeline can validate the file. In `run`, a mailbox whose
 entry is invalid or whose secret is missing is reported `incomplete` with the reason while the
-others are checked; only a file that cannot be read as a whole stops the start. `SIGHUP` or
+others are checked. A file that cannot be loaded at all (missing, unreadable, invalid as a
+whole) never stops `run` either: it reports it (`mailprobe_config_valid 0`, the log), checks
+what it last loaded (nothing at start-up), and loads the file once it is fixed. `SIGHUP` or
 `POST /-/reload` re-reads the file without a restart (see [operating.md](operating.md)).
 ";
 

@@ -327,6 +327,12 @@ fn reload_gauges(
         names::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,
         "Unix time of the latest successful configuration load.",
         vec![(Vec::new(), reloads.last_success())],
+    )?;
+    gauges(
+        encoder,
+        names::CONFIG_VALID,
+        "1 when the configuration file as last read is valid, else 0: it is missing, unreadable or invalid, and mailprobe checks what it last loaded (nothing, if it never loaded one) until the file is fixed.",
+        vec![(Vec::new(), f64::from(u8::from(reloads.successful())))],
     )
 }
 

@@ -35,6 +35,8 @@ pub const CONFIG_RELOADS: &str = "mailprobe_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "mailprobe_config_last_reload_successful";
 pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP: &str =
     "mailprobe_config_last_reload_success_timestamp_seconds";
+/// 1 when the configuration file as last read is valid, else 0 (missing, unreadable or invalid).
+pub const CONFIG_VALID: &str = "mailprobe_config_valid";
 /// Runs the probe itself could not complete, by mailbox and kind (see [`PROBE_ERROR_KINDS`]).
 pub const PROBE_ERRORS: &str = "mailprobe_probe_errors_total";
 /// `panic`: a run panicked; `config`: the mailbox's entry or secret could not be used.

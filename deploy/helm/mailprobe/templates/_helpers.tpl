@@ -98,10 +98,14 @@ existing pod: {{ include "mailprobe.container" . | nindent 8 }} (plus mailprobe.
   {{- if and (not $standalone) (eq (include "mailprobe.nativeSidecar" .) "true") }}
   restartPolicy: Always
   {{- end }}
-  args: ["run", "--config", "/etc/mailprobe/mailprobe.yaml"]
+  args:
+    - run
+    - --config=/etc/mailprobe/mailprobe.yaml
+    - --reload-interval={{ .Values.reloadInterval }}
+    - --web.listen-address={{ .Values.listenAddress }}
   ports:
     - name: metrics
-      containerPort: 9925
+      containerPort: {{ (split ":" (.Values.listenAddress | toString))._1 | default "9925" | int }}
   env:
     - name: POD_NAME
       valueFrom:
@@ -136,11 +140,12 @@ existing pod: {{ include "mailprobe.container" . | nindent 8 }} (plus mailprobe.
   envFrom:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- /* The sidecar has no probes: none of them could help the application's pod, each could hold it back. */}}
+  {{- if $standalone }}
   {{- with .Values.livenessProbe }}
   livenessProbe:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if $standalone }}
   {{- with .Values.readinessProbe }}
   readinessProbe:
     {{- toYaml . | nindent 4 }}
@@ -150,9 +155,20 @@ existing pod: {{ include "mailprobe.container" . | nindent 8 }} (plus mailprobe.
     {{- toYaml . | nindent 4 }}
   {{- end }}
   {{- end }}
+  {{- if $standalone }}
   {{- with .Values.resources }}
   resources:
     {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- else }}
+  {{- /* Requests equal to limits: a Guaranteed application pod stays Guaranteed. */}}
+  resources:
+    requests:
+      cpu: {{ .Values.sidecarResources.cpu | quote }}
+      memory: {{ .Values.sidecarResources.memory | quote }}
+    limits:
+      cpu: {{ .Values.sidecarResources.cpu | quote }}
+      memory: {{ .Values.sidecarResources.memory | quote }}
   {{- end }}
   {{- with .Values.securityContext }}
   securityContext:
@@ -185,8 +201,11 @@ existing pod: {{ include "mailprobe.container" . | nindent 8 }} (plus mailprobe.
     # must be readable by the probe's non-root UID.
     defaultMode: 0444
 - name: mailprobe-tmp
+  # Memory-backed: a tmpfs of sizeLimit, where a full disk is a write error (ENOSPC) in the probe;
+  # a disk-backed emptyDir over its sizeLimit would evict the whole pod.
   emptyDir:
-    sizeLimit: 16Mi
+    medium: Memory
+    sizeLimit: {{ .Values.scratchSizeLimit }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -224,9 +243,16 @@ labels:
   {{- with .Values.podLabels }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- if or (ne .Values.mode "sidecar") .Values.podAnnotations }}
 annotations:
+  {{- if ne .Values.mode "sidecar" }}
+  {{- /* A shard restarts on a config change (settings like otlp apply only at start). In
+  sidecar mode the probe reloads the mounted file itself: a config change never rolls the
+  application's pods. */}}
   checksum/config: {{ include "mailprobe.config" . | sha256sum }}
+  {{- end }}
   {{- with .Values.podAnnotations }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end }}
 {{- end -}}

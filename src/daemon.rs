@@ -243,6 +243,11 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
     let states = live.clone();
     let feed = telemetry.clone();
     let reload_budgets = budgets.clone();
+    // Every run keeps its transcript for the status page (see runner::RunOptions).
+    let options = runner::RunOptions {
+        ip_version: config.ip_version,
+        transcript: Some(runner::TranscriptOptions::default()),
+    };
     let mut handle = scheduler::start_guarded(
         targets,
         scheduling,
@@ -252,6 +257,7 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
                 budgets: budgets.clone(),
                 states: states.clone(),
                 feed: feed.clone(),
+                options: options.clone(),
             };
             async move { run.check(target).await }
         },
@@ -300,6 +306,7 @@ struct Run {
     budgets: Arc<Budgets>,
     states: crate::reload::LiveStates,
     feed: Arc<Telemetry>,
+    options: runner::RunOptions,
 }
 
 impl Run {
@@ -334,6 +341,10 @@ impl Run {
         // removed cannot bring the mailbox's series back.
         let still_configured = self.states.read().unwrap_or_else(|e| e.into_inner());
         if still_configured.contains_key(&name) {
+            if let Some(text) = &outcome.transcript {
+                mailprobe_runtime::transcripts::TranscriptStore::shared()
+                    .record(&name, text.clone());
+            }
             self.feed.record(&outcome);
         }
     }
@@ -342,7 +353,14 @@ impl Run {
         let budgets = self.budgets.clone();
         match state {
             MailboxState::Ready(trust) => {
-                runner::run_target(target, trust.clone(), budgets, &self.plugins).await
+                runner::run_target_with(
+                    target,
+                    trust.clone(),
+                    budgets,
+                    &self.plugins,
+                    &self.options,
+                )
+                .await
             }
             MailboxState::SecretMissing { trust, source } => match source.load(&ProcessEnv) {
                 Ok(password) => {
@@ -350,7 +368,14 @@ impl Run {
                         password,
                         ..(*target).clone()
                     });
-                    runner::run_target(target, trust.clone(), budgets, &self.plugins).await
+                    runner::run_target_with(
+                        target,
+                        trust.clone(),
+                        budgets,
+                        &self.plugins,
+                        &self.options,
+                    )
+                    .await
                 }
                 Err(e) => {
                     self.feed.probe_error(&target.mailbox, "config");

@@ -187,6 +187,12 @@ pub struct MailboxConfig {
     /// A delivery slower than this warns.
     #[serde(default, deserialize_with = "opt_duration")]
     pub roundtrip_warn: Option<Duration>,
+    /// Overrides the file's `cert_warn_days` for this mailbox.
+    #[serde(default)]
+    pub cert_warn_days: Option<u32>,
+    /// Overrides the file's `cert_crit_days` for this mailbox.
+    #[serde(default)]
+    pub cert_crit_days: Option<u32>,
 }
 
 /// The whole file.
@@ -204,6 +210,14 @@ pub struct Config {
     pub server_connections: usize,
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Which addresses of the servers' names are checked (4, 6 or any).
+    #[serde(default)]
+    pub ip_version: mailprobe_core::net::IpVersion,
+    /// Certificate expiry thresholds in days, overriding the profiles'.
+    #[serde(default)]
+    pub cert_warn_days: Option<u32>,
+    #[serde(default)]
+    pub cert_crit_days: Option<u32>,
     #[serde(default)]
     pub otlp: Option<OtlpConfig>,
     #[serde(default)]
@@ -513,7 +527,16 @@ impl Config {
         file: &str,
     ) -> Result<Target, ConfigError> {
         let err = |message: String| mailbox_error(file, m, message);
-        let profile = Profile::shared(&m.profile).map_err(|e| err(e.to_string()))?;
+        let mut profile = Profile::shared(&m.profile).map_err(|e| err(e.to_string()))?;
+        let warn = m.cert_warn_days.or(self.cert_warn_days);
+        let crit = m.cert_crit_days.or(self.cert_crit_days);
+        if warn.is_some() || crit.is_some() {
+            profile = std::sync::Arc::new(
+                profile
+                    .with_cert_days(warn, crit)
+                    .map_err(|e| err(format!("cert_warn_days/cert_crit_days: {e}")))?,
+            );
+        }
         let mut imap = model::endpoint(
             Protocol::Imap,
             &m.imap,

@@ -73,6 +73,27 @@ pub const SECTIONS: &[Section] = &[
                 "8",
             ),
             key(
+                "ip_version",
+                "`any`",
+                "`4`, `6` or `any`",
+                "which addresses of the servers' names are checked: with `any`, every address a name resolves to (at most 8, one after the other), and a requirement fails when it fails at any of them, naming the address; `4` or `6` checks only the addresses of that version. A mailbox's `connect_to` is its one address",
+                "any",
+            ),
+            key(
+                "cert_warn_days",
+                "the profile's (30 for `hubspot`)",
+                "0 to 3650",
+                "a certificate that expires in fewer days is a warning (`*.certificate.expiry`); a mailbox's own key overrides it",
+                "30",
+            ),
+            key(
+                "cert_crit_days",
+                "`0` (only an expired certificate fails)",
+                "below `cert_warn_days`",
+                "a certificate that expires in fewer days fails, as an expired one does; a mailbox's own key overrides it",
+                "7",
+            ),
+            key(
                 "listen",
                 "`127.0.0.1:9925`",
                 "an address and port",
@@ -265,6 +286,20 @@ pub const SECTIONS: &[Section] = &[
                 "an address or name",
                 "where to reach both hosts (SNI and name checks still use the host)",
                 "127.0.0.1",
+            ),
+            key(
+                "cert_warn_days",
+                "the top-level `cert_warn_days`",
+                "0 to 3650",
+                "this mailbox's certificate warning threshold, in days",
+                "21",
+            ),
+            key(
+                "cert_crit_days",
+                "the top-level `cert_crit_days`",
+                "below the warning days",
+                "this mailbox's certificate critical threshold, in days",
+                "5",
             ),
             key(
                 "source_address",

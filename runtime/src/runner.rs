@@ -9,12 +9,14 @@ use tokio::time::Instant;
 
 use mailprobe_core::context::{PluginRun, RunContext, Step};
 use mailprobe_core::model::{Protocol, Target};
-use mailprobe_core::net::Budgets;
+use mailprobe_core::net::{self, Budgets, IpVersion};
 use mailprobe_core::plugin::{CheckPlugin, catalog_of};
 use mailprobe_core::redact::Redactor;
 use mailprobe_core::report::Report;
 use mailprobe_core::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
+use mailprobe_core::scope::{self, RunScope};
 use mailprobe_core::tls::Trust;
+use mailprobe_core::transcript::{LiveSink, Transcript};
 
 /// How a [`PluginRun`]'s error starts when the plugin panicked (a dynamic plugin's host says
 /// the same of a panic it caught), so the daemon can count panics apart from other errors.
@@ -31,10 +33,136 @@ pub struct RunOutcome {
     pub plugin_runs: Vec<PluginRun>,
     pub started_at: SystemTime,
     pub duration: Duration,
+    /// The protocol transcript, when the run was asked to keep one (redacted and bounded).
+    pub transcript: Option<String>,
 }
 
-/// Runs `plugins` (in order) against `target`, within the target's deadline.
+/// How a run goes beyond its target: which addresses it checks, and whether it keeps a
+/// transcript.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Which addresses of the servers' names are checked (`--ip-version`, `ip_version`).
+    pub ip_version: IpVersion,
+    /// Also record the run's protocol transcript; `live` gets each line as it happens.
+    pub transcript: Option<TranscriptOptions>,
+}
+
+/// Where a run's transcript goes.
+#[derive(Clone, Default)]
+pub struct TranscriptOptions {
+    pub live: Option<LiveSink>,
+}
+
+impl std::fmt::Debug for TranscriptOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TranscriptOptions")
+    }
+}
+
+/// Runs `plugins` (in order) against `target`, within the target's deadline, against every
+/// address of its servers' names (see [`run_target_with`]).
 pub async fn run_target(
+    target: Arc<Target>,
+    trust: Trust,
+    budgets: Arc<Budgets>,
+    plugins: &[Arc<dyn CheckPlugin>],
+) -> RunOutcome {
+    run_target_with(target, trust, budgets, plugins, &RunOptions::default()).await
+}
+
+/// Runs `plugins` against `target` once per address its server names resolve to (of
+/// `options.ip_version`, at most [`net::MAX_ADDRESSES`]; with `connect_to`, that address only),
+/// one address after the other so a server never sees more sessions at once than one run
+/// holds, each within an equal share of what is left of the deadline. The results are merged:
+/// a requirement takes its worst result across the addresses, and its summary names the
+/// address where it was worst (see [`merge_by_address`]).
+pub async fn run_target_with(
+    target: Arc<Target>,
+    trust: Trust,
+    budgets: Arc<Budgets>,
+    plugins: &[Arc<dyn CheckPlugin>],
+    options: &RunOptions,
+) -> RunOutcome {
+    let transcript = options
+        .transcript
+        .as_ref()
+        .map(|t| Arc::new(Transcript::new(target.password.expose(), t.live.clone())));
+    let scope = RunScope {
+        ip_version: options.ip_version,
+        transcript: transcript.clone(),
+    };
+    let mut outcome = scope::within(scope, async {
+        let start = Instant::now();
+        let started_at = SystemTime::now();
+        let plan = address_plan(&target, options.ip_version).await;
+        if plan.len() <= 1 {
+            let one = plan.into_iter().next().map(|(t, _)| t);
+            return run_once(
+                one.unwrap_or_else(|| target.clone()),
+                trust,
+                budgets,
+                plugins,
+            )
+            .await;
+        }
+        let n = plan.len();
+        let mut runs = Vec::with_capacity(n);
+        for (i, (t, label)) in plan.into_iter().enumerate() {
+            let left = target.timeout.saturating_sub(start.elapsed());
+            let share = left / u32::try_from(n - i).unwrap_or(1);
+            let mut t = (*t).clone();
+            t.timeout = share.max(Duration::from_millis(100));
+            scope::note(|| format!("checking address {label} ({} of {n})", i + 1));
+            let out = run_once(Arc::new(t), trust.clone(), budgets.clone(), plugins).await;
+            runs.push((label, out));
+        }
+        merge_by_address(&target, started_at, start.elapsed(), runs, plugins)
+    })
+    .await;
+    outcome.transcript = transcript.map(|t| t.text());
+    outcome
+}
+
+/// The targets to run, one per address, each labelled with its address(es); a single entry
+/// (or none) when there is nothing to tell apart. A name that does not resolve is left to the
+/// plugins, which report the DNS failure as they always have.
+async fn address_plan(target: &Arc<Target>, version: IpVersion) -> Vec<(Arc<Target>, String)> {
+    let wait = (target.timeout / 4).max(Duration::from_millis(100));
+    let mut per_endpoint: Vec<Vec<std::net::IpAddr>> = Vec::new();
+    for ep in target.endpoints() {
+        let ips = if ep.connect_to.is_some() {
+            Vec::new()
+        } else {
+            net::resolve_all(ep, version, wait)
+                .await
+                .unwrap_or_default()
+        };
+        per_endpoint.push(ips);
+    }
+    let n = per_endpoint.iter().map(Vec::len).max().unwrap_or(0);
+    if n <= 1 {
+        return vec![(target.clone(), String::new())];
+    }
+    (0..n)
+        .map(|i| {
+            let mut t = (**target).clone();
+            let mut labels = Vec::new();
+            let endpoints = std::iter::once(&mut t.imap).chain(t.smtp.as_mut());
+            for (ep, ips) in endpoints.zip(&per_endpoint) {
+                // An endpoint with fewer addresses than another goes round them again.
+                if let Some(ip) = ips.get(i % ips.len().max(1)) {
+                    ep.connect_to = Some(ip.to_string());
+                    labels.push(ip.to_string());
+                }
+            }
+            labels.dedup();
+            (Arc::new(t), labels.join(" and "))
+        })
+        .collect()
+}
+
+/// One run of `plugins` against `target` (its endpoints' addresses fixed or not).
+async fn run_once(
     target: Arc<Target>,
     trust: Trust,
     budgets: Arc<Budgets>,
@@ -105,6 +233,91 @@ pub async fn run_target(
         plugin_runs,
         started_at,
         duration,
+        transcript: None,
+    }
+}
+
+/// How bad a result is, for merging the results of several addresses: a failure outweighs a
+/// skip behind a failure, which outweighs one the probe could not verify, then a warning,
+/// then a pass.
+fn severity(r: &RequirementResult) -> u8 {
+    match r.status {
+        Status::Fail => 5,
+        Status::Skip => match r.skip_reason() {
+            Some(SkipReason::Prerequisite) => 4,
+            Some(SkipReason::NotVerified) => 3,
+            _ => 0,
+        },
+        Status::Warn => 2,
+        Status::Pass => 1,
+    }
+}
+
+/// One report from the runs of several addresses (each labelled with its address). Each
+/// requirement takes its worst result; a failing, warning or unverified one says at which
+/// address, and every merged result carries `address` (the one it comes from) and
+/// `addresses` (each address checked, with its status there).
+fn merge_by_address(
+    target: &Arc<Target>,
+    started_at: SystemTime,
+    duration: Duration,
+    runs: Vec<(String, RunOutcome)>,
+    plugins: &[Arc<dyn CheckPlugin>],
+) -> RunOutcome {
+    let mut merged: Vec<RequirementResult> = Vec::new();
+    let mut statuses: Vec<(String, serde_json::Map<String, serde_json::Value>)> = Vec::new();
+    let mut steps = Vec::new();
+    let mut plugin_runs = Vec::new();
+    for (label, out) in runs {
+        steps.extend(out.steps);
+        plugin_runs.extend(out.plugin_runs);
+        for mut r in out.report.requirements {
+            let status = r.status.as_str().to_string();
+            match statuses.iter_mut().find(|(id, _)| *id == r.id) {
+                Some((_, m)) => {
+                    m.insert(label.clone(), status.into());
+                }
+                None => {
+                    let mut m = serde_json::Map::new();
+                    m.insert(label.clone(), status.into());
+                    statuses.push((r.id.clone(), m));
+                }
+            }
+            let named = matches!(r.status, Status::Fail | Status::Warn)
+                || r.skip_reason() == Some(SkipReason::NotVerified);
+            if named {
+                r.summary = format!("at {label}: {}", r.summary);
+            }
+            // `*.reachable` names the socket address it connected to: kept.
+            r.evidence
+                .entry("address")
+                .or_insert_with(|| label.clone().into());
+            match merged.iter_mut().find(|m| m.id == r.id) {
+                Some(m) if severity(&r) > severity(m) => *m = r,
+                Some(_) => {}
+                None => merged.push(r),
+            }
+        }
+    }
+    for r in &mut merged {
+        if let Some((_, m)) = statuses.iter().find(|(id, _)| *id == r.id) {
+            let list: Vec<serde_json::Value> = m
+                .iter()
+                .map(|(a, s)| serde_json::json!({"address": a, "status": s}))
+                .collect();
+            r.evidence.insert("addresses".into(), list.into());
+        }
+    }
+    let catalog = catalog_of(plugins);
+    let mut report = Report::new(target, started_at, duration, merged);
+    report.measures = catalog.measurements(target, &report.requirements);
+    RunOutcome {
+        report,
+        steps,
+        plugin_runs,
+        started_at,
+        duration,
+        transcript: None,
     }
 }
 
@@ -267,6 +480,7 @@ pub fn unverified_outcome(target: &Target, why: &str) -> RunOutcome {
         plugin_runs: Vec::new(),
         started_at,
         duration: Duration::ZERO,
+        transcript: None,
     }
 }
 

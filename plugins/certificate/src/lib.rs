@@ -144,13 +144,41 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         cx.target.allow_insecure_cert,
         ep,
     ));
-    cx.report(judge_expiry(
+    let expiry = judge_expiry(
         &expiry_id,
         &parsed,
         OffsetDateTime::now_utc(),
         warn_days,
         ep,
-    ));
+    );
+    cx.report(apply_crit_days(expiry, cx.target.profile.crit_days()));
+}
+
+/// The user's critical threshold (`--cert-crit-days`, `cert_crit_days`): a leaf with fewer
+/// days left than that fails, as check_ssl_cert's `-c` does; the remedy stays "renew". 0 (the
+/// default) leaves the verdict to expiry alone.
+pub fn apply_crit_days(mut r: RequirementResult, crit_days: u32) -> RequirementResult {
+    if crit_days == 0 {
+        return r;
+    }
+    r = r.with("crit_days", crit_days);
+    let days_left = r.evidence.get("days_left").and_then(|v| v.as_i64());
+    if let Some(days) = days_left
+        && r.status != Status::Fail
+        && days >= 0
+        && days < i64::from(crit_days)
+    {
+        let not_after = r
+            .evidence
+            .get("not_after")
+            .and_then(|v| v.as_str())
+            .unwrap_or("soon")
+            .to_string();
+        r.status = Status::Fail;
+        r.summary =
+            format!("expires on {not_after} ({days} days left, under the critical {crit_days})");
+    }
+    r
 }
 
 /// When a prerequisite blocks all three, each is reported as skipped for that reason.
@@ -243,6 +271,25 @@ fn parse_chain(
         None => return None,
     };
     let parsed: Vec<CertInfo> = infos.into_iter().filter_map(Result::ok).collect();
+    for (i, c) in parsed.iter().enumerate() {
+        mailprobe_core::scope::note(|| {
+            format!(
+                "certificate {i}: subject {}; issuer {}; DNS names {}; valid {} to {}; {} {}; {}",
+                c.subject,
+                c.issuer,
+                if c.san_dns.is_empty() {
+                    "none".to_string()
+                } else {
+                    c.san_dns.join(", ")
+                },
+                ts(c.not_before),
+                ts(c.not_after),
+                c.key_type,
+                c.key_bits.map(|b| b.to_string()).unwrap_or_default(),
+                c.signature_algorithm
+            )
+        });
+    }
     Some((leaf, parsed))
 }
 
@@ -506,8 +553,21 @@ mod tests {
             n - Duration::days(10),
             n + Duration::days(5),
         );
-        let r = judge_expiry("imap.certificate.expiry", &[soon], n, 30, &ep());
+        let r = judge_expiry("imap.certificate.expiry", &[soon.clone()], n, 30, &ep());
         assert_eq!(r.status, Status::Warn);
+        // Within the user's critical days: a failure, still with the renewal remedy.
+        let crit = apply_crit_days(r.clone(), 7);
+        assert_eq!(crit.status, Status::Fail, "{crit:?}");
+        assert!(
+            crit.summary.contains("under the critical 7"),
+            "{}",
+            crit.summary
+        );
+        assert!(crit.remedy.is_some());
+        assert_eq!(crit.evidence["crit_days"], 7);
+        // Outside them, or without them, the warning stands.
+        assert_eq!(apply_crit_days(r.clone(), 3).status, Status::Warn);
+        assert_eq!(apply_crit_days(r, 0).status, Status::Warn);
 
         let gone = cert(
             "mail.example.com",

@@ -358,13 +358,13 @@ pub fn apply_connect_to(
         }
         let Some((host, address)) = entry.split_once(':') else {
             return Err(format!(
-                "--connect-to `{entry}`: expected HOST:ADDRESS, e.g. imap.example.com:192.0.2.10"
+                "--connect-to `{entry}`: expected [HOST:]ADDRESS, e.g. imap.example.com:192.0.2.10, or 192.0.2.10 for both servers"
             ));
         };
         let address = address.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || address.is_empty() {
             return Err(format!(
-                "--connect-to `{entry}`: expected HOST:ADDRESS, e.g. imap.example.com:192.0.2.10"
+                "--connect-to `{entry}`: expected [HOST:]ADDRESS, e.g. imap.example.com:192.0.2.10, or 192.0.2.10 for both servers"
             ));
         }
         for ep in endpoints.iter_mut() {

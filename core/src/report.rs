@@ -530,7 +530,8 @@ mod tests {
                 achieved: 2.0,
             },
         ];
-        let line = r.to_nagios();
+        let text = r.to_nagios();
+        let line = text.lines().next().unwrap_or_default();
         let (status, perf) = line.split_once(" | ").expect("perfdata after ' | '");
         assert_eq!(
             status,

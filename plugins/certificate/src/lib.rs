@@ -131,6 +131,26 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
     let Some((leaf, parsed)) = parse_chain(cx, &ids, &chain) else {
         return;
     };
+    for (i, c) in parsed.iter().enumerate() {
+        mailprobe_core::scope::note(|| {
+            format!(
+                "certificate {i} of {}: subject {}; issuer {}; DNS names {}; valid {} to {}; {} {}; {}",
+                ep.authority(),
+                c.subject,
+                c.issuer,
+                if c.san_dns.is_empty() {
+                    "none".to_string()
+                } else {
+                    c.san_dns.join(", ")
+                },
+                ts(c.not_before),
+                ts(c.not_after),
+                c.key_type,
+                c.key_bits.map(|b| b.to_string()).unwrap_or_default(),
+                c.signature_algorithm
+            )
+        });
+    }
     let [name_id, trust_id, expiry_id] = ids;
     let require_cn = cx.target.profile.certificate.require_common_name;
     let warn_days = cx.target.profile.warn_days();
@@ -271,25 +291,6 @@ fn parse_chain(
         None => return None,
     };
     let parsed: Vec<CertInfo> = infos.into_iter().filter_map(Result::ok).collect();
-    for (i, c) in parsed.iter().enumerate() {
-        mailprobe_core::scope::note(|| {
-            format!(
-                "certificate {i}: subject {}; issuer {}; DNS names {}; valid {} to {}; {} {}; {}",
-                c.subject,
-                c.issuer,
-                if c.san_dns.is_empty() {
-                    "none".to_string()
-                } else {
-                    c.san_dns.join(", ")
-                },
-                ts(c.not_before),
-                ts(c.not_after),
-                c.key_type,
-                c.key_bits.map(|b| b.to_string()).unwrap_or_default(),
-                c.signature_algorithm
-            )
-        });
-    }
     Some((leaf, parsed))
 }
 

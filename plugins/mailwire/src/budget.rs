@@ -129,7 +129,8 @@ pub struct Budgeted<S> {
     inner: S,
     budget: Option<Budget>,
     scan: Scan,
-    /// The run's transcript, when it keeps one: every byte read and written, as lines.
+    /// The run's transcript, when it keeps one: the bytes read and written while armed, as
+    /// lines. Unarmed, the reader on top (the `Wire` engine) records its own lines.
     tap: Option<mailprobe_core::transcript::Tap>,
 }
 
@@ -211,7 +212,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
         let outcome = this.account(&buf.filled()[before..]);
         match outcome {
             Ok(()) => {
-                if let Some(tap) = &mut this.tap {
+                if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
                     tap.bytes(Direction::Received, &buf.filled()[before..]);
                 }
                 Poll::Ready(Ok(()))
@@ -233,7 +234,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        if let Some(tap) = &mut this.tap {
+        if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
             tap.bytes(Direction::Sent, buf.get(..n).unwrap_or(buf));
         }
         Poll::Ready(Ok(n))
@@ -254,7 +255,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
-        if let Some(tap) = &mut this.tap {
+        if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
             let mut left = n;
             for b in bufs {
                 let take = left.min(b.len());

@@ -48,11 +48,13 @@ fn specs(p: Protocol) -> [RequirementSpec; 3] {
             p.requirement("certificate.expiry"),
             "the certificate is valid for more than warn_days",
         )
-        .passes("more than `warn_days` (profile; 30 for hubspot) are left")
+        .passes("more than `warn_days` (`cert_warn_days`, else the profile's: 30 for hubspot) are left")
         .warns("fewer than `warn_days` are left")
-        .fails("the certificate (or one in its chain) has expired or is not yet valid")
+        .fails("the certificate (or one in its chain) has expired or is not yet valid, or the leaf has fewer than `cert_crit_days` left (when set)")
         .evidence("not_after", "the leaf's notAfter (RFC 3339)")
         .evidence("days_left", "whole days until notAfter")
+        .evidence("warn_days", "the warning threshold applied")
+        .evidence("crit_days", "the critical threshold applied, when one is set")
         .measures(Measure::CertificateExpiry {
             key: "not_after".into(),
         }),

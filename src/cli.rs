@@ -152,9 +152,7 @@ fn parse_security(s: &str) -> Result<SecurityMode, String> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let d = match t.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 && secs <= 86_400.0 => {
-            Duration::from_secs_f64(secs)
-        }
+        Ok(secs) if (0.0..=86_400.0).contains(&secs) => Duration::from_secs_f64(secs),
         Ok(_) => {
             return Err(format!(
                 "`{s}` is not a duration; write e.g. 10 (seconds), 10s or 1m"

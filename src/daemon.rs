@@ -246,7 +246,10 @@ pub async fn run(loaded: Loaded, source: crate::reload::Source) -> u8 {
     // Every run keeps its transcript for the status page (see runner::RunOptions).
     let options = runner::RunOptions {
         ip_version: config.ip_version,
-        transcript: Some(runner::TranscriptOptions::default()),
+        transcript: Some(runner::TranscriptOptions {
+            live: None,
+            store: Some(mailprobe_runtime::transcripts::TranscriptStore::shared()),
+        }),
     };
     let mut handle = scheduler::start_guarded(
         targets,
@@ -341,11 +344,10 @@ impl Run {
         // removed cannot bring the mailbox's series back.
         let still_configured = self.states.read().unwrap_or_else(|e| e.into_inner());
         if still_configured.contains_key(&name) {
-            if let Some(text) = &outcome.transcript {
-                mailprobe_runtime::transcripts::TranscriptStore::shared()
-                    .record(&name, text.clone());
-            }
             self.feed.record(&outcome);
+        } else {
+            // Its transcript was stored as the run ended: it goes with the mailbox.
+            mailprobe_runtime::transcripts::TranscriptStore::shared().retain(|m| m != name);
         }
     }
 

@@ -147,7 +147,10 @@ pub(crate) fn transcript_on_stderr(
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{prefix}{line}");
     });
-    mailprobe_runtime::runner::TranscriptOptions { live: Some(live) }
+    mailprobe_runtime::runner::TranscriptOptions {
+        live: Some(live),
+        store: None,
+    }
 }
 
 /// `mailprobe validate`: everything but the secrets, which are only warned about.

@@ -18,6 +18,8 @@ use mailprobe_core::scope::{self, RunScope};
 use mailprobe_core::tls::Trust;
 use mailprobe_core::transcript::{LiveSink, Transcript};
 
+use crate::transcripts::TranscriptStore;
+
 /// How a [`PluginRun`]'s error starts when the plugin panicked (a dynamic plugin's host says
 /// the same of a panic it caught), so the daemon can count panics apart from other errors.
 pub const PANICKED: &str = "panicked: ";
@@ -33,8 +35,6 @@ pub struct RunOutcome {
     pub plugin_runs: Vec<PluginRun>,
     pub started_at: SystemTime,
     pub duration: Duration,
-    /// The protocol transcript, when the run was asked to keep one (redacted and bounded).
-    pub transcript: Option<String>,
 }
 
 /// How a run goes beyond its target: which addresses it checks, and whether it keeps a
@@ -47,10 +47,12 @@ pub struct RunOptions {
     pub transcript: Option<TranscriptOptions>,
 }
 
-/// Where a run's transcript goes.
+/// Where a run's transcript goes: each line to `live` as it is recorded, and the whole
+/// (redacted, bounded) text into `store` under the mailbox's name when the run ends.
 #[derive(Clone, Default)]
 pub struct TranscriptOptions {
     pub live: Option<LiveSink>,
+    pub store: Option<Arc<TranscriptStore>>,
 }
 
 impl std::fmt::Debug for TranscriptOptions {
@@ -91,7 +93,7 @@ pub async fn run_target_with(
         ip_version: options.ip_version,
         transcript: transcript.clone(),
     };
-    let mut outcome = scope::within(scope, async {
+    let outcome = scope::within(scope, async {
         let start = Instant::now();
         let started_at = SystemTime::now();
         let plan = address_plan(&target, options.ip_version).await;
@@ -131,7 +133,12 @@ pub async fn run_target_with(
         merge_by_address(&target, started_at, start.elapsed(), runs, plugins)
     })
     .await;
-    outcome.transcript = transcript.map(|t| t.text());
+    if let (Some(t), Some(store)) = (
+        transcript,
+        options.transcript.as_ref().and_then(|o| o.store.as_ref()),
+    ) {
+        store.record(&target.mailbox, t.text());
+    }
     outcome
 }
 
@@ -245,7 +252,6 @@ async fn run_once(
         plugin_runs,
         started_at,
         duration,
-        transcript: None,
     }
 }
 
@@ -329,7 +335,6 @@ fn merge_by_address(
         plugin_runs,
         started_at,
         duration,
-        transcript: None,
     }
 }
 
@@ -492,7 +497,6 @@ pub fn unverified_outcome(target: &Target, why: &str) -> RunOutcome {
         plugin_runs: Vec::new(),
         started_at,
         duration: Duration::ZERO,
-        transcript: None,
     }
 }
 
@@ -729,15 +733,17 @@ mod tests {
         let t = Arc::new(t);
         let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let seen = lines.clone();
+        let store = Arc::new(TranscriptStore::new());
         let options = RunOptions {
             ip_version: IpVersion::Any,
             transcript: Some(TranscriptOptions {
                 live: Some(Arc::new(move |l: &str| {
                     seen.lock().unwrap().push(l.to_string())
                 })),
+                store: Some(store.clone()),
             }),
         };
-        let out = run_target_with(
+        run_target_with(
             t.clone(),
             trust.clone(),
             Arc::new(Budgets::new(8)),
@@ -745,12 +751,14 @@ mod tests {
             &options,
         )
         .await;
-        let text = out.transcript.expect("a transcript");
+        let text = store.get("m").expect("a transcript");
         assert!(text.contains("at 127.0.0.1 with [redacted]"), "{text}");
         assert!(!text.contains(PANIC_PASSWORD), "{text}");
         assert_eq!(lines.lock().unwrap().len(), text.lines().count());
-        let quiet = run_target(t, trust, Arc::new(Budgets::new(8)), &plugins).await;
-        assert!(quiet.transcript.is_none());
+        // Without a transcript asked for, nothing is recorded (the store keeps the last one).
+        let quiet = RunOptions::default();
+        run_target_with(t, trust, Arc::new(Budgets::new(8)), &plugins, &quiet).await;
+        assert_eq!(store.get("m").as_deref(), Some(&*text));
     }
 
     #[tokio::test(start_paused = true)]

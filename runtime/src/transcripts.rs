@@ -41,9 +41,11 @@ impl TranscriptStore {
     }
 
     /// The store the daemon fills, for whatever serves pages in the same process.
-    pub fn shared() -> &'static TranscriptStore {
-        static STORE: OnceLock<TranscriptStore> = OnceLock::new();
-        STORE.get_or_init(TranscriptStore::new)
+    pub fn shared() -> Arc<TranscriptStore> {
+        static STORE: OnceLock<Arc<TranscriptStore>> = OnceLock::new();
+        STORE
+            .get_or_init(|| Arc::new(TranscriptStore::new()))
+            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -556,7 +556,7 @@ mod tests {
             n - Duration::days(10),
             n + Duration::days(5),
         );
-        let r = judge_expiry("imap.certificate.expiry", &[soon.clone()], n, 30, &ep());
+        let r = judge_expiry("imap.certificate.expiry", &[soon], n, 30, &ep());
         assert_eq!(r.status, Status::Warn);
         // Within the user's critical days: a failure, still with the renewal remedy.
         let crit = apply_crit_days(r.clone(), 7);

@@ -252,7 +252,8 @@ pub struct CheckArgs {
     pub plugin_dir: Option<PathBuf>,
     #[command(flatten)]
     pub dynamic: DynamicPluginArgs,
-    /// Run only these plugins (and what they need).
+    /// Run only these plugins (and what they need); the others' requirements are left out
+    /// (default: every plugin).
     #[arg(long, value_name = "PLUGIN", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Connections the probe may hold at once to one server address (per protocol).
@@ -264,7 +265,7 @@ pub struct CheckArgs {
     /// Where the round trip's test message goes (default: --user, when it is an e-mail address).
     #[arg(long, value_name = "ADDRESS")]
     pub roundtrip_to: Option<String>,
-    /// A round trip slower than this is a warning.
+    /// A round trip slower than this is a warning (default: 60s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub roundtrip_warn: Option<Duration>,
 }
@@ -274,7 +275,7 @@ pub struct CheckArgs {
 #[derive(Args, Debug, Default)]
 pub struct DynamicPluginArgs {
     /// Where dynamic plugins run: MODE for all of them, or NAME=MODE for one (MODE: in-process
-    /// or process). Repeatable.
+    /// or process; default in-process). Repeatable.
     #[arg(long, value_name = "[NAME=]MODE")]
     pub plugin_isolation: Vec<String>,
     /// A dynamic plugin's configuration, as JSON: NAME=JSON, e.g. pop3='{"port":995}'. Repeatable.

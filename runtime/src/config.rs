@@ -26,7 +26,28 @@ const MAX_SERVER_CONNECTIONS: usize = 100;
 const MAX_ALERT_AFTER: u32 = 1000;
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
+    // A bare number is seconds, as on the command line (`timeout: 30`).
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Fraction(f64),
+        Text(String),
+    }
+    let s = match Raw::deserialize(d)? {
+        Raw::Seconds(n) => return Ok(Duration::from_secs(n)),
+        Raw::Fraction(f) => {
+            return Duration::try_from_secs_f64(f).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{f}` is not a duration; write e.g. 30s, 5m or 1h"
+                ))
+            });
+        }
+        Raw::Text(s) => s,
+    };
+    if let Ok(n) = s.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
     humantime::parse_duration(&s).map_err(|_| {
         serde::de::Error::custom(format!("`{s}` is not a duration; write e.g. 30s, 5m or 1h"))
     })
@@ -640,6 +661,19 @@ mailboxes:
         let e = Config::parse(&text, "c.yaml").unwrap_err();
         assert!(e.message.contains("not a local address"), "{e}");
         assert_eq!(e.line, Some(11), "{e}");
+    }
+
+    #[test]
+    fn a_bare_number_is_seconds_as_on_the_command_line() {
+        let text = GOOD.replace("timeout: 30s", "timeout: 45");
+        assert_ne!(text, GOOD);
+        let c = Config::parse(&text, "f.yaml").unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(45));
+        let c = Config::parse(&GOOD.replace("timeout: 30s", "timeout: \"20\""), "f.yaml").unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(20));
+        let c = Config::parse(&GOOD.replace("timeout: 30s", "timeout: 2.5"), "f.yaml").unwrap();
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert!(Config::parse(&GOOD.replace("timeout: 30s", "timeout: -3"), "f.yaml").is_err());
     }
 
     #[test]

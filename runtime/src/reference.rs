@@ -55,7 +55,7 @@ pub const SECTIONS: &[Section] = &[
                 "timeout",
                 "`30s`",
                 "`1s` to `10m`",
-                "deadline for one mailbox's whole check",
+                "deadline for one mailbox's whole check; every duration key also takes a bare number of seconds (`30`)",
                 "30s",
             ),
             key(

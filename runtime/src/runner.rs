@@ -126,7 +126,7 @@ pub async fn run_target_with(
             if i > 0 {
                 t.roundtrip = None;
             }
-            scope::note(|| format!("checking address {label} ({} of {n})", i + 1));
+            scope::note(|| format!("checking at {label} ({} of {n})", i + 1));
             let out = run_once(Arc::new(t), trust.clone(), budgets.clone(), plugins).await;
             runs.push((label, out));
         }
@@ -145,7 +145,7 @@ pub async fn run_target_with(
 /// The targets to run, one per address, each labelled with its address(es); a single entry
 /// (or none) when there is nothing to tell apart. A name that does not resolve is left to the
 /// plugins, which report the DNS failure as they always have.
-async fn address_plan(target: &Arc<Target>, version: IpVersion) -> Vec<(Arc<Target>, String)> {
+async fn address_plan(target: &Arc<Target>, version: IpVersion) -> Vec<(Arc<Target>, Addresses)> {
     let wait = (target.timeout / 4).max(Duration::from_millis(100));
     let mut per_endpoint: Vec<Vec<std::net::IpAddr>> = Vec::new();
     for ep in target.endpoints() {
@@ -160,24 +160,65 @@ async fn address_plan(target: &Arc<Target>, version: IpVersion) -> Vec<(Arc<Targ
     }
     let n = per_endpoint.iter().map(Vec::len).max().unwrap_or(0);
     if n <= 1 {
-        return vec![(target.clone(), String::new())];
+        return vec![(target.clone(), Addresses::default())];
     }
     (0..n)
         .map(|i| {
             let mut t = (**target).clone();
-            let mut labels = Vec::new();
+            let mut addresses = Addresses::default();
             let endpoints = std::iter::once(&mut t.imap).chain(t.smtp.as_mut());
             for (ep, ips) in endpoints.zip(&per_endpoint) {
                 // An endpoint with fewer addresses than another goes round them again.
                 if let Some(ip) = ips.get(i % ips.len().max(1)) {
                     ep.connect_to = Some(ip.to_string());
-                    labels.push(ip.to_string());
+                    addresses.set(ep.protocol, ip.to_string());
                 }
             }
-            labels.dedup();
-            (Arc::new(t), labels.join(" and "))
+            (Arc::new(t), addresses)
         })
         .collect()
+}
+
+/// The addresses one of a check's runs went to, per server.
+#[derive(Clone, Debug, Default)]
+struct Addresses {
+    imap: Option<String>,
+    smtp: Option<String>,
+}
+
+impl Addresses {
+    fn set(&mut self, protocol: Protocol, address: String) {
+        match protocol {
+            Protocol::Imap => self.imap = Some(address),
+            Protocol::Smtp => self.smtp = Some(address),
+        }
+    }
+
+    /// The address a requirement about `server` was checked at; for one about both servers
+    /// (or none), both addresses.
+    fn of(&self, server: Option<Protocol>) -> String {
+        let one = match server {
+            Some(Protocol::Imap) => self.imap.clone(),
+            Some(Protocol::Smtp) => self.smtp.clone(),
+            None => None,
+        };
+        one.unwrap_or_else(|| {
+            let mut all: Vec<&str> = self
+                .imap
+                .iter()
+                .chain(&self.smtp)
+                .map(String::as_str)
+                .collect();
+            all.dedup();
+            all.join(" and ")
+        })
+    }
+}
+
+impl std::fmt::Display for Addresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.of(None))
+    }
 }
 
 /// One run of `plugins` against `target` (its endpoints' addresses fixed or not).
@@ -279,27 +320,30 @@ fn merge_by_address(
     target: &Arc<Target>,
     started_at: SystemTime,
     duration: Duration,
-    runs: Vec<(String, RunOutcome)>,
+    runs: Vec<(Addresses, RunOutcome)>,
     plugins: &[Arc<dyn CheckPlugin>],
 ) -> RunOutcome {
+    let catalog = catalog_of(plugins);
     let mut merged: Vec<RequirementResult> = Vec::new();
-    let mut statuses: Vec<(String, serde_json::Map<String, serde_json::Value>)> = Vec::new();
+    // Each requirement's addresses in the order checked, with its worst result at each (a
+    // server with fewer addresses than the other is checked at one of them more than once).
+    type AtAddress = (String, Status, u8);
+    let mut statuses: Vec<(String, Vec<AtAddress>)> = Vec::new();
     let mut steps = Vec::new();
     let mut plugin_runs = Vec::new();
-    for (label, out) in runs {
+    for (addresses, out) in runs {
         steps.extend(out.steps);
         plugin_runs.extend(out.plugin_runs);
         for mut r in out.report.requirements {
-            let status = r.status.as_str().to_string();
+            let label = addresses.of(catalog.get(&r.id).and_then(|s| s.server));
+            let here = (label.clone(), r.status, severity(&r));
             match statuses.iter_mut().find(|(id, _)| *id == r.id) {
-                Some((_, m)) => {
-                    m.insert(label.clone(), status.into());
-                }
-                None => {
-                    let mut m = serde_json::Map::new();
-                    m.insert(label.clone(), status.into());
-                    statuses.push((r.id.clone(), m));
-                }
+                Some((_, list)) => match list.iter_mut().find(|(a, _, _)| *a == label) {
+                    Some(seen) if here.2 > seen.2 => *seen = here,
+                    Some(_) => {}
+                    None => list.push(here),
+                },
+                None => statuses.push((r.id.clone(), vec![here])),
             }
             let named = matches!(r.status, Status::Fail | Status::Warn)
                 || r.skip_reason() == Some(SkipReason::NotVerified);
@@ -318,15 +362,16 @@ fn merge_by_address(
         }
     }
     for r in &mut merged {
-        if let Some((_, m)) = statuses.iter().find(|(id, _)| *id == r.id) {
-            let list: Vec<serde_json::Value> = m
+        if let Some((_, list)) = statuses.iter().find(|(id, _)| *id == r.id)
+            && list.len() > 1
+        {
+            let list: Vec<serde_json::Value> = list
                 .iter()
-                .map(|(a, s)| serde_json::json!({"address": a, "status": s}))
+                .map(|(a, s, _)| serde_json::json!({"address": a, "status": s.as_str()}))
                 .collect();
             r.evidence.insert("addresses".into(), list.into());
         }
     }
-    let catalog = catalog_of(plugins);
     let mut report = Report::new(target, started_at, duration, merged);
     report.measures = catalog.measurements(target, &report.requirements);
     RunOutcome {
@@ -697,7 +742,10 @@ mod tests {
             let mut t = (*target(false)).clone();
             t.imap.connect_to = Some(at.into());
             let out = run_once(Arc::new(t), trust.clone(), budgets.clone(), &plugins).await;
-            runs.push((at.to_string(), out));
+            let mut addresses = Addresses::default();
+            addresses.set(Protocol::Imap, at.into());
+            addresses.set(Protocol::Smtp, "192.0.2.25".into());
+            runs.push((addresses, out));
         }
         let out = merge_by_address(
             &target(false),

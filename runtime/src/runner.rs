@@ -147,17 +147,18 @@ pub async fn run_target_with(
 /// plugins, which report the DNS failure as they always have.
 async fn address_plan(target: &Arc<Target>, version: IpVersion) -> Vec<(Arc<Target>, Addresses)> {
     let wait = (target.timeout / 4).max(Duration::from_millis(100));
-    let mut per_endpoint: Vec<Vec<std::net::IpAddr>> = Vec::new();
-    for ep in target.endpoints() {
-        let ips = if ep.connect_to.is_some() {
-            Vec::new()
-        } else {
-            net::resolve_all(ep, version, wait)
-                .await
-                .unwrap_or_default()
-        };
-        per_endpoint.push(ips);
-    }
+    // Both names at once: a slow resolver costs the run its wait once.
+    let per_endpoint: Vec<Vec<std::net::IpAddr>> =
+        futures::future::join_all(target.endpoints().map(|ep| async move {
+            if ep.connect_to.is_some() {
+                Vec::new()
+            } else {
+                net::resolve_all(ep, version, wait)
+                    .await
+                    .unwrap_or_default()
+            }
+        }))
+        .await;
     let n = per_endpoint.iter().map(Vec::len).max().unwrap_or(0);
     if n <= 1 {
         return vec![(target.clone(), Addresses::default())];
@@ -169,9 +170,16 @@ async fn address_plan(target: &Arc<Target>, version: IpVersion) -> Vec<(Arc<Targ
             let endpoints = std::iter::once(&mut t.imap).chain(t.smtp.as_mut());
             for (ep, ips) in endpoints.zip(&per_endpoint) {
                 // An endpoint with fewer addresses than another goes round them again.
-                if let Some(ip) = ips.get(i % ips.len().max(1)) {
-                    ep.connect_to = Some(ip.to_string());
-                    addresses.set(ep.protocol, ip.to_string());
+                match ips.get(i % ips.len().max(1)) {
+                    Some(ip) => {
+                        ep.connect_to = Some(ip.to_string());
+                        addresses.set(ep.protocol, ip.to_string());
+                    }
+                    // Its one address (`connect_to`), or a name the plugins will fail to resolve.
+                    None => {
+                        let at = ep.dial_host().to_string();
+                        addresses.set(ep.protocol, at);
+                    }
                 }
             }
             (Arc::new(t), addresses)

@@ -4,6 +4,10 @@
 //! base64) redacted, while stdout keeps the report alone.
 
 mod common;
+#[path = "common/hostile.rs"]
+mod hostile;
+#[path = "common/hostile_check.rs"]
+mod hostile_check;
 
 use base64::Engine as _;
 
@@ -62,4 +66,58 @@ fn verbose_prints_the_redacted_transcript_on_stderr() {
     let quiet = run_args(&args);
     assert_eq!(quiet.json()["verdict"], "compliant");
     assert!(!quiet.stderr.contains("> P1 STARTTLS"), "{}", quiet.stderr);
+}
+
+/// A hostile server that echoes the password back (plain, base64), sends terminal escapes and a
+/// line far longer than any real one: the transcript on stderr shows none of it raw, and stays
+/// bounded.
+#[test]
+fn a_hostile_server_cannot_put_the_password_or_escapes_into_the_transcript() {
+    use hostile::{Mode, Then};
+    let b64 = base64::engine::general_purpose::STANDARD.encode(hostile_check::PASSWORD);
+    let server = hostile::serve(Mode::Tls, move |peer| {
+        let b64 = b64.clone();
+        let greeting = "* OK [CAPABILITY IMAP4rev1] \x1b[31mhostile\x07 ready\r\n";
+        hostile::imap(peer, greeting.as_bytes(), move |peer, cmd| {
+            if cmd.verb != "LOGIN" {
+                return Then::Default;
+            }
+            let long = "A".repeat(12_000);
+            peer.send(format!(
+                "* OK {long}\r\n{} NO [AUTHENTICATIONFAILED] you sent {} ({b64}) \x1b]0;title\x07\r\n",
+                cmd.tag,
+                hostile_check::PASSWORD
+            ));
+            Then::Next
+        });
+    });
+    let mut args = hostile_check::check_args((&server, Mode::Tls), None);
+    args.extend(["--format".into(), "json".into(), "-v".into()]);
+    let run = hostile_check::mailprobe(&args);
+    hostile_check::assert_sound(&run, "-v against a hostile server");
+    assert!(
+        run.stderr.contains("> A0001 LOGIN [redacted]"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("[AUTHENTICATIONFAILED] you sent [redacted]"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("\\x1b[31mhostile"), "{}", run.stderr);
+    // Every line is bounded (the 12 000-byte one is cut), and so is the whole.
+    let longest = run
+        .stderr
+        .lines()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    assert!(longest < 700, "a transcript line of {longest} characters");
+    assert!(
+        run.stderr.len() < 256 * 1024,
+        "{} bytes on stderr",
+        run.stderr.len()
+    );
 }

@@ -221,4 +221,32 @@ fn every_address_of_the_name_is_checked_and_a_bad_one_is_named() {
         run.stdout
     );
     assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD));
+
+    // The configuration file's `ip_version`, under `check --config`.
+    let config = std::env::temp_dir().join(format!("mailprobe-addr-{}.yaml", std::process::id()));
+    let mailbox = |version: &str| {
+        format!(
+            "ip_version: {version}\ntimeout: 30s\nmailboxes:\n  - name: sales\n    imap: {HOSTNAME}:{port}\n    imap_security: tls\n    ca_file: {}\n    user: {USER}\n    password: {{ env: {PASSWORD_ENV} }}\n",
+            ca.display()
+        )
+    };
+    for (version, verdict) in [("4", "compliant"), ("any", "non_compliant")] {
+        std::fs::write(&config, mailbox(version)).unwrap();
+        let run = mailprobe_with_hosts(
+            &hosts,
+            &[
+                "check".into(),
+                "--config".into(),
+                config.display().to_string(),
+                "--format".into(),
+                "json".into(),
+            ],
+        );
+        let report = json(&run);
+        assert_eq!(
+            report["verdict"], verdict,
+            "ip_version {version}: {report:#}"
+        );
+    }
+    let _ = std::fs::remove_file(&config);
 }

@@ -79,8 +79,10 @@ struct Ran {
 /// `mailprobe ARGS` in a mount namespace whose /etc/hosts is `hosts`.
 fn mailprobe_with_hosts(hosts: &HostsFile, args: &[String]) -> Ran {
     let mut cmd = Command::new("unshare");
+    // `--map-root-user`: a user namespace of its own, so the test needs no root itself.
     cmd.args([
         "--mount",
+        "--map-root-user",
         "sh",
         "-c",
         "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
@@ -99,7 +101,7 @@ fn mailprobe_with_hosts(hosts: &HostsFile, args: &[String]) -> Ran {
     );
     assert!(
         !ended.stderr.contains("unshare: ") && !ended.stderr.contains("mount: "),
-        "this test needs `unshare --mount` and `mount --bind` (Debian: util-linux and mount, run as root): {}",
+        "this test needs `unshare --mount --map-root-user` and `mount --bind` (Debian: util-linux and mount, with user namespaces enabled): {}",
         ended.stderr
     );
     Ran {

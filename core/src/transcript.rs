@@ -204,6 +204,9 @@ mod tests {
         let login = base64::engine::general_purpose::STANDARD.encode(password);
         tap.bytes(Direction::Sent, login.as_bytes());
         tap.bytes(Direction::Sent, b"\r\n");
+        // An IMAP literal: the password on a line of its own after the server's `+`.
+        tap.bytes(Direction::Sent, b"A2 LOGIN alice {15}\r\n");
+        tap.bytes(Direction::Sent, format!("{password}\r\n").as_bytes());
         tap.bytes(Direction::Received, b"* OK \x1b[31mhi\r\nP1 OK");
         drop(tap);
         let text = t.text();
@@ -212,6 +215,7 @@ mod tests {
         assert!(!text.contains('\x1b'), "{text}");
         assert!(text.contains("#1 > P1 LOGIN "), "{text}");
         assert!(text.contains("#1 < P1 OK"), "{text}");
+        assert!(text.contains("#1 > A2 LOGIN [redacted]"), "{text}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use mailprobe_core::report::Report;
 use mailprobe_core::secret::ProcessEnv;
 use mailprobe_core::tls::Trust;
 use mailprobe_runtime::config::Config;
-use mailprobe_runtime::runner;
+use mailprobe_runtime::runner::{self, RunOptions};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -55,22 +55,37 @@ impl Row {
     }
 }
 
+/// A mailbox of the file that cannot be checked.
+enum Unusable {
+    /// Its entry cannot be used (its name, and why).
+    Entry(String, String),
+    /// Its secret or trust anchors cannot be read: reported `incomplete`, as `run` does.
+    Report(Box<Report>),
+}
+
 /// A configuration file loaded for one batch.
 struct Batch {
     concurrency: usize,
     budgets: Arc<Budgets>,
-    targets: Vec<(Arc<Target>, Trust)>,
+    /// Each mailbox in the file's order: ready to check, or why it cannot be (its own
+    /// UNKNOWN row, as `run` reports it incomplete, while the others are checked).
+    targets: Vec<Result<(Arc<Target>, Trust), Unusable>>,
     plugins: Arc<Vec<Arc<dyn CheckPlugin>>>,
+    options: RunOptions,
 }
 
 pub async fn run(args: &CheckArgs) -> u8 {
     let Some(path) = args.config.as_deref() else {
         return fail(args.format, "--config FILE is missing");
     };
-    let batch = match prepare(path, &args.mailbox, &args.only) {
+    let mut batch = match prepare(path, &args.mailbox, &args.only) {
         Ok(b) => b,
         Err(msg) => return fail(args.format, &msg),
     };
+    let verbose = args.verbose;
+    if verbose {
+        batch.options.transcript = Some(crate::transcript_on_stderr(None));
+    }
     let progress = Progress::new(batch.targets.len(), std::io::stderr().is_terminal());
     let rows = check_all(batch, progress).await;
     let text = match args.format {
@@ -120,16 +135,29 @@ fn prepare(path: &Path, names: &[String], only: &[String]) -> Result<Batch, Stri
         // Before the secrets are read: the mailboxes left out need none.
         config.mailboxes.retain(|m| names.contains(&m.name));
     }
-    let targets = config
-        .targets(&shown, &ProcessEnv)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|t| {
-            let trust = Trust::load(t.ca_file.as_deref())
-                .map_err(|e| format!("{shown}: mailbox `{}`: ca_file: {e}", t.mailbox))?;
+    // A mailbox whose secret or trust anchors cannot be read is its own row; the batch goes on.
+    let targets: Vec<Result<(Arc<Target>, Trust), Unusable>> = config
+        .mailboxes
+        .iter()
+        .map(|m| {
+            let mut t = config
+                .target_without_secret(m, &shown)
+                .map_err(|e| Unusable::Entry(m.name.clone(), e.message.clone()))?;
+            let unusable = |t: &Target, why: String| {
+                let why = format!("cannot be checked: {why}");
+                Unusable::Report(Box::new(runner::unverified_outcome(t, &why).report))
+            };
+            t.password = match m.password.load(&ProcessEnv) {
+                Ok(p) => p,
+                Err(e) => return Err(unusable(&t, format!("password: {e}"))),
+            };
+            let trust = match Trust::load(t.ca_file.as_deref()) {
+                Ok(trust) => trust,
+                Err(e) => return Err(unusable(&t, format!("ca_file: {e}"))),
+            };
             Ok((Arc::new(t), trust))
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect();
     let registry =
         crate::builtins::registry_for_config(&config).map_err(|e| format!("{shown}: {e}"))?;
     let plugins = registry.select(only).map_err(|e| format!("--only: {e}"))?;
@@ -138,6 +166,7 @@ fn prepare(path: &Path, names: &[String], only: &[String]) -> Result<Batch, Stri
     let budgets = Arc::new(Budgets::new(config.server_connections));
     let longest = targets
         .iter()
+        .flatten()
         .map(|(t, _)| t.timeout)
         .max()
         .unwrap_or_default();
@@ -149,6 +178,10 @@ fn prepare(path: &Path, names: &[String], only: &[String]) -> Result<Batch, Stri
         budgets,
         targets,
         plugins: Arc::new(plugins),
+        options: RunOptions {
+            ip_version: config.ip_version,
+            ..Default::default()
+        },
     })
 }
 
@@ -159,12 +192,35 @@ async fn check_all(batch: Batch, mut progress: Progress) -> Vec<Row> {
     let mut names: Vec<String> = Vec::new();
     let mut index_of = HashMap::new();
     let mut set = JoinSet::new();
-    for (i, (target, trust)) in batch.targets.into_iter().enumerate() {
+    for (i, entry) in batch.targets.into_iter().enumerate() {
+        let (target, trust) = match entry {
+            Ok(ready) => ready,
+            Err(unusable) => {
+                let row = match unusable {
+                    Unusable::Entry(mailbox, why) => Row {
+                        mailbox,
+                        outcome: Outcome::NotRun(why),
+                    },
+                    Unusable::Report(report) => Row {
+                        mailbox: report.mailbox.clone(),
+                        outcome: Outcome::Ran(report),
+                    },
+                };
+                names.push(row.mailbox.clone());
+                progress.done += 1;
+                rows.push(Some(row));
+                continue;
+            }
+        };
         rows.push(None);
         names.push(target.mailbox.clone());
         let slots = slots.clone();
         let budgets = batch.budgets.clone();
         let plugins = batch.plugins.clone();
+        let mut options = batch.options.clone();
+        if options.transcript.is_some() {
+            options.transcript = Some(crate::transcript_on_stderr(Some(&target.mailbox)));
+        }
         let handle = set.spawn(async move {
             let _slot = slots.acquire_owned().await;
             // The runner keeps the mailbox's deadline after its queue for the servers'
@@ -173,7 +229,7 @@ async fn check_all(batch: Batch, mut progress: Progress) -> Vec<Row> {
             let limit = queue.saturating_add(target.timeout + CLOSE_GRACE);
             match tokio::time::timeout(
                 limit,
-                runner::run_target(target.clone(), trust, budgets, &plugins),
+                runner::run_target_with(target.clone(), trust, budgets, &plugins, &options),
             )
             .await
             {
@@ -255,6 +311,8 @@ fn detail(row: &Row) -> String {
             let warning = ids(r, Status::Warn);
             if !failing.is_empty() {
                 failing.join(", ")
+            } else if let Some(line) = r.incomplete_line() {
+                line
             } else if !warning.is_empty() {
                 format!("warnings: {}", warning.join(", "))
             } else {
@@ -355,6 +413,30 @@ fn nagios_line(rows: &[Row]) -> String {
     };
     // A `|` would start the perfdata early.
     let detail = detail.replace('|', "/");
+    // Long output: each mailbox with a problem, and its failing or warning requirements with
+    // their remedies.
+    let mut long = String::new();
+    for row in rows.iter().filter(|r| r.exit_code() != 0) {
+        let text = match &row.outcome {
+            Outcome::NotRun(why) => format!("\nUNKNOWN {}: {why}", row.mailbox),
+            Outcome::Ran(r) => {
+                let state = match r.exit_code() {
+                    1 => "WARNING",
+                    2 => "CRITICAL",
+                    _ => "UNKNOWN",
+                };
+                let mut t = format!("\n{state} {}: {}", row.mailbox, verdict_label(row));
+                if let Some(line) = r.incomplete_line() {
+                    t.push_str(&format!("; {line}"));
+                }
+                for l in r.nagios_long_output().lines().filter(|l| !l.is_empty()) {
+                    t.push_str(&format!("\n  {}", l));
+                }
+                t
+            }
+        };
+        long.push_str(&text.replace('|', "/"));
+    }
     format!(
         "MAILPROBE {state} - {} mailboxes: {} compliant, {} with warnings, {} non-compliant, {} not verified{detail} | mailboxes={} compliant={} warning={} non_compliant={} unknown={}",
         rows.len(),
@@ -367,7 +449,7 @@ fn nagios_line(rows: &[Row]) -> String {
         warn.1,
         crit.1,
         unknown.1
-    )
+    ) + &long
 }
 
 /// A one-line progress bar on stderr, redrawn in place; off when stderr is not a terminal, so

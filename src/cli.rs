@@ -64,8 +64,17 @@ pub struct PluginsListArgs {
     pub plugin_dir: Option<PathBuf>,
     #[command(flatten)]
     pub dynamic: DynamicPluginArgs,
+    /// How to print the list: text (a table) or json (an array of name, kind, version,
+    /// requirements, path).
     #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    pub format: ListFormat,
+}
+
+/// What `plugins list` can print (a list has no Nagios state).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -75,6 +84,7 @@ pub struct RequirementsArgs {
     pub plugin_dir: Option<PathBuf>,
     #[command(flatten)]
     pub dynamic: DynamicPluginArgs,
+    /// How to print the reference: markdown (as in docs/requirements.md) or json.
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: DocFormat,
 }
@@ -103,6 +113,7 @@ pub struct ManArgs {
 
 #[derive(Args, Debug)]
 pub struct ConfigArgs {
+    /// The configuration file (YAML): the mailboxes and how they are checked and exported.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Check only this replica's share of the mailboxes: shard INDEX (0-based) of COUNT, by a
@@ -140,8 +151,12 @@ pub struct RunArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// A report for people, grouped by server, with a remedy under each problem.
     Text,
+    /// The `mailprobe.report/v1` JSON report (one per line with --config).
     Json,
+    /// A Nagios plugin status line with perfdata, then one line per failing or warning
+    /// requirement with its remedy.
     Nagios,
 }
 
@@ -149,9 +164,20 @@ fn parse_security(s: &str) -> Result<SecurityMode, String> {
     s.parse()
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 10s or 1m"))?;
+/// A duration: `10s`, `1m30s`, or a bare number of seconds (`10`), as Nagios plugins take it.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let d = match t.parse::<f64>() {
+        Ok(secs) if (0.0..=86_400.0).contains(&secs) => Duration::from_secs_f64(secs),
+        Ok(_) => {
+            return Err(format!(
+                "`{s}` is not a duration; write e.g. 10 (seconds), 10s or 1m"
+            ));
+        }
+        Err(_) => humantime::parse_duration(t).map_err(|e| {
+            format!("`{s}` is not a duration ({e}); write e.g. 10 (seconds), 10s or 1m")
+        })?,
+    };
     if d < Duration::from_millis(100) {
         return Err(format!("`{s}` is too short; give at least 100ms"));
     }
@@ -161,38 +187,47 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Check every mailbox of this configuration file (the one `run` takes) instead of the one
-    /// that --imap, --user etc. describe.
+    /// that --imap, --user etc. describe. A mailbox that cannot be checked (e.g. its password
+    /// is missing) is its own UNKNOWN row; the others are checked.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "imap", "imap_security", "smtp", "smtp_security", "user", "password_env", "password_file",
         "connect_to", "source_address", "ca_file", "allow_insecure_cert", "profile", "timeout", "plugin_dir",
         "server_connections", "plugin_isolation", "plugin_config", "roundtrip", "roundtrip_to",
-        "roundtrip_warn",
+        "roundtrip_warn", "cert_warn_days", "cert_crit_days", "ip_version",
     ])]
     pub config: Option<PathBuf>,
     /// With --config: check only this mailbox (its `name`). Repeatable.
     #[arg(long, value_name = "NAME")]
     pub mailbox: Vec<String>,
-    /// The IMAP server, HOST[:PORT] (993 implies tls, other ports starttls).
+    /// The IMAP server, HOST[:PORT] (default port 993). Port 993 means tls and 143 starttls;
+    /// on any other port the probe finds out itself (see --imap-security).
     #[arg(long, value_name = "HOST[:PORT]", required_unless_present = "config")]
     pub imap: Option<String>,
+    /// How the IMAP port is secured: tls (from the first byte), starttls, or auto (the
+    /// default: well-known ports mean what they mean, any other port is detected).
     #[arg(long, value_name = "tls|starttls|auto", value_parser = parse_security)]
     pub imap_security: Option<SecurityMode>,
-    /// The SMTP server, HOST[:PORT] (465 implies tls, other ports starttls). Without it the SMTP requirements are skipped.
+    /// The SMTP server, HOST[:PORT] (default port 465). Port 465 means tls, 587 and 25
+    /// starttls; on any other port the probe finds out itself. Without it the SMTP
+    /// requirements are skipped.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub smtp: Option<String>,
+    /// How the SMTP port is secured: tls, starttls, or auto (the default, as for --imap-security).
     #[arg(long, value_name = "tls|starttls|auto", value_parser = parse_security)]
     pub smtp_security: Option<SecurityMode>,
     /// The login name.
     #[arg(long, required_unless_present = "config")]
     pub user: Option<String>,
-    /// The environment variable holding the password.
+    /// The environment variable holding the password (default: MAILPROBE_PASSWORD). A
+    /// password is never taken on the command line.
     #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
     pub password_env: Option<String>,
-    /// A file holding the password.
+    /// A file holding the password (instead of an environment variable).
     #[arg(long, value_name = "PATH")]
     pub password_file: Option<PathBuf>,
-    /// Reach HOST at ADDRESS; SNI and certificate name checks still use HOST. Repeatable.
-    #[arg(long, value_name = "HOST:ADDRESS")]
+    /// Reach HOST at ADDRESS; SNI and certificate name checks still use HOST. ADDRESS alone
+    /// (as the config's connect_to) applies to both servers. Repeatable.
+    #[arg(long, value_name = "[HOST:]ADDRESS")]
     pub connect_to: Vec<String>,
     /// Connect from this local address (e.g. the one the mailbox's firewall allowlists).
     #[arg(long, value_name = "ADDR", value_parser = parse_source_address)]
@@ -203,19 +238,38 @@ pub struct CheckArgs {
     /// Accept a certificate that is not signed by a trusted CA (reported as a warning).
     #[arg(long)]
     pub allow_insecure_cert: bool,
+    /// The CRM client whose requirements are checked (see `mailprobe requirements`).
     #[arg(long, default_value = DEFAULT_PROFILE)]
     pub profile: String,
+    /// How to print the result.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Deadline for the whole check.
+    /// Deadline for the whole check: a duration (10s, 1m) or a bare number of seconds.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// A certificate that expires in fewer than N days is a warning (default: the profile's,
+    /// 30 for hubspot).
+    #[arg(long, value_name = "N")]
+    pub cert_warn_days: Option<u32>,
+    /// A certificate that expires in fewer than N days fails, as an expired one does (default:
+    /// only an expired one fails).
+    #[arg(long, value_name = "N")]
+    pub cert_crit_days: Option<u32>,
+    /// Which addresses of the server names are checked: 4, 6, or any (the default: every
+    /// address a name resolves to, at most 8, one after the other).
+    #[arg(long, value_name = "4|6|any", default_value = "any")]
+    pub ip_version: mailprobe_core::net::IpVersion,
+    /// Print the protocol transcript on stderr as it happens (connections, lines sent and
+    /// received, TLS parameters, certificates), with the password and its encodings redacted.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Also load dynamic plugins (*.so) from DIR.
     #[arg(long, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
     #[command(flatten)]
     pub dynamic: DynamicPluginArgs,
-    /// Run only these plugins (and what they need).
+    /// Run only these plugins (and what they need); the others' requirements are left out
+    /// (default: every plugin).
     #[arg(long, value_name = "PLUGIN", value_delimiter = ',')]
     pub only: Vec<String>,
     /// Connections the probe may hold at once to one server address (per protocol).
@@ -227,7 +281,7 @@ pub struct CheckArgs {
     /// Where the round trip's test message goes (default: --user, when it is an e-mail address).
     #[arg(long, value_name = "ADDRESS")]
     pub roundtrip_to: Option<String>,
-    /// A round trip slower than this is a warning.
+    /// A round trip slower than this is a warning (default: 60s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub roundtrip_warn: Option<Duration>,
 }
@@ -237,7 +291,7 @@ pub struct CheckArgs {
 #[derive(Args, Debug, Default)]
 pub struct DynamicPluginArgs {
     /// Where dynamic plugins run: MODE for all of them, or NAME=MODE for one (MODE: in-process
-    /// or process). Repeatable.
+    /// or process; default in-process). Repeatable.
     #[arg(long, value_name = "[NAME=]MODE")]
     pub plugin_isolation: Vec<String>,
     /// A dynamic plugin's configuration, as JSON: NAME=JSON, e.g. pop3='{"port":995}'. Repeatable.
@@ -287,6 +341,7 @@ impl DynamicPluginArgs {
 /// `isolation: process` (mailprobe runs it itself).
 #[derive(Args, Debug)]
 pub struct PluginHostArgs {
+    /// The plugin library (*.so) to serve.
     #[arg(long, value_name = "PATH")]
     pub library: PathBuf,
 }
@@ -297,25 +352,34 @@ pub struct CheckSetup {
     pub trust: Trust,
     pub plugins: Vec<Arc<dyn CheckPlugin>>,
     pub budgets: Arc<Budgets>,
+    pub options: runner::RunOptions,
 }
 
-/// Applies `--connect-to HOST:ADDRESS` entries to the endpoints whose host is HOST. As with
-/// curl's `--connect-to`, an entry for a host this run does not use is ignored: one list of
-/// mappings can then serve every mailbox of a script.
+/// Applies `--connect-to` entries: `HOST:ADDRESS` to the endpoints whose host is HOST, and
+/// `ADDRESS` alone (an IP address, `[V6]`, or a name without `:`, as the config's
+/// `connect_to`) to every endpoint. As with curl's `--connect-to`, an entry for a host this
+/// run does not use is ignored: one list of mappings can then serve every mailbox of a script.
 pub fn apply_connect_to(
     entries: &[String],
     endpoints: &mut [&mut model::Endpoint],
 ) -> Result<(), String> {
     for entry in entries {
+        let bare = entry.trim().trim_start_matches('[').trim_end_matches(']');
+        if bare.parse::<std::net::IpAddr>().is_ok() || (!bare.is_empty() && !bare.contains(':')) {
+            for ep in endpoints.iter_mut() {
+                ep.connect_to = Some(bare.to_string());
+            }
+            continue;
+        }
         let Some((host, address)) = entry.split_once(':') else {
             return Err(format!(
-                "--connect-to `{entry}`: expected HOST:ADDRESS, e.g. imap.example.com:192.0.2.10"
+                "--connect-to `{entry}`: expected [HOST:]ADDRESS, e.g. imap.example.com:192.0.2.10, or 192.0.2.10 for both servers"
             ));
         };
         let address = address.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || address.is_empty() {
             return Err(format!(
-                "--connect-to `{entry}`: expected HOST:ADDRESS, e.g. imap.example.com:192.0.2.10"
+                "--connect-to `{entry}`: expected [HOST:]ADDRESS, e.g. imap.example.com:192.0.2.10, or 192.0.2.10 for both servers"
             ));
         }
         for ep in endpoints.iter_mut() {
@@ -353,6 +417,9 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
         return Err("--user is empty; give the mailbox's login name".into());
     }
     let profile = Profile::builtin(&args.profile).map_err(|e| format!("--profile: {e}"))?;
+    let profile = profile
+        .with_cert_days(args.cert_warn_days, args.cert_crit_days)
+        .map_err(|e| format!("--cert-warn-days/--cert-crit-days: {e}"))?;
     let mut imap = model::endpoint(
         Protocol::Imap,
         imap_arg,
@@ -388,13 +455,9 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
         (Some(v), None) => SecretSource::Env(v.clone()),
         (None, None) => SecretSource::Env("MAILPROBE_PASSWORD".into()),
     };
-    let password = source.load(&ProcessEnv).map_err(|e| {
-        let flag = match source {
-            SecretSource::File(_) => "--password-file",
-            SecretSource::Env(_) => "--password-env",
-        };
-        format!("{flag}: {e}")
-    })?;
+    let password = source
+        .load(&ProcessEnv)
+        .map_err(|e| password_error(args, &e))?;
     let trust = Trust::load(args.ca_file.as_deref()).map_err(|e| format!("--ca-file: {e}"))?;
     if args.server_connections < 2 {
         return Err("--server-connections must be at least 2".into());
@@ -421,7 +484,23 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
         trust,
         plugins,
         budgets: Arc::new(Budgets::new(args.server_connections)),
+        options: runner::RunOptions {
+            ip_version: args.ip_version,
+            ..Default::default()
+        },
     })
+}
+
+/// What to do about a password that cannot be read, in the words the user used: the flag
+/// they gave, or (when they gave none) the default variable the probe read.
+fn password_error(args: &CheckArgs, e: &mailprobe_core::secret::SecretError) -> String {
+    match (&args.password_env, &args.password_file) {
+        (_, Some(_)) => format!("--password-file: {e}"),
+        (Some(_), None) => format!("--password-env: {e}"),
+        (None, None) => format!(
+            "no password: the password is read from the environment variable MAILPROBE_PASSWORD ({e}), or give --password-env VAR or --password-file PATH"
+        ),
+    }
 }
 
 /// `--roundtrip` and its options: only together, and only with `--smtp` and an address to
@@ -460,7 +539,14 @@ fn roundtrip_settings(args: &CheckArgs, user: &str) -> Result<Option<model::Roun
 }
 
 pub async fn run_check(setup: CheckSetup) -> RunOutcome {
-    runner::run_target(setup.target, setup.trust, setup.budgets, &setup.plugins).await
+    runner::run_target_with(
+        setup.target,
+        setup.trust,
+        setup.budgets,
+        &setup.plugins,
+        &setup.options,
+    )
+    .await
 }
 
 /// The completion script of `shell`, generated from the parser's own definitions.
@@ -515,5 +601,58 @@ mod tests {
         assert_eq!(b.connect_to, None);
         apply_connect_to(&["imap.x.test:[::1]".into()], &mut [&mut a]).unwrap();
         assert_eq!(a.connect_to.as_deref(), Some("::1"));
+    }
+
+    #[test]
+    fn connect_to_address_alone_applies_to_both_servers_as_in_the_config() {
+        for (entry, want) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "::1"),
+            ("[::1]", "::1"),
+            ("gateway.lab.test", "gateway.lab.test"),
+        ] {
+            let mut a = model::endpoint(Protocol::Imap, "imap.x.test", None).unwrap();
+            let mut b = model::endpoint(Protocol::Smtp, "smtp.x.test", None).unwrap();
+            apply_connect_to(&[entry.into()], &mut [&mut a, &mut b]).unwrap();
+            assert_eq!(a.connect_to.as_deref(), Some(want), "{entry}");
+            assert_eq!(b.connect_to.as_deref(), Some(want), "{entry}");
+        }
+    }
+
+    #[test]
+    fn a_bare_number_is_seconds() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("0").unwrap_err().contains("too short"));
+        assert!(parse_duration("-3").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("ten").unwrap_err().contains("10 (seconds)"));
+    }
+
+    /// What `--help` renders: every flag and subcommand of every command says what it does.
+    #[test]
+    fn every_flag_and_subcommand_has_help() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "mailprobe", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
     }
 }

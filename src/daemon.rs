@@ -284,6 +284,14 @@ pub async fn run(loaded: Result<Loaded, String>, source: crate::reload::Source) 
     let states = live.clone();
     let feed = telemetry.clone();
     let reload_budgets = budgets.clone();
+    // Every run keeps its transcript for the status page (see runner::RunOptions).
+    let options = runner::RunOptions {
+        ip_version: config.ip_version,
+        transcript: Some(runner::TranscriptOptions {
+            live: None,
+            store: Some(mailprobe_runtime::transcripts::TranscriptStore::shared()),
+        }),
+    };
     let mut handle = scheduler::start_guarded(
         targets,
         scheduling,
@@ -293,6 +301,7 @@ pub async fn run(loaded: Result<Loaded, String>, source: crate::reload::Source) 
                 budgets: budgets.clone(),
                 states: states.clone(),
                 feed: feed.clone(),
+                options: options.clone(),
             };
             async move { run.check(target).await }
         },
@@ -342,6 +351,7 @@ struct Run {
     budgets: Arc<Budgets>,
     states: crate::reload::LiveStates,
     feed: Arc<Telemetry>,
+    options: runner::RunOptions,
 }
 
 impl Run {
@@ -377,6 +387,9 @@ impl Run {
         let still_configured = self.states.read().unwrap_or_else(|e| e.into_inner());
         if still_configured.contains_key(&name) {
             self.feed.record(&outcome);
+        } else {
+            // Its transcript was stored as the run ended: it goes with the mailbox.
+            mailprobe_runtime::transcripts::TranscriptStore::shared().retain(|m| m != name);
         }
     }
 
@@ -384,7 +397,14 @@ impl Run {
         let budgets = self.budgets.clone();
         match state {
             MailboxState::Ready(trust) => {
-                runner::run_target(target, trust.clone(), budgets, &self.plugins).await
+                runner::run_target_with(
+                    target,
+                    trust.clone(),
+                    budgets,
+                    &self.plugins,
+                    &self.options,
+                )
+                .await
             }
             MailboxState::SecretMissing { trust, source } => match source.load(&ProcessEnv) {
                 Ok(password) => {
@@ -392,7 +412,14 @@ impl Run {
                         password,
                         ..(*target).clone()
                     });
-                    runner::run_target(target, trust.clone(), budgets, &self.plugins).await
+                    runner::run_target_with(
+                        target,
+                        trust.clone(),
+                        budgets,
+                        &self.plugins,
+                        &self.options,
+                    )
+                    .await
                 }
                 Err(e) => {
                     self.feed.probe_error(&target.mailbox, "config");

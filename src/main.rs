@@ -104,7 +104,12 @@ async fn dispatch(cli: Cli) -> u8 {
 /// `mailprobe check` of one mailbox given on the command line.
 async fn check_one(args: &cli::CheckArgs) -> u8 {
     let setup = match cli::check_setup(args) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            if args.verbose {
+                s.options.transcript = Some(transcript_on_stderr(None));
+            }
+            s
+        }
         Err(msg) => {
             if args.format == Format::Nagios {
                 nagios_unknown(&msg);
@@ -130,6 +135,23 @@ async fn check_one(args: &cli::CheckArgs) -> u8 {
         eprintln!("mailprobe: {} is incomplete: {line}", report.mailbox);
     }
     report.exit_code() as u8
+}
+
+/// `-v`: each transcript line on stderr as it is recorded (prefixed with the mailbox's name
+/// when several run at once).
+pub(crate) fn transcript_on_stderr(
+    mailbox: Option<&str>,
+) -> mailprobe_runtime::runner::TranscriptOptions {
+    let prefix = mailbox.map(|m| format!("{m}: ")).unwrap_or_default();
+    let live: mailprobe_core::transcript::LiveSink = std::sync::Arc::new(move |line: &str| {
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{prefix}{line}");
+    });
+    mailprobe_runtime::runner::TranscriptOptions {
+        live: Some(live),
+        store: None,
+    }
 }
 
 /// `mailprobe validate`: everything but the secrets, which are only warned about.
@@ -194,7 +216,7 @@ fn plugins_list(args: &cli::PluginsListArgs) -> u8 {
         Err(e) => return usage_error(&e),
     };
     let infos = registry.infos();
-    if args.format == Format::Json {
+    if args.format == cli::ListFormat::Json {
         out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&infos).unwrap_or_else(|_| "[]".into())

@@ -297,6 +297,8 @@ fn reload(
                 handle.remove(&name);
                 states.remove(&name);
                 telemetry.forget(&name);
+                mailprobe_runtime::transcripts::TranscriptStore::shared()
+                    .retain(|m| m != name.as_str());
                 removed.push(name);
             }
         }

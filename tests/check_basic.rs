@@ -155,14 +155,22 @@ fn nagios_and_text_formats() {
         &["--only", "reachability", "--format", "nagios"],
     ));
     assert_eq!(run.code, 2);
-    let line = run.stdout.trim_end();
-    assert_eq!(line.lines().count(), 1, "{line}");
+    let out = run.stdout.trim_end();
+    // The status line, then the long output: the failing requirement with its remedy.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let line = lines[0];
     assert!(
         line.starts_with(
             "MAILPROBE CRITICAL - alice@lab.test non_compliant; failing: imap.reachable | "
         ),
         "{line}"
     );
+    assert!(
+        lines[1].starts_with("CRITICAL imap.reachable: ") && lines[1].contains(" - remedy: "),
+        "{out}"
+    );
+    assert!(!lines[1].contains('|'), "{out}");
     assert!(
         line.contains("compliant=0") && line.contains("fail=1"),
         "{line}"
@@ -240,7 +248,7 @@ fn bad_command_lines_exit_3_with_a_message() {
         ),
         (
             &["check", "--imap", "h", "--user", "u"],
-            "MAILPROBE_PASSWORD is not set",
+            "no password: the password is read from the environment variable MAILPROBE_PASSWORD (environment variable MAILPROBE_PASSWORD is not set",
         ),
         (
             &[
@@ -252,9 +260,9 @@ fn bad_command_lines_exit_3_with_a_message() {
                 "--password-env",
                 PASSWORD_ENV,
                 "--connect-to",
-                "other",
+                "imap.example.com:",
             ],
-            "--connect-to `other`: expected HOST:ADDRESS",
+            "--connect-to `imap.example.com:`: expected [HOST:]ADDRESS",
         ),
         (
             &[

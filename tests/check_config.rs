@@ -124,10 +124,18 @@ fn several_mailboxes_give_a_summary_json_lines_and_the_worst_exit_code() {
     assert_eq!(reports[1]["mailbox"], "nosent");
     assert_eq!(reports[1]["verdict"], "non_compliant");
 
-    // Nagios: one line for all.
+    // Nagios: one status line for all, then long output: each mailbox with a problem and its
+    // failing requirements with their remedies.
     let run = mailprobe(&["check", "--config", config.arg(), "--format", "nagios"]);
     assert_eq!(run.code, 2);
-    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    assert_eq!(lines[1], "CRITICAL nosent: non_compliant", "{}", run.stdout);
+    assert!(
+        lines[2].starts_with("  CRITICAL imap.folders: ") && lines[2].contains(" - remedy: "),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout
             .starts_with("MAILPROBE CRITICAL - 2 mailboxes: 1 compliant"),
@@ -139,6 +147,68 @@ fn several_mailboxes_give_a_summary_json_lines_and_the_worst_exit_code() {
 }
 
 /// `script` (util-linux, Debian package `bsdutils`) runs a command under a pseudo-terminal.
+/// A mailbox whose password is missing is its own UNKNOWN row (reported `incomplete`, as
+/// `run` does): the batch goes on, and the other mailboxes are checked.
+#[test]
+fn a_mailbox_that_cannot_be_checked_is_its_own_unknown_row() {
+    let lab = Lab::dovecot("check-config-degrade", DovecotOpts::default());
+    let text = format!(
+        "timeout: 20s\ncert_warn_days: 1\nmailboxes:\n{}{}",
+        mailbox("good", USER, &lab),
+        mailbox("nosecret", USER, &lab).replace(PASSWORD_ENV, "MAILPROBE_TEST_UNSET_SECRET")
+    );
+    let config = ConfigFile::new("check-config-degrade", &text);
+
+    let run = mailprobe(&["check", "--config", config.arg()]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let row = |name: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{}", run.stdout))
+            .to_string()
+    };
+    assert!(
+        row("good").split_whitespace().nth(1) == Some("compliant"),
+        "{}",
+        run.stdout
+    );
+    let broken = row("nosecret");
+    assert!(broken.contains("incomplete"), "{}", run.stdout);
+    assert!(
+        broken.contains("MAILPROBE_TEST_UNSET_SECRET is not set"),
+        "{}",
+        run.stdout
+    );
+
+    let run = mailprobe(&["check", "--config", config.arg(), "--format", "nagios"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("MAILPROBE UNKNOWN - 2 mailboxes: 1 compliant"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("UNKNOWN nosecret: incomplete")
+                && l.contains("MAILPROBE_TEST_UNSET_SECRET")),
+        "{}",
+        run.stdout
+    );
+
+    let run = mailprobe(&["check", "--config", config.arg(), "--format", "json"]);
+    let reports: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(reports.len(), 2, "{}", run.stdout);
+    assert_eq!(reports[1]["mailbox"], "nosecret");
+    assert_eq!(reports[1]["verdict"], "incomplete");
+}
+
 fn script() -> &'static str {
     let found = Command::new("script").arg("--version").output().is_ok();
     assert!(
@@ -216,9 +286,11 @@ fn config_mode_usage_errors_say_what_to_change() {
     for (args, needle) in cases {
         let run = mailprobe(args);
         assert_eq!(run.code, 3, "{args:?}: {}", run.stderr);
+        // A mailbox's own problem is its row on stdout; a usage error is on stderr.
         assert!(
-            run.stderr.contains(needle),
-            "{args:?}: expected {needle:?} in:\n{}",
+            run.stderr.contains(needle) || run.stdout.contains(needle),
+            "{args:?}: expected {needle:?} in:\n{}{}",
+            run.stdout,
             run.stderr
         );
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);

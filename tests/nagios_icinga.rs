@@ -563,6 +563,22 @@ fn nagios_records_ok_warning_critical_and_unknown_with_perfdata() {
                 expired.port("imaps")
             ),
         ),
+        // check_ssl_cert's habits: days thresholds of the user's own, and a bare number of
+        // seconds for the timeout.
+        (
+            "mailbox-cert-soon-crit-days",
+            format!(
+                "check_mailprobe!{HOSTNAME}:{}!{user_name}!{pw}!{common} --cert-warn-days 40 --cert-crit-days 20 --timeout 30",
+                soon.port("imaps")
+            ),
+        ),
+        (
+            "mailbox-cert-soon-warn-days",
+            format!(
+                "check_mailprobe!{HOSTNAME}:{}!{user_name}!{pw}!{common} --cert-warn-days 2 --timeout 30",
+                soon.port("imaps")
+            ),
+        ),
         (
             "mailbox-no-password",
             format!(
@@ -633,6 +649,37 @@ fn nagios_records_ok_warning_critical_and_unknown_with_perfdata() {
         "{}",
         show(name)
     );
+    // Long output: the warning requirement with its remedy, as Nagios recorded it.
+    let long = field(name, "long_plugin_output");
+    assert!(
+        long.contains("WARNING imap.certificate.expiry: expires on ")
+            && long.contains(" - remedy: "),
+        "{}",
+        show(name)
+    );
+
+    // The same certificate under the user's thresholds: within --cert-crit-days it fails...
+    let name = "mailbox-cert-soon-crit-days";
+    assert_eq!(field(name, "current_state"), "2", "{}", show(name));
+    assert!(
+        field(name, "plugin_output").contains("failing: imap.certificate.expiry"),
+        "{}",
+        show(name)
+    );
+    assert!(
+        field(name, "long_plugin_output").contains("under the critical 20"),
+        "{}",
+        show(name)
+    );
+    let perf = field(name, "performance_data");
+    assert!(
+        perf.contains("imap_cert_days=") && perf.contains(";40:;"),
+        "{}",
+        show(name)
+    );
+    // ... and outside --cert-warn-days (the lab renews it with 3 days left) it passes.
+    let name = "mailbox-cert-soon-warn-days";
+    assert_eq!(field(name, "current_state"), "0", "{}", show(name));
 
     // An expired certificate: non-compliant, so CRITICAL, naming the failed requirement.
     let name = "mailbox-cert-expired";
@@ -645,6 +692,13 @@ fn nagios_records_ok_warning_critical_and_unknown_with_perfdata() {
     );
     assert!(
         output_line.contains("imap.certificate.expiry"),
+        "{}",
+        show(name)
+    );
+    let long = field(name, "long_plugin_output");
+    assert!(
+        long.contains("CRITICAL imap.certificate.expiry: expired on ")
+            && long.contains(" - remedy: "),
         "{}",
         show(name)
     );

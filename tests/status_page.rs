@@ -224,7 +224,13 @@ mailboxes:
     assert_eq!(status, 200, "{one}");
     let one: serde_json::Value = serde_json::from_str(&one).unwrap();
     assert_eq!(one["report"]["schema"], "mailprobe.report/v1");
-    assert!(one.get("transcript").is_some());
+    // The last run's transcript, kept by the daemon: the session as it went, the password
+    // (sent to this hostile server too) redacted.
+    let transcript = one["transcript"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no transcript kept for the last run: {one}"));
+    assert!(transcript.contains("LOGIN"), "{transcript}");
+    assert!(!transcript.contains(common::lab::PASSWORD), "{transcript}");
 
     // The log: one JSON object per line, with the exporter-toolkit keys.
     let text = read_log();

@@ -426,6 +426,7 @@ impl RunContext {
             outcome,
             attributes,
         );
+        crate::scope::note(|| transcript_line(&step, endpoint));
         self.steps.push(step);
     }
 
@@ -524,6 +525,24 @@ impl RunContext {
     ) {
         let mut attrs = BTreeMap::new();
         if let Ok(h) = outcome {
+            crate::scope::note(|| {
+                format!(
+                    "TLS with {}: {} {}, {} certificate(s), {}{}",
+                    endpoint.authority(),
+                    h.version,
+                    h.cipher,
+                    h.chain.len(),
+                    if h.verified {
+                        "verified"
+                    } else {
+                        "not verified"
+                    },
+                    h.verify_error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                )
+            });
             attrs.insert("tls.protocol.name".into(), "tls".into());
             attrs.insert("tls.protocol.version".into(), h.version.semconv().into());
             attrs.insert("tls.cipher".into(), h.cipher.clone());
@@ -590,6 +609,34 @@ fn own_limit_is_not_a_verdict(result: RequirementResult) -> RequirementResult {
     }
     unverified.remedy = result.remedy;
     unverified
+}
+
+/// A finished step as a transcript line: its name, server, outcome and attributes.
+fn transcript_line(step: &Step, endpoint: Option<&Endpoint>) -> String {
+    let server = endpoint
+        .map(|e| format!(" {}", e.authority()))
+        .unwrap_or_default();
+    let outcome = match &step.error {
+        Some(e) => format!("failed: {e}"),
+        None => "ok".to_string(),
+    };
+    let attrs: Vec<String> = step
+        .attributes
+        .iter()
+        .filter(|(k, _)| !k.starts_with("server."))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let attrs = if attrs.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", attrs.join(", "))
+    };
+    format!(
+        "{} {}{server}: {outcome} in {} ms{attrs}",
+        step.plugin,
+        step.name,
+        step.duration.as_millis()
+    )
 }
 
 #[cfg(test)]

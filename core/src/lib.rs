@@ -22,9 +22,11 @@ pub mod profile;
 pub mod redact;
 pub mod report;
 pub mod requirement;
+pub mod scope;
 pub mod secret;
 pub mod session;
 pub mod tls;
+pub mod transcript;
 
 pub use context::{Handshake, RunContext, Step};
 pub use error::NetError;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{NetError, within};
+use crate::transcript::{Direction, Tap};
 
 /// The longest line accepted from a server. RFC 5321 allows 512 octets for SMTP replies; IMAP
 /// capability lines are longer, but never this long.
@@ -19,6 +20,8 @@ pub const MAX_LINES: usize = 200;
 pub struct LineStream<S> {
     stream: S,
     buf: Vec<u8>,
+    /// The run's transcript, when it keeps one.
+    tap: Option<Tap>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
@@ -26,6 +29,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
         LineStream {
             stream,
             buf: Vec::with_capacity(1024),
+            tap: Tap::current(),
         }
     }
 
@@ -39,7 +43,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
                     if line.last() == Some(&b'\r') {
                         line.pop();
                     }
-                    return Ok(String::from_utf8_lossy(&line).into_owned());
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    if let Some(tap) = &self.tap {
+                        tap.line(Direction::Received, &text);
+                    }
+                    return Ok(text);
                 }
                 if self.buf.len() > MAX_LINE {
                     return Err(NetError::Protocol(format!(
@@ -72,6 +80,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
             let mut data = zeroize::Zeroizing::new(Vec::with_capacity(line.len() + 2));
             data.extend_from_slice(line.as_bytes());
             data.extend_from_slice(b"\r\n");
+            if let Some(tap) = &self.tap {
+                tap.line(Direction::Sent, line);
+            }
             self.stream
                 .write_all(&data)
                 .await

@@ -242,8 +242,143 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// Resolves the address to dial: `connect_to` when set, else the host name.
+/// The most addresses of one name that a check runs against: a name with more (a large
+/// round-robin pool) is checked at its first ones, in the resolver's order.
+pub const MAX_ADDRESSES: usize = 8;
+
+/// Which addresses of a name are checked (`--ip-version`, config `ip_version`): like
+/// monitoring-plugins' `-4`/`-6`, or blackbox_exporter's `preferred_ip_protocol` without the
+/// fallback. `Any` (the default) checks every address the name resolves to, since the CRM
+/// connects to whichever one it gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IpVersion {
+    V4,
+    V6,
+    #[default]
+    Any,
+}
+
+impl IpVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpVersion::V4 => "4",
+            IpVersion::V6 => "6",
+            IpVersion::Any => "any",
+        }
+    }
+    /// Whether `ip` is of this version.
+    pub fn admits(self, ip: IpAddr) -> bool {
+        match self {
+            IpVersion::V4 => ip.is_ipv4(),
+            IpVersion::V6 => ip.is_ipv6(),
+            IpVersion::Any => true,
+        }
+    }
+}
+
+impl std::fmt::Display for IpVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for IpVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "4" | "ipv4" | "ip4" => Ok(IpVersion::V4),
+            "6" | "ipv6" | "ip6" => Ok(IpVersion::V6),
+            "any" => Ok(IpVersion::Any),
+            _ => Err(format!("`{s}` is not an IP version; give 4, 6 or any")),
+        }
+    }
+}
+
+impl serde::Serialize for IpVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IpVersion {
+    /// YAML reads `ip_version: 4` as a number and `any` as a string: both are taken.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Number(n) => n.to_string(),
+            Raw::Text(t) => t,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The addresses a check of `endpoint` runs against: `connect_to` alone when set (whatever
+/// its version: the user named it), else the name's addresses of `version`, at most
+/// [`MAX_ADDRESSES`], without duplicates. A name with addresses of the other version only is a
+/// DNS failure that says so.
+pub async fn resolve_all(
+    endpoint: &Endpoint,
+    version: IpVersion,
+    wait: Duration,
+) -> Result<Vec<IpAddr>, NetError> {
+    let all = crate::scope::within(
+        crate::scope::RunScope {
+            ip_version: version,
+            transcript: None,
+        },
+        resolve(endpoint, wait),
+    )
+    .await?;
+    if endpoint.connect_to.is_some() {
+        return Ok(all.iter().map(|a| a.ip()).take(1).collect());
+    }
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for a in &all {
+        if !ips.contains(&a.ip()) {
+            ips.push(a.ip());
+        }
+    }
+    ips.truncate(MAX_ADDRESSES);
+    Ok(ips)
+}
+
+/// Resolves the address to dial: `connect_to` when set, else the host name, keeping only the
+/// addresses of the run's IP version (see [`crate::scope`]).
 pub async fn resolve(endpoint: &Endpoint, wait: Duration) -> Result<Vec<SocketAddr>, NetError> {
+    let all = resolve_unfiltered(endpoint, wait).await?;
+    let version = crate::scope::ip_version();
+    if endpoint.connect_to.is_some() || version == IpVersion::Any {
+        return Ok(all);
+    }
+    let kept: Vec<SocketAddr> = all
+        .iter()
+        .copied()
+        .filter(|a| version.admits(a.ip()))
+        .collect();
+    if kept.is_empty() {
+        return Err(NetError::Dns {
+            host: endpoint.host.clone(),
+            reason: format!(
+                "the name has no IPv{version} address (it resolves to {}); drop --ip-version or ip_version, or set it to any",
+                all.iter()
+                    .map(|a| a.ip().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(kept)
+}
+
+async fn resolve_unfiltered(
+    endpoint: &Endpoint,
+    wait: Duration,
+) -> Result<Vec<SocketAddr>, NetError> {
     let host = endpoint.dial_host();
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, endpoint.port)]);
@@ -395,11 +530,17 @@ pub async fn connect(
     };
     let mut last = None;
     for addr in addrs {
-        match dial_from(addr, endpoint.source_address, wait).await {
+        crate::scope::note(|| format!("connecting to {} at {addr}", endpoint.authority()));
+        let dialled = dial_from(addr, endpoint.source_address, wait).await;
+        if let Err(e) = &dialled {
+            crate::scope::note(|| format!("connection to {addr} failed: {e}"));
+        }
+        match dialled {
             Ok(stream) => {
                 let local = stream
                     .local_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                crate::scope::note(|| format!("connected to {addr} from {local}"));
                 return Ok(Conn {
                     stream,
                     peer: addr,
@@ -444,6 +585,53 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, NetError::Refused { .. }), "{e:?}");
         assert_eq!(e.error_type(), "connection_refused");
+    }
+
+    #[test]
+    fn ip_version_parses_numbers_and_words() {
+        assert_eq!("4".parse::<IpVersion>(), Ok(IpVersion::V4));
+        assert_eq!("IPv6".parse::<IpVersion>(), Ok(IpVersion::V6));
+        assert_eq!("any".parse::<IpVersion>(), Ok(IpVersion::Any));
+        assert!(
+            "5".parse::<IpVersion>()
+                .unwrap_err()
+                .contains("4, 6 or any")
+        );
+        let v: IpVersion = serde_norway::from_str("4").unwrap();
+        assert_eq!(v, IpVersion::V4);
+        let v: IpVersion = serde_norway::from_str("any").unwrap();
+        assert_eq!(v, IpVersion::Any);
+    }
+
+    #[tokio::test]
+    async fn resolve_all_filters_by_version_and_keeps_connect_to() {
+        let mut e = ep(993);
+        e.connect_to = None;
+        e.host = "localhost".into();
+        let v4 = resolve_all(&e, IpVersion::V4, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(!v4.is_empty() && v4.iter().all(|ip| ip.is_ipv4()), "{v4:?}");
+        let any = resolve_all(&e, IpVersion::Any, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(
+            any.len() <= MAX_ADDRESSES && any.contains(&v4[0]),
+            "{any:?}"
+        );
+        // connect_to wins, whatever the version asked.
+        let only = resolve_all(&ep(993), IpVersion::V6, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(only, vec![IpAddr::from([127, 0, 0, 1])]);
+        // A literal of the other version is no address of this one.
+        let mut lit = ep(993);
+        lit.connect_to = None;
+        lit.host = "127.0.0.1".into();
+        let err = resolve_all(&lit, IpVersion::V6, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no IPv6 address"), "{err}");
     }
 
     #[tokio::test]

@@ -99,6 +99,10 @@ pub struct TlsRules {
 pub struct CertificateRules {
     pub require_common_name: bool,
     pub warn_days: u32,
+    /// A certificate with fewer days left fails, as an expired one does; 0: only an expired
+    /// one fails.
+    #[serde(default)]
+    pub crit_days: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -176,6 +180,37 @@ impl Profile {
 
     pub fn warn_days(&self) -> u32 {
         self.certificate.warn_days
+    }
+
+    pub fn crit_days(&self) -> u32 {
+        self.certificate.crit_days
+    }
+
+    /// This profile with the user's certificate expiry thresholds (`--cert-warn-days`,
+    /// `--cert-crit-days`, config `cert_warn_days`/`cert_crit_days`) in place of its own.
+    /// The critical threshold must be below the warning one, so both states can happen.
+    pub fn with_cert_days(&self, warn: Option<u32>, crit: Option<u32>) -> Result<Profile, String> {
+        let mut p = self.clone();
+        if let Some(w) = warn {
+            p.certificate.warn_days = w;
+        }
+        if let Some(c) = crit {
+            p.certificate.crit_days = c;
+        }
+        const MAX_DAYS: u32 = 3650;
+        if p.certificate.warn_days > MAX_DAYS {
+            return Err(format!(
+                "{} warning days is more than ten years; give at most {MAX_DAYS}",
+                p.certificate.warn_days
+            ));
+        }
+        if p.certificate.crit_days > 0 && p.certificate.crit_days >= p.certificate.warn_days {
+            return Err(format!(
+                "the critical threshold ({} days) must be below the warning one ({} days)",
+                p.certificate.crit_days, p.certificate.warn_days
+            ));
+        }
+        Ok(p)
     }
 }
 

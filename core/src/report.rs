@@ -220,11 +220,35 @@ impl Report {
                 Measurement::TlsVersion { .. } | Measurement::CertificateInfo { .. } => {}
             }
         }
-        format!(
+        let mut out = format!(
             "MAILPROBE {state} - {} {}{detail} | {perf}",
             self.mailbox,
             self.verdict.as_str()
-        )
+        );
+        out.push_str(&self.nagios_long_output());
+        out
+    }
+
+    /// The plugin guidelines' long output: after the status line, one line per failing, then
+    /// per warning requirement, with its summary and remedy (each on one line, without `|`,
+    /// which would start perfdata).
+    pub fn nagios_long_output(&self) -> String {
+        let mut out = String::new();
+        for status in [Status::Fail, Status::Warn] {
+            for r in self.requirements.iter().filter(|r| r.status == status) {
+                let label = match status {
+                    Status::Fail => "CRITICAL",
+                    _ => "WARNING",
+                };
+                let mut line = format!("{label} {}: {}", r.id, one_line(&r.summary));
+                if let Some(remedy) = &r.remedy {
+                    let _ = write!(line, " - remedy: {}", one_line(remedy));
+                }
+                out.push('\n');
+                out.push_str(&line.replace('|', "/"));
+            }
+        }
+        out
     }
 
     /// The human report, grouped by server, with a remedy under each warning or failure.
@@ -456,6 +480,29 @@ mod tests {
     }
 
     #[test]
+    fn nagios_long_output_lists_failures_then_warnings_with_remedies() {
+        let r = report(vec![
+            RequirementResult::warn("imap.tls_versions", "only TLS 1.0", "enable TLS 1.2"),
+            RequirementResult::pass("imap.reachable", "connected"),
+            RequirementResult::fail("imap.login", "refused\r\nby | server", "check the password"),
+        ]);
+        let text = r.to_nagios();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("MAILPROBE CRITICAL - "), "{text}");
+        // One `|`, on the first line: the long output carries none that would start perfdata.
+        assert_eq!(text.matches('|').count(), 1, "{text}");
+        assert_eq!(
+            lines[1],
+            "CRITICAL imap.login: refused  by / server - remedy: check the password"
+        );
+        assert_eq!(
+            lines[2],
+            "WARNING imap.tls_versions: only TLS 1.0 - remedy: enable TLS 1.2"
+        );
+    }
+
+    #[test]
     fn nagios_perfdata_has_duration_certificate_days_and_connections_with_ranges() {
         let mut r = report(vec![
             RequirementResult::pass("imap.certificate.expiry", "valid")
@@ -483,7 +530,8 @@ mod tests {
                 achieved: 2.0,
             },
         ];
-        let line = r.to_nagios();
+        let text = r.to_nagios();
+        let line = text.lines().next().unwrap_or_default();
         let (status, perf) = line.split_once(" | ").expect("perfdata after ' | '");
         assert_eq!(
             status,

@@ -26,7 +26,28 @@ const MAX_SERVER_CONNECTIONS: usize = 100;
 const MAX_ALERT_AFTER: u32 = 1000;
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
+    // A bare number is seconds, as on the command line (`timeout: 30`).
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Fraction(f64),
+        Text(String),
+    }
+    let s = match Raw::deserialize(d)? {
+        Raw::Seconds(n) => return Ok(Duration::from_secs(n)),
+        Raw::Fraction(f) => {
+            return Duration::try_from_secs_f64(f).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{f}` is not a duration; write e.g. 30s, 5m or 1h"
+                ))
+            });
+        }
+        Raw::Text(s) => s,
+    };
+    if let Ok(n) = s.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
     humantime::parse_duration(&s).map_err(|_| {
         serde::de::Error::custom(format!("`{s}` is not a duration; write e.g. 30s, 5m or 1h"))
     })
@@ -187,6 +208,12 @@ pub struct MailboxConfig {
     /// A delivery slower than this warns.
     #[serde(default, deserialize_with = "opt_duration")]
     pub roundtrip_warn: Option<Duration>,
+    /// Overrides the file's `cert_warn_days` for this mailbox.
+    #[serde(default)]
+    pub cert_warn_days: Option<u32>,
+    /// Overrides the file's `cert_crit_days` for this mailbox.
+    #[serde(default)]
+    pub cert_crit_days: Option<u32>,
 }
 
 /// The whole file.
@@ -204,6 +231,14 @@ pub struct Config {
     pub server_connections: usize,
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Which addresses of the servers' names are checked (4, 6 or any).
+    #[serde(default)]
+    pub ip_version: mailprobe_core::net::IpVersion,
+    /// Certificate expiry thresholds in days, overriding the profiles'.
+    #[serde(default)]
+    pub cert_warn_days: Option<u32>,
+    #[serde(default)]
+    pub cert_crit_days: Option<u32>,
     #[serde(default)]
     pub otlp: Option<OtlpConfig>,
     #[serde(default)]
@@ -513,7 +548,16 @@ impl Config {
         file: &str,
     ) -> Result<Target, ConfigError> {
         let err = |message: String| mailbox_error(file, m, message);
-        let profile = Profile::shared(&m.profile).map_err(|e| err(e.to_string()))?;
+        let mut profile = Profile::shared(&m.profile).map_err(|e| err(e.to_string()))?;
+        let warn = m.cert_warn_days.or(self.cert_warn_days);
+        let crit = m.cert_crit_days.or(self.cert_crit_days);
+        if warn.is_some() || crit.is_some() {
+            profile = std::sync::Arc::new(
+                profile
+                    .with_cert_days(warn, crit)
+                    .map_err(|e| err(format!("cert_warn_days/cert_crit_days: {e}")))?,
+            );
+        }
         let mut imap = model::endpoint(
             Protocol::Imap,
             &m.imap,
@@ -617,6 +661,19 @@ mailboxes:
         let e = Config::parse(&text, "c.yaml").unwrap_err();
         assert!(e.message.contains("not a local address"), "{e}");
         assert_eq!(e.line, Some(11), "{e}");
+    }
+
+    #[test]
+    fn a_bare_number_is_seconds_as_on_the_command_line() {
+        let text = GOOD.replace("timeout: 30s", "timeout: 45");
+        assert_ne!(text, GOOD);
+        let c = Config::parse(&text, "f.yaml").unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(45));
+        let c = Config::parse(&GOOD.replace("timeout: 30s", "timeout: \"20\""), "f.yaml").unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(20));
+        let c = Config::parse(&GOOD.replace("timeout: 30s", "timeout: 2.5"), "f.yaml").unwrap();
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert!(Config::parse(&GOOD.replace("timeout: 30s", "timeout: -3"), "f.yaml").is_err());
     }
 
     #[test]

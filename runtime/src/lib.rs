@@ -11,3 +11,4 @@ pub mod reference;
 pub mod runner;
 pub mod scheduler;
 pub mod shard;
+pub mod transcripts;

@@ -55,7 +55,7 @@ pub const SECTIONS: &[Section] = &[
                 "timeout",
                 "`30s`",
                 "`1s` to `10m`",
-                "deadline for one mailbox's whole check",
+                "deadline for one mailbox's whole check; every duration key also takes a bare number of seconds (`30`)",
                 "30s",
             ),
             key(
@@ -71,6 +71,27 @@ pub const SECTIONS: &[Section] = &[
                 "2 to 100",
                 "connections the probe may hold at once to one server address (per protocol), across all mailboxes and users; host names and ports of one address share it. Besides this cap, the probe never holds more connections for one user to one address than the profile's client does (3 IMAP, 2 SMTP): mailboxes of one user take turns, those of different users do not",
                 "8",
+            ),
+            key(
+                "ip_version",
+                "`any`",
+                "`4`, `6` or `any`",
+                "which addresses of the servers' names are checked: with `any`, every address a name resolves to (at most 8, one after the other), and a requirement fails when it fails at any of them, naming the address; `4` or `6` checks only the addresses of that version. A mailbox's `connect_to` is its one address. `run` reads it at start: a reload does not change it",
+                "any",
+            ),
+            key(
+                "cert_warn_days",
+                "the profile's (30 for `hubspot`)",
+                "0 to 3650",
+                "a certificate that expires in fewer days is a warning (`*.certificate.expiry`); a mailbox's own key overrides it",
+                "30",
+            ),
+            key(
+                "cert_crit_days",
+                "`0` (only an expired certificate fails)",
+                "below `cert_warn_days`",
+                "a certificate that expires in fewer days fails, as an expired one does; a mailbox's own key overrides it",
+                "7",
             ),
             key(
                 "listen",
@@ -265,6 +286,20 @@ pub const SECTIONS: &[Section] = &[
                 "an address or name",
                 "where to reach both hosts (SNI and name checks still use the host)",
                 "127.0.0.1",
+            ),
+            key(
+                "cert_warn_days",
+                "the top-level `cert_warn_days`",
+                "0 to 3650",
+                "this mailbox's certificate warning threshold, in days",
+                "21",
+            ),
+            key(
+                "cert_crit_days",
+                "the top-level `cert_crit_days`",
+                "below the warning days",
+                "this mailbox's certificate critical threshold, in days",
+                "5",
             ),
             key(
                 "source_address",

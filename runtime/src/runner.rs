@@ -9,12 +9,16 @@ use tokio::time::Instant;
 
 use mailprobe_core::context::{PluginRun, RunContext, Step};
 use mailprobe_core::model::{Protocol, Target};
-use mailprobe_core::net::Budgets;
+use mailprobe_core::net::{self, Budgets, IpVersion};
 use mailprobe_core::plugin::{CheckPlugin, catalog_of};
 use mailprobe_core::redact::Redactor;
 use mailprobe_core::report::Report;
 use mailprobe_core::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
+use mailprobe_core::scope::{self, RunScope};
 use mailprobe_core::tls::Trust;
+use mailprobe_core::transcript::{LiveSink, Transcript};
+
+use crate::transcripts::TranscriptStore;
 
 /// How a [`PluginRun`]'s error starts when the plugin panicked (a dynamic plugin's host says
 /// the same of a panic it caught), so the daemon can count panics apart from other errors.
@@ -33,8 +37,200 @@ pub struct RunOutcome {
     pub duration: Duration,
 }
 
-/// Runs `plugins` (in order) against `target`, within the target's deadline.
+/// How a run goes beyond its target: which addresses it checks, and whether it keeps a
+/// transcript.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Which addresses of the servers' names are checked (`--ip-version`, `ip_version`).
+    pub ip_version: IpVersion,
+    /// Also record the run's protocol transcript; `live` gets each line as it happens.
+    pub transcript: Option<TranscriptOptions>,
+}
+
+/// Where a run's transcript goes: each line to `live` as it is recorded, and the whole
+/// (redacted, bounded) text into `store` under the mailbox's name when the run ends.
+#[derive(Clone, Default)]
+pub struct TranscriptOptions {
+    pub live: Option<LiveSink>,
+    pub store: Option<Arc<TranscriptStore>>,
+}
+
+impl std::fmt::Debug for TranscriptOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TranscriptOptions")
+    }
+}
+
+/// Runs `plugins` (in order) against `target`, within the target's deadline, against every
+/// address of its servers' names (see [`run_target_with`]).
 pub async fn run_target(
+    target: Arc<Target>,
+    trust: Trust,
+    budgets: Arc<Budgets>,
+    plugins: &[Arc<dyn CheckPlugin>],
+) -> RunOutcome {
+    run_target_with(target, trust, budgets, plugins, &RunOptions::default()).await
+}
+
+/// Runs `plugins` against `target` once per address its server names resolve to (of
+/// `options.ip_version`, at most [`net::MAX_ADDRESSES`]; with `connect_to`, that address only),
+/// one address after the other so a server never sees more sessions at once than one run
+/// holds, each within an equal share of what is left of the deadline. The results are merged:
+/// a requirement takes its worst result across the addresses, and its summary names the
+/// address where it was worst (see [`merge_by_address`]).
+pub async fn run_target_with(
+    target: Arc<Target>,
+    trust: Trust,
+    budgets: Arc<Budgets>,
+    plugins: &[Arc<dyn CheckPlugin>],
+    options: &RunOptions,
+) -> RunOutcome {
+    let transcript = options
+        .transcript
+        .as_ref()
+        .map(|t| Arc::new(Transcript::new(target.password.expose(), t.live.clone())));
+    let scope = RunScope {
+        ip_version: options.ip_version,
+        transcript: transcript.clone(),
+    };
+    let outcome = scope::within(scope, async {
+        let start = Instant::now();
+        let started_at = SystemTime::now();
+        let plan = address_plan(&target, options.ip_version).await;
+        if plan.len() <= 1 {
+            let mut one = plan
+                .into_iter()
+                .next()
+                .map(|(t, _)| t)
+                .unwrap_or_else(|| target.clone());
+            // A slow resolver's time comes out of the run's deadline, not on top of it.
+            let spent = start.elapsed();
+            if spent > Duration::from_millis(50) {
+                let mut t = (*one).clone();
+                t.timeout = target
+                    .timeout
+                    .saturating_sub(spent)
+                    .max(Duration::from_millis(100));
+                one = Arc::new(t);
+            }
+            return run_once(one, trust, budgets, plugins).await;
+        }
+        let n = plan.len();
+        let mut runs = Vec::with_capacity(n);
+        for (i, (t, label)) in plan.into_iter().enumerate() {
+            let left = target.timeout.saturating_sub(start.elapsed());
+            let share = left / u32::try_from(n - i).unwrap_or(1);
+            let mut t = (*t).clone();
+            t.timeout = share.max(Duration::from_millis(100));
+            // The round trip writes to the mailbox: one test message per check, not per address.
+            if i > 0 {
+                t.roundtrip = None;
+            }
+            scope::note(|| format!("checking at {label} ({} of {n})", i + 1));
+            let out = run_once(Arc::new(t), trust.clone(), budgets.clone(), plugins).await;
+            runs.push((label, out));
+        }
+        merge_by_address(&target, started_at, start.elapsed(), runs, plugins)
+    })
+    .await;
+    if let (Some(t), Some(store)) = (
+        transcript,
+        options.transcript.as_ref().and_then(|o| o.store.as_ref()),
+    ) {
+        store.record(&target.mailbox, t.text());
+    }
+    outcome
+}
+
+/// The targets to run, one per address, each labelled with its address(es); a single entry
+/// (or none) when there is nothing to tell apart. A name that does not resolve is left to the
+/// plugins, which report the DNS failure as they always have.
+async fn address_plan(target: &Arc<Target>, version: IpVersion) -> Vec<(Arc<Target>, Addresses)> {
+    let wait = (target.timeout / 4).max(Duration::from_millis(100));
+    // Both names at once: a slow resolver costs the run its wait once.
+    let per_endpoint: Vec<Vec<std::net::IpAddr>> =
+        futures::future::join_all(target.endpoints().map(|ep| async move {
+            if ep.connect_to.is_some() {
+                Vec::new()
+            } else {
+                net::resolve_all(ep, version, wait)
+                    .await
+                    .unwrap_or_default()
+            }
+        }))
+        .await;
+    let n = per_endpoint.iter().map(Vec::len).max().unwrap_or(0);
+    if n <= 1 {
+        return vec![(target.clone(), Addresses::default())];
+    }
+    (0..n)
+        .map(|i| {
+            let mut t = (**target).clone();
+            let mut addresses = Addresses::default();
+            let endpoints = std::iter::once(&mut t.imap).chain(t.smtp.as_mut());
+            for (ep, ips) in endpoints.zip(&per_endpoint) {
+                // An endpoint with fewer addresses than another goes round them again.
+                match ips.get(i % ips.len().max(1)) {
+                    Some(ip) => {
+                        ep.connect_to = Some(ip.to_string());
+                        addresses.set(ep.protocol, ip.to_string());
+                    }
+                    // Its one address (`connect_to`), or a name the plugins will fail to resolve.
+                    None => {
+                        let at = ep.dial_host().to_string();
+                        addresses.set(ep.protocol, at);
+                    }
+                }
+            }
+            (Arc::new(t), addresses)
+        })
+        .collect()
+}
+
+/// The addresses one of a check's runs went to, per server.
+#[derive(Clone, Debug, Default)]
+struct Addresses {
+    imap: Option<String>,
+    smtp: Option<String>,
+}
+
+impl Addresses {
+    fn set(&mut self, protocol: Protocol, address: String) {
+        match protocol {
+            Protocol::Imap => self.imap = Some(address),
+            Protocol::Smtp => self.smtp = Some(address),
+        }
+    }
+
+    /// The address a requirement about `server` was checked at; for one about both servers
+    /// (or none), both addresses.
+    fn of(&self, server: Option<Protocol>) -> String {
+        let one = match server {
+            Some(Protocol::Imap) => self.imap.clone(),
+            Some(Protocol::Smtp) => self.smtp.clone(),
+            None => None,
+        };
+        one.unwrap_or_else(|| {
+            let mut all: Vec<&str> = self
+                .imap
+                .iter()
+                .chain(&self.smtp)
+                .map(String::as_str)
+                .collect();
+            all.dedup();
+            all.join(" and ")
+        })
+    }
+}
+
+impl std::fmt::Display for Addresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.of(None))
+    }
+}
+
+/// One run of `plugins` against `target` (its endpoints' addresses fixed or not).
+async fn run_once(
     target: Arc<Target>,
     trust: Trust,
     budgets: Arc<Budgets>,
@@ -99,6 +295,93 @@ pub async fn run_target(
     let duration = start.elapsed();
     let mut report = Report::new(&target, started_at, duration, results);
     report.measures = catalog.measurements(&target, &report.requirements);
+    RunOutcome {
+        report,
+        steps,
+        plugin_runs,
+        started_at,
+        duration,
+    }
+}
+
+/// How bad a result is, for merging the results of several addresses: a failure outweighs a
+/// skip behind a failure, which outweighs one the probe could not verify, then a warning,
+/// then a pass.
+fn severity(r: &RequirementResult) -> u8 {
+    match r.status {
+        Status::Fail => 5,
+        Status::Skip => match r.skip_reason() {
+            Some(SkipReason::Prerequisite) => 4,
+            Some(SkipReason::NotVerified) => 3,
+            _ => 0,
+        },
+        Status::Warn => 2,
+        Status::Pass => 1,
+    }
+}
+
+/// One report from the runs of several addresses (each labelled with its address). Each
+/// requirement takes its worst result; a failing, warning or unverified one says at which
+/// address, and every merged result carries `address` (the one it comes from) and
+/// `addresses` (each address checked, with its status there).
+fn merge_by_address(
+    target: &Arc<Target>,
+    started_at: SystemTime,
+    duration: Duration,
+    runs: Vec<(Addresses, RunOutcome)>,
+    plugins: &[Arc<dyn CheckPlugin>],
+) -> RunOutcome {
+    let catalog = catalog_of(plugins);
+    let mut merged: Vec<RequirementResult> = Vec::new();
+    // Each requirement's addresses in the order checked, with its worst result at each (a
+    // server with fewer addresses than the other is checked at one of them more than once).
+    type AtAddress = (String, Status, u8);
+    let mut statuses: Vec<(String, Vec<AtAddress>)> = Vec::new();
+    let mut steps = Vec::new();
+    let mut plugin_runs = Vec::new();
+    for (addresses, out) in runs {
+        steps.extend(out.steps);
+        plugin_runs.extend(out.plugin_runs);
+        for mut r in out.report.requirements {
+            let label = addresses.of(catalog.get(&r.id).and_then(|s| s.server));
+            let here = (label.clone(), r.status, severity(&r));
+            match statuses.iter_mut().find(|(id, _)| *id == r.id) {
+                Some((_, list)) => match list.iter_mut().find(|(a, _, _)| *a == label) {
+                    Some(seen) if here.2 > seen.2 => *seen = here,
+                    Some(_) => {}
+                    None => list.push(here),
+                },
+                None => statuses.push((r.id.clone(), vec![here])),
+            }
+            let named = matches!(r.status, Status::Fail | Status::Warn)
+                || r.skip_reason() == Some(SkipReason::NotVerified);
+            if named {
+                r.summary = format!("at {label}: {}", r.summary);
+            }
+            // `*.reachable` names the socket address it connected to: kept.
+            r.evidence
+                .entry("address")
+                .or_insert_with(|| label.clone().into());
+            match merged.iter_mut().find(|m| m.id == r.id) {
+                Some(m) if severity(&r) > severity(m) => *m = r,
+                Some(_) => {}
+                None => merged.push(r),
+            }
+        }
+    }
+    for r in &mut merged {
+        if let Some((_, list)) = statuses.iter().find(|(id, _)| *id == r.id)
+            && list.len() > 1
+        {
+            let list: Vec<serde_json::Value> = list
+                .iter()
+                .map(|(a, s, _)| serde_json::json!({"address": a, "status": s.as_str()}))
+                .collect();
+            r.evidence.insert("addresses".into(), list.into());
+        }
+    }
+    let mut report = Report::new(target, started_at, duration, merged);
+    report.measures = catalog.measurements(target, &report.requirements);
     RunOutcome {
         report,
         steps,
@@ -429,6 +712,109 @@ mod tests {
 
     fn get<'a>(r: &'a Report, id: &str) -> &'a RequirementResult {
         r.requirements.iter().find(|x| x.id == id).unwrap()
+    }
+
+    /// Fails `imap.login` at ::1 only, and says something with the password in it.
+    struct ByAddress;
+
+    impl CheckPlugin for ByAddress {
+        fn info(&self) -> PluginInfo {
+            let spec = |id: &str| RequirementSpec::new(id, "d").on(Protocol::Imap);
+            PluginInfo::builtin(
+                "byaddress",
+                vec![spec("imap.reachable"), spec("imap.login")],
+            )
+        }
+        fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
+            Box::pin(async move {
+                let at = cx.target.imap.connect_to.clone().unwrap_or_default();
+                mailprobe_core::scope::note(|| format!("at {at} with {PANIC_PASSWORD}"));
+                cx.report(RequirementResult::pass("imap.reachable", "connected"));
+                cx.report(if at == "::1" {
+                    RequirementResult::fail("imap.login", "refused", "fix the login")
+                } else {
+                    RequirementResult::pass("imap.login", "logged in")
+                });
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn one_failing_address_fails_the_requirement_and_is_named() {
+        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(ByAddress)];
+        let trust = Trust::load(None).unwrap();
+        let budgets = Arc::new(Budgets::new(8));
+        let mut runs = Vec::new();
+        for at in ["127.0.0.1", "::1"] {
+            let mut t = (*target(false)).clone();
+            t.imap.connect_to = Some(at.into());
+            let out = run_once(Arc::new(t), trust.clone(), budgets.clone(), &plugins).await;
+            let mut addresses = Addresses::default();
+            addresses.set(Protocol::Imap, at.into());
+            addresses.set(Protocol::Smtp, "192.0.2.25".into());
+            runs.push((addresses, out));
+        }
+        let out = merge_by_address(
+            &target(false),
+            SystemTime::now(),
+            Duration::from_millis(5),
+            runs,
+            &plugins,
+        );
+        let r = &out.report;
+        assert_eq!(r.verdict, Verdict::NonCompliant);
+        let login = get(r, "imap.login");
+        assert_eq!(login.status, Status::Fail);
+        assert_eq!(login.summary, "at ::1: refused");
+        assert_eq!(login.evidence["address"], "::1");
+        assert_eq!(
+            login.evidence["addresses"],
+            serde_json::json!([
+                {"address": "127.0.0.1", "status": "pass"},
+                {"address": "::1", "status": "fail"}
+            ])
+        );
+        let reach = get(r, "imap.reachable");
+        assert_eq!(reach.status, Status::Pass);
+        assert_eq!(reach.summary, "connected");
+    }
+
+    #[tokio::test]
+    async fn a_run_keeps_its_transcript_redacted_only_when_asked() {
+        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(ByAddress)];
+        let trust = Trust::load(None).unwrap();
+        let mut t = (*target(false)).clone();
+        t.imap.connect_to = Some("127.0.0.1".into());
+        let t = Arc::new(t);
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = lines.clone();
+        let store = Arc::new(TranscriptStore::new());
+        let options = RunOptions {
+            ip_version: IpVersion::Any,
+            transcript: Some(TranscriptOptions {
+                live: Some(Arc::new(move |l: &str| {
+                    seen.lock().unwrap().push(l.to_string())
+                })),
+                store: Some(store.clone()),
+            }),
+        };
+        run_target_with(
+            t.clone(),
+            trust.clone(),
+            Arc::new(Budgets::new(8)),
+            &plugins,
+            &options,
+        )
+        .await;
+        let text = store.get("m").expect("a transcript");
+        assert!(text.contains("at 127.0.0.1 with [redacted]"), "{text}");
+        assert!(!text.contains(PANIC_PASSWORD), "{text}");
+        assert_eq!(lines.lock().unwrap().len(), text.lines().count());
+        // Without a transcript asked for, nothing is recorded (the store keeps the last one).
+        let quiet = RunOptions::default();
+        run_target_with(t, trust, Arc::new(Budgets::new(8)), &plugins, &quiet).await;
+        assert_eq!(store.get("m").as_deref(), Some(&*text));
     }
 
     #[tokio::test(start_paused = true)]

@@ -563,8 +563,12 @@ impl RunSink for PrometheusExporter {
             .checked_add(event.outcome.duration)
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0.0, |d| d.as_secs_f64());
-        // No transcript is kept for daemon runs yet: the page says so.
-        self.board.record(&event.outcome.report, finished, None);
+        // The daemon's runner keeps each mailbox's last transcript (redacted and bounded) in the
+        // process-wide store before the sinks hear of the run.
+        let mailbox = &event.outcome.report.mailbox;
+        let transcript = mailprobe_runtime::transcripts::TranscriptStore::shared().get(mailbox);
+        self.board
+            .record(&event.outcome.report, finished, transcript);
     }
 
     fn forget(&self, mailbox: &str) {

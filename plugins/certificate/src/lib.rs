@@ -48,15 +48,17 @@ fn specs(p: Protocol) -> [RequirementSpec; 3] {
             p.requirement("certificate.expiry"),
             "the certificate is valid for more than warn_days",
         )
-        .passes("more than `warn_days` (profile; 30 for hubspot) are left")
+        .passes("more than `warn_days` (`cert_warn_days`, else the profile's: 30 for hubspot) are left")
         .warns("fewer than `warn_days` are left")
-        .fails("the certificate (or one in its chain) has expired or is not yet valid")
+        .fails("the certificate (or one in its chain) has expired or is not yet valid, or the leaf has fewer than `cert_crit_days` left (when set)")
         .evidence("not_after", "the leaf's notAfter (RFC 3339)")
         .evidence("days_left", "whole days until notAfter")
         .evidence("subject", "the leaf's subject (RFC 4514)")
         .evidence("issuer", "the leaf's issuer (RFC 4514)")
         .evidence("serial", "the leaf's serial number (colon-separated hex)")
         .evidence("fingerprint_sha256", "SHA-256 of the leaf's DER (lowercase hex)")
+        .evidence("warn_days", "the warning threshold applied")
+        .evidence("crit_days", "the critical threshold applied, when one is set")
         .measures(Measure::CertificateExpiry {
             key: "not_after".into(),
         })
@@ -141,6 +143,26 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
     let Some((leaf, parsed)) = parse_chain(cx, &ids, &chain) else {
         return;
     };
+    for (i, c) in parsed.iter().enumerate() {
+        mailprobe_core::scope::note(|| {
+            format!(
+                "certificate {i} of {}: subject {}; issuer {}; DNS names {}; valid {} to {}; {} {}; {}",
+                ep.authority(),
+                c.subject,
+                c.issuer,
+                if c.san_dns.is_empty() {
+                    "none".to_string()
+                } else {
+                    c.san_dns.join(", ")
+                },
+                ts(c.not_before),
+                ts(c.not_after),
+                c.key_type,
+                c.key_bits.map(|b| b.to_string()).unwrap_or_default(),
+                c.signature_algorithm
+            )
+        });
+    }
     let [name_id, trust_id, expiry_id] = ids;
     let require_cn = cx.target.profile.certificate.require_common_name;
     let warn_days = cx.target.profile.warn_days();
@@ -161,7 +183,11 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         warn_days,
         ep,
     );
-    cx.report(with_identity(expiry, &leaf, chain.first()));
+    cx.report(with_identity(
+        apply_crit_days(expiry, cx.target.profile.crit_days()),
+        &leaf,
+        chain.first(),
+    ));
 }
 
 /// The leaf's identity as evidence of the expiry result (`mailprobe_cert_info`): which
@@ -188,6 +214,33 @@ fn sha256_hex(der: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// The user's critical threshold (`--cert-crit-days`, `cert_crit_days`): a leaf with fewer
+/// days left than that fails, as check_ssl_cert's `-c` does; the remedy stays "renew". 0 (the
+/// default) leaves the verdict to expiry alone.
+pub fn apply_crit_days(mut r: RequirementResult, crit_days: u32) -> RequirementResult {
+    if crit_days == 0 {
+        return r;
+    }
+    r = r.with("crit_days", crit_days);
+    let days_left = r.evidence.get("days_left").and_then(|v| v.as_i64());
+    if let Some(days) = days_left
+        && r.status != Status::Fail
+        && days >= 0
+        && days < i64::from(crit_days)
+    {
+        let not_after = r
+            .evidence
+            .get("not_after")
+            .and_then(|v| v.as_str())
+            .unwrap_or("soon")
+            .to_string();
+        r.status = Status::Fail;
+        r.summary =
+            format!("expires on {not_after} ({days} days left, under the critical {crit_days})");
+    }
+    r
 }
 
 /// When a prerequisite blocks all three, each is reported as skipped for that reason.
@@ -545,6 +598,19 @@ mod tests {
         );
         let r = judge_expiry("imap.certificate.expiry", &[soon], n, 30, &ep());
         assert_eq!(r.status, Status::Warn);
+        // Within the user's critical days: a failure, still with the renewal remedy.
+        let crit = apply_crit_days(r.clone(), 7);
+        assert_eq!(crit.status, Status::Fail, "{crit:?}");
+        assert!(
+            crit.summary.contains("under the critical 7"),
+            "{}",
+            crit.summary
+        );
+        assert!(crit.remedy.is_some());
+        assert_eq!(crit.evidence["crit_days"], 7);
+        // Outside them, or without them, the warning stands.
+        assert_eq!(apply_crit_days(r.clone(), 3).status, Status::Warn);
+        assert_eq!(apply_crit_days(r, 0).status, Status::Warn);
 
         let gone = cert(
             "mail.example.com",

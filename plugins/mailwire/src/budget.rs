@@ -9,6 +9,7 @@
 //! `io::Error`, whose text names the command ("the server sent more than 1048576 bytes in reply
 //! to LOGIN").
 
+use mailprobe_core::transcript::Direction;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -128,6 +129,9 @@ pub struct Budgeted<S> {
     inner: S,
     budget: Option<Budget>,
     scan: Scan,
+    /// The run's transcript, when it keeps one: the bytes read and written while armed, as
+    /// lines. Unarmed, the reader on top (the `Wire` engine) records its own lines.
+    tap: Option<mailprobe_core::transcript::Tap>,
 }
 
 impl<S> Budgeted<S> {
@@ -137,6 +141,7 @@ impl<S> Budgeted<S> {
             inner,
             budget: None,
             scan: Scan::Text,
+            tap: mailprobe_core::transcript::Tap::current(),
         }
     }
 
@@ -206,7 +211,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let outcome = this.account(&buf.filled()[before..]);
         match outcome {
-            Ok(()) => Poll::Ready(Ok(())),
+            Ok(()) => {
+                if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
+                    tap.bytes(Direction::Received, &buf.filled()[before..]);
+                }
+                Poll::Ready(Ok(()))
+            }
             Err(e) => {
                 // The caller never sees the bytes that broke the budget.
                 buf.set_filled(before);
@@ -222,7 +232,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
+            tap.bytes(Direction::Sent, buf.get(..n).unwrap_or(buf));
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -238,7 +253,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
+            let mut left = n;
+            for b in bufs {
+                let take = left.min(b.len());
+                tap.bytes(Direction::Sent, &b[..take]);
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {

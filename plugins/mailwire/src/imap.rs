@@ -6,6 +6,7 @@
 //! stream can be handed to a TLS handshake or to async-imap afterwards without losing or
 //! injecting a byte.
 
+use mailprobe_core::transcript::{Direction, Tap};
 use std::time::Duration;
 
 use mailprobe_core::NetError;
@@ -134,6 +135,8 @@ pub fn strip_word<'a>(line: &'a str, word: &str) -> Option<&'a str> {
 pub struct Wire<S> {
     stream: S,
     next_tag: u32,
+    /// The run's transcript, when it keeps one.
+    tap: Option<Tap>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
@@ -141,6 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         Wire {
             stream,
             next_tag: 1,
+            tap: Tap::current(),
         }
     }
 
@@ -149,6 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         Wire {
             stream,
             next_tag: first,
+            tap: Tap::current(),
         }
     }
 
@@ -224,7 +229,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 }
                 out.push(b'"');
             }
-            Ok(String::from_utf8_lossy(&out).into_owned())
+            let text = String::from_utf8_lossy(&out).into_owned();
+            if let Some(tap) = &self.tap {
+                tap.line(Direction::Received, &text);
+            }
+            Ok(text)
         })
         .await
     }
@@ -233,6 +242,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     pub async fn send(&mut self, tag: &str, command: &str, wait: Duration) -> Result<(), NetError> {
         within(wait, "sending to the IMAP server", async {
             let line = format!("{tag} {command}\r\n");
+            if let Some(tap) = &self.tap {
+                tap.line(Direction::Sent, &format!("{tag} {command}"));
+            }
             self.stream
                 .write_all(line.as_bytes())
                 .await

@@ -55,6 +55,7 @@ impl CheckPlugin for Reachability {
                 .passes("a TCP connection to the port succeeds")
                 .fails("the connection is refused, times out (a firewall that drops: allowlist the probe's address), or the name does not resolve")
                 .evidence("address", "the address connected to")
+                .evidence("addresses", "when the name has several addresses: each one checked, with this requirement's status there")
                 .evidence("local_address", "the probe's own address, the source address when one is given (the one to allowlist)")
                 .evidence("error", "what went wrong, where it failed")
                 .evidence("security", "on a port that is not a well-known one, with the mode left to the probe: `tls` or `starttls`, as found (then `security_detected` is true)")

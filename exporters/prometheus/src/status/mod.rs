@@ -55,11 +55,11 @@ impl StatusBoard {
     }
 
     /// A finished run: its report, when it finished, and its transcript if one was kept.
-    pub fn record(&self, report: &Report, finished_unix: f64, transcript: Option<String>) {
+    pub fn record(&self, report: &Report, finished_unix: f64, transcript: Option<Arc<str>>) {
         let status = MailboxStatus {
             report: Some(Arc::new(report.clone())),
             finished_unix: Some(finished_unix),
-            transcript: transcript.map(Arc::from),
+            transcript,
         };
         let mut map = self.mailboxes.write().unwrap_or_else(|e| e.into_inner());
         map.insert(report.mailbox.clone(), status);

@@ -57,7 +57,7 @@ fn pages_escape_every_server_string() {
     board.record(
         &hostile_report("sales<b>"),
         1_800_000_000.0,
-        Some(format!("S: * OK {HOSTILE}")),
+        Some(Arc::from(format!("S: * OK {HOSTILE}"))),
     );
     let reloads = ReloadState::default();
     reloads.record_failure(&format!("config.yaml: line 3: {HOSTILE}"));

@@ -11,7 +11,8 @@
 //! - an added one is scheduled within a tenth of the interval.
 //!
 //! Settings that belong to the process (`listen`, `otlp`, `alerts`, `plugins`, `concurrency`,
-//! `server_connections`) take effect at the next restart; a reload that changes them says so.
+//! `server_connections`, `ip_version`) take effect at the next restart; a reload that changes them
+//! says so (and the first configuration loaded after a start with none restarts in place).
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::pending;
@@ -231,6 +232,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.server_connections != new.server_connections {
         keys.push("server_connections");
+    }
+    if old.ip_version != new.ip_version {
+        keys.push("ip_version");
     }
     keys
 }

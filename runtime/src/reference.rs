@@ -76,7 +76,7 @@ pub const SECTIONS: &[Section] = &[
                 "ip_version",
                 "`any`",
                 "`4`, `6` or `any`",
-                "which addresses of the servers' names are checked: with `any`, every address a name resolves to (at most 8, one after the other), and a requirement fails when it fails at any of them, naming the address; `4` or `6` checks only the addresses of that version. A mailbox's `connect_to` is its one address. `run` reads it at start: a reload does not change it",
+                "which addresses of the servers' names are checked: with `any`, every address a name resolves to (at most 8, one after the other), and a requirement fails when it fails at any of them, naming the address; `4` or `6` checks only the addresses of that version. A mailbox's `connect_to` is its one address. `run` reads it at start: a reload that changes it says it takes effect at the next restart",
                 "any",
             ),
             key(

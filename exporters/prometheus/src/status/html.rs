@@ -106,6 +106,7 @@ ul.problems li { margin: 0 0 6px; }
 .muted { color: #57606a; }
 code, pre { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; }
 pre.transcript { background: #ffffff; border: 1px solid #d0d7de; border-radius: 6px; padding: 12px; overflow-x: auto; white-space: pre-wrap; word-break: break-all; max-height: 40em; }
+pre.transcript:focus { outline: 2px solid #0969da; outline-offset: 2px; }
 details summary { white-space: nowrap; cursor: pointer; }
 details pre { white-space: pre-wrap; word-break: break-all; margin: 4px 0 0; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; background: #ffffff; border: 1px solid #d0d7de; border-radius: 6px; padding: 12px 16px; margin: 0; }
@@ -396,7 +397,7 @@ pub fn mailbox(name: &str, status: &MailboxStatus, build: &BuildInfo, now: f64) 
         Some(t) => {
             let _ = writeln!(
                 body,
-                "<pre class=\"transcript\" aria-labelledby=\"transcript-h\">{}</pre>",
+                "<pre class=\"transcript\" tabindex=\"0\" aria-labelledby=\"transcript-h\">{}</pre>",
                 escape(t)
             );
         }

@@ -195,6 +195,8 @@ pub struct RunContext {
 impl RunContext {
     pub fn new(target: Arc<Target>, trust: Trust, budgets: Arc<Budgets>) -> Self {
         let deadline = Instant::now() + target.timeout;
+        // Every verdict and the password gate are the profile's client's.
+        let trust = trust.for_client(&target.profile.client);
         RunContext {
             target,
             trust,

@@ -87,12 +87,16 @@ impl fmt::Display for TlsVersion {
     }
 }
 
+/// What the vendor asks of the server's TLS versions (what the client speaks is in
+/// [`ClientModel::tls_versions`]).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsRules {
-    pub client_versions: Vec<TlsVersion>,
+    /// Compliant but weak: a warning when these are the only versions shared with the client.
     pub weak_versions: Vec<TlsVersion>,
 }
+
+pub use crate::client_model::{ClientModel, KeyRules, NameRules, Timeouts};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +120,10 @@ pub struct Profile {
     pub name: String,
     pub description: String,
     pub requirements: Vec<String>,
+    /// The CRM's client: what it offers and accepts. Every verdict and the decision to send the
+    /// password come from it; kept apart from the vendor's requirements below so each check's
+    /// own settings can move into sections of their own without touching it.
+    pub client: ClientModel,
     pub tls: TlsRules,
     pub certificate: CertificateRules,
     pub connections: ConnectionRules,
@@ -147,6 +155,10 @@ impl Profile {
         let p: Profile = serde_norway::from_str(text).map_err(|e| ProfileError::Malformed {
             name: name.to_string(),
             reason: e.to_string(),
+        })?;
+        p.client.check().map_err(|reason| ProfileError::Malformed {
+            name: name.to_string(),
+            reason,
         })?;
         Ok(p)
     }
@@ -214,7 +226,7 @@ mod tests {
     fn hubspot_profile_matches_the_source() {
         let p = Profile::builtin("hubspot").unwrap();
         assert_eq!(
-            p.tls.client_versions,
+            p.client.tls_versions,
             vec![
                 TlsVersion::Ssl3,
                 TlsVersion::Tls10,
@@ -222,7 +234,12 @@ mod tests {
                 TlsVersion::Tls12
             ]
         );
-        assert!(!p.tls.client_versions.contains(&TlsVersion::Tls13));
+        assert!(!p.client.tls_versions.contains(&TlsVersion::Tls13));
+        assert!(p.client.names.common_name_fallback);
+        assert_eq!(p.client.keys.rsa_min_bits, 1024);
+        assert!(p.client.accepts_signature("sha1WithRSAEncryption"));
+        assert!(!p.client.fetches_missing_intermediates);
+        assert_eq!(p.client.sasl_mechanisms, vec!["PLAIN", "LOGIN"]);
         assert_eq!(p.connections.imap + p.connections.smtp, 4);
         assert_eq!(
             p.connections.imap_with_other_folders + p.connections.smtp,

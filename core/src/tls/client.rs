@@ -146,6 +146,12 @@ pub(crate) static HANDSHAKE_ALGORITHMS: WebPkiSupportedAlgorithms = WebPkiSuppor
     ],
 };
 
+/// Every signature algorithm the probe can verify, the legacy ones included: to tell whether a
+/// certificate is self-signed whatever a client accepts.
+pub fn every_algorithm() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    HANDSHAKE_ALGORITHMS.all
+}
+
 /// A client model made ready for TLS: the algorithms it accepts, its versions and suites.
 #[derive(Clone, Debug)]
 pub struct ClientPolicy {
@@ -194,6 +200,11 @@ impl ClientPolicy {
                 .map(|(_, _, a)| **a)
                 .collect(),
         })
+    }
+
+    /// The certificate signature algorithms the client accepts (keys and hashes).
+    pub fn accepted_algorithms(&self) -> &[&'static dyn SignatureVerificationAlgorithm] {
+        &self.accepted
     }
 
     /// The rustls versions of the client's versions (rustls speaks 1.2 and 1.3 only; the rest

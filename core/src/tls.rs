@@ -25,7 +25,7 @@ mod conn;
 #[cfg(feature = "legacy-tls")]
 mod legacy;
 
-pub use client::{ClientPolicy, LeafNames, every_algorithm};
+pub use client::{ClientPolicy, LeafNames, every_algorithm, is_name_refusal};
 
 pub use conn::{
     LEGACY_SWITCH, TlsConn, TlsEngine, connect, legacy_engine, legacy_engine_available,
@@ -324,7 +324,7 @@ impl ServerCertVerifier for RecordingVerifier {
             message,
             cert,
             dss,
-            &client::HANDSHAKE_ALGORITHMS,
+            self.client.handshake_algorithms(),
         )
     }
 
@@ -338,7 +338,7 @@ impl ServerCertVerifier for RecordingVerifier {
             message,
             cert,
             dss,
-            &client::HANDSHAKE_ALGORITHMS,
+            self.client.handshake_algorithms(),
         )
     }
 
@@ -371,7 +371,7 @@ fn client_config(trust: &Trust, cache: &CacheInner) -> Result<ClientConfig, NetE
     let client = trust.client.clone();
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = client.rustls_suites();
-    provider.signature_verification_algorithms = client::HANDSHAKE_ALGORITHMS;
+    provider.signature_verification_algorithms = *client.handshake_algorithms();
     let versions = client.rustls_versions();
     if versions.is_empty() || provider.cipher_suites.is_empty() {
         return Err(NetError::Tls(
@@ -382,7 +382,7 @@ fn client_config(trust: &Trust, cache: &CacheInner) -> Result<ClientConfig, NetE
     let verifier = RecordingVerifier {
         roots: trust.roots.clone(),
         client,
-        schemes: client::HANDSHAKE_ALGORITHMS.supported_schemes(),
+        schemes: trust.client.handshake_algorithms().supported_schemes(),
         verdicts: cache.verdicts.clone(),
     };
     let mut config = ClientConfig::builder_with_provider(Arc::new(provider))

@@ -152,6 +152,30 @@ pub fn every_algorithm() -> &'static [&'static dyn SignatureVerificationAlgorith
     HANDSHAKE_ALGORITHMS.all
 }
 
+/// [`HANDSHAKE_ALGORITHMS`] without RSA-PSS, for a client that accepts RSA keys under 2048 bits
+/// and speaks TLS 1.2 at most: ring verifies PSS only with keys of 2048 bits and more, and an
+/// OpenSSL server that prefers its own order picks PSS whenever it is offered, so a 1024-bit
+/// server could not prove its key. TLS 1.2 servers all sign with PKCS#1 too.
+pub(crate) static HANDSHAKE_ALGORITHMS_SHORT_RSA: WebPkiSupportedAlgorithms =
+    WebPkiSupportedAlgorithms {
+        all: HANDSHAKE_ALGORITHMS.all,
+        mapping: &[
+            (
+                SignatureScheme::ECDSA_NISTP384_SHA384,
+                &[ECDSA_P384_SHA384, ECDSA_P256_SHA384],
+            ),
+            (
+                SignatureScheme::ECDSA_NISTP256_SHA256,
+                &[ECDSA_P256_SHA256, ECDSA_P384_SHA256],
+            ),
+            (SignatureScheme::ED25519, &[ED25519]),
+            (SignatureScheme::RSA_PKCS1_SHA512, &[RSA_1024_SHA512]),
+            (SignatureScheme::RSA_PKCS1_SHA384, &[RSA_2048_SHA384]),
+            (SignatureScheme::RSA_PKCS1_SHA256, &[RSA_1024_SHA256]),
+            (SignatureScheme::RSA_PKCS1_SHA1, &[RSA_1024_SHA1]),
+        ],
+    };
+
 /// A client model made ready for TLS: the algorithms it accepts, its versions and suites.
 #[derive(Clone, Debug)]
 pub struct ClientPolicy {
@@ -200,6 +224,17 @@ impl ClientPolicy {
                 .map(|(_, _, a)| **a)
                 .collect(),
         })
+    }
+
+    /// What the handshakes offer and verify the server's handshake signature with.
+    pub(crate) fn handshake_algorithms(&self) -> &'static WebPkiSupportedAlgorithms {
+        if self.rsa_min_bits < crate::client_model::CURRENT_RSA_MIN_BITS
+            && !self.versions.contains(&TlsVersion::Tls13)
+        {
+            &HANDSHAKE_ALGORITHMS_SHORT_RSA
+        } else {
+            &HANDSHAKE_ALGORITHMS
+        }
     }
 
     /// The certificate signature algorithms the client accepts (keys and hashes).
@@ -262,6 +297,10 @@ impl ClientPolicy {
         let leaf = X509Certificate::from_der(end_entity.as_ref())
             .map(|(_, c)| c)
             .map_err(|e| format!("the server's certificate cannot be parsed: {e}"))?;
+        // The name first: a name the client refuses is never relaxed (an insecure certificate
+        // allowed relaxes trust only), so it must be the reason when both fail.
+        let host = server_name.to_str();
+        self.check_name(&leaf, &host)?;
         if !is_trust_anchor(&leaf, roots) {
             let parsed = ParsedCertificate::try_from(end_entity)
                 .map_err(|e| format!("the server's certificate is rejected: {}", describe(&e)))?;
@@ -274,9 +313,7 @@ impl ClientPolicy {
             )
             .map_err(|e| describe(&e))?;
         }
-        self.check_keys(&leaf, intermediates)?;
-        let host = server_name.to_str();
-        self.check_name(&leaf, &host)
+        self.check_keys(&leaf, intermediates)
     }
 
     fn check_keys(
@@ -312,6 +349,15 @@ impl ClientPolicy {
         }
         Err(names.why_not(host, self.names.common_name_fallback))
     }
+}
+
+/// How every name refusal of [`ClientPolicy::verify`] begins.
+const NAME_REFUSAL: &str = "the certificate is not valid for ";
+
+/// Whether a verification error is the client refusing the name (which no setting relaxes)
+/// rather than the chain.
+pub fn is_name_refusal(verify_error: &str) -> bool {
+    verify_error.starts_with(NAME_REFUSAL)
 }
 
 /// The names of a leaf, as the name rules read them.
@@ -369,25 +415,25 @@ impl LeafNames {
         };
         if crate::client_model::parse_ip_host(host).is_some() {
             return format!(
-                "the certificate is not valid for {host}: an IP address is matched only against the subjectAltName's IP addresses, which are {}",
+                "{NAME_REFUSAL}{host}: an IP address is matched only against the subjectAltName's IP addresses, which are {}",
                 list(&self.ip)
             );
         }
         if !self.dns.is_empty() {
             return format!(
-                "the certificate is not valid for {host}: its subjectAltName lists {} (clients read the subjectAltName, not the Common Name, when it has DNS names)",
+                "{NAME_REFUSAL}{host}: its subjectAltName lists {} (clients read the subjectAltName, not the Common Name, when it has DNS names)",
                 list(&self.dns)
             );
         }
         match (&self.common_name, cn_fallback) {
             (Some(cn), true) => format!(
-                "the certificate is not valid for {host}: it has no DNS name in its subjectAltName and its Common Name is {cn}"
+                "{NAME_REFUSAL}{host}: it has no DNS name in its subjectAltName and its Common Name is {cn}"
             ),
             (_, false) => format!(
-                "the certificate is not valid for {host}: it has no DNS name in its subjectAltName (this client does not read the Common Name)"
+                "{NAME_REFUSAL}{host}: it has no DNS name in its subjectAltName (this client does not read the Common Name)"
             ),
             (None, true) => format!(
-                "the certificate is not valid for {host}: it carries no DNS name at all"
+                "{NAME_REFUSAL}{host}: it carries no DNS name at all"
             ),
         }
     }

@@ -192,11 +192,8 @@ async fn may_log_in(
 ) -> Option<Method> {
     let method = choose_method(caps);
     let refusal = if let Err(why) = cx.credentials_allowed(hs) {
-        RequirementResult::skip(
-            LOGIN,
-            "imap.certificate.trust",
-            format!("not evaluated: {why}"),
-        )
+        let gate = cx.gate_requirement(mailprobe_core::Protocol::Imap, hs);
+        RequirementResult::skip(LOGIN, &gate, format!("not evaluated: {why}"))
     } else if seen
         .greeting
         .as_ref()

@@ -25,11 +25,8 @@ pub(crate) async fn authenticate(
             .with("auth_before_tls", f.auth_before_tls.is_some())
     };
     if let Err(why) = cx.credentials_allowed(hs) {
-        cx.report(base(RequirementResult::skip(
-            LOGIN,
-            "smtp.certificate.trust",
-            why,
-        )));
+        let gate = cx.gate_requirement(mailprobe_core::Protocol::Smtp, hs);
+        cx.report(base(RequirementResult::skip(LOGIN, &gate, why)));
         quit(cx, creds, ep, &mut client).await;
         return;
     }

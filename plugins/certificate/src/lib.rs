@@ -205,6 +205,15 @@ async fn read_chain(
         Ok(h) if !h.chain.is_empty() => Ok(h.chain),
         other => match legacy {
             Some(c) if !c.is_empty() => Ok(c),
+            // The client's own handshake failed in TLS itself (e.g. a TLS 1.3-only server and a
+            // TLS 1.2 client; `*.tls_versions` says so): read the certificate anyway.
+            _ if other
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.step.as_deref() == Some("tls_handshake")) =>
+            {
+                handshake::chain_for_inspection(cx, p).await
+            }
             _ => Err(match other {
                 Err(e) => e,
                 Ok(_) => NetErrorView::new(

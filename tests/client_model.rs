@@ -575,3 +575,13 @@ fn postfix_with_a_cn_only_certificate_gets_the_password_as_the_jvm_would_connect
         assert_eq!(python_accepts(&ca, HOST, port), sent, "{cert}: python");
     }
 }
+
+#[test]
+fn the_report_reader_refuses_debug_formatted_text() {
+    use common::probe::debug_text;
+    assert!(debug_text("untrusted: invalid peer certificate: UnsupportedSignatureAlgorithmContext { signature_algorithm_id: [6, 9], supported_algorithms: [] }").is_some());
+    assert!(debug_text("TLS handshake failed: invalid peer certificate: BadSignature").is_some());
+    assert!(debug_text("got Some(\"x\")").is_some());
+    assert!(debug_text("the certificate is not valid for mail.lab.test: its subjectAltName lists other.lab.test").is_none());
+    assert!(debug_text("Dovecot: set ssl_min_protocol = TLSv1.2 { see the docs }").is_none());
+}

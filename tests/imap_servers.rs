@@ -54,7 +54,9 @@ fn assert_good_dovecot(report: &Value, security: &str) {
         "{sw:#}"
     );
     let login = &requirement(report, "imap.login")["evidence"];
-    assert_eq!(login["method"], "LOGIN");
+    // The hubspot client (JavaMail) uses SASL PLAIN where the server offers it.
+    assert_eq!(login["method"], "AUTHENTICATE PLAIN", "{login:#}");
+    assert_eq!(login["mechanism_used"], "PLAIN", "{login:#}");
     assert!(
         login["mechanisms"]
             .as_array()

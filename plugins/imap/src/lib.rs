@@ -16,6 +16,7 @@ pub mod fingerprint;
 pub mod folders;
 pub mod listing;
 pub mod login;
+mod refusal;
 pub mod remedies;
 pub mod session;
 pub mod software;

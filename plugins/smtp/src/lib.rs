@@ -11,6 +11,7 @@
 
 pub mod encryption;
 pub mod login;
+mod refusal;
 pub mod remedies;
 pub mod session;
 

@@ -117,7 +117,11 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         .get::<LegacyChain>()
         .and_then(|c| c.0.get(&p))
         .cloned();
-    if cx.status(&enc) == Some(Status::Fail) && legacy.is_none() {
+    let refused_in_tls = matches!(
+        handshake::first(cx, p),
+        Some(Err(e)) if e.step.as_deref() == Some("tls_handshake")
+    );
+    if cx.status(&enc) == Some(Status::Fail) && legacy.is_none() && !refused_in_tls {
         skip_all(cx, &ids, &enc);
         return;
     }

@@ -62,6 +62,9 @@ pub async fn detect<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// How the error of a port that speaks neither begins.
+pub const NEITHER: &str = "this port speaks neither the mail protocol nor TLS";
+
 /// After silence and a ClientHello: a TLS record means TLS, the start of a greeting (IMAP `*`,
 /// an SMTP reply digit) a server that was only slow to greet; anything else, neither.
 fn answer_to_hello(first: u8) -> Result<Security, NetError> {
@@ -69,7 +72,7 @@ fn answer_to_hello(first: u8) -> Result<Security, NetError> {
         TLS_HANDSHAKE | TLS_ALERT => Ok(Security::Tls),
         b'*' | b'2' | b'4' | b'5' => Ok(Security::Starttls),
         other => Err(NetError::Protocol(format!(
-            "this port speaks neither the mail protocol nor TLS: it sent no greeting and answered a ClientHello with byte 0x{other:02x}, which starts neither a TLS record nor a greeting"
+            "{NEITHER}: it sent no greeting and answered a ClientHello with byte 0x{other:02x}, which starts neither a TLS record nor a greeting"
         ))),
     }
 }

@@ -585,3 +585,70 @@ fn the_report_reader_refuses_debug_formatted_text() {
     assert!(debug_text("the certificate is not valid for mail.lab.test: its subjectAltName lists other.lab.test").is_none());
     assert!(debug_text("Dovecot: set ssl_min_protocol = TLSv1.2 { see the docs }").is_none());
 }
+
+#[test]
+fn a_profile_of_ones_own_changes_the_verdicts_and_the_gate() {
+    let pki = Pki::new("own-profile");
+    pki.leaf(&leaf("cn-only", HOST, None));
+    let lab = Lab::dovecot_with_certs(
+        "cm-own-profile",
+        DovecotOpts {
+            cert: "cn-only",
+            imap: false,
+            ..Default::default()
+        },
+        &pki.dir,
+    );
+    let file = pki.dir.join("profiles.yaml");
+    std::fs::write(
+        &file,
+        "profiles:\n  - name: strict-client\n    extends: hubspot\n    description: a client that never reads the CN\n    client:\n      names:\n        common_name_fallback: false\n",
+    )
+    .unwrap();
+    let port = lab.port("imaps");
+    let ca = pki.ca();
+    let file_arg = file.display().to_string();
+    let ca_arg = ca.display().to_string();
+    let run = mailprobe(&[
+        "check",
+        "--imap",
+        &format!("{HOST}:{port}"),
+        "--imap-security",
+        "tls",
+        "--connect-to",
+        &format!("{HOST}:127.0.0.1"),
+        "--ca-file",
+        &ca_arg,
+        "--user",
+        Lab::user(),
+        "--password-env",
+        PASSWORD_ENV,
+        "--profile-file",
+        &file_arg,
+        "--profile",
+        "strict-client",
+        "--only",
+        "imap,certificate",
+        "--format",
+        "json",
+    ]);
+    let report = run.json();
+    assert_eq!(report["profile"], "strict-client", "{report:#}");
+    // The hubspot client accepts this certificate through the CN; this one does not, and the
+    // password stays home.
+    assert_eq!(status(&report, "imap.certificate.name"), "fail", "{report:#}");
+    assert!(!password_sent(&report, "imap.login"));
+
+    let listed = mailprobe(&["profiles", "--profile-file", &file_arg, "--format", "json"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let rows: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["hubspot", "strict-client"], "{rows:#}");
+    assert_eq!(rows[1]["kind"], "user");
+    assert_eq!(rows[1]["client"]["names"]["common_name_fallback"], false);
+}

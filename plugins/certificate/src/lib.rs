@@ -25,15 +25,46 @@ use x509::{CertInfo, NameMatch, TrustOutcome};
 
 pub const NAME: &str = "certificate";
 
+/// What the default profile's client model accepts, in words, for the requirement docs: the
+/// reference pages come from the model itself.
+fn default_model() -> (String, String) {
+    let Ok(p) = mailprobe_core::profile::Profile::shared(mailprobe_core::profile::DEFAULT_PROFILE)
+    else {
+        return (String::new(), String::new());
+    };
+    let c = &p.client;
+    let names = format!(
+        " ({}: {})",
+        p.name,
+        if c.names.common_name_fallback {
+            "the CN is read when there is no DNS SAN"
+        } else {
+            "the CN is never read"
+        }
+    );
+    let crypto = format!(
+        " ({}: RSA keys of {} bits and more, SHA-1 signatures {})",
+        p.name,
+        c.keys.rsa_min_bits,
+        if c.accepts_signature("sha1WithRSAEncryption") {
+            "accepted"
+        } else {
+            "refused"
+        }
+    );
+    (names, crypto)
+}
+
 /// The three requirements of one protocol's port.
 fn specs(p: Protocol) -> [RequirementSpec; 3] {
     let reachable = [p.requirement("reachable")];
+    let (model_names, model_crypto) = default_model();
     [
         RequirementSpec::new(
             p.requirement("certificate.name"),
             "the CRM's client accepts the certificate for the server's host name",
         )
-        .passes("the profile's client accepts the certificate for the host (a DNS name in the subjectAltName, RFC 6125 wildcards; the CN only when there is no DNS SAN; an IP host only against IP SANs) and the Common Name contains the FQDN")
+        .passes(format!("the profile's client accepts the certificate for the host (a DNS name in the subjectAltName, RFC 6125 wildcards; the CN only when there is no DNS SAN, if the client reads it; an IP host only against IP SANs){model_names} and the Common Name contains the FQDN"))
         .warns("the client accepts it but the Common Name lacks the FQDN (the vendor asks for it), or accepts it only through the Common Name (no DNS SAN: clients that follow RFC 6125 strictly refuse it)")
         .fails("the client would refuse the certificate for the host, whatever the Common Name says (the summary names the subjectAltName's names)")
         .evidence("subject_cn", "the leaf's subject Common Name")
@@ -43,7 +74,7 @@ fn specs(p: Protocol) -> [RequirementSpec; 3] {
             p.requirement("certificate.trust"),
             "the certificate chain verifies to a trusted root",
         )
-        .passes("the chain verifies to a trusted root (system roots plus `ca_file`) by the client's rules (its key sizes and signature algorithms; a missing intermediate is not fetched)")
+        .passes(format!("the chain verifies to a trusted root (system roots plus `ca_file`) by the client's rules (its key sizes and signature algorithms{model_crypto}; a missing intermediate is not fetched)"))
         .warns("the chain is untrusted, but `allow_insecure_cert` is set (it relaxes trust only, never the name); or a key or signature algorithm the client accepts but current practice does not (RSA under 2048 bits, SHA-1)")
         .fails("the chain is untrusted (self-signed, unknown issuer, incomplete chain) and insecure certificates are not allowed; or a key or signature algorithm the client refuses")
         .evidence("chain", "each certificate of the chain: subject, key_type, key_bits, signature_algorithm"),

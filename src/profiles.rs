@@ -86,7 +86,11 @@ pub fn list(args: &ProfilesArgs) -> u8 {
                     p.description,
                     c.kind,
                     versions.join(", "),
-                    if c.names.common_name_fallback { "yes" } else { "no" },
+                    if c.names.common_name_fallback {
+                        "yes"
+                    } else {
+                        "no"
+                    },
                     c.keys.rsa_min_bits,
                     if c.accepts_signature("sha1WithRSAEncryption") {
                         "accepted"

@@ -63,17 +63,56 @@ impl Pki {
         let ca_ext = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n";
         std::fs::write(pki.dir.join("ca.ext"), ca_ext).unwrap();
         pki.openssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-subj", "/CN=Client Model Test Root", "-days", "30", "-sha256", "-addext",
-            "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=Client Model Test Root",
+            "-days",
+            "30",
+            "-sha256",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ]);
         pki.openssl(&[
-            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "inter.key", "-out",
-            "inter.csr", "-subj", "/CN=Client Model Test Intermediate",
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "inter.key",
+            "-out",
+            "inter.csr",
+            "-subj",
+            "/CN=Client Model Test Intermediate",
         ]);
         pki.openssl(&[
-            "x509", "-req", "-in", "inter.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-set_serial", "2", "-days", "30", "-sha256", "-extfile", "ca.ext", "-out", "inter.pem",
+            "x509",
+            "-req",
+            "-in",
+            "inter.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "30",
+            "-sha256",
+            "-extfile",
+            "ca.ext",
+            "-out",
+            "inter.pem",
         ]);
         pki
     }
@@ -100,7 +139,8 @@ impl Pki {
         let bits = format!("rsa:{}", l.rsa_bits);
         let subj = format!("/CN={}", l.cn);
         self.openssl(&[
-            "req", "-new", "-newkey", &bits, "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj,
+            "req", "-new", "-newkey", &bits, "-nodes", "-keyout", &key, "-out", &csr, "-subj",
+            &subj,
         ]);
         let (ca, ca_key) = if l.by_intermediate {
             ("inter.pem", "inter.key")
@@ -110,8 +150,23 @@ impl Pki {
         let digest = format!("-{}", l.digest);
         let serial = format!("{}", 100 + self.dir.read_dir().unwrap().count());
         self.openssl(&[
-            "x509", "-req", "-in", &csr, "-CA", ca, "-CAkey", ca_key, "-set_serial", &serial,
-            "-days", "30", &digest, "-extfile", &ext_file, "-out", &crt,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            "-set_serial",
+            &serial,
+            "-days",
+            "30",
+            &digest,
+            "-extfile",
+            &ext_file,
+            "-out",
+            &crt,
         ]);
         let mut pem = std::fs::read_to_string(self.dir.join(&crt)).unwrap();
         if l.sends_chain {
@@ -231,7 +286,11 @@ except Exception as e:
         .arg(port.to_string())
         .output()
         .expect("python3");
-    assert!(out.status.success(), "python3: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -353,7 +412,9 @@ fn certificate_verdicts_and_the_password_gate_match_the_clients() {
                 ..leaf("rsa1024", HOST, Some("DNS:mail.lab.test"))
             },
             vec![Case {
-                differs_by: Some("client.keys.rsa_min_bits: 1024 (the JVM refuses RSA under 1024 bits only; OpenSSL's and Python's security level 2 need 2048)"),
+                differs_by: Some(
+                    "client.keys.rsa_min_bits: 1024 (the JVM refuses RSA under 1024 bits only; OpenSSL's and Python's security level 2 need 2048)",
+                ),
                 ..case(HOST, "pass", "warn", true)
             }],
         ),
@@ -363,7 +424,9 @@ fn certificate_verdicts_and_the_password_gate_match_the_clients() {
                 ..leaf("sha1", HOST, Some("DNS:mail.lab.test"))
             },
             vec![Case {
-                differs_by: Some("client.signature_algorithms lists sha1WithRSAEncryption (JSSE refuses SHA-1 only under the JDK's own roots; OpenSSL 3 refuses SHA-1 from security level 1)"),
+                differs_by: Some(
+                    "client.signature_algorithms lists sha1WithRSAEncryption (JSSE refuses SHA-1 only under the JDK's own roots; OpenSSL 3 refuses SHA-1 from security level 1)",
+                ),
                 ..case(HOST, "pass", "warn", true)
             }],
         ),
@@ -406,10 +469,20 @@ fn certificate_verdicts_and_the_password_gate_match_the_clients() {
             let report = check_imaps(&ca, c.host, port);
             let name = requirement(&report, "imap.certificate.name");
             let trust = requirement(&report, "imap.certificate.trust");
-            assert_eq!(name["status"], c.name, "{what}: {name:#} {:#}", requirement(&report, "imap.encryption"));
+            assert_eq!(
+                name["status"],
+                c.name,
+                "{what}: {name:#} {:#}",
+                requirement(&report, "imap.encryption")
+            );
             assert_eq!(trust["status"], c.trust, "{what}: {trust:#}");
             let sent = password_sent(&report, "imap.login");
-            assert_eq!(sent, c.sends, "{what}: {:#}", requirement(&report, "imap.login"));
+            assert_eq!(
+                sent,
+                c.sends,
+                "{what}: {:#}",
+                requirement(&report, "imap.login")
+            );
             // The model is the JVM's: the password goes exactly where the JVM connects.
             assert_eq!(
                 sent,
@@ -449,12 +522,16 @@ fn certificate_verdicts_and_the_password_gate_match_the_clients() {
                     remedy.contains("1024-bit RSA") || remedy.contains("SHA-1"),
                     "{what}: the remedy names the key or algorithm: {remedy}"
                 );
-                assert!(trust["evidence"]["chain"][0]["key_bits"].is_number(), "{trust:#}");
+                assert!(
+                    trust["evidence"]["chain"][0]["key_bits"].is_number(),
+                    "{trust:#}"
+                );
             }
             if c.name == "fail" && !is_ip(c.host) && l.san.is_some() {
                 let summary = name["summary"].as_str().unwrap_or_default();
                 assert!(
-                    summary.contains("subjectAltName") && summary.contains(l.san.unwrap_or_default().trim_start_matches("DNS:")),
+                    summary.contains("subjectAltName")
+                        && summary.contains(l.san.unwrap_or_default().trim_start_matches("DNS:")),
                     "{what}: the summary names the SAN's names: {summary}"
                 );
             }
@@ -528,7 +605,10 @@ fn postfix_with_a_cn_only_certificate_gets_the_password_as_the_jvm_would_connect
             ..Default::default()
         },
     );
-    for (cert, sends, name) in [("cn-only", true, "warn"), ("cn-host-san-other", false, "fail")] {
+    for (cert, sends, name) in [
+        ("cn-only", true, "warn"),
+        ("cn-host-san-other", false, "fail"),
+    ] {
         let postfix = Lab::postfix_with_certs(
             &format!("cm-pf-{cert}"),
             &dovecot,
@@ -636,7 +716,11 @@ fn a_profile_of_ones_own_changes_the_verdicts_and_the_gate() {
     assert_eq!(report["profile"], "strict-client", "{report:#}");
     // The hubspot client accepts this certificate through the CN; this one does not, and the
     // password stays home.
-    assert_eq!(status(&report, "imap.certificate.name"), "fail", "{report:#}");
+    assert_eq!(
+        status(&report, "imap.certificate.name"),
+        "fail",
+        "{report:#}"
+    );
     assert!(!password_sent(&report, "imap.login"));
 
     let listed = mailprobe(&["profiles", "--profile-file", &file_arg, "--format", "json"]);

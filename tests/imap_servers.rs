@@ -201,9 +201,18 @@ fn wrong_password_is_refused_with_the_servers_words() {
     let words = l["evidence"]["server_response"].as_str().unwrap();
     assert!(words.contains("Authentication failed"), "{l:#}");
     // RFC 5530: the code chooses the remedy; a wrong password is not temporary.
-    assert_eq!(l["evidence"]["response_code"], "AUTHENTICATIONFAILED", "{l:#}");
+    assert_eq!(
+        l["evidence"]["response_code"], "AUTHENTICATIONFAILED",
+        "{l:#}"
+    );
     assert_eq!(l["evidence"]["temporary"], false, "{l:#}");
-    assert!(l["summary"].as_str().unwrap().contains("user name or the password"), "{l:#}");
+    assert!(
+        l["summary"]
+            .as_str()
+            .unwrap()
+            .contains("user name or the password"),
+        "{l:#}"
+    );
     assert!(l["remedy"].as_str().unwrap().contains("password"), "{l:#}");
     assert_status(&report, "imap.folders", "skip");
     assert_eq!(

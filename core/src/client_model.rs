@@ -107,7 +107,9 @@ impl ClientModel {
             }
         }
         if self.sasl_mechanisms.is_empty() {
-            return Err("client.sasl_mechanisms is empty: list the mechanisms the client uses".into());
+            return Err(
+                "client.sasl_mechanisms is empty: list the mechanisms the client uses".into(),
+            );
         }
         for m in &self.sasl_mechanisms {
             if !KNOWN_SASL_MECHANISMS.contains(&m.as_str()) {
@@ -175,8 +177,7 @@ impl NameRules {
                 .any(|p| host_matches(p, host))
                 .then_some(NameRoute::DnsSan);
         }
-        if self.common_name_fallback && names.common_name.is_some_and(|cn| host_matches(cn, host))
-        {
+        if self.common_name_fallback && names.common_name.is_some_and(|cn| host_matches(cn, host)) {
             return Some(NameRoute::CommonName);
         }
         None
@@ -305,13 +306,19 @@ mod tests {
         let host = "mail.example.com";
         let other = vec!["other.example.com".to_string()];
         // CN = host, SAN lists another name: every client refuses it.
-        assert_eq!(rules(true).accepts(names(Some(host), &other, &[]), host), None);
+        assert_eq!(
+            rules(true).accepts(names(Some(host), &other, &[]), host),
+            None
+        );
         // CN only, no SAN at all: JSSE, OpenSSL and Python accept it.
         assert_eq!(
             rules(true).accepts(names(Some(host), &[], &[]), host),
             Some(NameRoute::CommonName)
         );
-        assert_eq!(rules(false).accepts(names(Some(host), &[], &[]), host), None);
+        assert_eq!(
+            rules(false).accepts(names(Some(host), &[], &[]), host),
+            None
+        );
         let wild = vec!["*.example.com".to_string()];
         assert_eq!(
             rules(true).accepts(names(Some("x"), &wild, &[]), host),
@@ -356,10 +363,15 @@ mod tests {
         assert!(f.iter().all(|x| matches!(x, CryptoFinding::Weak(_))));
         let mut strict = c.clone();
         strict.keys.rsa_min_bits = 2048;
-        strict.signature_algorithms.retain(|a| !a.starts_with("sha1"));
+        strict
+            .signature_algorithms
+            .retain(|a| !a.starts_with("sha1"));
         let f = strict.judge_crypto("the leaf", "RSA", Some(1024), "sha1WithRSAEncryption", true);
         assert!(f.iter().all(|x| matches!(x, CryptoFinding::Refused(_))));
-        assert!(c.judge_crypto("root", "RSA", Some(4096), "sha1WithRSAEncryption", false).is_empty());
+        assert!(
+            c.judge_crypto("root", "RSA", Some(4096), "sha1WithRSAEncryption", false)
+                .is_empty()
+        );
     }
 
     #[test]

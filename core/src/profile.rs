@@ -190,9 +190,15 @@ impl Profile {
     pub fn derive(def: &serde_json::Value) -> Result<Profile, ProfileError> {
         let bad = |reason: String| ProfileError::Definition { reason };
         let serde_json::Value::Object(map) = def else {
-            return Err(bad("a profile is a mapping with `name`, `extends` and the keys that differ".into()));
+            return Err(bad(
+                "a profile is a mapping with `name`, `extends` and the keys that differ".into(),
+            ));
         };
-        let text = |k: &str| map.get(k).and_then(serde_json::Value::as_str).map(str::trim);
+        let text = |k: &str| {
+            map.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+        };
         let name = text("name")
             .filter(|n| !n.is_empty())
             .ok_or_else(|| bad("a profile needs a `name`".into()))?
@@ -213,8 +219,8 @@ impl Profile {
         let mut changes = map.clone();
         changes.remove("extends");
         merge(&mut merged, serde_json::Value::Object(changes));
-        let p: Profile = serde_json::from_value(merged)
-            .map_err(|e| bad(format!("profile `{name}`: {e}")))?;
+        let p: Profile =
+            serde_json::from_value(merged).map_err(|e| bad(format!("profile `{name}`: {e}")))?;
         p.client
             .check()
             .map_err(|reason| bad(format!("profile `{name}`: {reason}")))?;
@@ -389,15 +395,23 @@ mod tests {
         assert_eq!(p.warn_days(), 14);
         Profile::register(std::slice::from_ref(&p));
         assert_eq!(Profile::shared("strict-client").unwrap().warn_days(), 14);
-        assert!(Profile::registered().iter().any(|(p, builtin)| p.name == "strict-client" && !builtin));
+        assert!(
+            Profile::registered()
+                .iter()
+                .any(|(p, builtin)| p.name == "strict-client" && !builtin)
+        );
 
-        let e = Profile::derive(&serde_json::json!({"name": "x", "extends": "hubspot", "client": {"nmaes": {}}}))
-            .unwrap_err()
-            .to_string();
+        let e = Profile::derive(
+            &serde_json::json!({"name": "x", "extends": "hubspot", "client": {"nmaes": {}}}),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown field `nmaes`"), "{e}");
-        let e = Profile::derive(&serde_json::json!({"name": "x", "extends": "hubspot", "requirements": ["imap.nope"]}))
-            .unwrap_err()
-            .to_string();
+        let e = Profile::derive(
+            &serde_json::json!({"name": "x", "extends": "hubspot", "requirements": ["imap.nope"]}),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown requirement `imap.nope`"), "{e}");
         let e = Profile::derive(&serde_json::json!({"name": "x", "extends": "nope"}))
             .unwrap_err()

@@ -422,11 +422,7 @@ impl Config {
                     let word = message.split('`').nth(1).filter(|w| !w.is_empty());
                     // The profile's own name comes first in the message: look for the key or ID
                     // after it.
-                    let word = message
-                        .split('`')
-                        .nth(3)
-                        .filter(|w| !w.is_empty())
-                        .or(word);
+                    let word = message.split('`').nth(3).filter(|w| !w.is_empty()).or(word);
                     ConfigError {
                         file: file.to_string(),
                         line: lines::word_line_in_item(text, "profiles", i, word),
@@ -699,7 +695,10 @@ mailboxes:
         let bad = text.replace("common_name_fallback: false", "common_name_fallbak: false");
         let e = Config::parse(&bad, "c.yaml").unwrap_err();
         assert_eq!(e.line, Some(6), "{e}");
-        assert!(e.message.contains("unknown field `common_name_fallbak`"), "{e}");
+        assert!(
+            e.message.contains("unknown field `common_name_fallbak`"),
+            "{e}"
+        );
 
         let bad = text.replace(
             "    client:\n",

@@ -45,10 +45,10 @@ pub fn assert_no_debug_text(report: &Value) {
             Value::Object(m) => {
                 for (k, v) in m {
                     let here = format!("{path}.{k}");
-                    if let ("summary" | "remedy", Value::String(s)) = (k.as_str(), v) {
-                        if let Some(why) = debug_text(s) {
-                            panic!("{here} holds Debug-formatted text ({why}): {s}");
-                        }
+                    if let ("summary" | "remedy", Value::String(s)) = (k.as_str(), v)
+                        && let Some(why) = debug_text(s)
+                    {
+                        panic!("{here} holds Debug-formatted text ({why}): {s}");
                     }
                     walk(v, &here);
                 }
@@ -78,7 +78,10 @@ pub fn debug_text(s: &str) -> Option<&'static str> {
         "ConnectionRefused",
         "TimedOut",
     ];
-    if ["Some(", "Ok(", "Err(", "None)"].iter().any(|p| s.contains(p)) {
+    if ["Some(", "Ok(", "Err(", "None)"]
+        .iter()
+        .any(|p| s.contains(p))
+    {
         return Some("an Option or Result");
     }
     if VARIANTS.iter().any(|v| s.contains(v)) {

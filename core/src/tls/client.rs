@@ -14,8 +14,8 @@ use ring::signature as ring_sig;
 use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{
-    AlgorithmIdentifier, CertificateDer, InvalidSignature, ServerName, SignatureVerificationAlgorithm,
-    UnixTime, alg_id,
+    AlgorithmIdentifier, CertificateDer, InvalidSignature, ServerName,
+    SignatureVerificationAlgorithm, UnixTime, alg_id,
 };
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, RootCertStore, SignatureScheme, SupportedCipherSuite};
@@ -70,21 +70,96 @@ macro_rules! alg {
     };
 }
 
-alg!(ECDSA_P256_SHA256, alg_id::ECDSA_P256, alg_id::ECDSA_SHA256, &ring_sig::ECDSA_P256_SHA256_ASN1);
-alg!(ECDSA_P256_SHA384, alg_id::ECDSA_P256, alg_id::ECDSA_SHA384, &ring_sig::ECDSA_P256_SHA384_ASN1);
-alg!(ECDSA_P384_SHA256, alg_id::ECDSA_P384, alg_id::ECDSA_SHA256, &ring_sig::ECDSA_P384_SHA256_ASN1);
-alg!(ECDSA_P384_SHA384, alg_id::ECDSA_P384, alg_id::ECDSA_SHA384, &ring_sig::ECDSA_P384_SHA384_ASN1);
-alg!(ED25519, alg_id::ED25519, alg_id::ED25519, &ring_sig::ED25519);
-alg!(RSA_PSS_SHA256, alg_id::RSA_ENCRYPTION, alg_id::RSA_PSS_SHA256, &ring_sig::RSA_PSS_2048_8192_SHA256);
-alg!(RSA_PSS_SHA384, alg_id::RSA_ENCRYPTION, alg_id::RSA_PSS_SHA384, &ring_sig::RSA_PSS_2048_8192_SHA384);
-alg!(RSA_PSS_SHA512, alg_id::RSA_ENCRYPTION, alg_id::RSA_PSS_SHA512, &ring_sig::RSA_PSS_2048_8192_SHA512);
-alg!(RSA_2048_SHA256, alg_id::RSA_ENCRYPTION, alg_id::RSA_PKCS1_SHA256, &ring_sig::RSA_PKCS1_2048_8192_SHA256);
-alg!(RSA_2048_SHA384, alg_id::RSA_ENCRYPTION, alg_id::RSA_PKCS1_SHA384, &ring_sig::RSA_PKCS1_2048_8192_SHA384);
-alg!(RSA_2048_SHA512, alg_id::RSA_ENCRYPTION, alg_id::RSA_PKCS1_SHA512, &ring_sig::RSA_PKCS1_2048_8192_SHA512);
-alg!(RSA_2048_SHA1, alg_id::RSA_ENCRYPTION, RSA_PKCS1_SHA1_ID, &ring_sig::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY);
-alg!(RSA_1024_SHA256, alg_id::RSA_ENCRYPTION, alg_id::RSA_PKCS1_SHA256, &ring_sig::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY);
-alg!(RSA_1024_SHA512, alg_id::RSA_ENCRYPTION, alg_id::RSA_PKCS1_SHA512, &ring_sig::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY);
-alg!(RSA_1024_SHA1, alg_id::RSA_ENCRYPTION, RSA_PKCS1_SHA1_ID, &ring_sig::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY);
+alg!(
+    ECDSA_P256_SHA256,
+    alg_id::ECDSA_P256,
+    alg_id::ECDSA_SHA256,
+    &ring_sig::ECDSA_P256_SHA256_ASN1
+);
+alg!(
+    ECDSA_P256_SHA384,
+    alg_id::ECDSA_P256,
+    alg_id::ECDSA_SHA384,
+    &ring_sig::ECDSA_P256_SHA384_ASN1
+);
+alg!(
+    ECDSA_P384_SHA256,
+    alg_id::ECDSA_P384,
+    alg_id::ECDSA_SHA256,
+    &ring_sig::ECDSA_P384_SHA256_ASN1
+);
+alg!(
+    ECDSA_P384_SHA384,
+    alg_id::ECDSA_P384,
+    alg_id::ECDSA_SHA384,
+    &ring_sig::ECDSA_P384_SHA384_ASN1
+);
+alg!(
+    ED25519,
+    alg_id::ED25519,
+    alg_id::ED25519,
+    &ring_sig::ED25519
+);
+alg!(
+    RSA_PSS_SHA256,
+    alg_id::RSA_ENCRYPTION,
+    alg_id::RSA_PSS_SHA256,
+    &ring_sig::RSA_PSS_2048_8192_SHA256
+);
+alg!(
+    RSA_PSS_SHA384,
+    alg_id::RSA_ENCRYPTION,
+    alg_id::RSA_PSS_SHA384,
+    &ring_sig::RSA_PSS_2048_8192_SHA384
+);
+alg!(
+    RSA_PSS_SHA512,
+    alg_id::RSA_ENCRYPTION,
+    alg_id::RSA_PSS_SHA512,
+    &ring_sig::RSA_PSS_2048_8192_SHA512
+);
+alg!(
+    RSA_2048_SHA256,
+    alg_id::RSA_ENCRYPTION,
+    alg_id::RSA_PKCS1_SHA256,
+    &ring_sig::RSA_PKCS1_2048_8192_SHA256
+);
+alg!(
+    RSA_2048_SHA384,
+    alg_id::RSA_ENCRYPTION,
+    alg_id::RSA_PKCS1_SHA384,
+    &ring_sig::RSA_PKCS1_2048_8192_SHA384
+);
+alg!(
+    RSA_2048_SHA512,
+    alg_id::RSA_ENCRYPTION,
+    alg_id::RSA_PKCS1_SHA512,
+    &ring_sig::RSA_PKCS1_2048_8192_SHA512
+);
+alg!(
+    RSA_2048_SHA1,
+    alg_id::RSA_ENCRYPTION,
+    RSA_PKCS1_SHA1_ID,
+    &ring_sig::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
+);
+alg!(
+    RSA_1024_SHA256,
+    alg_id::RSA_ENCRYPTION,
+    alg_id::RSA_PKCS1_SHA256,
+    &ring_sig::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY
+);
+alg!(
+    RSA_1024_SHA512,
+    alg_id::RSA_ENCRYPTION,
+    alg_id::RSA_PKCS1_SHA512,
+    &ring_sig::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY
+);
+alg!(
+    RSA_1024_SHA1,
+    alg_id::RSA_ENCRYPTION,
+    RSA_PKCS1_SHA1_ID,
+    &ring_sig::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY
+);
 
 /// The certificate signature algorithms by the OpenSSL names a client model lists them with,
 /// and the smallest RSA key each verifies.
@@ -265,7 +340,7 @@ impl ClientPolicy {
                 let name = super::iana_cipher_name(s.suite());
                 match s {
                     SupportedCipherSuite::Tls13(_) => tls13,
-                    SupportedCipherSuite::Tls12(_) => self.suites.iter().any(|c| *c == name),
+                    SupportedCipherSuite::Tls12(_) => self.suites.contains(&name),
                 }
             })
             .copied()
@@ -432,9 +507,7 @@ impl LeafNames {
             (_, false) => format!(
                 "{NAME_REFUSAL}{host}: it has no DNS name in its subjectAltName (this client does not read the Common Name)"
             ),
-            (None, true) => format!(
-                "{NAME_REFUSAL}{host}: it carries no DNS name at all"
-            ),
+            (None, true) => format!("{NAME_REFUSAL}{host}: it carries no DNS name at all"),
         }
     }
 }
@@ -482,7 +555,10 @@ fn der_contents(tlv: &[u8]) -> Option<&[u8]> {
             return None;
         }
         let (l, rest) = rest.split_at(n);
-        (l.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b)), rest)
+        (
+            l.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b)),
+            rest,
+        )
     };
     rest.get(..len)
 }

@@ -357,10 +357,9 @@ pub fn judge_name(
             ),
             remedies::common_name_only(host),
         ),
-        NameMatch::SanOnly => RequirementResult::pass(
-            id,
-            format!("a subjectAltName matches {host}"),
-        ),
+        NameMatch::SanOnly => {
+            RequirementResult::pass(id, format!("a subjectAltName matches {host}"))
+        }
         NameMatch::CommonNameFallback => RequirementResult::warn(
             id,
             format!(
@@ -455,8 +454,12 @@ impl WithCrypto for RequirementResult {
             self.summary = format!("{}; {}", self.summary, weak.join("; "));
             self.remedy = Some(remedies::weak_crypto(&weak));
         }
-        self.with("chain", Value::Array(facts))
-            .with("weak_crypto", weak.iter().map(|s| Value::String((*s).to_string())).collect::<Vec<_>>())
+        self.with("chain", Value::Array(facts)).with(
+            "weak_crypto",
+            weak.iter()
+                .map(|s| Value::String((*s).to_string()))
+                .collect::<Vec<_>>(),
+        )
     }
 }
 
@@ -739,7 +742,11 @@ mod tests {
         cn_host.san_dns = vec!["other.example.com".into()];
         let r = judge_name(id, &cn_host, "mail.example.com", &rules, true);
         assert_eq!(r.status, Status::Fail);
-        assert!(r.summary.contains("other.example.com") && r.summary.contains("subjectAltName"), "{}", r.summary);
+        assert!(
+            r.summary.contains("other.example.com") && r.summary.contains("subjectAltName"),
+            "{}",
+            r.summary
+        );
         // CN only, no SAN: the client accepts it through the CN, with a warning.
         cn_host.san_dns.clear();
         let r = judge_name(id, &cn_host, "mail.example.com", &rules, true);
@@ -748,7 +755,10 @@ mod tests {
         let strict = NameRules {
             common_name_fallback: false,
         };
-        assert_eq!(judge_name(id, &cn_host, "mail.example.com", &strict, true).status, Status::Fail);
+        assert_eq!(
+            judge_name(id, &cn_host, "mail.example.com", &strict, true).status,
+            Status::Fail
+        );
     }
 
     #[test]
@@ -759,16 +769,33 @@ mod tests {
         leaf.signature_algorithm = "sha1WithRSAEncryption".into();
         let hub = mailprobe_core::profile::Profile::builtin("hubspot").unwrap();
         let found = crypto_findings(&hub.client, std::slice::from_ref(&leaf));
-        let r = judge_trust("imap.certificate.trust", &TrustOutcome::Trusted, &leaf, 1, false, &ep())
-            .with_crypto(&found, std::slice::from_ref(&leaf));
+        let r = judge_trust(
+            "imap.certificate.trust",
+            &TrustOutcome::Trusted,
+            &leaf,
+            1,
+            false,
+            &ep(),
+        )
+        .with_crypto(&found, std::slice::from_ref(&leaf));
         assert_eq!(r.status, Status::Warn, "{r:?}");
         let remedy = r.remedy.clone().unwrap();
-        assert!(remedy.contains("1024-bit RSA") && remedy.contains("SHA-1"), "{remedy}");
+        assert!(
+            remedy.contains("1024-bit RSA") && remedy.contains("SHA-1"),
+            "{remedy}"
+        );
         let mut strict = hub.client.clone();
         strict.keys.rsa_min_bits = 2048;
         let found = crypto_findings(&strict, std::slice::from_ref(&leaf));
-        let r = judge_trust("imap.certificate.trust", &TrustOutcome::Trusted, &leaf, 1, true, &ep())
-            .with_crypto(&found, std::slice::from_ref(&leaf));
+        let r = judge_trust(
+            "imap.certificate.trust",
+            &TrustOutcome::Trusted,
+            &leaf,
+            1,
+            true,
+            &ep(),
+        )
+        .with_crypto(&found, std::slice::from_ref(&leaf));
         assert_eq!(r.status, Status::Fail);
         assert!(r.summary.contains("1024-bit RSA key"), "{}", r.summary);
         assert_eq!(r.evidence["chain"][0]["key_bits"], 1024);

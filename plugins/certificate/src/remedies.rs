@@ -71,7 +71,9 @@ pub(crate) fn weak_crypto(findings: &[&str]) -> String {
         ));
     }
     if findings.iter().any(|f| f.contains("SHA-1")) {
-        what.push("have it signed with SHA-256 instead of SHA-1 (sha1WithRSAEncryption)".to_string());
+        what.push(
+            "have it signed with SHA-256 instead of SHA-1 (sha1WithRSAEncryption)".to_string(),
+        );
     }
     format!(
         "Reissue the certificate: {}. The CRM's client accepts it today, current clients do not.",

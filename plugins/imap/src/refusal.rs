@@ -6,8 +6,11 @@ pub(crate) fn response_code(words: &str) -> Option<String> {
     let rest = words.trim_start().strip_prefix('[')?;
     let end = rest.find([']', ' '])?;
     let code = rest.get(..end)?;
-    (!code.is_empty() && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
-        .then(|| code.to_ascii_uppercase())
+    (!code.is_empty()
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+    .then(|| code.to_ascii_uppercase())
 }
 
 /// What a refusal means, by its response code.
@@ -29,7 +32,9 @@ pub(crate) fn meaning(code: Option<&str>) -> Meaning {
         remedy,
     };
     match code {
-        Some("AUTHENTICATIONFAILED") => m("the user name or the password is wrong", false, CREDENTIALS),
+        Some("AUTHENTICATIONFAILED") => {
+            m("the user name or the password is wrong", false, CREDENTIALS)
+        }
         Some("UNAVAILABLE") => m(
             "the server's authentication backend is failing (not the password)",
             true,
@@ -84,11 +89,18 @@ mod tests {
             response_code("[AUTHENTICATIONFAILED] Authentication failed."),
             Some("AUTHENTICATIONFAILED".into())
         );
-        assert_eq!(response_code("[unavailable] backend down"), Some("UNAVAILABLE".into()));
+        assert_eq!(
+            response_code("[unavailable] backend down"),
+            Some("UNAVAILABLE".into())
+        );
         assert_eq!(response_code("Authentication failed."), None);
         assert_eq!(response_code("[]"), None);
         assert!(meaning(Some("UNAVAILABLE")).temporary);
-        assert!(meaning(Some("UNAVAILABLE")).remedy.contains("not the password"));
+        assert!(
+            meaning(Some("UNAVAILABLE"))
+                .remedy
+                .contains("not the password")
+        );
         assert!(meaning(Some("LIMIT")).remedy.contains("connection limit"));
         assert!(meaning(Some("EXPIRED")).remedy.contains("expired"));
         assert_eq!(meaning(None).remedy, CREDENTIALS);

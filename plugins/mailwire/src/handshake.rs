@@ -197,11 +197,10 @@ pub async fn chain_for_inspection(
         .await;
     match out {
         Ok((_, h)) if !h.chain.is_empty() => Ok(h.chain),
-        Ok(_) => Err(NetErrorView::new(
-            ErrorType::NoCertificate,
-            "the server sent no certificate",
-        )
-        .at("tls_handshake")),
+        Ok(_) => Err(
+            NetErrorView::new(ErrorType::NoCertificate, "the server sent no certificate")
+                .at("tls_handshake"),
+        ),
         Err(e) => Err(NetErrorView::from(&e).at("tls_handshake")),
     }
 }

@@ -10,7 +10,9 @@ pub(crate) fn enhanced_status(r: &SmtpReply) -> Option<String> {
     let word = first.split_whitespace().next()?;
     let mut parts = word.split('.');
     let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
-    let digits = |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+    };
     let ok = parts.next().is_none()
         && matches!(class, "2" | "4" | "5")
         && digits(subject, 3)

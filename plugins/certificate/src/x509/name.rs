@@ -2,8 +2,8 @@
 //! certificate for the host, and does the Common Name carry the FQDN as the vendor asks? The
 //! rules themselves live in the core (`client_model`), where the password gate reads them too.
 
-use mailprobe_core::client_model::{NameRoute, NameRules, PresentedNames, parse_ip_host};
 pub use mailprobe_core::client_model::host_matches;
+use mailprobe_core::client_model::{NameRoute, NameRules, PresentedNames, parse_ip_host};
 
 use super::CertInfo;
 

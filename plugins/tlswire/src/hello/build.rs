@@ -229,7 +229,11 @@ fn extensions(
     put_ext(&mut ext, EXT_EXTENDED_MASTER_SECRET, &[]);
     put_ext(&mut ext, EXT_RENEGOTIATION_INFO, &[0]);
     if version >= TLS13 {
-        put_ext(&mut ext, EXT_SUPPORTED_VERSIONS, &u16_list(1, tls13_versions));
+        put_ext(
+            &mut ext,
+            EXT_SUPPORTED_VERSIONS,
+            &u16_list(1, tls13_versions),
+        );
         let mut key = [0u8; 32];
         random_bytes(&mut key);
         key[31] &= 0x7f; // canonical u-coordinate (RFC 7748 5)

@@ -119,6 +119,9 @@ impl ClientModel {
                 ));
             }
         }
+        if self.fetches_missing_intermediates {
+            return Err("client.fetches_missing_intermediates: true is not supported: the probe never fetches an intermediate the server did not send (AIA), so it cannot tell what such a client decides; give false".into());
+        }
         if self.timeouts.connect_seconds == 0 || self.timeouts.read_seconds == 0 {
             return Err("client.timeouts: give whole seconds above 0".into());
         }
@@ -383,5 +386,8 @@ mod tests {
         let mut c = p.client.clone();
         c.sasl_mechanisms = vec!["GSSAPI".into()];
         assert!(c.check().unwrap_err().contains("cannot speak `GSSAPI`"));
+        let mut c = p.client.clone();
+        c.fetches_missing_intermediates = true;
+        assert!(c.check().unwrap_err().contains("never fetches"));
     }
 }

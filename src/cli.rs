@@ -46,9 +46,24 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff) to stdout, or write one page per command into --out-dir.
     Man(ManArgs),
+    /// List the known profiles: the built-in ones and those of --profile-file / --config.
+    Profiles(ProfilesArgs),
     /// Serves a dynamic plugin to a mailprobe parent process (process isolation).
     #[command(name = "plugin-host", hide = true)]
     PluginHost(PluginHostArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ProfilesArgs {
+    /// Also list the profiles this file defines (a YAML file with `profiles:`).
+    #[arg(long, value_name = "FILE")]
+    pub profile_file: Option<PathBuf>,
+    /// Also list the profiles of this configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// text or json.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,7 +206,7 @@ pub struct CheckArgs {
     /// is missing) is its own UNKNOWN row; the others are checked.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "imap", "imap_security", "smtp", "smtp_security", "user", "password_env", "password_file",
-        "connect_to", "source_address", "ca_file", "allow_insecure_cert", "profile", "timeout", "plugin_dir",
+        "connect_to", "source_address", "ca_file", "allow_insecure_cert", "profile", "profile_file", "timeout", "plugin_dir",
         "server_connections", "plugin_isolation", "plugin_config", "roundtrip", "roundtrip_to",
         "roundtrip_warn", "cert_warn_days", "cert_crit_days", "ip_version",
     ])]
@@ -238,9 +253,13 @@ pub struct CheckArgs {
     /// Accept a certificate that is not signed by a trusted CA (reported as a warning).
     #[arg(long)]
     pub allow_insecure_cert: bool,
-    /// The CRM client whose requirements are checked (see `mailprobe requirements`).
+    /// The profile to judge against: a built-in one, or one of --profile-file (see `mailprobe
+    /// profiles` and `mailprobe requirements`).
     #[arg(long, default_value = DEFAULT_PROFILE)]
     pub profile: String,
+    /// A YAML file with `profiles:` of your own (each `extends:` a built-in one), for this run.
+    #[arg(long, value_name = "FILE")]
+    pub profile_file: Option<PathBuf>,
     /// How to print the result.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -416,10 +435,18 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
     if user.trim().is_empty() {
         return Err("--user is empty; give the mailbox's login name".into());
     }
-    let profile = Profile::builtin(&args.profile).map_err(|e| format!("--profile: {e}"))?;
-    let profile = profile
-        .with_cert_days(args.cert_warn_days, args.cert_crit_days)
-        .map_err(|e| format!("--cert-warn-days/--cert-crit-days: {e}"))?;
+    if let Some(file) = &args.profile_file {
+        crate::profiles::load_file(file).map_err(|e| format!("--profile-file: {e}"))?;
+    }
+    let profile = Profile::shared(&args.profile).map_err(|e| format!("--profile: {e}"))?;
+    let profile = match (args.cert_warn_days, args.cert_crit_days) {
+        (None, None) => profile,
+        (warn, crit) => Arc::new(
+            profile
+                .with_cert_days(warn, crit)
+                .map_err(|e| format!("--cert-warn-days/--cert-crit-days: {e}"))?,
+        ),
+    };
     let mut imap = model::endpoint(
         Protocol::Imap,
         imap_arg,
@@ -469,7 +496,7 @@ pub fn check_setup(args: &CheckArgs) -> Result<CheckSetup, String> {
     let roundtrip = roundtrip_settings(args, user)?;
     let target = Target {
         mailbox: user.clone(),
-        profile: Arc::new(profile),
+        profile: profile.clone(),
         imap,
         smtp,
         user: user.clone(),

@@ -7,6 +7,7 @@ mod check_many;
 mod cli;
 mod daemon;
 mod logformat;
+mod profiles;
 mod reference;
 mod reload;
 mod telemetry;
@@ -98,6 +99,7 @@ async fn dispatch(cli: Cli) -> u8 {
         },
         Command::PluginHost(args) => mailprobe_plugin_host::serve_stdio(&args.library),
         Command::Plugins(cli::PluginsCommand::List(args)) => plugins_list(&args),
+        Command::Profiles(args) => profiles::list(&args),
     }
 }
 

@@ -54,7 +54,9 @@ fn assert_good_dovecot(report: &Value, security: &str) {
         "{sw:#}"
     );
     let login = &requirement(report, "imap.login")["evidence"];
-    assert_eq!(login["method"], "LOGIN");
+    // The hubspot client (JavaMail) uses SASL PLAIN where the server offers it.
+    assert_eq!(login["method"], "AUTHENTICATE PLAIN", "{login:#}");
+    assert_eq!(login["mechanism_used"], "PLAIN", "{login:#}");
     assert!(
         login["mechanisms"]
             .as_array()
@@ -198,6 +200,20 @@ fn wrong_password_is_refused_with_the_servers_words() {
     let l = requirement(&report, "imap.login");
     let words = l["evidence"]["server_response"].as_str().unwrap();
     assert!(words.contains("Authentication failed"), "{l:#}");
+    // RFC 5530: the code chooses the remedy; a wrong password is not temporary.
+    assert_eq!(
+        l["evidence"]["response_code"], "AUTHENTICATIONFAILED",
+        "{l:#}"
+    );
+    assert_eq!(l["evidence"]["temporary"], false, "{l:#}");
+    assert!(
+        l["summary"]
+            .as_str()
+            .unwrap()
+            .contains("user name or the password"),
+        "{l:#}"
+    );
+    assert!(l["remedy"].as_str().unwrap().contains("password"), "{l:#}");
     assert_status(&report, "imap.folders", "skip");
     assert_eq!(
         requirement(&report, "imap.folders")["evidence"]["prerequisite"],

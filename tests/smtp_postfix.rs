@@ -140,6 +140,11 @@ fn wrong_password_fails_with_the_servers_reply() {
     assert_status(&report, "smtp.login", "fail");
     let reply = evidence(&report, "smtp.login", "reply").as_str().unwrap();
     assert!(reply.starts_with("535"), "{reply}\n{}", m.postfix.log());
+    // The enhanced status code names the reason; the delayed rejection is a rejection.
+    let login = evidence(&report, "smtp.login", "enhanced_status");
+    assert_eq!(login, "5.7.8", "{report:#}");
+    assert_eq!(evidence(&report, "smtp.login", "temporary"), false);
+    assert_eq!(evidence(&report, "smtp.login", "mechanism_used"), "PLAIN");
     assert!(!run.stdout.contains("not-the-password"));
     assert_eq!(run.code, 2, "{}", run.stderr);
 }

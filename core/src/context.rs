@@ -195,6 +195,8 @@ pub struct RunContext {
 impl RunContext {
     pub fn new(target: Arc<Target>, trust: Trust, budgets: Arc<Budgets>) -> Self {
         let deadline = Instant::now() + target.timeout;
+        // Every verdict and the password gate are the profile's client's.
+        let trust = trust.for_client(&target.profile.client);
         RunContext {
             target,
             trust,
@@ -552,11 +554,21 @@ impl RunContext {
         self.record_step(timer, "tls_handshake", Some(endpoint), outcome, attrs);
     }
 
-    /// Whether credentials may be sent to this port: only over a TLS session whose certificate a
-    /// strict client accepts, or when the user allows an insecure certificate. Returns the reason
-    /// when they may not.
+    /// Whether credentials may be sent to this port: exactly when the profile's client would
+    /// connect (its name and trust rules), or, for trust only, when the user allows an insecure
+    /// certificate. Returns the reason when they may not.
     pub fn credentials_allowed(&self, handshake: &Handshake) -> Result<(), String> {
-        if handshake.verified || self.target.allow_insecure_cert {
+        let name_refused = handshake
+            .verify_error
+            .as_deref()
+            .is_some_and(crate::tls::is_name_refusal);
+        if name_refused {
+            // An insecure certificate allowed relaxes trust only, never the name.
+            Err(format!(
+                "the CRM's client would not connect: {}; the password was not sent",
+                handshake.verify_error.as_deref().unwrap_or_default()
+            ))
+        } else if handshake.verified || self.target.allow_insecure_cert {
             Ok(())
         } else {
             Err(format!(
@@ -564,6 +576,20 @@ impl RunContext {
                 handshake.verify_error.as_deref().unwrap_or("not verified")
             ))
         }
+    }
+
+    /// The certificate requirement that keeps the password back for `handshake`: the name when
+    /// the client refuses the name, else the trust.
+    pub fn gate_requirement(&self, protocol: Protocol, handshake: &Handshake) -> String {
+        let name = handshake
+            .verify_error
+            .as_deref()
+            .is_some_and(crate::tls::is_name_refusal);
+        protocol.requirement(if name {
+            "certificate.name"
+        } else {
+            "certificate.trust"
+        })
     }
 
     // ---- for the runner ----

@@ -9,6 +9,7 @@
 //! on the runtime.
 #![forbid(unsafe_code)]
 
+pub mod client_model;
 pub mod context;
 pub mod contract;
 pub mod error;

@@ -124,7 +124,11 @@ impl OpenParams {
     /// so the pin compares the leaf that session was created with, and holds by construction
     /// when it was the run's first.
     pub fn check_certificate(&self, h: &Handshake) -> Result<(), SessionRefusal> {
-        if !h.verified && !self.target.allow_insecure_cert {
+        let name_refused = h
+            .verify_error
+            .as_deref()
+            .is_some_and(crate::tls::is_name_refusal);
+        if !h.verified && (name_refused || !self.target.allow_insecure_cert) {
             let why = h.verify_error.as_deref().unwrap_or("not verified");
             return Err(SessionRefusal::at(
                 SessionStep::Certificate,

@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{
-    ClientSessionMemoryCache, ClientSessionStore, Resumption, WebPkiServerVerifier,
-};
+use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -22,9 +20,12 @@ use tokio_rustls::client::TlsStream;
 use crate::error::NetError;
 use crate::profile::TlsVersion;
 
+mod client;
 mod conn;
 #[cfg(feature = "legacy-tls")]
 mod legacy;
+
+pub use client::{ClientPolicy, LeafNames, every_algorithm, is_name_refusal};
 
 pub use conn::{
     LEGACY_SWITCH, TlsConn, TlsEngine, connect, legacy_engine, legacy_engine_available,
@@ -65,6 +66,9 @@ pub struct Handshake {
 #[derive(Clone, Debug)]
 pub struct Trust {
     pub roots: Roots,
+    /// The client whose decisions the verdicts are: current practice unless a profile's client
+    /// model was given ([`Trust::for_client`]).
+    pub client: Arc<ClientPolicy>,
 }
 
 /// The trust anchors of one [`Trust`], parsed on first use: a run that never verifies a
@@ -254,7 +258,16 @@ impl Trust {
                 ca,
                 cell: Arc::new(OnceLock::new()),
             },
+            client: ClientPolicy::current_practice(),
         })
+    }
+
+    /// The same anchors, judged as `model`'s client judges them.
+    pub fn for_client(&self, model: &crate::client_model::ClientModel) -> Trust {
+        Trust {
+            roots: self.roots.clone(),
+            client: ClientPolicy::of(model),
+        }
     }
 }
 
@@ -266,7 +279,7 @@ impl Trust {
 struct RecordingVerifier {
     /// Read only when a certificate arrives: that is when the anchors get parsed.
     roots: Roots,
-    provider: Arc<rustls::crypto::CryptoProvider>,
+    client: Arc<ClientPolicy>,
     schemes: Vec<SignatureScheme>,
     verdicts: Verdicts,
 }
@@ -287,13 +300,13 @@ impl ServerCertVerifier for RecordingVerifier {
         // The same chain for the same name, already judged in this run: the verdict stands (the
         // handshake still checks the server's signature, so it proves the key).
         if self.verdicts.find(&name, &chain).is_none() {
+            let _ = ocsp_response;
             let v = verify_chain(
                 &self.roots,
-                &self.provider,
+                &self.client,
                 end_entity,
                 intermediates,
                 server_name,
-                ocsp_response,
                 now,
             );
             self.verdicts.remember(&name, &chain, v);
@@ -311,7 +324,7 @@ impl ServerCertVerifier for RecordingVerifier {
             message,
             cert,
             dss,
-            &provider().signature_verification_algorithms,
+            self.client.handshake_algorithms(),
         )
     }
 
@@ -325,7 +338,7 @@ impl ServerCertVerifier for RecordingVerifier {
             message,
             cert,
             dss,
-            &provider().signature_verification_algorithms,
+            self.client.handshake_algorithms(),
         )
     }
 
@@ -334,15 +347,15 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-/// What a strict client decides about a chain for `server_name`: the one verification of both
-/// engines, so `verified` and `verify_error` mean the same whichever completed the handshake.
+/// What the modelled client decides about a chain for `server_name`: the one verification of
+/// both engines, so `verified` and `verify_error` mean the same whichever completed the
+/// handshake.
 pub(crate) fn verify_chain(
     roots: &Roots,
-    provider: &Arc<rustls::crypto::CryptoProvider>,
+    client: &ClientPolicy,
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     server_name: &ServerName<'_>,
-    ocsp_response: &[u8],
     now: UnixTime,
 ) -> Result<(), String> {
     let store = roots.store();
@@ -351,32 +364,29 @@ pub(crate) fn verify_chain(
             "no trust anchors: the system has no CA certificates and no --ca-file was given".into(),
         );
     }
-    WebPkiServerVerifier::builder_with_provider(store.clone(), provider.clone())
-        .build()
-        .map_err(|e| format!("trust store: {e}"))
-        .and_then(|v| {
-            v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    client.verify(store, end_entity, intermediates, server_name, now)
 }
 
 fn client_config(trust: &Trust, cache: &CacheInner) -> Result<ClientConfig, NetError> {
-    let provider = provider();
+    let client = trust.client.clone();
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = client.rustls_suites();
+    provider.signature_verification_algorithms = *client.handshake_algorithms();
+    let versions = client.rustls_versions();
+    if versions.is_empty() || provider.cipher_suites.is_empty() {
+        return Err(NetError::Tls(
+            "the profile's client offers no TLS 1.2 or 1.3 suite this probe's TLS library has"
+                .into(),
+        ));
+    }
     let verifier = RecordingVerifier {
         roots: trust.roots.clone(),
-        provider: provider.clone(),
-        schemes: provider
-            .signature_verification_algorithms
-            .supported_schemes(),
+        client,
+        schemes: trust.client.handshake_algorithms().supported_schemes(),
         verdicts: cache.verdicts.clone(),
     };
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)
         .map_err(|e| NetError::Tls(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))

@@ -245,6 +245,10 @@ pub struct Config {
     pub alerts: Option<AlertsConfig>,
     #[serde(default)]
     pub plugins: Option<PluginsConfig>,
+    /// Profiles of the user's own, each `extends:` a built-in one and holds only the keys that
+    /// differ (see docs/client-model.md and docs/configuration.md).
+    #[serde(default)]
+    pub profiles: Vec<serde_json::Value>,
     pub mailboxes: Vec<MailboxConfig>,
 }
 
@@ -357,6 +361,8 @@ impl Config {
             message,
         };
         let top = |key: &str| find_key_line(text, 0, key);
+        // Before the mailboxes: they may name these profiles.
+        self.register_profiles(text, file)?;
         if self.interval < Duration::from_secs(1) {
             return Err(err(top("interval"), "interval must be at least 1s".into()));
         }
@@ -435,6 +441,33 @@ impl Config {
                 format!("otlp.protocol `{p}` is not supported; use grpc or http/protobuf"),
             ));
         }
+        Ok(())
+    }
+
+    /// Builds the file's own profiles and makes them known by name. A mistake names the
+    /// profile, the key or requirement ID, and its line.
+    pub fn register_profiles(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let built = self
+            .profiles
+            .iter()
+            .enumerate()
+            .map(|(i, def)| {
+                Profile::derive(def).map_err(|e| {
+                    let message = e.to_string();
+                    let word = message.split('`').nth(1).filter(|w| !w.is_empty());
+                    // The profile's own name comes first in the message: look for the key or ID
+                    // after it.
+                    let word = message.split('`').nth(3).filter(|w| !w.is_empty()).or(word);
+                    ConfigError {
+                        file: file.to_string(),
+                        line: lines::word_line_in_item(text, "profiles", i, word),
+                        column: None,
+                        message: format!("profiles[{i}]: {message}"),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Profile::register(&built);
         Ok(())
     }
 
@@ -706,6 +739,31 @@ mailboxes:
         let e = Config::parse(&text, "c.yaml").unwrap_err();
         assert_eq!(e.line, Some(12), "{e}");
         assert!(e.message.contains("unknown profile `nope`"), "{e}");
+    }
+
+    #[test]
+    fn profiles_of_ones_own_extend_a_builtin_one_and_errors_name_their_line() {
+        let text = "profiles:\n  - name: cfg-strict\n    extends: hubspot\n    client:\n      names:\n        common_name_fallback: false\nmailboxes:\n  - name: sales\n    profile: cfg-strict\n    imap: imap.example.com:993\n    user: u\n    password: { env: P }\n";
+        let c = Config::parse(text, "c.yaml").unwrap();
+        assert_eq!(c.mailboxes[0].profile, "cfg-strict");
+        let p = Profile::shared("cfg-strict").unwrap();
+        assert!(!p.client.names.common_name_fallback);
+
+        let bad = text.replace("common_name_fallback: false", "common_name_fallbak: false");
+        let e = Config::parse(&bad, "c.yaml").unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(
+            e.message.contains("unknown field `common_name_fallbak`"),
+            "{e}"
+        );
+
+        let bad = text.replace(
+            "    client:\n",
+            "    requirements: [imap.reachable, imap.nope]\n    client:\n",
+        );
+        let e = Config::parse(&bad, "c.yaml").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("unknown requirement `imap.nope`"), "{e}");
     }
 
     #[test]

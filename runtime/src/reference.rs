@@ -110,6 +110,13 @@ pub const SECTIONS: &[Section] = &[
             ),
             key("plugins", "none", "", "dynamic check plugins (below)", "{}"),
             key(
+                "profiles",
+                "none",
+                "each a `name` (not a built-in one), `extends: hubspot` and only the keys that differ; unknown keys and requirement IDs are errors",
+                "profiles of your own, for another CRM or client: the client model (versions, suites, name rules, key sizes, signature algorithms, SASL), requirements, connection counts, unsupported software, certificate warning days; see docs/client-model.md",
+                "[]",
+            ),
+            key(
                 "mailboxes",
                 "required",
                 "at least one; unique names",

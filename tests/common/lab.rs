@@ -205,6 +205,17 @@ pub struct Lab {
 impl Lab {
     /// Starts a private Dovecot (IMAP, optional POP3, LMTP + auth sockets for Postfix).
     pub fn dovecot(name: &str, opts: DovecotOpts) -> Lab {
+        Lab::dovecot_env(name, opts, Vec::new())
+    }
+
+    /// [`Lab::dovecot`] serving `opts.cert` from a folder of the test's own certificates
+    /// (`NAME.pem`, the chain to send, and `NAME.key`) instead of the lab's.
+    #[allow(dead_code)]
+    pub fn dovecot_with_certs(name: &str, opts: DovecotOpts, certs: &Path) -> Lab {
+        Lab::dovecot_env(name, opts, vec![("LAB_CERTS", certs.display().to_string())])
+    }
+
+    fn dovecot_env(name: &str, opts: DovecotOpts, extra: Vec<(&'static str, String)>) -> Lab {
         let host = if opts.logindisabled {
             "127.0.0.2"
         } else {
@@ -248,12 +259,33 @@ impl Lab {
         if opts.extra_users > 0 {
             env.push(("LAB_EXTRA_USERS", opts.extra_users.to_string()));
         }
+        env.extend(extra);
         Lab::start("dovecot", name, host, &wanted, env)
     }
 
     /// Starts a private Postfix that authenticates against, and delivers (LMTP) into, `dovecot`.
     /// Drop it before the Dovecot lab (declare it after).
     pub fn postfix(name: &str, dovecot: &Lab, opts: PostfixOpts) -> Lab {
+        Lab::postfix_env(name, dovecot, opts, Vec::new())
+    }
+
+    /// [`Lab::postfix`] serving `opts.cert` from a folder of the test's own certificates.
+    #[allow(dead_code)]
+    pub fn postfix_with_certs(name: &str, dovecot: &Lab, opts: PostfixOpts, certs: &Path) -> Lab {
+        Lab::postfix_env(
+            name,
+            dovecot,
+            opts,
+            vec![("LAB_CERTS", certs.display().to_string())],
+        )
+    }
+
+    fn postfix_env(
+        name: &str,
+        dovecot: &Lab,
+        opts: PostfixOpts,
+        extra: Vec<(&'static str, String)>,
+    ) -> Lab {
         assert_eq!(dovecot.kind, "dovecot", "Lab::postfix needs a Dovecot lab");
         let mut wanted: Vec<(&'static str, &'static str)> = Vec::new();
         for (on, which, var) in [
@@ -281,6 +313,7 @@ impl Lab {
         if let Some(v) = opts.client_limit {
             env.push(("LAB_SMTP_CLIENT_LIMIT", v.to_string()));
         }
+        env.extend(extra);
         Lab::start("postfix", name, "127.0.0.1", &wanted, env)
     }
 

@@ -23,14 +23,88 @@ pub struct Run {
 }
 
 impl Run {
+    /// The report, after checking that no summary or remedy in it is Debug-formatted text:
+    /// every report the tests read passes through here.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+        let report: Value = serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
                 self.stdout, self.stderr
             )
-        })
+        });
+        assert_no_debug_text(&report);
+        report
     }
+}
+
+/// Fails when a summary or remedy holds Rust Debug output (`Name { field: … }`, `Some(…)`, a
+/// bare error variant): what a person reads must be words.
+pub fn assert_no_debug_text(report: &Value) {
+    fn walk(v: &Value, path: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let here = format!("{path}.{k}");
+                    if let ("summary" | "remedy", Value::String(s)) = (k.as_str(), v)
+                        && let Some(why) = debug_text(s)
+                    {
+                        panic!("{here} holds Debug-formatted text ({why}): {s}");
+                    }
+                    walk(v, &here);
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(report, "report");
+}
+
+/// Why `s` looks like Debug output, if it does.
+pub fn debug_text(s: &str) -> Option<&'static str> {
+    const VARIANTS: &[&str] = &[
+        "BadSignature",
+        "UnknownIssuer",
+        "NotValidForName",
+        "UnsupportedSignatureAlgorithm",
+        "BadEncoding",
+        "InvalidPurpose",
+        "UnexpectedEof",
+        "ConnectionReset",
+        "ConnectionRefused",
+        "TimedOut",
+    ];
+    if ["Some(", "Ok(", "Err(", "None)"]
+        .iter()
+        .any(|p| s.contains(p))
+    {
+        return Some("an Option or Result");
+    }
+    if VARIANTS.iter().any(|v| s.contains(v)) {
+        return Some("an error variant's name");
+    }
+    // `Name { field: ...`: a CamelCase word, " { ", a snake_case field and a colon.
+    for (i, _) in s.match_indices(" { ") {
+        let before = &s[..i];
+        let word = before
+            .rsplit(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or_default();
+        let after = &s[i + 3..];
+        let field: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        let camel = word.chars().next().is_some_and(|c| c.is_ascii_uppercase());
+        if camel && !field.is_empty() && after[field.len()..].starts_with(':') {
+            return Some("a struct");
+        }
+    }
+    None
 }
 
 /// Runs `mailprobe ARGS` with the lab password in [`PASSWORD_ENV`] and no other password in

@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
 
-use super::{Handshake, TlsEngine, Trust, provider, verify_chain};
+use super::{Handshake, TlsEngine, Trust, verify_chain};
 use crate::error::NetError;
 use crate::profile::TlsVersion;
 
@@ -96,11 +96,10 @@ fn facts(ssl: &SslRef, name: &ServerName<'static>, trust: &Trust) -> Result<Hand
                 .collect();
             verify_chain(
                 &trust.roots,
-                &provider(),
+                &trust.client,
                 &CertificateDer::from(leaf.as_slice()),
                 &intermediates,
                 name,
-                &[],
                 UnixTime::now(),
             )
         }

@@ -20,30 +20,64 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use mailprobe_core::client_model::{ClientModel, CryptoFinding, NameRules};
 use x509::{CertInfo, NameMatch, TrustOutcome};
 
 pub const NAME: &str = "certificate";
 
+/// What the default profile's client model accepts, in words, for the requirement docs: the
+/// reference pages come from the model itself.
+fn default_model() -> (String, String) {
+    let Ok(p) = mailprobe_core::profile::Profile::shared(mailprobe_core::profile::DEFAULT_PROFILE)
+    else {
+        return (String::new(), String::new());
+    };
+    let c = &p.client;
+    let names = format!(
+        " ({}: {})",
+        p.name,
+        if c.names.common_name_fallback {
+            "the CN is read when there is no DNS SAN"
+        } else {
+            "the CN is never read"
+        }
+    );
+    let crypto = format!(
+        " ({}: RSA keys of {} bits and more, SHA-1 signatures {})",
+        p.name,
+        c.keys.rsa_min_bits,
+        if c.accepts_signature("sha1WithRSAEncryption") {
+            "accepted"
+        } else {
+            "refused"
+        }
+    );
+    (names, crypto)
+}
+
 /// The three requirements of one protocol's port.
 fn specs(p: Protocol) -> [RequirementSpec; 3] {
     let reachable = [p.requirement("reachable")];
+    let (model_names, model_crypto) = default_model();
     [
         RequirementSpec::new(
             p.requirement("certificate.name"),
-            "the certificate's Common Name matches the server's host name",
+            "the CRM's client accepts the certificate for the server's host name",
         )
-        .passes("the leaf's subject Common Name matches the host name (RFC 6125 wildcard rules)")
-        .warns("only a subjectAltName matches (the profile asks for the Common Name)")
-        .fails("neither the Common Name nor a subjectAltName matches")
+        .passes(format!("the profile's client accepts the certificate for the host (a DNS name in the subjectAltName, RFC 6125 wildcards; the CN only when there is no DNS SAN, if the client reads it; an IP host only against IP SANs){model_names} and the Common Name contains the FQDN"))
+        .warns("the client accepts it but the Common Name lacks the FQDN (the vendor asks for it), or accepts it only through the Common Name (no DNS SAN: clients that follow RFC 6125 strictly refuse it)")
+        .fails("the client would refuse the certificate for the host, whatever the Common Name says (the summary names the subjectAltName's names)")
         .evidence("subject_cn", "the leaf's subject Common Name")
-        .evidence("san", "the leaf's DNS subjectAltNames"),
+        .evidence("san", "the leaf's DNS and IP subjectAltNames")
+        .evidence("name_route", "how the client accepted it: `dns_san`, `ip_san` or `common_name`"),
         RequirementSpec::new(
             p.requirement("certificate.trust"),
             "the certificate chain verifies to a trusted root",
         )
-        .passes("the chain verifies to a trusted root (system roots plus `ca_file`)")
-        .warns("the chain is untrusted, but `allow_insecure_cert` is set")
-        .fails("the chain is untrusted (self-signed, unknown issuer, incomplete chain) and insecure certificates are not allowed"),
+        .passes(format!("the chain verifies to a trusted root (system roots plus `ca_file`) by the client's rules (its key sizes and signature algorithms{model_crypto}; a missing intermediate is not fetched)"))
+        .warns("the chain is untrusted, but `allow_insecure_cert` is set (it relaxes trust only, never the name); or a key or signature algorithm the client accepts but current practice does not (RSA under 2048 bits, SHA-1)")
+        .fails("the chain is untrusted (self-signed, unknown issuer, incomplete chain) and insecure certificates are not allowed; or a key or signature algorithm the client refuses")
+        .evidence("chain", "each certificate of the chain: subject, key_type, key_bits, signature_algorithm"),
         RequirementSpec::new(
             p.requirement("certificate.expiry"),
             "the certificate is valid for more than warn_days",
@@ -126,7 +160,11 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         .get::<LegacyChain>()
         .and_then(|c| c.0.get(&p))
         .cloned();
-    if cx.status(&enc) == Some(Status::Fail) && legacy.is_none() {
+    let refused_in_tls = matches!(
+        handshake::first(cx, p),
+        Some(Err(e)) if e.step.as_deref() == Some("tls_handshake")
+    );
+    if cx.status(&enc) == Some(Status::Fail) && legacy.is_none() && !refused_in_tls {
         skip_all(cx, &ids, &enc);
         return;
     }
@@ -164,18 +202,33 @@ async fn check(cx: &mut RunContext, ep: &Endpoint) {
         });
     }
     let [name_id, trust_id, expiry_id] = ids;
-    let require_cn = cx.target.profile.certificate.require_common_name;
-    let warn_days = cx.target.profile.warn_days();
-    cx.report(judge_name(&name_id, &leaf, &ep.host, require_cn));
-    let trust = x509::verify_trust(&chain, &cx.trust.roots);
-    cx.report(judge_trust(
-        &trust_id,
-        &trust,
+    let profile = cx.target.profile.clone();
+    let require_cn = profile.certificate.require_common_name;
+    let warn_days = profile.warn_days();
+    cx.report(judge_name(
+        &name_id,
         &leaf,
-        chain.len(),
-        cx.target.allow_insecure_cert,
-        ep,
+        &ep.host,
+        &profile.client.names,
+        require_cn,
     ));
+    let trust = x509::verify_trust_with(
+        &chain,
+        &cx.trust.roots,
+        cx.trust.client.accepted_algorithms(),
+    );
+    let crypto = crypto_findings(&profile.client, &parsed);
+    cx.report(
+        judge_trust(
+            &trust_id,
+            &trust,
+            &leaf,
+            chain.len(),
+            cx.target.allow_insecure_cert,
+            ep,
+        )
+        .with_crypto(&crypto, &parsed),
+    );
     let expiry = judge_expiry(
         &expiry_id,
         &parsed,
@@ -277,6 +330,15 @@ async fn read_chain(
         Ok(h) if !h.chain.is_empty() => Ok(h.chain),
         other => match legacy {
             Some(c) if !c.is_empty() => Ok(c),
+            // The client's own handshake failed in TLS itself (e.g. a TLS 1.3-only server and a
+            // TLS 1.2 client; `*.tls_versions` says so): read the certificate anyway.
+            _ if other
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.step.as_deref() == Some("tls_handshake")) =>
+            {
+                handshake::chain_for_inspection(cx, p).await
+            }
             _ => Err(match other {
                 Err(e) => e,
                 Ok(_) => NetErrorView::new(
@@ -341,60 +403,154 @@ fn ts(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// Every name the certificate carries, for a summary that says what it is for instead.
-fn names_of(leaf: &CertInfo) -> String {
-    let mut v: Vec<String> = leaf.subject_cn.iter().map(|c| format!("CN={c}")).collect();
-    v.extend(leaf.san_dns.iter().map(|s| format!("DNS:{s}")));
-    v.extend(leaf.san_ip.iter().map(|s| format!("IP:{s}")));
-    if v.is_empty() {
-        "no names".into()
-    } else {
-        v.join(", ")
-    }
-}
-
-/// `*.certificate.name`: the CN must match (the CRM reads it); a subjectAltName-only match
-/// passes unless the profile asks for the CN.
-pub fn judge_name(id: &str, leaf: &CertInfo, host: &str, require_cn: bool) -> RequirementResult {
+/// `*.certificate.name`: the client model decides whether the certificate is accepted for the
+/// host; the vendor asks, besides, for the FQDN in the Common Name.
+pub fn judge_name(
+    id: &str,
+    leaf: &CertInfo,
+    host: &str,
+    rules: &NameRules,
+    require_cn: bool,
+) -> RequirementResult {
     let san: Vec<Value> = leaf
         .san_dns
         .iter()
         .chain(leaf.san_ip.iter())
         .map(|s| Value::String(s.clone()))
         .collect();
-    let r = match x509::match_name(leaf, host) {
+    let cn_text = leaf
+        .subject_cn
+        .as_deref()
+        .map(|c| format!("`{c}`"))
+        .unwrap_or_else(|| "absent".into());
+    let matched = x509::match_name_with(leaf, host, rules);
+    let route = match matched {
+        NameMatch::CommonName | NameMatch::SanOnly => {
+            if mailprobe_core::client_model::parse_ip_host(host).is_some() {
+                Some("ip_san")
+            } else {
+                Some("dns_san")
+            }
+        }
+        NameMatch::CommonNameFallback => Some("common_name"),
+        _ => None,
+    };
+    let r = match matched {
         NameMatch::CommonName => RequirementResult::pass(
             id,
-            format!(
-                "Common Name {} matches {host}",
-                leaf.subject_cn.as_deref().unwrap_or("")
-            ),
+            format!("the certificate is valid for {host} and its Common Name {cn_text} carries it"),
         ),
         NameMatch::SanOnly if require_cn => RequirementResult::warn(
             id,
             format!(
-                "only a subjectAltName matches {host}; the Common Name is {}",
-                leaf.subject_cn
-                    .as_deref()
-                    .map(|c| format!("`{c}`"))
-                    .unwrap_or_else(|| "absent".into())
+                "the client accepts the certificate for {host} (subjectAltName), but its Common Name is {cn_text}, not the FQDN the vendor asks for"
             ),
             remedies::common_name_only(host),
         ),
         NameMatch::SanOnly => {
             RequirementResult::pass(id, format!("a subjectAltName matches {host}"))
         }
-        NameMatch::NoMatch => RequirementResult::fail(
+        NameMatch::CommonNameFallback => RequirementResult::warn(
             id,
-            format!("the certificate is for {}, not {host}", names_of(leaf)),
-            remedies::wrong_name(host),
+            format!(
+                "accepted for {host} only through the Common Name {cn_text}: the certificate has no DNS name in its subjectAltName, and clients that follow RFC 6125 strictly refuse it"
+            ),
+            remedies::add_san(host),
         ),
+        NameMatch::NoMatch => {
+            let names = mailprobe_core::tls::LeafNames {
+                common_name: leaf.subject_cn.clone(),
+                dns: leaf.san_dns.clone(),
+                ip: leaf.san_ip.clone(),
+            };
+            RequirementResult::fail(
+                id,
+                names.why_not(host, rules.common_name_fallback),
+                remedies::wrong_name(host),
+            )
+        }
     };
     r.with("host", host)
         .with("subject_cn", leaf.subject_cn.clone())
         .with("san", Value::Array(san))
+        .with("name_route", route)
         .with("subject", leaf.subject.clone())
         .with("issuer", leaf.issuer.clone())
+}
+
+/// The key and signature findings of every certificate of the chain, by the client model. A
+/// self-issued certificate's own signature is not judged: nothing verifies it.
+pub fn crypto_findings(client: &ClientModel, chain: &[CertInfo]) -> Vec<CryptoFinding> {
+    chain
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let position = if i == 0 {
+                "the server's certificate".to_string()
+            } else {
+                format!("chain certificate {}", c.subject)
+            };
+            client.judge_crypto(
+                &position,
+                &c.key_type,
+                c.key_bits,
+                &c.signature_algorithm,
+                c.subject != c.issuer,
+            )
+        })
+        .collect()
+}
+
+/// The trust result with the chain's key and signature facts as evidence, and the client
+/// model's findings on them: one the client refuses fails; one it accepts but current practice
+/// does not turns a pass into a warning naming it.
+trait WithCrypto {
+    fn with_crypto(self, findings: &[CryptoFinding], chain: &[CertInfo]) -> RequirementResult;
+}
+
+impl WithCrypto for RequirementResult {
+    fn with_crypto(mut self, findings: &[CryptoFinding], chain: &[CertInfo]) -> RequirementResult {
+        let facts: Vec<Value> = chain
+            .iter()
+            .map(|c| {
+                json!({
+                    "subject": c.subject,
+                    "key_type": c.key_type,
+                    "key_bits": c.key_bits,
+                    "signature_algorithm": c.signature_algorithm,
+                })
+            })
+            .collect();
+        let refused: Vec<&str> = findings
+            .iter()
+            .filter_map(|f| match f {
+                CryptoFinding::Refused(s) => Some(s.as_str()),
+                CryptoFinding::Weak(_) => None,
+            })
+            .collect();
+        let weak: Vec<&str> = findings
+            .iter()
+            .filter_map(|f| match f {
+                CryptoFinding::Weak(s) => Some(s.as_str()),
+                CryptoFinding::Refused(_) => None,
+            })
+            .collect();
+        if !refused.is_empty() && self.status != Status::Fail {
+            self.status = Status::Fail;
+            self.summary = format!("the client refuses the certificate: {}", refused.join("; "));
+            self.remedy = Some(remedies::REISSUE_STRONGER.to_string());
+        } else if !weak.is_empty() && self.status == Status::Pass {
+            self.status = Status::Warn;
+            self.summary = format!("{}; {}", self.summary, weak.join("; "));
+            self.remedy = Some(remedies::weak_crypto(&weak));
+        }
+        self.with("chain", Value::Array(facts)).with(
+            "weak_crypto",
+            weak.iter()
+                .map(|s| Value::String((*s).to_string()))
+                .collect::<Vec<_>>(),
+        )
+    }
 }
 
 /// `*.certificate.trust`: the verification outcome, with the reason named and the leaf's key
@@ -672,22 +828,79 @@ mod tests {
         let n = now();
         let mut san_only = cert("Lab Mail Server", n, n + Duration::days(90));
         san_only.san_dns = vec!["mail.example.com".into()];
-        let r = judge_name("imap.certificate.name", &san_only, "mail.example.com", true);
+        let rules = NameRules {
+            common_name_fallback: true,
+        };
+        let id = "imap.certificate.name";
+        let r = judge_name(id, &san_only, "mail.example.com", &rules, true);
         assert_eq!(r.status, Status::Warn);
-        let r = judge_name(
-            "imap.certificate.name",
-            &san_only,
-            "mail.example.com",
-            false,
-        );
+        let r = judge_name(id, &san_only, "mail.example.com", &rules, false);
         assert_eq!(r.status, Status::Pass);
-        let r = judge_name(
-            "imap.certificate.name",
-            &san_only,
-            "other.example.com",
-            true,
-        );
+        let r = judge_name(id, &san_only, "other.example.com", &rules, true);
         assert_eq!(r.status, Status::Fail);
         assert_eq!(r.evidence["subject_cn"], "Lab Mail Server");
+
+        // CN = host but the SAN lists another name: every client refuses it.
+        let mut cn_host = cert("mail.example.com", n, n + Duration::days(90));
+        cn_host.san_dns = vec!["other.example.com".into()];
+        let r = judge_name(id, &cn_host, "mail.example.com", &rules, true);
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            r.summary.contains("other.example.com") && r.summary.contains("subjectAltName"),
+            "{}",
+            r.summary
+        );
+        // CN only, no SAN: the client accepts it through the CN, with a warning.
+        cn_host.san_dns.clear();
+        let r = judge_name(id, &cn_host, "mail.example.com", &rules, true);
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.evidence["name_route"], "common_name");
+        let strict = NameRules {
+            common_name_fallback: false,
+        };
+        assert_eq!(
+            judge_name(id, &cn_host, "mail.example.com", &strict, true).status,
+            Status::Fail
+        );
+    }
+
+    #[test]
+    fn weak_crypto_warns_and_refused_crypto_fails_in_words() {
+        let n = now();
+        let mut leaf = cert("mail.example.com", n, n + Duration::days(90));
+        leaf.key_bits = Some(1024);
+        leaf.signature_algorithm = "sha1WithRSAEncryption".into();
+        let hub = mailprobe_core::profile::Profile::builtin("hubspot").unwrap();
+        let found = crypto_findings(&hub.client, std::slice::from_ref(&leaf));
+        let r = judge_trust(
+            "imap.certificate.trust",
+            &TrustOutcome::Trusted,
+            &leaf,
+            1,
+            false,
+            &ep(),
+        )
+        .with_crypto(&found, std::slice::from_ref(&leaf));
+        assert_eq!(r.status, Status::Warn, "{r:?}");
+        let remedy = r.remedy.clone().unwrap();
+        assert!(
+            remedy.contains("1024-bit RSA") && remedy.contains("SHA-1"),
+            "{remedy}"
+        );
+        let mut strict = hub.client.clone();
+        strict.keys.rsa_min_bits = 2048;
+        let found = crypto_findings(&strict, std::slice::from_ref(&leaf));
+        let r = judge_trust(
+            "imap.certificate.trust",
+            &TrustOutcome::Trusted,
+            &leaf,
+            1,
+            true,
+            &ep(),
+        )
+        .with_crypto(&found, std::slice::from_ref(&leaf));
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.summary.contains("1024-bit RSA key"), "{}", r.summary);
+        assert_eq!(r.evidence["chain"][0]["key_bits"], 1024);
     }
 }

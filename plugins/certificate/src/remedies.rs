@@ -39,10 +39,45 @@ pub(crate) fn common_name_only(host: &str) -> String {
     )
 }
 
-/// Neither the Common Name nor a subjectAltName matches.
+/// The client refuses the certificate for the host.
 pub(crate) fn wrong_name(host: &str) -> String {
     format!(
-        "Install a certificate whose Common Name is {host} (and list it in subjectAltName), or configure the CRM with a host name the certificate carries."
+        "Install a certificate that lists {host} in its subjectAltName (clients read the SAN) and as its Common Name, or configure the CRM with a host name the certificate carries."
+    )
+}
+
+/// Accepted only through the Common Name: no DNS name in the SAN.
+pub(crate) fn add_san(host: &str) -> String {
+    format!(
+        "Reissue the certificate with subjectAltName DNS:{host} (keep CN = {host}): clients that follow RFC 6125 strictly ignore the Common Name."
+    )
+}
+
+/// A key or signature algorithm the client refuses.
+pub(crate) const REISSUE_STRONGER: &str = "Reissue the certificate (and any intermediate the server sends) with an RSA key of 2048 bits or more (or an ECDSA key) signed with SHA-256 or stronger.";
+
+/// Keys or algorithms the client accepts but current practice does not.
+pub(crate) fn weak_crypto(findings: &[&str]) -> String {
+    let mut what = Vec::new();
+    if findings.iter().any(|f| f.contains("-bit RSA key")) {
+        let bits: Vec<&str> = findings
+            .iter()
+            .filter_map(|f| f.split_once("-bit RSA key").map(|(a, _)| a))
+            .filter_map(|a| a.rsplit(' ').next())
+            .collect();
+        what.push(format!(
+            "replace the {}-bit RSA key with one of 2048 bits or more (or ECDSA P-256)",
+            bits.first().copied().unwrap_or("short")
+        ));
+    }
+    if findings.iter().any(|f| f.contains("SHA-1")) {
+        what.push(
+            "have it signed with SHA-256 instead of SHA-1 (sha1WithRSAEncryption)".to_string(),
+        );
+    }
+    format!(
+        "Reissue the certificate: {}. The CRM's client accepts it today, current clients do not.",
+        what.join("; ")
     )
 }
 

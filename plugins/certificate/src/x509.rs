@@ -17,9 +17,9 @@ mod parse;
 mod trust;
 
 pub use expiry::earliest_expiry;
-pub use name::{NameMatch, host_matches, match_name};
+pub use name::{NameMatch, host_matches, match_name, match_name_with};
 pub use parse::{CertError, CertInfo, parse_certificate};
-pub use trust::{MAX_CHAIN, TrustOutcome, verify_trust};
+pub use trust::{MAX_CHAIN, TrustOutcome, verify_trust, verify_trust_with};
 
 #[cfg(test)]
 mod tests {

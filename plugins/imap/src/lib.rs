@@ -16,6 +16,7 @@ pub mod fingerprint;
 pub mod folders;
 pub mod listing;
 pub mod login;
+mod refusal;
 pub mod remedies;
 pub mod session;
 pub mod software;
@@ -109,10 +110,13 @@ impl CheckPlugin for Imap {
                     "the user logs in with username and password, over TLS only",
                 )
                 .after(&[ENCRYPTION])
-                .passes("LOGIN (or AUTHENTICATE PLAIN where LOGIN is disabled) succeeds over TLS")
+                .passes("the login the profile's client makes succeeds over TLS, after its certificate gate: its SASL mechanisms in its order where the server offers them (hubspot: AUTHENTICATE PLAIN, then LOGIN), else the LOGIN command")
                 .warns("the server pre-authenticates the session (PREAUTH)")
-                .fails("the credentials are refused, or the server offers no mechanism the CRM uses")
-                .evidence("method", "`LOGIN` or `AUTHENTICATE PLAIN`")
+                .fails("the credentials are refused (the RFC 5530 response code chooses the remedy; a temporary refusal is said so), or the server offers no mechanism the CRM uses")
+                .evidence("method", "`LOGIN`, `AUTHENTICATE PLAIN` or `AUTHENTICATE LOGIN`")
+                .evidence("mechanisms_offered", "the SASL mechanisms the server offers (AUTH=)")
+                .evidence("mechanism_used", "`PLAIN` or `LOGIN`")
+                .evidence("response_code", "the refusal's response code (AUTHENTICATIONFAILED, UNAVAILABLE, LIMIT, EXPIRED, ...)")
                 .evidence("server_response", "the server's refusal, credentials removed")),
                 on(
                     RequirementSpec::new(FOLDERS, "INBOX and a Sent folder can be selected")

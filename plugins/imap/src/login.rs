@@ -20,8 +20,8 @@ use mailprobe_mailwire::budget::{BudgetExceeded, Budgeted, COMMAND_BUDGET};
 use crate::encryption::capability;
 use crate::wire::{Status, Wire};
 use crate::{
-    FOLDERS, ImapSession, ImapStream, LOGIN, Seen, has, listing, mechanisms, remedies, session,
-    software,
+    FOLDERS, ImapSession, ImapStream, LOGIN, Seen, has, listing, mechanisms, refusal, remedies,
+    session, software,
 };
 
 /// AUTHENTICATE PLAIN's single response (RFC 4616).
@@ -42,6 +42,26 @@ impl async_imap::Authenticator for Plain<'_> {
         out.push(0);
         out.extend_from_slice(self.password.as_bytes());
         out
+    }
+}
+
+/// AUTHENTICATE LOGIN's two responses: the user name, then the password.
+struct SaslLogin<'a> {
+    user: &'a str,
+    password: &'a str,
+    answered: u8,
+}
+
+impl async_imap::Authenticator for SaslLogin<'_> {
+    type Response = zeroize::Zeroizing<Vec<u8>>;
+    fn process(&mut self, _challenge: &[u8]) -> Self::Response {
+        self.answered = self.answered.saturating_add(1);
+        let v = if self.answered == 1 {
+            self.user
+        } else {
+            self.password
+        };
+        zeroize::Zeroizing::new(v.as_bytes().to_vec())
     }
 }
 
@@ -74,6 +94,17 @@ pub(crate) async fn log_in(
             )
             .await
             .map(|s| (s, None)),
+        Method::AuthenticateLogin => client
+            .authenticate(
+                "LOGIN",
+                SaslLogin {
+                    user: &target.user,
+                    password: target.password.expose(),
+                    answered: 0,
+                },
+            )
+            .await
+            .map(|s| (s, None)),
     }
 }
 
@@ -81,6 +112,7 @@ pub(crate) async fn log_in(
 pub(crate) enum Method {
     Login,
     AuthenticatePlain,
+    AuthenticateLogin,
 }
 
 impl Method {
@@ -88,19 +120,35 @@ impl Method {
         match self {
             Method::Login => "LOGIN",
             Method::AuthenticatePlain => "AUTHENTICATE PLAIN",
+            Method::AuthenticateLogin => "AUTHENTICATE LOGIN",
+        }
+    }
+
+    /// The mechanism in evidence: the SASL mechanism, or `LOGIN` for the LOGIN command.
+    pub(crate) fn mechanism(self) -> &'static str {
+        match self {
+            Method::Login | Method::AuthenticateLogin => "LOGIN",
+            Method::AuthenticatePlain => "PLAIN",
         }
     }
 }
 
-/// The method the CRM would use: LOGIN, or AUTHENTICATE PLAIN when LOGIN is disabled.
-pub(crate) fn choose_method(caps: &[String]) -> Option<Method> {
-    if !has(caps, "LOGINDISABLED") {
-        Some(Method::Login)
-    } else if mechanisms(caps).iter().any(|m| m == "PLAIN") {
-        Some(Method::AuthenticatePlain)
-    } else {
-        None
+/// The method the profile's client would use, as JavaMail does: its SASL mechanisms in its
+/// order, each only when the server offers it (`AUTH=`), then the LOGIN command unless the
+/// server disables it.
+pub(crate) fn choose_method(caps: &[String], client_mechanisms: &[String]) -> Option<Method> {
+    let offered = mechanisms(caps);
+    for m in client_mechanisms {
+        if !offered.iter().any(|o| o.eq_ignore_ascii_case(m)) {
+            continue;
+        }
+        match m.to_ascii_uppercase().as_str() {
+            "PLAIN" => return Some(Method::AuthenticatePlain),
+            "LOGIN" => return Some(Method::AuthenticateLogin),
+            _ => {}
+        }
     }
+    (!has(caps, "LOGINDISABLED")).then_some(Method::Login)
 }
 
 /// The server's words from async-imap's `code: Some(X), info: Some("text")` error text.
@@ -136,6 +184,8 @@ fn base(
     let mut r = r
         .with("method", method.map(Method::as_str))
         .with("mechanisms", json!(mechanisms(caps)))
+        .with("mechanisms_offered", json!(mechanisms(caps)))
+        .with("mechanism_used", method.map(Method::mechanism))
         .with("login_disabled", has(caps, "LOGINDISABLED"));
     if let Some(before) = &seen.caps_before_tls {
         r = r.with("login_disabled_before_tls", has(before, "LOGINDISABLED"));
@@ -190,13 +240,10 @@ async fn may_log_in(
     caps: &[String],
     seen: &Seen,
 ) -> Option<Method> {
-    let method = choose_method(caps);
+    let method = choose_method(caps, &cx.target.profile.client.sasl_mechanisms);
     let refusal = if let Err(why) = cx.credentials_allowed(hs) {
-        RequirementResult::skip(
-            LOGIN,
-            "imap.certificate.trust",
-            format!("not evaluated: {why}"),
-        )
+        let gate = cx.gate_requirement(mailprobe_core::Protocol::Imap, hs);
+        RequirementResult::skip(LOGIN, &gate, format!("not evaluated: {why}"))
     } else if seen
         .greeting
         .as_ref()
@@ -220,7 +267,10 @@ async fn may_log_in(
     } else if method.is_none() {
         RequirementResult::fail(
             LOGIN,
-            "the server offers no login the CRM can use: LOGIN is disabled and AUTHENTICATE PLAIN is not offered over TLS",
+            format!(
+                "the server offers no login the CRM's client can use: LOGIN is disabled and none of its mechanisms ({}) is offered over TLS",
+                cx.target.profile.client.sasl_mechanisms.join(", ")
+            ),
             remedies::NO_LOGIN_METHOD,
         )
     } else {
@@ -246,7 +296,10 @@ async fn attempt(
     caps: &[String],
     seen: &Seen,
 ) -> Option<(ImapSession, Option<Vec<String>>)> {
-    let wait = cx.io_timeout();
+    // A server delays a failed login on purpose (Dovecot's auth_failure_delay, more under
+    // load): the reply is waited for until the check's deadline, so a delayed rejection is
+    // reported as the rejection it is.
+    let wait = cx.remaining();
     let target: Arc<Target> = cx.target.clone();
     let timer = StepTimer::start();
     let outcome = tokio::time::timeout(wait, log_in(wire.into_inner(), method, &target)).await;
@@ -282,12 +335,26 @@ async fn attempt(
                 format!("not verified: the login did not complete: {error}"),
             )
         }
-        (Some(words), _) => RequirementResult::fail(
-            LOGIN,
-            format!("the server refused the login of {}: {words}", target.user),
-            remedies::LOGIN_REFUSED,
-        )
-        .with("server_response", words.clone()),
+        (Some(words), _) => {
+            let code = refusal::response_code(words);
+            let meaning = refusal::meaning(code.as_deref());
+            let how = if meaning.temporary {
+                "temporarily refused"
+            } else {
+                "refused"
+            };
+            RequirementResult::fail(
+                LOGIN,
+                format!(
+                    "the server {how} the login of {} ({}): {words}",
+                    target.user, meaning.what
+                ),
+                meaning.remedy,
+            )
+            .with("server_response", words.clone())
+            .with("response_code", code)
+            .with("temporary", meaning.temporary)
+        }
         (None, Some(_)) => RequirementResult::fail(
             LOGIN,
             format!("the login did not complete: {error}"),

@@ -27,19 +27,35 @@ fn server_words_from_async_imap_errors() {
     assert_eq!(server_words("something else"), "something else");
 }
 
+fn hub() -> Vec<String> {
+    mailprobe_core::profile::Profile::builtin("hubspot")
+        .unwrap()
+        .client
+        .sasl_mechanisms
+}
+
 #[test]
-fn login_method_follows_logindisabled() {
+fn login_method_follows_the_client_model_then_logindisabled() {
     let caps = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+    // No mechanism of the client's offered: the LOGIN command, as JavaMail falls back to.
     assert_eq!(
-        choose_method(&caps("IMAP4rev1 AUTH=PLAIN")),
+        choose_method(&caps("IMAP4rev1 AUTH=CRAM-MD5"), &hub()),
         Some(Method::Login)
     );
     assert_eq!(
-        choose_method(&caps("IMAP4rev1 LOGINDISABLED AUTH=PLAIN")),
+        choose_method(&caps("IMAP4rev1 AUTH=LOGIN"), &hub()),
+        Some(Method::AuthenticateLogin)
+    );
+    assert_eq!(
+        choose_method(&caps("IMAP4rev1 AUTH=PLAIN"), &hub()),
         Some(Method::AuthenticatePlain)
     );
     assert_eq!(
-        choose_method(&caps("IMAP4rev1 LOGINDISABLED AUTH=GSSAPI")),
+        choose_method(&caps("IMAP4rev1 LOGINDISABLED AUTH=PLAIN"), &hub()),
+        Some(Method::AuthenticatePlain)
+    );
+    assert_eq!(
+        choose_method(&caps("IMAP4rev1 LOGINDISABLED AUTH=GSSAPI"), &hub()),
         None
     );
     assert_eq!(

@@ -156,3 +156,51 @@ where
             .map(|(s, _)| s),
     }
 }
+
+/// The chain a port presents, read with a handshake of current practice (TLS 1.2 and 1.3) when
+/// the profile's client could not complete its own (a server that speaks only TLS 1.3 to a
+/// TLS 1.2 client): the certificate is still the server's, and its name, trust and expiry are
+/// still worth reporting. No credential ever goes over this session; it is closed at once.
+pub async fn chain_for_inspection(
+    cx: &mut RunContext,
+    protocol: Protocol,
+) -> Result<Vec<Vec<u8>>, NetErrorView> {
+    let Some(endpoint) = cx.target.endpoint(protocol).cloned() else {
+        return Err(NetErrorView::new(
+            ErrorType::NotConfigured,
+            format!("no {protocol} server configured"),
+        ));
+    };
+    let conn = cx
+        .connect(&endpoint)
+        .await
+        .map_err(|e| NetErrorView::from(&e).at("connect"))?;
+    let wait = cx.io_timeout();
+    let conn = if endpoint.security == Security::Starttls {
+        cx.step("starttls", Some(&endpoint), preamble(protocol, conn, wait))
+            .await
+            .map_err(|e| NetErrorView::from(&e).at("starttls"))?
+    } else {
+        conn
+    };
+    let inspect = tls::Trust {
+        roots: cx.trust.roots.clone(),
+        client: tls::ClientPolicy::current_practice(),
+    };
+    let host = endpoint.host.clone();
+    let out = cx
+        .step(
+            "tls_handshake",
+            Some(&endpoint),
+            tls::handshake(conn, &host, &inspect, wait),
+        )
+        .await;
+    match out {
+        Ok((_, h)) if !h.chain.is_empty() => Ok(h.chain),
+        Ok(_) => Err(
+            NetErrorView::new(ErrorType::NoCertificate, "the server sent no certificate")
+                .at("tls_handshake"),
+        ),
+        Err(e) => Err(NetErrorView::from(&e).at("tls_handshake")),
+    }
+}

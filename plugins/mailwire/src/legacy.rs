@@ -175,6 +175,12 @@ pub async fn fallback(cx: &mut RunContext, ep: &Endpoint) -> Fallback {
     let Some(dialect) = detect(cx, ep).await else {
         return Fallback::NotLegacy;
     };
+    // Only a dialect the profile's client speaks: its versions and its suites. Otherwise the
+    // client cannot connect either, and the rustls failure stands (`*.tls_versions` says why).
+    let client = &cx.target.profile.client;
+    if !client.speaks(dialect.version) || !client.cipher_suites.contains(&dialect.cipher) {
+        return Fallback::NotLegacy;
+    }
     let limit = match tls::legacy_engine() {
         Err(why) => why.to_string(),
         Ok(()) => match redo(cx, ep).await {

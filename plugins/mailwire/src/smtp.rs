@@ -183,6 +183,19 @@ impl Mechanism {
         }
     }
 
+    /// The first of a client's mechanisms (in its order) that the server offers and the probe
+    /// speaks.
+    pub fn choose_in_order(offered: &[String], client: &[String]) -> Option<Mechanism> {
+        client
+            .iter()
+            .filter(|m| offered.iter().any(|o| o.eq_ignore_ascii_case(m)))
+            .find_map(|m| match m.to_ascii_uppercase().as_str() {
+                "PLAIN" => Some(Mechanism::Plain),
+                "LOGIN" => Some(Mechanism::Login),
+                _ => None,
+            })
+    }
+
     /// PLAIN when offered (one round trip), else LOGIN, else none the probe can use.
     pub fn choose(offered: &[String]) -> Option<Mechanism> {
         let has = |m: &str| offered.iter().any(|o| o.eq_ignore_ascii_case(m));

@@ -155,6 +155,20 @@ fn judge(
                 .with("security", security.as_str())
                 .with("security_detected", true);
         }
+        Some(Err(e)) if e.to_string().contains(detect::NEITHER) => {
+            // Reachable, but not a mail server the CRM can use: said so, rather than left to a
+            // greeting that will never come.
+            result = RequirementResult::fail(
+                &id,
+                format!("{} answers, but {e}", ep.authority()),
+                format!(
+                    "Point mailprobe (and the CRM) at the {} port of the mail server: port {} answers with something else.",
+                    service(ep.protocol),
+                    ep.port
+                ),
+            )
+            .with("security_detection_error", e.to_string());
+        }
         Some(Err(e)) => {
             result = result.with("security_detection_error", e.to_string());
         }

@@ -11,6 +11,7 @@
 
 pub mod encryption;
 pub mod login;
+mod refusal;
 pub mod remedies;
 pub mod session;
 
@@ -94,9 +95,12 @@ impl CheckPlugin for Smtp {
                 )
                 .after(&[ENCRYPTION])
                 .on(Protocol::Smtp)
-                .passes("AUTH PLAIN or LOGIN succeeds after TLS")
-                .fails("the credentials are refused, or AUTH (PLAIN or LOGIN) is not offered after TLS")
+                .passes("AUTH with the first of the profile's client mechanisms the server offers (hubspot: PLAIN, then LOGIN) succeeds after TLS")
+                .fails("the credentials are refused (the enhanced status code, e.g. 5.7.8, chooses the remedy; a 4xx refusal is said to be temporary), or none of the client's mechanisms is offered after TLS (the remedy names them)")
                 .evidence("mechanism", "`PLAIN` or `LOGIN`")
+                .evidence("mechanism_used", "`PLAIN` or `LOGIN`")
+                .evidence("mechanisms_offered", "the mechanisms the server offers after TLS")
+                .evidence("enhanced_status", "the refusal's enhanced status code (RFC 3463)")
                 .evidence("reply", "the server's reply, credentials removed"),
             ],
         )

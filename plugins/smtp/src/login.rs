@@ -25,11 +25,8 @@ pub(crate) async fn authenticate(
             .with("auth_before_tls", f.auth_before_tls.is_some())
     };
     if let Err(why) = cx.credentials_allowed(hs) {
-        cx.report(base(RequirementResult::skip(
-            LOGIN,
-            "smtp.certificate.trust",
-            why,
-        )));
+        let gate = cx.gate_requirement(mailprobe_core::Protocol::Smtp, hs);
+        cx.report(base(RequirementResult::skip(LOGIN, &gate, why)));
         quit(cx, creds, ep, &mut client).await;
         return;
     }
@@ -42,19 +39,26 @@ pub(crate) async fn authenticate(
         quit(cx, creds, ep, &mut client).await;
         return;
     }
-    let Some(mechanism) = Mechanism::choose(&mechanisms) else {
-        cx.report(base(RequirementResult::fail(
-            LOGIN,
-            format!(
-                "the server offers AUTH {} after TLS, but neither PLAIN nor LOGIN, the username-and-password mechanisms the CRM uses",
-                mechanisms.join(" ")
-            ),
-            remedies::NO_MECHANISM,
-        )));
+    let client_mechanisms = cx.target.profile.client.sasl_mechanisms.clone();
+    let Some(mechanism) = Mechanism::choose_in_order(&mechanisms, &client_mechanisms) else {
+        cx.report(base(
+            RequirementResult::fail(
+                LOGIN,
+                format!(
+                    "the server offers AUTH {} after TLS, but none of the mechanisms the CRM's client uses ({})",
+                    mechanisms.join(" "),
+                    client_mechanisms.join(", ")
+                ),
+                remedies::enable_mechanisms(&client_mechanisms),
+            )
+            .with("mechanisms_offered", mechanisms.clone()),
+        ));
         quit(cx, creds, ep, &mut client).await;
         return;
     };
-    let wait = cx.io_timeout();
+    // A server delays a failed AUTH on purpose (Postfix's error sleep, Dovecot's
+    // auth_failure_delay): the reply is waited for until the check's deadline.
+    let wait = cx.remaining();
     let password = creds.password.clone();
     let reply = step(
         cx,
@@ -67,6 +71,8 @@ pub(crate) async fn authenticate(
     let base = |r: RequirementResult| {
         base(r)
             .with("mechanism", mechanism.name())
+            .with("mechanism_used", mechanism.name())
+            .with("mechanisms_offered", mechanisms.clone())
             .with("user", creds.user.clone())
     };
     match reply {
@@ -106,8 +112,26 @@ pub(crate) async fn authenticate(
     }
 }
 
-/// The result of an AUTH the server answered with something other than 235.
+/// The result of an AUTH the server answered with something other than 235: the enhanced
+/// status code (RFC 3463) names the reason where the server sent one, the reply code otherwise;
+/// a 4xx refusal is said to be temporary.
 fn auth_refused(r: &SmtpReply, text: &str) -> RequirementResult {
+    let enhanced = crate::refusal::enhanced_status(r);
+    let temporary = (400..500).contains(&r.code);
+    if let Some(m) = enhanced.as_deref().and_then(crate::refusal::meaning) {
+        let how = if temporary {
+            "temporarily refused"
+        } else {
+            "refused"
+        };
+        return RequirementResult::fail(
+            LOGIN,
+            format!("the server {how} the login ({}): {text}", m.what),
+            m.remedy,
+        )
+        .with("enhanced_status", enhanced)
+        .with("temporary", temporary);
+    }
     let (summary, remedy) = match r.code {
         535 => (
             format!("the server refused the credentials: {text}"),
@@ -121,12 +145,18 @@ fn auth_refused(r: &SmtpReply, text: &str) -> RequirementResult {
             format!("the server could not authenticate (a temporary failure): {text}"),
             remedies::AUTH_TEMPORARY.to_string(),
         ),
+        _ if temporary => (
+            format!("the server temporarily refused AUTH: {text}"),
+            remedies::AUTH_TEMPORARY.to_string(),
+        ),
         _ => (
             format!("AUTH was not accepted: {text}"),
             remedies::REFUSED.to_string(),
         ),
     };
     RequirementResult::fail(LOGIN, summary, remedy)
+        .with("enhanced_status", enhanced)
+        .with("temporary", temporary)
 }
 
 /// The failing `smtp.login` of a session that broke before AUTH could complete.

@@ -58,3 +58,16 @@ pub fn no_greeting(e: &NetError, ep: &Endpoint) -> String {
 }
 
 pub const STARTTLS_REFUSED: &str = "The server cannot start TLS: check its certificate and key files and its TLS log (Postfix: smtpd_tls_cert_file / smtpd_tls_key_file, `postfix check`; Exchange: the certificate bound to the SMTP service).";
+
+/// None of the client's SASL mechanisms is offered: the ones to enable, named.
+pub fn enable_mechanisms(client: &[String]) -> String {
+    let list = client.join(" and ");
+    let lower = client
+        .iter()
+        .map(|m| m.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "Offer AUTH {list} after TLS: the CRM's client logs in with these only (Dovecot SASL: auth_mechanisms = {lower}; Cyrus SASL: mech_list: {lower}; Exchange: enable basic authentication on the client receive connector)."
+    )
+}

@@ -131,7 +131,7 @@ fn versions_result(cx: &RunContext, ep: &Endpoint, tally: Tally) -> RequirementR
         .accepted
         .iter()
         .copied()
-        .filter(|v| rules.client_versions.contains(v))
+        .filter(|v| profile.client.tls_versions.contains(v))
         .collect();
     let accepted_text = if tally.accepted.is_empty() {
         "no version".to_string()
@@ -144,7 +144,7 @@ fn versions_result(cx: &RunContext, ep: &Endpoint, tally: Tally) -> RequirementR
         .unknown
         .iter()
         .copied()
-        .filter(|v| rules.client_versions.contains(v))
+        .filter(|v| profile.client.tls_versions.contains(v))
         .filter(|v| shared.is_empty() || !rules.weak_versions.contains(v))
         .collect();
     let passes = !shared.is_empty() && !shared.iter().all(|v| rules.weak_versions.contains(v));
@@ -162,7 +162,7 @@ fn versions_result(cx: &RunContext, ep: &Endpoint, tally: Tally) -> RequirementR
             format!(
                 "accepts {accepted_text}, none of which the {} client speaks ({})",
                 profile.name,
-                list(&rules.client_versions)
+                list(&profile.client.tls_versions)
             ),
             remedies::enable_version(ep, "TLS 1.2"),
         )

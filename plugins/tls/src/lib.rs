@@ -111,7 +111,13 @@ async fn ports_to_probe(cx: &mut RunContext) -> Vec<Endpoint> {
             continue;
         }
         let enc = ep.protocol.requirement("encryption");
-        if cx.status(&enc) == Some(Status::Fail) {
+        // The client's own handshake refused (e.g. a TLS 1.3-only server and a TLS 1.2 client):
+        // the server speaks TLS, and which versions it accepts is exactly what to report.
+        let refused_in_tls = matches!(
+            handshake::first(cx, ep.protocol),
+            Some(Err(e)) if e.step.as_deref() == Some("tls_handshake")
+        );
+        if cx.status(&enc) == Some(Status::Fail) && !refused_in_tls {
             cx.report(
                 RequirementResult::skip(&id, &enc, format!("not evaluated: {enc} failed"))
                     .with("versions", judge::unknown_versions()),

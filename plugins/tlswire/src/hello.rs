@@ -11,7 +11,7 @@
 mod build;
 mod parse;
 
-pub use build::client_hello;
+pub use build::{client_hello, detection_hello};
 pub(crate) use parse::hello_so_far;
 pub use parse::{Parse, ServerAnswer, parse_server_flight};
 

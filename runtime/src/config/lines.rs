@@ -26,12 +26,43 @@ fn is_item_start(line: &str) -> bool {
 
 /// The 1-based line where the `index`th entry of `mailboxes:` starts.
 pub(super) fn mailbox_line(text: &str, index: usize) -> Option<usize> {
+    item_line(text, "mailboxes", index)
+}
+
+/// The 1-based line, within the `index`th entry of the top-level list `section`, that holds
+/// `word` (a key or a value an error names); the entry's first line when none does.
+pub(super) fn word_line_in_item(
+    text: &str,
+    section: &str,
+    index: usize,
+    word: Option<&str>,
+) -> Option<usize> {
+    let start = item_line(text, section, index)?;
+    let end = item_line(text, section, index + 1);
+    let Some(word) = word else {
+        return Some(start);
+    };
+    text.lines()
+        .enumerate()
+        .skip(start - 1)
+        .take_while(|(i, _)| end.is_none_or(|e| i + 1 < e))
+        .find(|(_, l)| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.starts_with(&format!("{word}:")) || t.trim() == word || l.contains(word)
+        })
+        .map(|(i, _)| i + 1)
+        .or(Some(start))
+}
+
+/// The 1-based line where the `index`th entry of the top-level list `section` starts.
+pub(super) fn item_line(text: &str, section: &str, index: usize) -> Option<usize> {
+    let header = format!("{section}:");
     let mut in_list = false;
     let mut seen = 0;
     let mut indent = None;
     for (i, line) in text.lines().enumerate() {
         if !line.starts_with(' ') && !line.starts_with('-') && !line.trim().is_empty() {
-            in_list = line.starts_with("mailboxes:");
+            in_list = line.starts_with(&header);
             continue;
         }
         if !in_list {

@@ -81,7 +81,7 @@ pub(super) fn self_signature(cert: &X509Certificate<'_>) -> SelfSignature {
     let signature: &[u8] = &cert.signature_value.data;
 
     let mut any_candidate = false;
-    for alg in webpki_algorithms() {
+    for alg in mailprobe_core::tls::every_algorithm() {
         if alg.signature_alg_id().as_ref() != sig_alg_id
             || alg.public_key_alg_id().as_ref() != spki_alg_id
         {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, RootCertStore};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime};
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
@@ -70,6 +70,16 @@ pub enum TrustOutcome {
 ///    whose signature does not verify with that anchor's key as a bad
 ///    signature, so that case is `Invalid`, not `UnknownIssuer`.
 pub fn verify_trust(chain_der: &[Vec<u8>], roots: &RootCertStore) -> TrustOutcome {
+    verify_trust_with(chain_der, roots, webpki_algorithms())
+}
+
+/// [`verify_trust`] with the signature algorithms a client model accepts (see
+/// `ClientPolicy::accepted_algorithms`).
+pub fn verify_trust_with(
+    chain_der: &[Vec<u8>],
+    roots: &RootCertStore,
+    algorithms: &[&dyn SignatureVerificationAlgorithm],
+) -> TrustOutcome {
     // A real chain is a handful of certificates; a server sending hundreds (or a cycle) must
     // not make path building or the classification walk costly.
     let chain_der = &chain_der[..chain_der.len().min(MAX_CHAIN)];
@@ -118,7 +128,7 @@ pub fn verify_trust(chain_der: &[Vec<u8>], roots: &RootCertStore) -> TrustOutcom
             roots,
             &intermediates,
             at,
-            webpki_algorithms(),
+            algorithms,
         ) {
             Ok(()) => return TrustOutcome::Trusted,
             Err(e) => {
@@ -261,6 +271,22 @@ fn describe_webpki_error(e: &rustls::Error) -> String {
             | CertificateError::NotValidYet
             | CertificateError::NotValidYetContext { .. },
         ) => format!("chain is never valid within the leaf's validity period ({e})"),
-        _ => e.to_string(),
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+            | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. },
+        ) => "a certificate in the chain is signed with an algorithm or key size the client does not accept".into(),
+        rustls::Error::InvalidCertificate(CertificateError::BadEncoding) => {
+            "a certificate in the chain is malformed".into()
+        }
+        rustls::Error::InvalidCertificate(CertificateError::Other(o)) => o.to_string(),
+        // Only rustls' Display, never its Debug form: a message a person can read.
+        _ => {
+            let s = e.to_string();
+            if s.contains('{') {
+                "the chain is refused by the client's certificate rules".into()
+            } else {
+                s
+            }
+        }
     }
 }

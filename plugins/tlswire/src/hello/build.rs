@@ -145,6 +145,18 @@ fn sni_host(server_name: Option<&str>) -> Option<&str> {
 /// - padded (RFC 7685) out of the 256..=511 byte range that hangs some
 ///   old F5 load balancers.
 pub fn client_hello(version: u16, server_name: Option<&str>) -> Vec<u8> {
+    hello(version, &[TLS13], server_name)
+}
+
+/// One ClientHello offering every version the probe can tell apart, SSLv3 to TLS 1.3 (TLS 1.3
+/// to TLS 1.0 in supported_versions, TLS 1.2 as the legacy version, which an SSLv3-only server
+/// answers with SSLv3): the hello of security detection, which any TLS server answers with a
+/// TLS record, whatever versions it speaks.
+pub fn detection_hello(server_name: Option<&str>) -> Vec<u8> {
+    hello(TLS13, &[TLS13, TLS12, super::TLS11, TLS10], server_name)
+}
+
+fn hello(version: u16, tls13_versions: &[u16], server_name: Option<&str>) -> Vec<u8> {
     let is13 = version >= TLS13;
     let ssl3 = version <= SSL3;
 
@@ -175,7 +187,7 @@ pub fn client_hello(version: u16, server_name: Option<&str>) -> Vec<u8> {
     body.extend_from_slice(&[1, 0]); // compression: null only
 
     if !ssl3 {
-        let ext = extensions(version, server_name, body.len());
+        let ext = extensions(version, tls13_versions, server_name, body.len());
         put_u16(&mut body, ext.len() as u16);
         body.extend_from_slice(&ext);
     }
@@ -194,7 +206,12 @@ pub fn client_hello(version: u16, server_name: Option<&str>) -> Vec<u8> {
 /// DNS name, the broad group and signature lists, and for TLS 1.3 supported_versions with an
 /// x25519 key_share. Padded (RFC 7685) out of the 256..=511 byte range that hangs some old F5
 /// load balancers.
-fn extensions(version: u16, server_name: Option<&str>, body_len: usize) -> Vec<u8> {
+fn extensions(
+    version: u16,
+    tls13_versions: &[u16],
+    server_name: Option<&str>,
+    body_len: usize,
+) -> Vec<u8> {
     let mut ext = Vec::with_capacity(300);
     if let Some(host) = sni_host(server_name) {
         let mut d = Vec::with_capacity(host.len() + 5);
@@ -212,7 +229,11 @@ fn extensions(version: u16, server_name: Option<&str>, body_len: usize) -> Vec<u
     put_ext(&mut ext, EXT_EXTENDED_MASTER_SECRET, &[]);
     put_ext(&mut ext, EXT_RENEGOTIATION_INFO, &[0]);
     if version >= TLS13 {
-        put_ext(&mut ext, EXT_SUPPORTED_VERSIONS, &u16_list(1, &[TLS13]));
+        put_ext(
+            &mut ext,
+            EXT_SUPPORTED_VERSIONS,
+            &u16_list(1, tls13_versions),
+        );
         let mut key = [0u8; 32];
         random_bytes(&mut key);
         key[31] &= 0x7f; // canonical u-coordinate (RFC 7748 5)

@@ -33,9 +33,11 @@ fn verbose_prints_the_redacted_transcript_on_stderr() {
         format!("* connected to 127.0.0.1:{imap} from 127.0.0.1:"),
         "< * OK [CAPABILITY IMAP4rev1".to_string(),
         "> P1 STARTTLS".to_string(),
-        format!("* TLS with {HOSTNAME}:{imap}: TLSv1.3 "),
+        // The hubspot client speaks TLS 1.2 at most, and so do its login sessions.
+        format!("* TLS with {HOSTNAME}:{imap}: TLSv1.2 "),
         format!("* certificate 0 of {HOSTNAME}:{imap}: subject CN={HOSTNAME}"),
-        "> A0001 LOGIN [redacted]".to_string(),
+        // Dovecot offers AUTH=PLAIN, which the client model prefers to LOGIN.
+        "> A0001 AUTHENTICATE [redacted]".to_string(),
         "> EHLO ".to_string(),
         "< 250-AUTH PLAIN LOGIN".to_string(),
         "> AUTH PLAIN [redacted]".to_string(),

@@ -229,7 +229,11 @@ mailboxes:
     let transcript = one["transcript"]
         .as_str()
         .unwrap_or_else(|| panic!("no transcript kept for the last run: {one}"));
-    assert!(transcript.contains("LOGIN"), "{transcript}");
+    assert!(transcript.contains("* imap login "), "{transcript}");
+    assert!(
+        transcript.contains("AUTHENTICATE [redacted]"),
+        "{transcript}"
+    );
     assert!(!transcript.contains(common::lab::PASSWORD), "{transcript}");
 
     // The log: one JSON object per line, with the exporter-toolkit keys.

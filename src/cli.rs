@@ -120,6 +120,13 @@ pub struct RunArgs {
     /// for where nothing sends SIGHUP or POST /-/reload, such as a Kubernetes ConfigMap.
     #[arg(long, env = "MAILPROBE_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub reload_interval: Option<Duration>,
+    /// The admin endpoint's TLS and basic auth, in Prometheus' exporter-toolkit format
+    /// (tls_server_config, basic_auth_users with bcrypt hashes, http_server_config.headers).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+    /// Serve POST /-/reload (off by default: it answers 403; SIGHUP always reloads).
+    #[arg(long = "web.enable-lifecycle")]
+    pub web_enable_lifecycle: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

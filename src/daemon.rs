@@ -344,22 +344,24 @@ impl Run {
             MailboxState::Ready(trust) => {
                 runner::run_target(target, trust.clone(), budgets, &self.plugins).await
             }
-            MailboxState::SecretMissing { trust, source } => match source.load(&ProcessEnv) {
-                Ok(password) => {
-                    let target = Arc::new(Target {
-                        password,
-                        ..(*target).clone()
-                    });
-                    runner::run_target(target, trust.clone(), budgets, &self.plugins).await
+            MailboxState::SecretMissing { trust, source } => {
+                match source.load_async(&ProcessEnv).await {
+                    Ok(password) => {
+                        let target = Arc::new(Target {
+                            password,
+                            ..(*target).clone()
+                        });
+                        runner::run_target(target, trust.clone(), budgets, &self.plugins).await
+                    }
+                    Err(e) => {
+                        self.feed.probe_error(&target.mailbox, "config");
+                        runner::unverified_outcome(
+                            &target,
+                            &format!("not verified: the mailbox's password cannot be read: {e}"),
+                        )
+                    }
                 }
-                Err(e) => {
-                    self.feed.probe_error(&target.mailbox, "config");
-                    runner::unverified_outcome(
-                        &target,
-                        &format!("not verified: the mailbox's password cannot be read: {e}"),
-                    )
-                }
-            },
+            }
             MailboxState::Broken(error) => {
                 self.feed.probe_error(&target.mailbox, "config");
                 runner::unverified_outcome(

@@ -156,6 +156,19 @@ fn validate(args: &cli::ConfigArgs) -> u8 {
 
 /// `mailprobe run`: the daemon, until SIGTERM.
 async fn run_daemon(args: &cli::RunArgs) -> u8 {
+    // Before anything listens: a web config that cannot be applied is refused, never served
+    // without the TLS or the authentication it asks for.
+    let web = match args.web_config_file.as_deref() {
+        Some(path) => match mailprobe_exporter_prometheus::web::WebConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => return usage_error(&e),
+        },
+        None => Default::default(),
+    };
+    mailprobe_exporter_prometheus::web::configure(mailprobe_exporter_prometheus::web::WebOptions {
+        config: web,
+        lifecycle: args.web_enable_lifecycle,
+    });
     match daemon::load(&args.config.config, args.config.shard, daemon::Mode::Run) {
         Ok(loaded) => {
             no_core_dumps();

@@ -90,6 +90,18 @@ async fn next_tick(t: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// The configuration file's bytes for change detection, read bounded and off the workers.
+async fn snapshot(path: &std::path::Path) -> Option<Vec<u8>> {
+    mailprobe_core::file::read_async(
+        path,
+        mailprobe_runtime::config::MAX_CONFIG_FILE,
+        mailprobe_core::file::READ_DEADLINE,
+    )
+    .await
+    .ok()
+    .map(|mut b| std::mem::take(&mut *b))
+}
+
 /// Serves reloads until SIGTERM or Ctrl-C.
 pub async fn serve(
     source: Source,
@@ -101,7 +113,7 @@ pub async fn serve(
     telemetry: &Telemetry,
 ) {
     let mut requests = telemetry.take_reload_requests();
-    let mut seen = std::fs::read(&source.path).ok();
+    let mut seen = snapshot(&source.path).await;
     let mut tick = source.every.map(|every| {
         let mut t = tokio::time::interval(every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -114,7 +126,7 @@ pub async fn serve(
             _ = next_signal(&mut signals.hup) => "SIGHUP",
             request = next_request(&mut requests) => match request {
                 Some(reply) => {
-                    seen = std::fs::read(&source.path).ok();
+                    seen = snapshot(&source.path).await;
                     let result = reload(&source, &mut current, handle, budgets, live, telemetry, "POST /-/reload");
                     let _ = reply.send(result);
                     continue;
@@ -127,7 +139,7 @@ pub async fn serve(
             _ = next_tick(&mut tick) => {
                 // A file being replaced (a ConfigMap's symlink swap) may be missing for a
                 // moment: wait for the next look rather than report it.
-                let Ok(now) = std::fs::read(&source.path) else { continue };
+                let Some(now) = snapshot(&source.path).await else { continue };
                 if seen.as_ref() == Some(&now) {
                     continue;
                 }
@@ -136,7 +148,7 @@ pub async fn serve(
             }
         };
         if trigger == "SIGHUP" {
-            seen = std::fs::read(&source.path).ok();
+            seen = snapshot(&source.path).await;
         }
         let _ = reload(
             &source,

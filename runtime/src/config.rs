@@ -245,16 +245,27 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The largest configuration file read: far above 100,000 mailboxes' entries, far below what
+/// would exhaust memory (`/dev/zero` given by mistake is refused as a device anyway).
+pub const MAX_CONFIG_FILE: u64 = 256 * 1024 * 1024;
+
+/// Reads the configuration file bounded in size and time, off the caller's thread.
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    mailprobe_core::file::read_to_string(path, MAX_CONFIG_FILE, mailprobe_core::file::READ_DEADLINE)
+        .map(|mut text| std::mem::take(&mut *text))
+        .map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            column: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })
+}
+
 impl Config {
     /// Reads and checks a file; see [`Config::parse`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: shown.clone(),
-            line: None,
-            column: None,
-            message: format!("cannot read the configuration file: {e}"),
-        })?;
+        let text = read_config(path)?;
         Config::parse(&text, &shown)
     }
 
@@ -406,12 +417,7 @@ impl Config {
     /// Reads a file for `run`; see [`Config::parse_lenient`].
     pub fn load_lenient(path: &Path) -> Result<(Config, Vec<BrokenMailbox>), ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: shown.clone(),
-            line: None,
-            column: None,
-            message: format!("cannot read the configuration file: {e}"),
-        })?;
+        let text = read_config(path)?;
         Config::parse_lenient(&text, &shown)
     }
 

@@ -8,7 +8,9 @@
 //! histogram is kept here.
 #![forbid(unsafe_code)]
 
-mod limited;
+mod auth;
+pub mod server;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -389,6 +391,15 @@ impl PrometheusExporter {
 
     /// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` until [`AdminServer::shutdown`].
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<AdminServer> {
+        self.serve_with(addr, web::options()).await
+    }
+
+    /// As [`PrometheusExporter::serve`], with these web options rather than the process's.
+    pub async fn serve_with(
+        &self,
+        addr: SocketAddr,
+        options: Arc<web::WebOptions>,
+    ) -> std::io::Result<AdminServer> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let state = AppState {
@@ -402,18 +413,10 @@ impl PrometheusExporter {
             .route("/readyz", get(readyz))
             .route("/-/reload", post(reload))
             .with_state(state);
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let listener = limited::Limited::new(listener, limited::MAX_CONNECTIONS, limited::IDLE);
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "the metrics listener stopped");
-            }
-        });
+        // TLS, basic auth, lifecycle gating and the connection limits cover every route.
+        let app = server::protect(app, options.clone());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(server::run(listener, app, options, stopped));
         Ok(AdminServer {
             local,
             stop,

@@ -334,9 +334,14 @@ pub fn alertmanager(dir: &Path, port: u16) -> Proc {
 
 /// `mailprobe run --config FILE`, its stderr in `log`.
 pub fn mailprobe_run(config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
+    mailprobe_run_with(config, log, env, &[])
+}
+
+/// As [`mailprobe_run`], with more flags.
+pub fn mailprobe_run_with(config: &Path, log: &Path, env: &[(&str, &str)], args: &[&str]) -> Proc {
     let out = std::fs::File::create(log).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailprobe"));
-    cmd.arg("run").arg("--config").arg(config);
+    cmd.arg("run").arg("--config").arg(config).args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }

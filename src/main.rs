@@ -287,8 +287,10 @@ fn init_logging(command: &Command) {
         Command::Run(_) => "info",
         _ => "warn",
     };
-    let filter =
-        EnvFilter::try_from_env("MAILPROBE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Only mailprobe's own events, whatever the filter says (see telemetry::own_targets).
+    let spec = std::env::var("MAILPROBE_LOG").unwrap_or_else(|_| default.to_string());
+    let filter = EnvFilter::try_new(telemetry::own_targets(&spec))
+        .unwrap_or_else(|_| EnvFilter::new(telemetry::own_targets(default)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

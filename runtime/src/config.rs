@@ -245,6 +245,45 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Why a receiver URL (OTLP endpoint, Alertmanager, webhook) cannot be used, in words that never
+/// quote it: it may carry user information, a token in its path or a key in its query.
+fn receiver_url(url: &str) -> Result<(), &'static str> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(());
+    }
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err("must start with http:// or https://");
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("holds a space or a control character");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return Err("has an IPv6 address without its closing `]`"),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err("has a port that is not a number from 1 to 65535");
+    }
+    Ok(())
+}
+
 /// The largest configuration file read: far above 100,000 mailboxes' entries, far below what
 /// would exhaust memory (`/dev/zero` given by mistake is refused as a device anyway).
 pub const MAX_CONFIG_FILE: u64 = 256 * 1024 * 1024;
@@ -410,6 +449,35 @@ impl Config {
                 top("otlp").and_then(|l| find_key_line(text, l, "protocol")),
                 format!("otlp.protocol `{p}` is not supported; use grpc or http/protobuf"),
             ));
+        }
+        let receivers = [
+            (
+                "otlp",
+                "endpoint",
+                self.otlp.as_ref().and_then(|o| o.endpoint.as_deref()),
+            ),
+            (
+                "alerts",
+                "alertmanager",
+                self.alerts.as_ref().and_then(|a| a.alertmanager.as_deref()),
+            ),
+            (
+                "alerts",
+                "webhook",
+                self.alerts.as_ref().and_then(|a| a.webhook.as_deref()),
+            ),
+        ];
+        for (section, key, url) in receivers {
+            if let Some(url) = url
+                && let Err(why) = receiver_url(url)
+            {
+                return Err(err(
+                    top(section).and_then(|l| find_key_line(text, l, key)),
+                    format!(
+                        "{section}.{key} {why} (e.g. https://host:port/...); the value is not shown, as it may hold a credential"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

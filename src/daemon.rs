@@ -148,8 +148,9 @@ pub fn load(path: &Path, shard: Option<Shard>, mode: Mode) -> Result<Loaded, Str
         }
     }
     // Load the dynamic plugins now, so that `validate` reports a bad library too.
+    // Described by a child: checking a configuration never runs plugin code in this process.
     let registry =
-        crate::builtins::registry_for_config(&config).map_err(|e| format!("{shown}: {e}"))?;
+        crate::builtins::registry_described(&config).map_err(|e| format!("{shown}: {e}"))?;
     for m in &mailboxes {
         crate::builtins::check_profile(&registry, &m.target.profile)
             .map_err(|e| format!("{shown}: mailbox `{}`: {e}", m.target.mailbox))?;

@@ -288,8 +288,25 @@ fn receiver_url(url: &str) -> Result<(), &'static str> {
 /// would exhaust memory (`/dev/zero` given by mistake is refused as a device anyway).
 pub const MAX_CONFIG_FILE: u64 = 256 * 1024 * 1024;
 
+/// The configuration decides where passwords are sent: a file others may write is told (a
+/// warning, as sshd's StrictModes would refuse it, but many deployments mount it group-writable).
+fn warn_if_others_may_write(path: &Path) {
+    #[cfg(unix)]
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && let Ok(w) = mailprobe_core::file::writers(path)
+        && w.shared()
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = %format!("{:o}", w.mode),
+            "the configuration file can be written by other users, and it decides where passwords are sent; run `chmod go-w` on it"
+        );
+    }
+}
+
 /// Reads the configuration file bounded in size and time, off the caller's thread.
 fn read_config(path: &Path) -> Result<String, ConfigError> {
+    warn_if_others_may_write(path);
     mailprobe_core::file::read_to_string(path, MAX_CONFIG_FILE, mailprobe_core::file::READ_DEADLINE)
         .map(|mut text| std::mem::take(&mut *text))
         .map_err(|e| ConfigError {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 mod lines;
 mod mailbox;
 
-use lines::{find_key_line, mailbox_line};
+use lines::{find_key_line, mailbox_line, mailbox_lines};
 use mailbox::{check_mailbox, mailbox_error};
 use mailprobe_core::model::{self, Protocol, Roundtrip, SecurityMode, Target};
 use mailprobe_core::net::DEFAULT_SERVER_BUDGET;
@@ -374,8 +374,9 @@ impl Config {
     fn check(&self, text: &str, file: &str) -> Result<(), ConfigError> {
         self.check_top(text, file, false)?;
         let mut names = HashSet::new();
+        let starts = mailbox_lines(text);
         for (i, m) in self.mailboxes.iter().enumerate() {
-            check_mailbox(i, m, text, file, &mut names)?;
+            check_mailbox(i, starts.get(i).copied(), m, text, file, &mut names)?;
         }
         Ok(())
     }
@@ -532,6 +533,7 @@ impl Config {
         };
         config.check_top(text, file, true)?;
         let mut names = HashSet::new();
+        let starts = mailbox_lines(text);
         let mut broken = Vec::new();
         for (i, entry) in entries.into_iter().enumerate() {
             let field = |k: &str| {
@@ -544,8 +546,8 @@ impl Config {
             };
             let (name, profile) = (field("name"), field("profile"));
             let fresh = name.as_ref().is_some_and(|n| !names.contains(n));
-            let start = mailbox_line(text, i);
-            let end = mailbox_line(text, i + 1);
+            let start = starts.get(i).copied();
+            let end = starts.get(i + 1).copied();
             let within = |e: &ConfigError| matches!((e.line, start), (Some(l), Some(s)) if l >= s && end.is_none_or(|n| l < n));
             let result = match serde_norway::from_value::<MailboxConfig>(entry) {
                 // The strict parse stopped at this entry: its message has the exact place.
@@ -556,7 +558,7 @@ impl Config {
                     column: None,
                     message: format!("mailboxes[{i}]: {e}"),
                 }),
-                Ok(m) => check_mailbox(i, &m, text, file, &mut names).map(|_| m),
+                Ok(m) => check_mailbox(i, start, &m, text, file, &mut names).map(|_| m),
             };
             match result {
                 Ok(m) => config.mailboxes.push(m),

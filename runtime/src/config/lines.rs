@@ -26,6 +26,17 @@ fn is_item_start(line: &str) -> bool {
 
 /// The 1-based line where the `index`th entry of `mailboxes:` starts.
 pub(super) fn mailbox_line(text: &str, index: usize) -> Option<usize> {
+    mailbox_lines_upto(text, Some(index)).get(index).copied()
+}
+
+/// The 1-based line where each entry of `mailboxes:` starts, in one pass over the text: per
+/// mailbox, a search from the top would make loading quadratic in the number of mailboxes.
+pub(super) fn mailbox_lines(text: &str) -> Vec<usize> {
+    mailbox_lines_upto(text, None)
+}
+
+fn mailbox_lines_upto(text: &str, last: Option<usize>) -> Vec<usize> {
+    let mut starts = Vec::new();
     let mut in_list = false;
     let mut seen = 0;
     let mut indent = None;
@@ -40,11 +51,12 @@ pub(super) fn mailbox_line(text: &str, index: usize) -> Option<usize> {
         let ind = line.len() - line.trim_start().len();
         if line.trim_start().starts_with("- ") && indent.is_none_or(|x| x == ind) {
             indent = Some(ind);
-            if seen == index {
-                return Some(i + 1);
+            starts.push(i + 1);
+            if last == Some(seen) {
+                break;
             }
             seen += 1;
         }
     }
-    None
+    starts
 }

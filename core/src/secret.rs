@@ -160,6 +160,10 @@ pub enum SecretError {
     FileTooLarge { path: String, size: u64, max: u64 },
     #[error("password file: {0}")]
     File(crate::file::FileError),
+    #[error(
+        "password file {0} holds a NUL byte, which no IMAP or SMTP login can carry (IMAP literals, RFC 3501, and SASL PLAIN, RFC 4616, exclude it); remove it"
+    )]
+    FileHasNul(String),
 }
 
 /// Reads the environment through a function so that tests pass a map, not the real environment.
@@ -259,6 +263,9 @@ fn file_secret(path: &std::path::Path, bytes: Zeroizing<Vec<u8>>) -> Result<Secr
     let value = value.strip_suffix('\r').unwrap_or(value);
     if value.is_empty() {
         return Err(SecretError::FileEmpty(shown));
+    }
+    if value.contains('\0') {
+        return Err(SecretError::FileHasNul(shown));
     }
     Ok(Secret::new(value))
 }

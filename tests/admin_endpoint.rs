@@ -88,8 +88,9 @@ fn answers_within_a_second(port: u16, path: &str) -> Result<(), String> {
     s.read_exact(&mut buf)
         .map_err(|e| format!("no answer: {e}"))?;
     let took = started.elapsed();
-    if !buf.starts_with(b"HTTP/1.1 200") && !(path == "/readyz" && buf.starts_with(b"HTTP/1.1 503"))
-    {
+    let ok =
+        buf.starts_with(b"HTTP/1.1 200") || (path == "/readyz" && buf.starts_with(b"HTTP/1.1 503"));
+    if !ok {
         return Err(format!("answered {:?}", String::from_utf8_lossy(&buf)));
     }
     if took > Duration::from_secs(1) {

@@ -71,10 +71,8 @@ async fn guard(State(options): State<Arc<WebOptions>>, request: Request, next: N
     }
     let method = request.method().clone();
     let reads = method == Method::GET || method == Method::HEAD || method == Method::OPTIONS;
-    if !reads {
-        if let Some(refusal) = refuse_change(&request, options.lifecycle) {
-            return with_headers(refusal, &options);
-        }
+    if !reads && let Some(refusal) = refuse_change(&request, options.lifecycle) {
+        return with_headers(refusal, &options);
     }
     let response = next.run(request).await;
     with_headers(response, &options)

@@ -54,6 +54,8 @@ rotel() {
 ROTEL=$(rotel)
 collector_up() {
   rm -f "$rotel_pid_file"
+  # Where this instance's lines begin in the shared log.
+  { [ -f "$work/rotel.log" ] && wc -l <"$work/rotel.log" || echo 0; } >"$work/rotel.mark"
   "$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$GRPC_PORT" --otlp-http-endpoint "127.0.0.1:$HTTP_PORT" \
     --exporter blackhole --debug-log metrics --daemon --log-file "$work/rotel.log" \
     --pid-file "$rotel_pid_file" >/dev/null 2>&1
@@ -207,7 +209,8 @@ for m in re.finditer(r'mailprobe_schedule_lag_seconds_bucket\{le="([^"]+)"\} (\d
     lag[m[1]] = int(m[2])
 total = lag.get("+Inf", 0)
 worst = next((le for le, c in sorted(((float(k) if k != "+Inf" else float("inf"), v) for k, v in lag.items())) if c == total), None)
-received = sum(1 for l in open(f"{work}/rotel.log", errors="replace") if "mailprobe" in l)
+mark = int(open(f"{work}/rotel.mark").read().strip() or 0)
+received = sum(1 for l in open(f"{work}/rotel.log", errors="replace").readlines()[mark:] if "Received metrics" in l)
 hammer = open(f"{work}/hammer.out").read().strip()
 print(f"elapsed {elapsed} s, {n} mailboxes every {interval} s")
 print(f"RSS after the first round: first {rss[0]//1024} MiB, last {rss[-1]//1024} MiB, max {max(rss)//1024} MiB")
@@ -215,6 +218,6 @@ print(f"open files: first {fds[0]}, last {fds[-1]}, max {max(fds)}")
 print(f"checks finished {checks} of about {int(expected)} scheduled ({checks / max(expected, 1):.1%})")
 print(f"schedule lag: every run started within {worst} s (of {total} runs)")
 print(f"/healthz slower than 1 s or missing: {slow} of {len(rows)} samples")
-print(f"OTLP export after the collector came back: failures {'stopped growing' if resumed_ok else 'kept growing or not measured'}; {fails[-1][1]} failed exports in all; the collector logged {received} lines naming mailprobe")
+print(f"OTLP export after the collector came back: failures {'stopped growing' if resumed_ok else 'kept growing or not measured'}; {fails[-1][1]} failed exports in all; the restarted collector received {received} metric exports")
 print(f"hammer: {hammer}")
 PY

@@ -285,3 +285,20 @@ pub fn own_targets(spec: &str) -> String {
         kept.join(",")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::own_targets;
+
+    #[test]
+    fn only_mailprobe_targets_pass_the_log_filter() {
+        assert_eq!(own_targets("trace"), "mailprobe=trace");
+        assert_eq!(
+            own_targets("info,hyper=trace,h2=debug,mailprobe_core=trace"),
+            "mailprobe=info,mailprobe_core=trace"
+        );
+        assert_eq!(own_targets("tonic=trace"), "off");
+        assert_eq!(own_targets("[span]=trace"), "off");
+        assert_eq!(own_targets(""), "off");
+    }
+}

@@ -30,7 +30,7 @@ pub enum Command {
     /// Check one mailbox (or every mailbox of --config) once and print a report (exit 0 compliant, 1 warnings, 2 non-compliant, 3 could not run or incomplete).
     Check(CheckArgs),
     /// The daemon: check every mailbox of the config on a schedule and export the results.
-    /// SIGHUP or `POST /-/reload` re-reads the file without a restart.
+    /// SIGHUP (or `POST /-/reload`, with --web.enable-lifecycle) re-reads the file without a restart.
     Run(RunArgs),
     /// Check a configuration file and exit.
     Validate(ConfigArgs),

@@ -334,7 +334,8 @@ key, the file and the line. Where the file is silent about telemetry, the standa
 not exist here is a warning, so a CI pipeline can validate the file. In `run`, a mailbox whose
 entry is invalid or whose secret is missing is reported `incomplete` with the reason while the
 others are checked; only a file that cannot be read as a whole stops the start. `SIGHUP` or
-`POST /-/reload` re-reads the file without a restart (see [operating.md](operating.md)).
+`POST /-/reload` (with `--web.enable-lifecycle`) re-reads the file without a restart (see
+[operating.md](operating.md)).
 ";
 
 const EXAMPLE: &str = "## Example

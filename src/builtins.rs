@@ -53,6 +53,23 @@ pub fn registry_with_health(
     registry_with_dynamic(p.dir.as_deref(), &opts).map_err(|e| format!("plugins: {e}"))
 }
 
+/// As [`registry_for_config`], without loading any library into this process: each plugin's
+/// manifest is read by a `mailprobe plugin-host` child (what `validate` and a reload's check use,
+/// so that checking a configuration never runs plugin code here).
+pub fn registry_described(config: &mailprobe_runtime::config::Config) -> Result<Registry, String> {
+    let Some(p) = &config.plugins else {
+        return registry();
+    };
+    if p.dir.is_none() && !p.settings.is_empty() {
+        return Err("plugins.settings is given but plugins.dir is not; add plugins.dir".into());
+    }
+    let opts = LoadOptions {
+        describe_only: true,
+        ..LoadOptions::from(p)
+    };
+    registry_with_dynamic(p.dir.as_deref(), &opts).map_err(|e| format!("plugins: {e}"))
+}
+
 /// Checks that the plugins report every requirement `profile` holds.
 pub fn check_profile(registry: &Registry, profile: &Profile) -> Result<(), String> {
     registry.check_profile(profile).map_err(|e| e.to_string())

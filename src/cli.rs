@@ -30,7 +30,7 @@ pub enum Command {
     /// Check one mailbox (or every mailbox of --config) once and print a report (exit 0 compliant, 1 warnings, 2 non-compliant, 3 could not run or incomplete).
     Check(CheckArgs),
     /// The daemon: check every mailbox of the config on a schedule and export the results.
-    /// SIGHUP or `POST /-/reload` re-reads the file without a restart.
+    /// SIGHUP (or `POST /-/reload`, with --web.enable-lifecycle) re-reads the file without a restart.
     Run(RunArgs),
     /// Check a configuration file and exit.
     Validate(ConfigArgs),
@@ -162,6 +162,13 @@ pub struct RunArgs {
     /// The log line format on stderr: logfmt (`key=value`) or json (one object per line).
     #[arg(long = "log.format", value_enum, value_name = "FORMAT", default_value_t = crate::logformat::LogFormat::Logfmt)]
     pub log_format: crate::logformat::LogFormat,
+    /// The admin endpoint's TLS and basic auth, in Prometheus' exporter-toolkit format
+    /// (tls_server_config, basic_auth_users with bcrypt hashes, http_server_config.headers).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+    /// Serve POST /-/reload (off by default: it answers 403; SIGHUP always reloads).
+    #[arg(long = "web.enable-lifecycle")]
+    pub web_enable_lifecycle: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

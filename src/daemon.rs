@@ -148,8 +148,9 @@ pub fn load(path: &Path, shard: Option<Shard>, mode: Mode) -> Result<Loaded, Str
         }
     }
     // Load the dynamic plugins now, so that `validate` reports a bad library too.
+    // Described by a child: checking a configuration never runs plugin code in this process.
     let registry =
-        crate::builtins::registry_for_config(&config).map_err(|e| format!("{shown}: {e}"))?;
+        crate::builtins::registry_described(&config).map_err(|e| format!("{shown}: {e}"))?;
     for m in &mailboxes {
         crate::builtins::check_profile(&registry, &m.target.profile)
             .map_err(|e| format!("{shown}: mailbox `{}`: {e}", m.target.mailbox))?;
@@ -406,29 +407,31 @@ impl Run {
                 )
                 .await
             }
-            MailboxState::SecretMissing { trust, source } => match source.load(&ProcessEnv) {
-                Ok(password) => {
-                    let target = Arc::new(Target {
-                        password,
-                        ..(*target).clone()
-                    });
-                    runner::run_target_with(
-                        target,
-                        trust.clone(),
-                        budgets,
-                        &self.plugins,
-                        &self.options,
-                    )
-                    .await
+            MailboxState::SecretMissing { trust, source } => {
+                match source.load_async(&ProcessEnv).await {
+                    Ok(password) => {
+                        let target = Arc::new(Target {
+                            password,
+                            ..(*target).clone()
+                        });
+                        runner::run_target_with(
+                            target,
+                            trust.clone(),
+                            budgets,
+                            &self.plugins,
+                            &self.options,
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        self.feed.probe_error(&target.mailbox, "config");
+                        runner::unverified_outcome(
+                            &target,
+                            &format!("not verified: the mailbox's password cannot be read: {e}"),
+                        )
+                    }
                 }
-                Err(e) => {
-                    self.feed.probe_error(&target.mailbox, "config");
-                    runner::unverified_outcome(
-                        &target,
-                        &format!("not verified: the mailbox's password cannot be read: {e}"),
-                    )
-                }
-            },
+            }
             MailboxState::Broken(error) => {
                 self.feed.probe_error(&target.mailbox, "config");
                 runner::unverified_outcome(

@@ -183,6 +183,29 @@ fn validate(args: &cli::ConfigArgs) -> u8 {
 /// It never exits on a configuration problem: a file that cannot be loaded is reported, and
 /// loaded once it is fixed (a sidecar that exits holds its pod back).
 async fn run_daemon(args: &cli::RunArgs) -> u8 {
+    // Before anything listens: a web config that cannot be applied is never served without the
+    // TLS or the authentication it asks for. The probe keeps running (a sidecar must never hold
+    // its pod back), every request to the endpoint is answered 503 with the reason, and the log
+    // says what to fix.
+    let web = match args.web_config_file.as_deref() {
+        Some(path) => match mailprobe_exporter_prometheus::web::WebConfig::load(path) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                tracing::error!(error = %e, "the web config cannot be applied: the admin endpoint answers 503 until it is fixed and mailprobe restarted");
+                Err(e)
+            }
+        },
+        None => Ok(Default::default()),
+    };
+    let (config, refused) = match web {
+        Ok(c) => (c, None),
+        Err(e) => (Default::default(), Some(e)),
+    };
+    mailprobe_exporter_prometheus::web::configure(mailprobe_exporter_prometheus::web::WebOptions {
+        config,
+        lifecycle: args.web_enable_lifecycle,
+        refused,
+    });
     let loaded = daemon::load(&args.config.config, args.config.shard, daemon::Mode::Run).map(
         |mut loaded| {
             if let Some(listen) = args.listen_address {
@@ -305,9 +328,12 @@ fn init_logging(command: &Command) {
         Command::Run(args) => args.log_level.as_str(),
         _ => "warn",
     };
-    // MAILPROBE_LOG, when set, is the whole filter (it can name modules); else the level.
-    let filter =
-        EnvFilter::try_from_env("MAILPROBE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // MAILPROBE_LOG, when set, is the whole filter (it can name modules); else the level. Either
+    // way only mailprobe's own events pass (see telemetry::own_targets): a dependency's trace
+    // could carry a receiver's user info, path or headers.
+    let spec = std::env::var("MAILPROBE_LOG").unwrap_or_else(|_| default.to_string());
+    let filter = EnvFilter::try_new(telemetry::own_targets(&spec))
+        .unwrap_or_else(|_| EnvFilter::new(telemetry::own_targets(default)));
     if let Command::Run(args) = command {
         // The daemon's lines for log collectors, as Prometheus exporters write them.
         let _ = tracing_subscriber::fmt()

@@ -109,6 +109,18 @@ async fn next_tick(t: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// The configuration file's bytes for change detection, read bounded and off the workers.
+async fn snapshot(path: &std::path::Path) -> Option<Vec<u8>> {
+    mailprobe_core::file::read_async(
+        path,
+        mailprobe_runtime::config::MAX_CONFIG_FILE,
+        mailprobe_core::file::READ_DEADLINE,
+    )
+    .await
+    .ok()
+    .map(|mut b| std::mem::take(&mut *b))
+}
+
 /// Serves reloads until SIGTERM or Ctrl-C.
 pub async fn serve(
     source: Source,
@@ -120,7 +132,7 @@ pub async fn serve(
     telemetry: &Telemetry,
 ) {
     let mut requests = telemetry.take_reload_requests();
-    let mut seen = std::fs::read(&source.path).ok();
+    let mut seen = snapshot(&source.path).await;
     // Without --reload-interval, the file is looked at only while it cannot be loaded.
     let mut tick = {
         let mut t = tokio::time::interval(source.every.unwrap_or(RETRY_UNLOADABLE));
@@ -135,7 +147,7 @@ pub async fn serve(
             _ = next_signal(&mut signals.hup) => "SIGHUP",
             request = next_request(&mut requests) => match request {
                 Some(reply) => {
-                    seen = std::fs::read(&source.path).ok();
+                    seen = snapshot(&source.path).await;
                     let result = reload(&source, &mut current, handle, budgets, live, telemetry, "POST /-/reload");
                     let _ = reply.send(result);
                     continue;
@@ -150,25 +162,24 @@ pub async fn serve(
                 if source.every.is_none() && valid {
                     continue;
                 }
-                let now = match std::fs::read(&source.path) {
-                    Ok(now) => now,
-                    Err(e) => {
-                        // A file being replaced (a ConfigMap's symlink swap) may be missing
-                        // for a moment: only the second look in a row that misses it says so.
-                        misses += 1;
-                        if misses >= 2 && valid {
-                            report_unloadable(
-                                telemetry,
-                                "file change",
-                                &format!(
-                                    "{}: cannot read the configuration file: {e}",
-                                    source.path.display()
-                                ),
-                            );
-                            seen = None;
-                        }
-                        continue;
+                // Read bounded in size and time (a FIFO or a hung mount is a miss, never a
+                // stall of this loop).
+                let Some(now) = snapshot(&source.path).await else {
+                    // A file being replaced (a ConfigMap's symlink swap) may be missing for a
+                    // moment: only the second look in a row that misses it says so.
+                    misses += 1;
+                    if misses >= 2 && valid {
+                        report_unloadable(
+                            telemetry,
+                            "file change",
+                            &format!(
+                                "{}: cannot read the configuration file (missing, unreadable, not a regular file, or too slow to read)",
+                                source.path.display()
+                            ),
+                        );
+                        seen = None;
                     }
+                    continue;
                 };
                 misses = 0;
                 if seen.as_ref() == Some(&now) {
@@ -179,7 +190,7 @@ pub async fn serve(
             }
         };
         if trigger == "SIGHUP" {
-            seen = std::fs::read(&source.path).ok();
+            seen = snapshot(&source.path).await;
         }
         let _ = reload(
             &source,

@@ -58,7 +58,7 @@ impl Telemetry {
         // A receiver that cannot be set up costs its own signal only: the probe keeps checking
         // and serving /metrics, and says what to fix (a sidecar that exits takes its pod along).
         let otlp = OtlpSettings::resolve(config.otlp.as_ref(), &ProcessEnv).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "OTLP export is off until the configuration is fixed");
+            tracing::error!(error = %mailprobe_telemetry::urls::scrub(&e.to_string()), "OTLP export is off until the configuration is fixed");
             None
         });
         if let Some(settings) = otlp {
@@ -92,7 +92,7 @@ impl Telemetry {
                 }
                 Err(e) => tracing::error!(
                     endpoint = %shown,
-                    error = %e,
+                    error = %mailprobe_telemetry::urls::scrub(&e.to_string()),
                     "OTLP export is off until the configuration is fixed"
                 ),
             }
@@ -106,7 +106,7 @@ impl Telemetry {
             match AlertsExporter::start(alerts, config.interval, stats.clone()) {
                 Ok(exporter) => sinks.push(Arc::new(exporter)),
                 Err(e) => tracing::error!(
-                    error = %e,
+                    error = %mailprobe_telemetry::urls::scrub(&e.to_string()),
                     "alerts are off until the configuration is fixed"
                 ),
             }
@@ -340,4 +340,49 @@ async fn futures_join_all(futs: Vec<mailprobe_telemetry::BoxFuture<'_, ()>>) {
         }
     })
     .await
+}
+
+/// A log filter (`MAILPROBE_LOG`, EnvFilter syntax) rewritten to let only mailprobe's own events
+/// through: a bare level applies to mailprobe's targets, and a directive for any other target
+/// (hyper, h2, tonic, rustls, ...) is dropped. Dependencies' events are off at every level,
+/// even `trace`, because the HTTP and gRPC clients log what mailprobe never would: user
+/// information, paths and headers of receiver URLs.
+pub fn own_targets(spec: &str) -> String {
+    let kept: Vec<String> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| {
+            if d.starts_with("mailprobe") {
+                Some(d.to_string())
+            } else if d.contains(['=', '[', ':']) {
+                None
+            } else {
+                // A bare level (or an unknown word, which EnvFilter refuses as it would have).
+                Some(format!("mailprobe={d}"))
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        "off".to_string()
+    } else {
+        kept.join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_targets;
+
+    #[test]
+    fn only_mailprobe_targets_pass_the_log_filter() {
+        assert_eq!(own_targets("trace"), "mailprobe=trace");
+        assert_eq!(
+            own_targets("info,hyper=trace,h2=debug,mailprobe_core=trace"),
+            "mailprobe=info,mailprobe_core=trace"
+        );
+        assert_eq!(own_targets("tonic=trace"), "off");
+        assert_eq!(own_targets("[span]=trace"), "off");
+        assert_eq!(own_targets(""), "off");
+    }
 }

@@ -88,7 +88,7 @@ fn start(config: &Path, log: &Path, reload_interval: Option<&str>) -> Proc {
     if let Some(every) = reload_interval {
         env.push(("MAILPROBE_RELOAD_INTERVAL", every));
     }
-    mailprobe_run(config, log, &env)
+    mailprobe_run_with(config, log, &env, &["--web.enable-lifecycle"])
 }
 
 fn still_running(p: &mut Proc) {

@@ -14,6 +14,7 @@ pub mod context;
 pub mod contract;
 pub mod error;
 pub mod fact;
+pub mod file;
 pub mod future;
 pub mod lines;
 pub mod model;

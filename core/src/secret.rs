@@ -155,9 +155,15 @@ pub enum SecretError {
     #[error("password file {0} is empty; write the mailbox password into it")]
     FileEmpty(String),
     #[error(
-        "password file {path} is {size} bytes, more than a password ({max} bytes at most); check that the path names the password file"
+        "password file {path} is larger than a password ({max} bytes at most); check that the path names the password file"
     )]
     FileTooLarge { path: String, size: u64, max: u64 },
+    #[error("password file: {0}")]
+    File(crate::file::FileError),
+    #[error(
+        "password file {0} holds a NUL byte, which no IMAP or SMTP login can carry (IMAP literals, RFC 3501, and SASL PLAIN, RFC 4616, exclude it); remove it"
+    )]
+    FileHasNul(String),
 }
 
 /// Reads the environment through a function so that tests pass a map, not the real environment.
@@ -189,51 +195,79 @@ impl SecretSource {
                 Some(v) => Ok(Secret::new(v)),
             },
             SecretSource::File(path) => {
-                use std::io::Read as _;
-                let shown = path.display().to_string();
-                let unreadable = |e: std::io::Error| SecretError::FileUnreadable {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                };
-                let file = std::fs::File::open(path).map_err(unreadable)?;
-                let meta = file.metadata().map_err(unreadable)?;
-                if meta.len() > MAX_SECRET_FILE {
-                    return Err(SecretError::FileTooLarge {
-                        path: shown,
-                        size: meta.len(),
-                        max: MAX_SECRET_FILE,
-                    });
-                }
-                if let Some(mode) = loose_mode(&meta) {
-                    tracing::warn!(
-                        file = %shown,
-                        mode = %format!("{mode:o}"),
-                        "the password file can be read by other users; restrict it with `chmod 600`"
-                    );
-                }
-                // Bounded even if the file grows between the size check and the read.
-                let mut text = Zeroizing::new(String::new());
-                file.take(MAX_SECRET_FILE + 1)
-                    .read_to_string(&mut text)
-                    .map_err(unreadable)?;
-                if text.len() as u64 > MAX_SECRET_FILE {
-                    return Err(SecretError::FileTooLarge {
-                        path: shown,
-                        size: text.len() as u64,
-                        max: MAX_SECRET_FILE,
-                    });
-                }
-                // Files written by `echo` or by Kubernetes tooling end in a newline that is not
-                // part of the password.
-                let value = text.strip_suffix('\n').unwrap_or(text.as_str());
-                let value = value.strip_suffix('\r').unwrap_or(value);
-                if value.is_empty() {
-                    return Err(SecretError::FileEmpty(shown));
-                }
-                Ok(Secret::new(value))
+                let bytes = crate::file::read(path, MAX_SECRET_FILE, crate::file::READ_DEADLINE)
+                    .map_err(|e| SecretError::from_file(path, e))?;
+                file_secret(path, bytes)
             }
         }
     }
+
+    /// As [`SecretSource::load`], for async code: a file is read on a thread of its own, so a
+    /// hostile or hung file holds up only the task that asked for it.
+    pub async fn load_async(&self, env: &(dyn Environment + Sync)) -> Result<Secret, SecretError> {
+        match self {
+            SecretSource::Env(_) => self.load(env),
+            SecretSource::File(path) => {
+                let bytes =
+                    crate::file::read_async(path, MAX_SECRET_FILE, crate::file::READ_DEADLINE)
+                        .await
+                        .map_err(|e| SecretError::from_file(path, e))?;
+                file_secret(path, bytes)
+            }
+        }
+    }
+}
+
+impl SecretError {
+    fn from_file(path: &std::path::Path, e: crate::file::FileError) -> SecretError {
+        let shown = path.display().to_string();
+        match e {
+            crate::file::FileError::TooLarge { max, .. } => SecretError::FileTooLarge {
+                path: shown,
+                size: max + 1,
+                max,
+            },
+            crate::file::FileError::Unreadable { reason, .. } => SecretError::FileUnreadable {
+                path: shown,
+                reason,
+            },
+            other => SecretError::File(other),
+        }
+    }
+}
+
+/// A password file's content as the password: UTF-8, one trailing newline dropped.
+fn file_secret(path: &std::path::Path, bytes: Zeroizing<Vec<u8>>) -> Result<Secret, SecretError> {
+    let shown = path.display().to_string();
+    if let Ok(meta) = std::fs::metadata(path)
+        && let Some(mode) = loose_mode(&meta)
+    {
+        tracing::warn!(
+            file = %shown,
+            mode = %format!("{mode:o}"),
+            "the password file can be read by other users; restrict it with `chmod 600`"
+        );
+    }
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(_) => {
+            return Err(SecretError::FileUnreadable {
+                path: shown,
+                reason: "it is not UTF-8 text".into(),
+            });
+        }
+    };
+    // Files written by `echo` or by Kubernetes tooling end in a newline that is not part of
+    // the password.
+    let value = text.strip_suffix('\n').unwrap_or(text);
+    let value = value.strip_suffix('\r').unwrap_or(value);
+    if value.is_empty() {
+        return Err(SecretError::FileEmpty(shown));
+    }
+    if value.contains('\0') {
+        return Err(SecretError::FileHasNul(shown));
+    }
+    Ok(Secret::new(value))
 }
 
 /// The permission bits when group or others may read the file (Unix only).

@@ -206,6 +206,9 @@ fn shared_store(ca: Option<&CaFile>) -> Arc<RootCertStore> {
     map.entry(ca.key.clone()).or_insert(roots).clone()
 }
 
+/// The largest CA file read (a bundle of every public root is about 200 KiB).
+pub const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
 /// Reads and checks a CA file, once per path and modification time.
 fn ca_file(path: &Path) -> Result<CaFile, TrustError> {
     static FILES: OnceLock<Mutex<HashMap<CaKey, Arc<[CertificateDer<'static>]>>>> = OnceLock::new();
@@ -229,8 +232,10 @@ fn ca_file(path: &Path) -> Result<CaFile, TrustError> {
             certs: certs.clone(),
         });
     }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| read_err(e.to_string()))?
+    // Bounded in size and time: a CA file is a few certificates, never a FIFO or a device.
+    let pem = crate::file::read(path, MAX_CA_FILE, crate::file::READ_DEADLINE)
+        .map_err(|e| read_err(e.to_string()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| read_err(e.to_string()))?;
     if certs.is_empty() {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 mod lines;
 mod mailbox;
 
-use lines::{find_key_line, mailbox_line};
+use lines::{find_key_line, mailbox_line, mailbox_lines};
 use mailbox::{check_mailbox, mailbox_error};
 use mailprobe_core::model::{self, Protocol, Roundtrip, SecurityMode, Target};
 use mailprobe_core::net::DEFAULT_SERVER_BUDGET;
@@ -284,16 +284,83 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Why a receiver URL (OTLP endpoint, Alertmanager, webhook) cannot be used, in words that never
+/// quote it: it may carry user information, a token in its path or a key in its query.
+fn receiver_url(url: &str) -> Result<(), &'static str> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(());
+    }
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err("must start with http:// or https://");
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("holds a space or a control character");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return Err("has an IPv6 address without its closing `]`"),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err("has a port that is not a number from 1 to 65535");
+    }
+    Ok(())
+}
+
+/// The largest configuration file read: far above 100,000 mailboxes' entries, far below what
+/// would exhaust memory (`/dev/zero` given by mistake is refused as a device anyway).
+pub const MAX_CONFIG_FILE: u64 = 256 * 1024 * 1024;
+
+/// The configuration decides where passwords are sent: a file others may write is told (a
+/// warning, as sshd's StrictModes would refuse it, but many deployments mount it group-writable).
+fn warn_if_others_may_write(path: &Path) {
+    #[cfg(unix)]
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && let Ok(w) = mailprobe_core::file::writers(path)
+        && w.shared()
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = %format!("{:o}", w.mode),
+            "the configuration file can be written by other users, and it decides where passwords are sent; run `chmod go-w` on it"
+        );
+    }
+}
+
+/// Reads the configuration file bounded in size and time, off the caller's thread.
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    warn_if_others_may_write(path);
+    mailprobe_core::file::read_to_string(path, MAX_CONFIG_FILE, mailprobe_core::file::READ_DEADLINE)
+        .map(|mut text| std::mem::take(&mut *text))
+        .map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            column: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })
+}
+
 impl Config {
     /// Reads and checks a file; see [`Config::parse`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: shown.clone(),
-            line: None,
-            column: None,
-            message: format!("cannot read the configuration file: {e}"),
-        })?;
+        let text = read_config(path)?;
         Config::parse(&text, &shown)
     }
 
@@ -346,8 +413,9 @@ impl Config {
     fn check(&self, text: &str, file: &str) -> Result<(), ConfigError> {
         self.check_top(text, file, false)?;
         let mut names = HashSet::new();
+        let starts = mailbox_lines(text);
         for (i, m) in self.mailboxes.iter().enumerate() {
-            check_mailbox(i, m, text, file, &mut names)?;
+            check_mailbox(i, starts.get(i).copied(), m, text, file, &mut names)?;
         }
         Ok(())
     }
@@ -441,6 +509,35 @@ impl Config {
                 format!("otlp.protocol `{p}` is not supported; use grpc or http/protobuf"),
             ));
         }
+        let receivers = [
+            (
+                "otlp",
+                "endpoint",
+                self.otlp.as_ref().and_then(|o| o.endpoint.as_deref()),
+            ),
+            (
+                "alerts",
+                "alertmanager",
+                self.alerts.as_ref().and_then(|a| a.alertmanager.as_deref()),
+            ),
+            (
+                "alerts",
+                "webhook",
+                self.alerts.as_ref().and_then(|a| a.webhook.as_deref()),
+            ),
+        ];
+        for (section, key, url) in receivers {
+            if let Some(url) = url
+                && let Err(why) = receiver_url(url)
+            {
+                return Err(err(
+                    top(section).and_then(|l| find_key_line(text, l, key)),
+                    format!(
+                        "{section}.{key} {why} (e.g. https://host:port/...); the value is not shown, as it may hold a credential"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -474,12 +571,7 @@ impl Config {
     /// Reads a file for `run`; see [`Config::parse_lenient`].
     pub fn load_lenient(path: &Path) -> Result<(Config, Vec<BrokenMailbox>), ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: shown.clone(),
-            line: None,
-            column: None,
-            message: format!("cannot read the configuration file: {e}"),
-        })?;
+        let text = read_config(path)?;
         Config::parse_lenient(&text, &shown)
     }
 
@@ -509,6 +601,7 @@ impl Config {
         };
         config.check_top(text, file, true)?;
         let mut names = HashSet::new();
+        let starts = mailbox_lines(text);
         let mut broken = Vec::new();
         for (i, entry) in entries.into_iter().enumerate() {
             let field = |k: &str| {
@@ -521,8 +614,8 @@ impl Config {
             };
             let (name, profile) = (field("name"), field("profile"));
             let fresh = name.as_ref().is_some_and(|n| !names.contains(n));
-            let start = mailbox_line(text, i);
-            let end = mailbox_line(text, i + 1);
+            let start = starts.get(i).copied();
+            let end = starts.get(i + 1).copied();
             let within = |e: &ConfigError| matches!((e.line, start), (Some(l), Some(s)) if l >= s && end.is_none_or(|n| l < n));
             let result = match serde_norway::from_value::<MailboxConfig>(entry) {
                 // The strict parse stopped at this entry: its message has the exact place.
@@ -533,7 +626,7 @@ impl Config {
                     column: None,
                     message: format!("mailboxes[{i}]: {e}"),
                 }),
-                Ok(m) => check_mailbox(i, &m, text, file, &mut names).map(|_| m),
+                Ok(m) => check_mailbox(i, start, &m, text, file, &mut names).map(|_| m),
             };
             match result {
                 Ok(m) => config.mailboxes.push(m),

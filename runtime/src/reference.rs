@@ -378,7 +378,8 @@ entry is invalid or whose secret is missing is reported `incomplete` with the re
 others are checked. A file that cannot be loaded at all (missing, unreadable, invalid as a
 whole) never stops `run` either: it reports it (`mailprobe_config_valid 0`, the log), checks
 what it last loaded (nothing at start-up), and loads the file once it is fixed. `SIGHUP` or
-`POST /-/reload` re-reads the file without a restart (see [operating.md](operating.md)).
+`POST /-/reload` (with `--web.enable-lifecycle`) re-reads the file without a restart (see
+[operating.md](operating.md)).
 ";
 
 const EXAMPLE: &str = "## Example

@@ -62,6 +62,9 @@ pub struct DovecotOpts {
     pub imaps: bool,
     /// POP3 listeners ("pop3", and "pop3s" unless `ssl` is "no").
     pub pop3: bool,
+    /// More users, each with a password given as bytes (any, CR and LF included), with
+    /// alice's folders: (name, password).
+    pub byte_users: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl Default for DovecotOpts {
@@ -78,6 +81,7 @@ impl Default for DovecotOpts {
             imap: true,
             imaps: true,
             pop3: false,
+            byte_users: Vec::new(),
         }
     }
 }
@@ -258,6 +262,20 @@ impl Lab {
         }
         if opts.extra_users > 0 {
             env.push(("LAB_EXTRA_USERS", opts.extra_users.to_string()));
+        }
+        if !opts.byte_users.is_empty() {
+            use base64::Engine as _;
+            let pairs: Vec<String> = opts
+                .byte_users
+                .iter()
+                .map(|(name, pw)| {
+                    format!(
+                        "{name}={}",
+                        base64::engine::general_purpose::STANDARD.encode(pw)
+                    )
+                })
+                .collect();
+            env.push(("LAB_B64_USERS", pairs.join(" ")));
         }
         env.extend(extra);
         Lab::start("dovecot", name, host, &wanted, env)

@@ -97,6 +97,10 @@ uid=$(id -u "$MAIL_USER"); gid=$(getent group "$MAIL_GROUP" | cut -d: -f3)
   for i in $(seq -f '%02g' 1 "$EXTRA_USERS"); do
     printf '%s:{PLAIN}%s:%s:%s::%s::\n' "user$i@lab.test" "$PASSWORD" "$uid" "$gid" "$STATE/mail/user$i@lab.test"
   done
+  # Users whose passwords a passwd-file line cannot hold (CR, LF, any byte): NAME=BASE64 pairs.
+  for pair in ${LAB_B64_USERS:-}; do
+    printf '%s:{PLAIN.b64}%s:%s:%s::%s::\n' "${pair%%=*}" "${pair#*=}" "$uid" "$gid" "$STATE/mail/${pair%%=*}"
+  done
 } > "$STATE/users"
 chgrp dovecot "$STATE/users"; chmod 640 "$STATE/users"
 
@@ -130,6 +134,9 @@ if [ "$USER_NAME" != nosent@lab.test ]; then
 fi
 for i in $(seq -f '%02g' 1 "$EXTRA_USERS"); do
   make_maildir "$STATE/mail/user$i@lab.test" Sent Drafts Trash Projects
+done
+for pair in ${LAB_B64_USERS:-}; do
+  make_maildir "$STATE/mail/${pair%%=*}" Sent Drafts Trash
 done
 # nobody must be able to reach the homes.
 chmod 755 "$STATE" "$STATE/mail"

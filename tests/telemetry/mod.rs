@@ -337,7 +337,7 @@ pub fn mailprobe_run(config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
     mailprobe_run_with(config, log, env, &[])
 }
 
-/// [`mailprobe_run`] with more arguments (`--log.format json`, ...).
+/// [`mailprobe_run`] with more flags (`--log.format json`, `--web.enable-lifecycle`, ...).
 pub fn mailprobe_run_with(config: &Path, log: &Path, env: &[(&str, &str)], args: &[&str]) -> Proc {
     let out = std::fs::File::create(log).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailprobe"));

@@ -128,7 +128,7 @@ pub async fn worker(
                 stats.add(names::ALERT_DELIVERY_FAILURES, &labels, 1);
                 if !failing {
                     failing = true;
-                    tracing::warn!(url = %mailprobe_telemetry::urls::shown(&url.to_string()), error = %e, "cannot post alerts to Alertmanager; retrying with backoff");
+                    tracing::warn!(url = %mailprobe_telemetry::urls::shown(&url.to_string()), error = %mailprobe_telemetry::urls::scrub(&e.to_string()), "cannot post alerts to Alertmanager; retrying with backoff");
                 }
                 if stopping {
                     stats.add(

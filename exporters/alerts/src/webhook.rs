@@ -61,7 +61,7 @@ pub async fn worker(
                 }
                 Err(e) => {
                     stats.add(names::ALERT_DELIVERY_FAILURES, &labels, 1);
-                    tracing::warn!(url = %mailprobe_telemetry::urls::shown(&url.to_string()), attempt, error = %e, "webhook delivery failed");
+                    tracing::warn!(url = %mailprobe_telemetry::urls::shown(&url.to_string()), attempt, error = %mailprobe_telemetry::urls::scrub(&e.to_string()), "webhook delivery failed");
                     if *stop.borrow() || attempt == ATTEMPTS {
                         break;
                     }

@@ -93,7 +93,7 @@ impl<E> Guarded<E> {
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         signal = self.signal,
-                        error = %e,
+                        error = %mailprobe_telemetry::urls::scrub(&e.to_string()),
                         "OTLP export failed; telemetry is dropped and counted (mailprobe_telemetry_dropped_total) until the collector answers"
                     );
                 }

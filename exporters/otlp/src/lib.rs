@@ -434,7 +434,7 @@ impl RunSink for OtlpExporter {
             match tokio::time::timeout(within, all).await {
                 Ok(results) => {
                     for (signal, e) in results.into_iter().flatten() {
-                        tracing::debug!(signal, error = %e, "OTLP shutdown");
+                        tracing::debug!(signal, error = %mailprobe_telemetry::urls::scrub(&e.to_string()), "OTLP shutdown");
                     }
                 }
                 Err(_) => tracing::warn!("OTLP flush did not finish in time; the rest is dropped"),

@@ -104,9 +104,12 @@ impl OtlpSettings {
             .as_ref()
             .filter(|e| !(e.starts_with("http://") || e.starts_with("https://")))
         {
-            return Err(SettingsError(format!(
-                "otlp.endpoint `{e}` must start with http:// or https:// (e.g. http://127.0.0.1:4317)"
-            )));
+            // The value is not echoed: written without a scheme, there is no telling its host
+            // from a key in its query.
+            let _ = e;
+            return Err(SettingsError(
+                "otlp.endpoint must start with http:// or https:// (e.g. http://127.0.0.1:4317); the value is not shown, as it may hold a key".into(),
+            ));
         }
         Ok(Some(OtlpSettings {
             transport,

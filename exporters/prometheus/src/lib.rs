@@ -12,10 +12,12 @@
 //! histogram is kept here.
 #![forbid(unsafe_code)]
 
+mod auth;
 pub mod format;
-mod limited;
 pub mod reference;
+pub mod server;
 pub mod status;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -500,6 +502,15 @@ impl PrometheusExporter {
 
     /// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` until [`AdminServer::shutdown`].
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<AdminServer> {
+        self.serve_with(addr, web::options()).await
+    }
+
+    /// As [`PrometheusExporter::serve`], with these web options rather than the process's.
+    pub async fn serve_with(
+        &self,
+        addr: SocketAddr,
+        options: Arc<web::WebOptions>,
+    ) -> std::io::Result<AdminServer> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let state = AppState {
@@ -519,18 +530,11 @@ impl PrometheusExporter {
             .route("/-/reload", post(reload))
             .with_state(state)
             .merge(pages);
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let listener = limited::Limited::new(listener, limited::MAX_CONNECTIONS, limited::IDLE);
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "the metrics listener stopped");
-            }
-        });
+        // TLS, basic auth, lifecycle gating and the connection limits cover every route,
+        // the status page's included.
+        let app = server::protect(app, options.clone());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(server::run(listener, app, options, stopped));
         Ok(AdminServer {
             local,
             stop,

@@ -196,7 +196,14 @@ async fn request_with(addr: SocketAddr, method: &str, path: &str, headers: &str)
 #[tokio::test]
 async fn reload_endpoint_passes_requests_on_and_answers_with_the_outcome() {
     let exp = PrometheusExporter::new(Arc::new(SeriesStore::new()), Arc::new(ProbeStats::new()));
-    let server = exp.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let lifecycle = Arc::new(crate::web::WebOptions {
+        lifecycle: true,
+        ..Default::default()
+    });
+    let server = exp
+        .serve_with("127.0.0.1:0".parse().unwrap(), lifecycle)
+        .await
+        .unwrap();
     let addr = server.local_addr();
     let mut requests = exp.take_reload_requests().unwrap();
     assert!(exp.take_reload_requests().is_none());
@@ -345,5 +352,48 @@ async fn status_routes_serve_html_and_json_on_the_admin_listener() {
             .await
             .starts_with("HTTP/1.1 404")
     );
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn reload_is_refused_without_the_lifecycle_flag_and_from_a_page() {
+    let exp = PrometheusExporter::new(Arc::new(SeriesStore::new()), Arc::new(ProbeStats::new()));
+    let server = exp
+        .serve_with("127.0.0.1:0".parse().unwrap(), Arc::default())
+        .await
+        .unwrap();
+    let off = request(server.local_addr(), "POST", "/-/reload").await;
+    assert!(off.starts_with("HTTP/1.1 403"), "{off}");
+    assert!(off.contains("--web.enable-lifecycle"), "{off}");
+    server.shutdown(Duration::from_secs(2)).await;
+
+    let lifecycle = Arc::new(crate::web::WebOptions {
+        lifecycle: true,
+        ..Default::default()
+    });
+    let server = exp
+        .serve_with("127.0.0.1:0".parse().unwrap(), lifecycle)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let raw = |extra: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("POST /-/reload HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let page = raw("Origin: http://evil.example\r\n").await;
+    assert!(page.starts_with("HTTP/1.1 403"), "{page}");
+    let fetch = raw("Sec-Fetch-Site: cross-site\r\n").await;
+    assert!(fetch.starts_with("HTTP/1.1 403"), "{fetch}");
+    let form = raw("Content-Type: application/x-www-form-urlencoded\r\n").await;
+    assert!(form.starts_with("HTTP/1.1 415"), "{form}");
     server.shutdown(Duration::from_secs(2)).await;
 }

@@ -2,25 +2,43 @@
 //! (`https://user:token@host/`, `?token=...`), which must never be written out; and a report or
 //! credentials sent in clear to another machine deserve a warning.
 
-/// `url` without its user information and query string, for logs.
+/// `url` as it may appear in a log: its scheme, host and port only. User information, the path
+/// (Slack and Discord webhooks carry their token in it) and the query (`?api_key=`) never show.
 pub fn shown(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (Some(s), r),
         None => (None, url),
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let path = match path.split_once('?') {
-        Some((p, _)) => format!("{p}?…"),
-        None => path.to_string(),
-    };
     match scheme {
-        Some(s) => format!("{s}://{host}{path}"),
-        None => format!("{host}{path}"),
+        Some(s) => format!("{s}://{host}"),
+        // Without a scheme there is no telling what is host and what is secret.
+        None => "(a URL without a scheme)".to_string(),
     }
+}
+
+/// `text` (an error message from an HTTP or gRPC client) with every URL in it cut down to
+/// [`shown`]: client errors may quote the URL they failed on, credentials and all.
+pub fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        // The scheme: the letters right before `://`.
+        let before = &rest[..i];
+        let scheme_start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+            .map_or(0, |j| j + 1);
+        out.push_str(&before[..scheme_start]);
+        let url_and_more = &rest[scheme_start..];
+        let end = url_and_more
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')'))
+            .unwrap_or(url_and_more.len());
+        out.push_str(&shown(&url_and_more[..end]));
+        rest = &url_and_more[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether `url` sends in clear (`http://`) to a host that is not this machine.
@@ -49,10 +67,20 @@ mod tests {
     fn credentials_never_show() {
         assert_eq!(
             shown("https://user:s3cret@hooks.example.com/x/y?token=abc"),
-            "https://hooks.example.com/x/y?…"
+            "https://hooks.example.com"
         );
         assert_eq!(shown("http://127.0.0.1:9093"), "http://127.0.0.1:9093");
+        assert_eq!(
+            shown("https://hooks.slack.com/services/T0/B0/tok3n"),
+            "https://hooks.slack.com"
+        );
         assert!(!shown("https://a:p%40ss@h/?k=v").contains("p%40ss"));
+        assert!(!shown("collector:4317?api_key=k3y").contains("k3y"));
+        assert_eq!(
+            scrub("error sending request for url (http://u:pw@h:1/p?k=v): refused"),
+            "error sending request for url (http://h:1): refused"
+        );
+        assert_eq!(scrub("no url here"), "no url here");
     }
 
     #[test]

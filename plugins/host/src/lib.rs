@@ -17,6 +17,7 @@
 
 pub mod child;
 mod library;
+pub mod strict;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,8 @@ pub enum LoadError {
     },
     #[error("plugin {path} is invalid: {reason}")]
     Invalid { path: String, reason: String },
+    #[error("plugin path {path} is refused: {reason}")]
+    Unsafe { path: String, reason: String },
     #[error(
         "plugin `{name}` ({path}) refuses its configuration: {reason}; fix plugins.settings.{name}.config (or --plugin-config {name}=JSON)"
     )]
@@ -136,6 +139,10 @@ pub struct LoadOptions {
     pub host_exe: Option<PathBuf>,
     /// Who hears of in-process plugins' overruns (none: they are only logged).
     pub health: Option<HealthHook>,
+    /// Never load a library in this process: read each one's manifest in a child
+    /// (`mailprobe plugin-host`) and call it there. What `validate` uses, so that checking a
+    /// configuration never runs plugin code in the checking process.
+    pub describe_only: bool,
 }
 
 impl From<&PluginsConfig> for LoadOptions {
@@ -145,6 +152,7 @@ impl From<&PluginsConfig> for LoadOptions {
             settings: c.settings.clone(),
             host_exe: None,
             health: None,
+            describe_only: false,
         }
     }
 }
@@ -178,6 +186,7 @@ pub fn libraries(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
         path: dir.display().to_string(),
         reason: e.to_string(),
     };
+    strict::check(dir, "plugin directory")?;
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(err)? {
         let path = entry.map_err(err)?.path();
@@ -310,7 +319,13 @@ impl DynamicPlugin {
     /// Loads one library as `opts` say. Does not check clashes with other plugins.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<DynamicPlugin, LoadError> {
         let shown = path.display().to_string();
-        let (manifest, runner) = if opts.any_process() {
+        let (manifest, runner) = if opts.describe_only {
+            let exe = opts.host_exe().map_err(|reason| LoadError::Child {
+                path: shown.clone(),
+                reason,
+            })?;
+            (child::describe(&exe, path)?, Runner::Process { exe })
+        } else if opts.any_process() {
             // Learn the name (which decides the isolation) without loading the library here.
             let exe = opts.host_exe().map_err(|reason| LoadError::Child {
                 path: shown.clone(),
@@ -511,6 +526,7 @@ pub fn register_dir(
 ) -> Result<Vec<PluginInfo>, LoadError> {
     let mut loaded = Vec::new();
     for path in libraries(dir)? {
+        strict::check_library(&path)?;
         let plugin = DynamicPlugin::load(&path, opts)?;
         let info = plugin.info();
         refuse_builtin_ids(&registry.catalog(), &info.requirements, &path)?;

@@ -181,7 +181,7 @@ pub(crate) async fn starttls(
     conn: Conn,
     seen: &mut Seen,
 ) -> Result<(Wire<TlsConn<Conn>>, Handshake), Stop> {
-    let mut plain = Wire::new(conn);
+    let mut plain = Wire::buffered(conn);
     let stop = |seen: &Seen, stage: &str, e: NetError| Stop::Encryption(fail(ep, seen, stage, &e));
     let g = match greeting(cx, ep, &mut plain, seen).await {
         Ok(g) => g,
@@ -215,7 +215,11 @@ pub(crate) async fn starttls(
         Ok(r) => seen.note_alerts(&r),
         Err(e) => return Err(stop(seen, "starttls", e)),
     }
-    let (stream, hs) = establish(cx, ep, plain.into_inner(), seen).await?;
+    let plain = match plain.into_checked() {
+        Ok(p) => p,
+        Err(e) => return Err(stop(seen, "starttls", e)),
+    };
+    let (stream, hs) = establish(cx, ep, plain, seen).await?;
     report_pass(cx, ep, &hs, seen);
     let mut wire = Wire::starting_at(stream, 10);
     // Capabilities change after TLS (LOGINDISABLED goes, AUTH= mechanisms appear): ask again.

@@ -71,27 +71,48 @@ type LoginFailure = (async_imap::error::Error, async_imap::Client<ImapStream>);
 /// Logs in with `method` over TLS; returns the session and, for LOGIN, the capabilities the
 /// server sent with its OK. The plugin's own login and the session opener both use it, so the
 /// connection-limit check logs in exactly the way the plugin did.
+///
+/// LOGIN sends quoted strings when they can carry the credentials, else literals
+/// (non-synchronizing when `literal_plus`: the server announced LITERAL+); credentials no
+/// IMAP form can carry (a NUL byte) are refused before anything is sent.
 pub(crate) async fn log_in(
     stream: TlsConn<Conn>,
     method: Method,
     target: &Target,
+    literal_plus: bool,
 ) -> Result<(ImapSession, Option<Vec<String>>), LoginFailure> {
+    use mailprobe_mailwire::literal::{self, LoginForm};
     let mut stream = Budgeted::new(stream);
     stream.arm(method.as_str(), COMMAND_BUDGET);
+    let (mut user, mut password) = (target.user.as_str(), target.password.expose());
+    match literal::login_form(user, password) {
+        Ok(LoginForm::Quoted) => {}
+        Ok(LoginForm::Literal) => {
+            if method == Method::Login {
+                stream.login_with_literals(user, password, literal_plus);
+                user = literal::USER_PLACEHOLDER;
+                password = literal::PASSWORD_PLACEHOLDER;
+            }
+        }
+        Err(why) => {
+            let client = async_imap::Client::new(stream);
+            return Err((
+                async_imap::error::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    why,
+                )),
+                client,
+            ));
+        }
+    }
     let client = async_imap::Client::new(stream);
     match method {
         Method::Login => client
-            .login_with_capabilities(&target.user, target.password.expose())
+            .login_with_capabilities(user, password)
             .await
             .map(|(s, c)| (s, c.map(|c| caps_to_strings(&c)))),
         Method::AuthenticatePlain => client
-            .authenticate(
-                "PLAIN",
-                Plain {
-                    user: &target.user,
-                    password: target.password.expose(),
-                },
-            )
+            .authenticate("PLAIN", Plain { user, password })
             .await
             .map(|s| (s, None)),
         Method::AuthenticateLogin => client
@@ -302,7 +323,11 @@ async fn attempt(
     let wait = cx.remaining();
     let target: Arc<Target> = cx.target.clone();
     let timer = StepTimer::start();
-    let outcome = tokio::time::timeout(wait, log_in(wire.into_inner(), method, &target)).await;
+    let outcome = tokio::time::timeout(
+        wait,
+        log_in(wire.into_inner(), method, &target, has(caps, "LITERAL+")),
+    )
+    .await;
     let mut over_budget = false;
     let (error, refused, mut client) = match outcome {
         Ok(Ok(x)) => {

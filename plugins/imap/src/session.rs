@@ -104,7 +104,7 @@ async fn open(
             (w.into_inner(), resumed)
         }
     };
-    let attempt = tokio::time::timeout(wait, log_in(stream, method, &p.target)).await;
+    let attempt = tokio::time::timeout(wait, log_in(stream, method, &p.target, false)).await;
     match attempt {
         Ok(Ok((session, _))) => Ok((session, resumed)),
         Ok(Err((e @ async_imap::error::Error::Io(_), _))) => Err(match imap_error(&e) {

@@ -132,7 +132,43 @@ pub struct Budgeted<S> {
     /// The run's transcript, when it keeps one: the bytes read and written while armed, as
     /// lines. Unarmed, the reader on top (the `Wire` engine) records its own lines.
     tap: Option<mailprobe_core::transcript::Tap>,
+    /// A LOGIN to send with literals instead of async-imap's quoted strings.
+    rewrite: Option<crate::literal::Rewrite>,
+    /// The literal LOGIN being sent.
+    active: Option<Active>,
+    /// A reply read while waiting for a continuation, handed to the reader first.
+    replay: Vec<u8>,
+    /// The command line being gathered while a rewrite is armed.
+    pending: Vec<u8>,
 }
+
+/// A literal LOGIN on its way: the parts, where the sending is, and the line being read when
+/// it waits for the server's `+`.
+struct Active {
+    parts: Vec<zeroize::Zeroizing<Vec<u8>>>,
+    part: usize,
+    off: usize,
+    flush: bool,
+    waiting: bool,
+    line: Vec<u8>,
+    /// What the write reports to the client: the length of the line it asked to write.
+    claimed: usize,
+}
+
+impl std::fmt::Debug for Active {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Active(literal LOGIN)")
+    }
+}
+
+impl std::fmt::Debug for crate::literal::Rewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rewrite(***)")
+    }
+}
+
+/// The longest continuation line read while sending a literal.
+const MAX_CONTINUATION: usize = 1024;
 
 impl<S> Budgeted<S> {
     /// Wraps a stream at a response boundary (nothing of a response read yet), unarmed.
@@ -142,7 +178,18 @@ impl<S> Budgeted<S> {
             budget: None,
             scan: Scan::Text,
             tap: mailprobe_core::transcript::Tap::current(),
+            rewrite: None,
+            active: None,
+            replay: Vec::new(),
+            pending: Vec::new(),
         }
+    }
+
+    /// The next `LOGIN` with [`crate::literal::USER_PLACEHOLDER`] and
+    /// [`crate::literal::PASSWORD_PLACEHOLDER`] goes out with `user` and `password` as literals
+    /// (non-synchronizing when `literal_plus`, the server having announced LITERAL+).
+    pub fn login_with_literals(&mut self, user: &str, password: &str, literal_plus: bool) {
+        self.rewrite = Some(crate::literal::Rewrite::new(user, password, literal_plus));
     }
 
     /// Gives the next command (`verb`, for the error text) `limit` bytes for all of its reply.
@@ -208,7 +255,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay[..n]);
+            this.replay.drain(..n);
+        } else {
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        }
         let outcome = this.account(&buf.filled()[before..]);
         match outcome {
             Ok(()) => {
@@ -226,18 +279,119 @@ impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
-            tap.bytes(Direction::Sent, buf.get(..n).unwrap_or(buf));
+        if this.active.is_none() {
+            let Some(rw) = &this.rewrite else {
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+                if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
+                    tap.bytes(Direction::Sent, buf.get(..n).unwrap_or(buf));
+                }
+                return Poll::Ready(Ok(n));
+            };
+            // async-imap writes a command in pieces (tag, space, command, CRLF): gather the
+            // line, and only at its CRLF decide what goes out.
+            this.pending.extend_from_slice(buf);
+            if !this.pending.ends_with(b"\r\n") && this.pending.len() <= MAX_CONTINUATION {
+                return Poll::Ready(Ok(buf.len()));
+            }
+            let line = std::mem::take(&mut this.pending);
+            // The transcript gets the command as async-imap wrote it (its redactor removes
+            // LOGIN's arguments), never the literals that carry the password.
+            if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
+                tap.bytes(Direction::Sent, &line);
+            }
+            let parts = match line.strip_suffix(rw.needle.as_slice()) {
+                Some(tag) if !tag.is_empty() && !tag.contains(&b' ') => {
+                    let parts = rw.parts(tag);
+                    this.rewrite = None;
+                    parts
+                }
+                _ => vec![zeroize::Zeroizing::new(line)],
+            };
+            this.active = Some(Active {
+                parts,
+                part: 0,
+                off: 0,
+                flush: false,
+                waiting: false,
+                line: Vec::new(),
+                claimed: buf.len(),
+            });
         }
-        Poll::Ready(Ok(n))
+        let Budgeted {
+            inner,
+            active,
+            replay,
+            ..
+        } = this;
+        loop {
+            let Some(a) = active.as_mut() else {
+                return Poll::Ready(Ok(buf.len()));
+            };
+            if a.flush {
+                ready!(Pin::new(&mut *inner).poll_flush(cx))?;
+                a.flush = false;
+                a.waiting = true;
+                continue;
+            }
+            if a.waiting {
+                let mut byte = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut byte);
+                ready!(Pin::new(&mut *inner).poll_read(cx, &mut rb))?;
+                if rb.filled().is_empty() {
+                    *active = None;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection during LOGIN",
+                    )));
+                }
+                a.line.push(byte[0]);
+                if a.line.len() > MAX_CONTINUATION {
+                    *active = None;
+                    return Poll::Ready(Err(io::Error::other(
+                        "a reply line of more than 1024 bytes while sending LOGIN",
+                    )));
+                }
+                if byte[0] == b'\n' {
+                    if a.line.starts_with(b"+") {
+                        a.line.clear();
+                        a.waiting = false;
+                        continue;
+                    }
+                    // Not a continuation (a refusal, most likely): the client reads it as the
+                    // reply to its LOGIN; the rest is not sent.
+                    *replay = std::mem::take(&mut a.line);
+                    let claimed = a.claimed;
+                    *active = None;
+                    return Poll::Ready(Ok(claimed));
+                }
+                continue;
+            }
+            let Some(part) = a.parts.get(a.part) else {
+                let claimed = a.claimed;
+                *active = None;
+                return Poll::Ready(Ok(claimed));
+            };
+            let n = ready!(Pin::new(&mut *inner).poll_write(cx, &part[a.off..]))?;
+            if n == 0 {
+                *active = None;
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            a.off += n;
+            if a.off >= part.len() {
+                a.part += 1;
+                a.off = 0;
+                if a.part < a.parts.len() {
+                    a.flush = true;
+                }
+            }
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -253,6 +407,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.rewrite.is_some() || self.active.is_some() {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
+            return self.poll_write(cx, first);
+        }
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
         if let Some(tap) = this.tap.as_mut().filter(|_| this.budget.is_some()) {
@@ -270,7 +431,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.rewrite.is_none() && self.active.is_none() && self.inner.is_write_vectored()
     }
 }
 
@@ -351,5 +512,75 @@ mod tests {
         // Split over reads.
         assert!(s.account(b"* Y {9999").is_ok());
         assert!(s.account(b"9999}\r\n").is_err());
+    }
+}
+
+#[cfg(test)]
+mod literal_tests {
+    use super::*;
+    use crate::literal::{PASSWORD_PLACEHOLDER, USER_PLACEHOLDER};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    async fn login_as_async_imap_writes_it(s: &mut Budgeted<tokio::io::DuplexStream>) {
+        s.write_all(b"A0001").await.unwrap();
+        s.write_all(b" ").await.unwrap();
+        s.write_all(format!("LOGIN \"{USER_PLACEHOLDER}\" \"{PASSWORD_PLACEHOLDER}\"").as_bytes())
+            .await
+            .unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+        s.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn literal_plus_goes_out_in_one_piece() {
+        let (client, mut server) = duplex(1 << 16);
+        let mut s = Budgeted::new(client);
+        s.login_with_literals("u", "p\r\nw", true);
+        login_as_async_imap_writes_it(&mut s).await;
+        drop(s);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"A0001 LOGIN {1+}\r\nu {4+}\r\np\r\nw\r\n");
+    }
+
+    #[tokio::test]
+    async fn synchronizing_literals_wait_for_each_continuation() {
+        let (client, mut server) = duplex(1 << 16);
+        let mut s = Budgeted::new(client);
+        s.login_with_literals("u", "pä", false);
+        let peer = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 256];
+            for _ in 0..2 {
+                let n = server.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                server.write_all(b"+ go on\r\n").await.unwrap();
+            }
+            let n = server.read(&mut buf).await.unwrap();
+            seen.extend_from_slice(&buf[..n]);
+            server.write_all(b"A0001 OK logged in\r\n").await.unwrap();
+            seen
+        });
+        login_as_async_imap_writes_it(&mut s).await;
+        let mut reply = [0u8; 20];
+        s.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"A0001 OK logged in\r\n");
+        let seen = peer.await.unwrap();
+        assert_eq!(seen, "A0001 LOGIN {1}\r\nu {3}\r\npä\r\n".as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_instead_of_a_continuation_reaches_the_reader() {
+        let (client, mut server) = duplex(1 << 16);
+        let mut s = Budgeted::new(client);
+        s.login_with_literals("u", "p\nw", false);
+        server
+            .write_all(b"A0001 NO [LIMIT] no literals\r\n")
+            .await
+            .unwrap();
+        login_as_async_imap_writes_it(&mut s).await;
+        let mut reply = [0u8; 30];
+        s.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"A0001 NO [LIMIT] no literals\r\n");
     }
 }

@@ -2,9 +2,13 @@
 //! (greeting, capabilities, STARTTLS, ID, LIST, EXAMINE), bounded in time and size, and the one
 //! IMAP preamble ([`read_greeting`], [`capabilities`], [`starttls`]) every plugin uses.
 //!
-//! It reads one byte at a time on purpose: it never reads past the end of a response, so the
-//! stream can be handed to a TLS handshake or to async-imap afterwards without losing or
-//! injecting a byte.
+//! Over TLS it reads one byte at a time on purpose: it never reads past the end of a response,
+//! so the stream can be handed to async-imap afterwards without losing a byte. Before TLS
+//! ([`Wire::buffered`]) it reads in chunks, so a flood of plaintext costs one `read()` per
+//! chunk rather than per byte, and [`Wire::into_checked`] refuses to hand the stream to the TLS
+//! handshake when the server sent anything past its reply to STARTTLS: bytes a man in the
+//! middle injected in clear would otherwise be taken as the first encrypted-session replies
+//! (as the SMTP side refuses them too).
 
 use mailprobe_core::transcript::{Direction, Tap};
 use std::time::Duration;
@@ -137,7 +141,14 @@ pub struct Wire<S> {
     next_tag: u32,
     /// The run's transcript, when it keeps one.
     tap: Option<Tap>,
+    /// Read ahead, not yet consumed (only for a buffered wire).
+    ahead: Vec<u8>,
+    at: usize,
+    buffered: bool,
 }
+
+/// How much a buffered wire reads at once.
+const CHUNK: usize = 8 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     pub fn new(stream: S) -> Self {
@@ -145,21 +156,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             stream,
             next_tag: 1,
             tap: Tap::current(),
+            ahead: Vec::new(),
+            at: 0,
+            buffered: false,
+        }
+    }
+
+    /// A wire that reads ahead in chunks: for the plaintext part of a session, which ends with
+    /// [`Wire::into_checked`].
+    pub fn buffered(stream: S) -> Self {
+        Wire {
+            buffered: true,
+            ..Wire::new(stream)
         }
     }
 
     /// A conversation whose tags start at `P{first}`, for a stream that already carried one.
     pub fn starting_at(stream: S, first: u32) -> Self {
         Wire {
-            stream,
             next_tag: first,
-            tap: Tap::current(),
+            ..Wire::new(stream)
         }
     }
 
-    /// The stream, with nothing read ahead.
+    /// The stream of an unbuffered wire (which never reads ahead). For a buffered one, use
+    /// [`Wire::into_checked`]: this drops whatever was read ahead.
     pub fn into_inner(self) -> S {
         self.stream
+    }
+
+    /// The stream, for the TLS handshake after the server's OK to STARTTLS. Fails when the
+    /// server sent anything past that reply: plain text injected ahead of the encrypted
+    /// session.
+    pub fn into_checked(self) -> Result<S, NetError> {
+        let left = self.ahead.len().saturating_sub(self.at);
+        if left > 0 {
+            return Err(NetError::Protocol(format!(
+                "the server sent {left} byte(s) in clear after its reply to STARTTLS; refused as a command injection (they would be read as if they came over TLS)"
+            )));
+        }
+        Ok(self.stream)
     }
 
     pub fn get_mut(&mut self) -> &mut S {
@@ -167,6 +203,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     }
 
     async fn byte(&mut self, got: usize) -> Result<u8, NetError> {
+        if self.buffered {
+            if self.at >= self.ahead.len() {
+                self.ahead.clear();
+                self.at = 0;
+                self.ahead.resize(CHUNK, 0);
+                let n = match self.stream.read(&mut self.ahead).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.ahead.clear();
+                        return Err(NetError::from_io(&e));
+                    }
+                };
+                self.ahead.truncate(n);
+                if n == 0 {
+                    return Err(NetError::Closed(if got == 0 {
+                        String::new()
+                    } else {
+                        " in the middle of a response".into()
+                    }));
+                }
+            }
+            let b = self.ahead[self.at];
+            self.at += 1;
+            return Ok(b);
+        }
         let mut b = [0u8; 1];
         match self.stream.read(&mut b).await {
             Ok(0) => Err(NetError::Closed(if got == 0 {
@@ -354,7 +415,7 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     if r.tagged.status != Status::Ok {
         return Err(NetError::Protocol(format!("STARTTLS: {}", r.tagged.line)));
     }
-    Ok(wire.into_inner())
+    wire.into_checked()
 }
 
 /// What the IMAP server said before TLS.
@@ -370,7 +431,7 @@ pub async fn starttls<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     wait: Duration,
 ) -> Result<(S, ImapPreamble), NetError> {
-    let mut wire = Wire::new(stream);
+    let mut wire = Wire::buffered(stream);
     let greeting = read_greeting(&mut wire, wait).await?;
     if greeting.status == Status::Bye {
         return Err(NetError::Closed(format!(

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod handshake;
 pub mod imap;
 pub mod legacy;
+pub mod literal;
 pub mod smtp;
 
 pub use budget::{BudgetExceeded, Budgeted};

@@ -29,6 +29,12 @@ pub(super) fn mailbox_line(text: &str, index: usize) -> Option<usize> {
     item_line(text, "mailboxes", index)
 }
 
+/// The 1-based line where each entry of `mailboxes:` starts, in one pass over the text: per
+/// mailbox, a search from the top would make loading quadratic in the number of mailboxes.
+pub(super) fn mailbox_lines(text: &str) -> Vec<usize> {
+    item_lines_upto(text, "mailboxes", None)
+}
+
 /// The 1-based line, within the `index`th entry of the top-level list `section`, that holds
 /// `word` (a key or a value an error names); the entry's first line when none does.
 pub(super) fn word_line_in_item(
@@ -37,8 +43,9 @@ pub(super) fn word_line_in_item(
     index: usize,
     word: Option<&str>,
 ) -> Option<usize> {
-    let start = item_line(text, section, index)?;
-    let end = item_line(text, section, index + 1);
+    let starts = item_lines_upto(text, section, Some(index + 1));
+    let start = *starts.get(index)?;
+    let end = starts.get(index + 1).copied();
     let Some(word) = word else {
         return Some(start);
     };
@@ -56,7 +63,16 @@ pub(super) fn word_line_in_item(
 
 /// The 1-based line where the `index`th entry of the top-level list `section` starts.
 pub(super) fn item_line(text: &str, section: &str, index: usize) -> Option<usize> {
+    item_lines_upto(text, section, Some(index))
+        .get(index)
+        .copied()
+}
+
+/// The 1-based lines where the entries of the top-level list `section` start, up to the
+/// `last`th (0-based) or all of them, in one pass over the text.
+fn item_lines_upto(text: &str, section: &str, last: Option<usize>) -> Vec<usize> {
     let header = format!("{section}:");
+    let mut starts = Vec::new();
     let mut in_list = false;
     let mut seen = 0;
     let mut indent = None;
@@ -71,11 +87,12 @@ pub(super) fn item_line(text: &str, section: &str, index: usize) -> Option<usize
         let ind = line.len() - line.trim_start().len();
         if line.trim_start().starts_with("- ") && indent.is_none_or(|x| x == ind) {
             indent = Some(ind);
-            if seen == index {
-                return Some(i + 1);
+            starts.push(i + 1);
+            if last == Some(seen) {
+                break;
             }
             seen += 1;
         }
     }
-    None
+    starts
 }

@@ -8,7 +8,7 @@ use mailprobe_core::profile::Profile;
 
 use std::time::Duration;
 
-use super::lines::{find_key_line, mailbox_line};
+use super::lines::find_key_line;
 use super::{ConfigError, MailboxConfig};
 
 pub(super) fn mailbox_error(file: &str, m: &MailboxConfig, message: String) -> ConfigError {
@@ -23,6 +23,7 @@ pub(super) fn mailbox_error(file: &str, m: &MailboxConfig, message: String) -> C
 /// The checks of one mailbox entry (the `i`th), recording its name in `names`.
 pub(super) fn check_mailbox(
     i: usize,
+    start: Option<usize>,
     m: &MailboxConfig,
     text: &str,
     file: &str,
@@ -34,7 +35,6 @@ pub(super) fn check_mailbox(
         column: None,
         message,
     };
-    let start = mailbox_line(text, i);
     let at = |key: &str| start.and_then(|l| find_key_line(text, l, key)).or(start);
     let here = format!("mailboxes[{i}] ({})", m.name);
     if m.name.trim().is_empty() {

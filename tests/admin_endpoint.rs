@@ -364,12 +364,10 @@ fn the_web_config_serves_tls_and_basic_auth() {
 }
 
 #[test]
-fn a_web_config_that_cannot_be_applied_stops_run() {
+fn a_web_config_that_cannot_be_applied_is_never_served_and_never_stops_run() {
     let scratch = Scratch::new("admin-web-bad");
-    let listen = free_port();
     let file = scratch.path("mailprobe.yaml");
     let log = scratch.path("mailprobe.log");
-    std::fs::write(&file, config(listen)).unwrap();
     let web = scratch.path("web.yml");
     for (text, expect) in [
         (
@@ -386,21 +384,45 @@ fn a_web_config_that_cannot_be_applied_stops_run() {
             "cert_file",
         ),
     ] {
+        let listen = free_port();
+        std::fs::write(&file, config(listen)).unwrap();
         std::fs::write(&web, text).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-            .args(["run", "--config"])
-            .arg(&file)
-            .arg("--web.config.file")
-            .arg(&web)
-            .env("ADMIN_TEST_PASSWORD", "pw")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{text}: {err}");
+        let web_arg = web.to_str().unwrap();
+        let mut proc = start(&file, &log, &["--web.config.file", web_arg]);
+        // A sidecar must never hold its pod back: the process keeps running, and every request
+        // is refused with the reason rather than served without the protection asked for.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let answer = loop {
+            if let Some(a) = request(listen, "GET", "/healthz", "") {
+                break a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text}: no answer: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(answer.0, 503, "{text}: {answer:?}");
+        assert!(answer.1.contains(expect), "{text}: {answer:?}");
+        assert!(answer.1.contains("web.yml"), "{text}: {answer:?}");
+        for path in ["/metrics", "/", "/api/v1/mailboxes"] {
+            let (status, _) = request(listen, "GET", path, "").expect("an answer");
+            assert_eq!(status, 503, "{text}: {path} was served");
+        }
+        assert!(
+            proc.child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok())
+                .flatten()
+                .is_none(),
+            "{text}: run exited"
+        );
+        drop(proc);
+        let err = std::fs::read_to_string(&log).unwrap();
         assert!(err.contains(expect), "{text}: {err}");
         assert!(err.contains("web.yml"), "{text}: {err}");
         assert!(!err.contains("hunter2"), "{err}");
-        assert!(!port_open(listen), "it listened without its web config");
+        assert!(!answer.1.contains("hunter2"), "{answer:?}");
     }
-    let _ = log;
 }

@@ -806,6 +806,7 @@ mod tests {
                 })),
                 store: Some(store.clone()),
             }),
+            cadence: None,
         };
         run_target_with(
             t.clone(),

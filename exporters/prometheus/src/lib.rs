@@ -193,7 +193,7 @@ struct StoreGauge {
 }
 
 /// The store's gauge families, in the order `/metrics` shows them.
-const STORE_GAUGES: [StoreGauge; 9] = [
+const STORE_GAUGES: [StoreGauge; 10] = [
     StoreGauge {
         name: names::COMPLIANT,
         help: "The last definitive verdict: 1 compliant (no requirement fails), 0 non-compliant; an incomplete run neither sets nor clears it; no sample before the first definitive verdict.",
@@ -213,6 +213,11 @@ const STORE_GAUGES: [StoreGauge; 9] = [
         name: names::REQUIREMENT_STATUS,
         help: "Status of one requirement: 1 pass, 0.5 warn, 0 fail; no sample when skipped.",
         samples: requirement_status,
+    },
+    StoreGauge {
+        name: names::PROOF_AGE,
+        help: "Age of the oldest earlier proof the latest verdict rests on (a cadence per requirement group), at that run; 0 when it proved everything.",
+        samples: proof_age,
     },
     StoreGauge {
         name: names::CERT_EXPIRY,
@@ -279,6 +284,10 @@ fn requirement_status(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
         .iter()
         .map(|(r, v)| (vec![mb(m), ("requirement", r.to_string())], *v))
         .collect()
+}
+
+fn proof_age(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.proof_age.map(|v| (vec![mb(m)], v)).into_iter().collect()
 }
 
 fn cert_expiry(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {

@@ -274,3 +274,47 @@ impl CheckPlugin for Cadenced {
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn parse(cadence: &str) -> Result<Config, String> {
+        let text = format!(
+            "{cadence}mailboxes:\n  - name: sales\n    imap: imap.example.com:993\n    user: u\n    password: {{ env: P }}\n"
+        );
+        Config::parse(&text, "c.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn absent_proves_everything_on_every_run() {
+        let c = parse("").unwrap();
+        assert_eq!(c.cadence, Cadence::default());
+        assert!(c.cadence.groups().is_empty());
+        let c = parse("cadence: { tls_versions: 0 }\n").unwrap();
+        assert!(c.cadence.groups().is_empty());
+    }
+
+    #[test]
+    fn each_group_names_its_plugin() {
+        let c = parse("cadence:\n  tls_versions: 6h\n  certificate: 1h\n  connections: 90\n")
+            .unwrap();
+        assert_eq!(
+            c.cadence.groups(),
+            vec![
+                ("tls", Duration::from_secs(6 * 3600)),
+                ("certificate", Duration::from_secs(3600)),
+                ("connlimit", Duration::from_secs(90)),
+            ]
+        );
+    }
+
+    #[test]
+    fn too_long_or_unknown_is_refused_with_the_key() {
+        let e = parse("cadence: { certificate: 8d }\n").unwrap_err();
+        assert!(e.contains("cadence.certificate") && e.contains("7d"), "{e}");
+        let e = parse("cadence: { server_software: 1h }\n").unwrap_err();
+        assert!(e.contains("server_software"), "{e}");
+    }
+}

@@ -2,13 +2,16 @@
 # Fleet-scale benchmark of mailprobe on the local lab (Dovecot + Postfix), measured, never asserted.
 #
 #   bash bench/run.sh                 # every part, one table at the end
-#   bash bench/run.sh scan rtt        # only some parts: scan | cpu | rss | rtt | fleet
+#   bash bench/run.sh scan rtt        # only some parts: scan | cpu | server | rss | rtt | fleet
 #
 # Parts:
 #   scan   TLS version scan of one port: `mailprobe check --only tls` vs sslscan (protocols only)
 #          vs `testssl -p`, wall and CPU, with hyperfine.
 #   cpu    daemon CPU per full check (IMAP+SMTP, and IMAP only) vs prometheus-blackbox-exporter CPU
 #          per TLS probe (/probe, tcp prober with TLS) of the same server, from /proc/PID/stat.
+#   server CPU the lab's Dovecot and Postfix spend (their process trees, reaped children
+#          included) per check of the daemon, without and with a cadence, next to one plain
+#          client session (Python imaplib: TLS, LOGIN, SELECT INBOX, LOGOUT).
 #   rss    daemon RSS idle with 4 mailboxes (and blackbox_exporter's), and with 10,000 mailboxes
 #          scheduled (5 min interval, IMAP only, against the lab); schedule lag p50/p99 from
 #          mailprobe_schedule_lag_seconds.
@@ -20,12 +23,12 @@
 # Installs sslscan, testssl.sh, hyperfine and prometheus-blackbox-exporter from Debian when they
 # are missing (as root), builds mailprobe in release, runs the lab from tests/lab/ on its own
 # ports, and stops everything it started on exit. Knobs (environment): SCAN_RUNS, TESTSSL_RUNS,
-# CPU_WINDOW, BB_PROBES, LAG_WINDOW, FLEET_SIZES, FLEET_USERS, FLEET_CAP, RTT_MS, RTT_RUNS.
+# CPU_WINDOW, BB_PROBES, SERVER_WINDOW, PLAIN_SESSIONS, CADENCE_HOURS, FULL_ROUND_TIMEOUT, LAG_WINDOW, FLEET_SIZES, FLEET_USERS, FLEET_CAP, RTT_MS, RTT_RUNS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-all=(scan cpu rss rtt fleet)
+all=(scan cpu server rss rtt fleet)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=("${all[@]}")
 for p in "${parts[@]}"; do
@@ -37,6 +40,10 @@ SCAN_RUNS=${SCAN_RUNS:-20}
 TESTSSL_RUNS=${TESTSSL_RUNS:-3}
 CPU_WINDOW=${CPU_WINDOW:-30}
 BB_PROBES=${BB_PROBES:-300}
+SERVER_WINDOW=${SERVER_WINDOW:-30}
+PLAIN_SESSIONS=${PLAIN_SESSIONS:-100}
+# The cadence the `server` part assumes for its average over time (checks every 5 min).
+CADENCE_HOURS=${CADENCE_HOURS:-6}
 LAG_WINDOW=${LAG_WINDOW:-120}
 FLEET_SIZES=${FLEET_SIZES:-100 1000}
 # The fleet parts' mailboxes belong to this many lab users (user01@lab.test ...): the probe
@@ -132,12 +139,15 @@ checks_done() { http_get "http://127.0.0.1:$DAEMON_PORT/metrics" | awk '/^mailpr
 have_checks() { [ "$(checks_done)" -ge "$1" ]; }
 
 # write_config FILE COUNT INTERVAL TIMEOUT MODE : MODE = imap+smtp | imap | fleet10k | proxied
+# (CADENCE, when set, is the `cadence:` block's one line, e.g. "{ tls_versions: 1h }").
 write_config() {
-  python3 - "$@" "$certs/ca.pem" "$DAEMON_PORT" "$FLEET_USERS" "$FLEET_CAP" <<'PY'
+  python3 - "$@" "$certs/ca.pem" "$DAEMON_PORT" "$FLEET_USERS" "$FLEET_CAP" "${CADENCE:-}" <<'PY'
 import sys
-path, count, interval, timeout, mode, ca, port, users, cap = sys.argv[1:]
+path, count, interval, timeout, mode, ca, port, users, cap, cadence = sys.argv[1:]
 count, users = int(count), int(users)
 out = [f"interval: {interval}", f"timeout: {timeout}", f"listen: 127.0.0.1:{port}"]
+if cadence:
+    out.append(f"cadence: {cadence}")
 if mode in ("fleet10k", "proxied"):
     out.append(f"server_connections: {cap}")
 out.append("mailboxes:")
@@ -305,6 +315,85 @@ PY
   met=no; python3 -c "import sys; sys.exit(0 if $imap_ms <= $bb_ms else 1)" && met=yes
   row "daemon CPU per full check, IMAP only ($imap_n checks)" "$imap_ms ms" \
       "blackbox_exporter $bb_ms ms" "≤ 1.0× blackbox_exporter" "$met"
+fi
+
+# --- server -------------------------------------------------------------------------------------
+# CPU ticks of the lab's Dovecot and Postfix: every live process under their masters, each with
+# its reaped children (utime+stime+cutime+cstime), so processes that ended in the window count.
+server_ticks() {
+  python3 - "$(cat "$state/dovecot/dovecot.pid")" "$(cat "$state/postfix/postfix.pid")" <<'PY'
+import os, sys
+roots = {int(p) for p in sys.argv[1:] if p.strip()}
+stat = {}
+for d in os.listdir("/proc"):
+    if d.isdigit():
+        try:
+            s = open(f"/proc/{d}/stat").read()
+        except OSError:
+            continue
+        f = s[s.rindex(")") + 2:].split()
+        # after the name: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based
+        stat[int(d)] = (int(f[1]), sum(int(x) for x in f[11:15]))
+tree, grew = set(roots) & set(stat), True
+while grew:
+    more = {p for p, (pp, _) in stat.items() if pp in tree and p not in tree}
+    tree |= more
+    grew = bool(more)
+print(sum(stat[p][1] for p in tree))
+PY
+}
+plain_sessions() {
+  python3 - "$IMAPS_PORT" "$certs/ca.pem" "$1" <<'PY'
+import imaplib, os, ssl, sys
+port, ca, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+for _ in range(n):
+    c = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, server_hostname="mail.lab.test", timeout=10)
+    c.login("alice@lab.test", os.environ["BENCH_PASSWORD"])
+    c.select("INBOX")
+    c.logout()
+PY
+}
+# server_cpu_per_check : sets srv_ms and srv_n for the daemon of $work/server.yml.
+server_cpu_per_check() {
+  start_daemon "$work/server.yml"
+  wait_for 60 have_checks 4 || die "no checks finished"
+  sleep 1
+  local c0 n0 c1 n1
+  c0=$(server_ticks); n0=$(checks_done)
+  sleep "$SERVER_WINDOW"
+  c1=$(server_ticks); n1=$(checks_done)
+  stop_daemon
+  srv_n=$((n1 - n0))
+  srv_ms=$(python3 -c "print(f'{($c1 - $c0) * 1000 / $ticks / max($srv_n, 1):.2f}')")
+}
+if want server; then
+  log "server: $PLAIN_SESSIONS plain imaplib sessions"
+  plain_sessions 2 >&2
+  c0=$(server_ticks)
+  plain_sessions "$PLAIN_SESSIONS" >&2
+  c1=$(server_ticks)
+  plain_ms=$(python3 -c "print(f'{($c1 - $c0) * 1000 / $ticks / $PLAIN_SESSIONS:.2f}')")
+  log "server: daemon, 4 mailboxes (IMAP+SMTP) every 2 s, ${SERVER_WINDOW} s, no cadence"
+  write_config "$work/server.yml" 4 2s 20s imap+smtp
+  server_cpu_per_check; full_srv=$srv_ms full_srv_n=$srv_n
+  log "server: the same within a cadence"
+  CADENCE="{ tls_versions: 1h, certificate: 1h, connections: 1h }" \
+    write_config "$work/server.yml" 4 2s 20s imap+smtp
+  server_cpu_per_check; cad_srv=$srv_ms cad_srv_n=$srv_n
+  # Every 5 min with a cadence of CADENCE_HOURS: one full check, then the rest within it.
+  per_round=$((CADENCE_HOURS * 12))
+  avg_srv=$(python3 -c "print(f'{($full_srv + ($per_round - 1) * $cad_srv) / $per_round:.2f}')")
+  ratio_full=$(python3 -c "print(f'{$full_srv / $plain_ms:.1f}')")
+  ratio_avg=$(python3 -c "print(f'{$avg_srv / $plain_ms:.2f}')")
+  row "CPU of the lab's Dovecot+Postfix per full check, IMAP+SMTP, no cadence ($full_srv_n checks)" \
+      "$full_srv ms (${ratio_full}× one plain session)" \
+      "one plain imaplib session (TLS, LOGIN, SELECT INBOX, LOGOUT): $plain_ms ms ($PLAIN_SESSIONS sessions)" \
+      "≤ one plain session per scheduled check, averaged over time" "no"
+  met=no; python3 -c "import sys; sys.exit(0 if $avg_srv <= $plain_ms else 1)" && met=yes
+  row "same, within a cadence of 1h for versions, certificate, connections ($cad_srv_n checks)" \
+      "$cad_srv ms; averaged over time at 5 min with a ${CADENCE_HOURS}h cadence: $avg_srv ms (${ratio_avg}×)" \
+      "plain session $plain_ms ms" "≤ one plain session per scheduled check, averaged over time" "$met"
 fi
 
 # --- rss + schedule lag ---------------------------------------------------------------------------

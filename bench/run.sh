@@ -2,7 +2,7 @@
 # Fleet-scale benchmark of mailprobe on the local lab (Dovecot + Postfix), measured, never asserted.
 #
 #   bash bench/run.sh                 # every part, one table at the end
-#   bash bench/run.sh scan rtt        # only some parts: scan | cpu | server | rss | rtt | fleet
+#   bash bench/run.sh scan rtt        # only some parts: scan | cpu | server | rss | round | rtt | fleet
 #
 # Parts:
 #   scan   TLS version scan of one port: `mailprobe check --only tls` vs sslscan (protocols only)
@@ -15,6 +15,8 @@
 #   rss    daemon RSS idle with 4 mailboxes (and blackbox_exporter's), and with 10,000 mailboxes
 #          scheduled (5 min interval, IMAP only, against the lab); schedule lag p50/p99 from
 #          mailprobe_schedule_lag_seconds.
+#   round  10,000 mailboxes (IMAP only) until every one holds a result (mailprobe_checks_total
+#          reaches 10,000, at most FULL_ROUND_TIMEOUT s): RSS and peak RSS then.
 #   rtt    a full check through bench/delayproxy.py (50 ms RTT): wall time / RTT.
 #   fleet  100 and 1,000 mailboxes on one server behind the proxy (interval 120 s, timeout 10 s):
 #          how many were judged within one interval, and the requirements that fail although a
@@ -28,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-all=(scan cpu server rss rtt fleet)
+all=(scan cpu server rss round rtt fleet)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=("${all[@]}")
 for p in "${parts[@]}"; do
@@ -45,6 +47,8 @@ PLAIN_SESSIONS=${PLAIN_SESSIONS:-100}
 # The cadence the `server` part assumes for its average over time (checks every 5 min).
 CADENCE_HOURS=${CADENCE_HOURS:-6}
 LAG_WINDOW=${LAG_WINDOW:-120}
+FULL_ROUND_TIMEOUT=${FULL_ROUND_TIMEOUT:-1200}
+FULL_ROUND_INTERVAL=${FULL_ROUND_INTERVAL:-4m}
 FLEET_SIZES=${FLEET_SIZES:-100 1000}
 # The fleet parts' mailboxes belong to this many lab users (user01@lab.test ...): the probe
 # budgets connections per user and server address, as servers limit them, so one user's
@@ -459,6 +463,35 @@ if want rss; then
   met=no; case $p99 in *n/a*|*">"*|*–*) ;; *) python3 -c "import sys; sys.exit(0 if ${p99% s} < 1 else 1)" && met=yes ;; esac
   row "schedule lag with 10,000 mailboxes (first ${LAG_WINDOW} s)" \
       "p50 ${p50}, p99 ${p99} over ${started} started runs (${done_n} finished)" "—" "p99 < 1 s" "$met"
+fi
+
+# --- round: 10,000 mailboxes until each holds a result ------------------------------------------
+# Mailboxes with a report: the status API lists each with `last_check` once it has one.
+judged_count() {
+  http_get "http://127.0.0.1:$DAEMON_PORT/api/v1/mailboxes" | python3 -c '
+import json, sys
+print(sum(1 for m in json.load(sys.stdin).get("mailboxes", []) if m.get("last_check")))'
+}
+if want round; then
+  log "round: 10,000 mailboxes (IMAP only, interval $FULL_ROUND_INTERVAL, timeout 20 s) until each has a result (at most ${FULL_ROUND_TIMEOUT} s)"
+  write_config "$work/round.yml" 10000 "$FULL_ROUND_INTERVAL" 20s fleet10k
+  t0=$SECONDS
+  start_daemon "$work/round.yml" 180
+  ready_rss=$(rss_kib "$daemon_pid" VmRSS)
+  wait_for "$FULL_ROUND_TIMEOUT" have_checks 10000 || log "round: not every mailbox finished in time"
+  round_s=$((SECONDS - t0))
+  sleep 2
+  judged=$(judged_count)
+  round_rss=$(rss_kib "$daemon_pid" VmRSS); round_hwm=$(rss_kib "$daemon_pid" VmHWM)
+  round_anon=$(rss_kib "$daemon_pid" RssAnon)
+  http_get "http://127.0.0.1:$DAEMON_PORT/metrics" > "$work/round.metrics"
+  stop_daemon
+  round_done=$(awk '/^mailprobe_checks_total\{/ {s += $2} END {print s + 0}' "$work/round.metrics")
+  per=$(python3 -c "print(f'{($round_rss - $ready_rss) * 1024 / max($judged, 1) / 1000:.1f}')")
+  met=no; [ "$judged" -ge 10000 ] && [ "$round_hwm" -le $((64 * 1024)) ] && met=yes
+  row "RSS, 10,000 mailboxes after a full round (every mailbox holding a result)" \
+      "$(mib "$round_rss") (heap and stacks $(mib "$round_anon")), peak $(mib "$round_hwm"); $judged mailboxes with a result, $round_done checks finished, ${round_s} s from start; $(mib "$ready_rss") when ready (≈ $per KB per stored result)" \
+      "—" "≤ 64 MiB after every mailbox has a result" "$met"
 fi
 
 # --- rtt ----------------------------------------------------------------------------------------

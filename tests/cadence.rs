@@ -141,7 +141,9 @@ mailboxes:
             "{id} is proved on every run: {second:#}"
         );
     }
-    let page = http_get(listen, "/metrics").map(|(_, b)| b).unwrap_or_default();
+    let page = http_get(listen, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     let age = sample(&page, "mailprobe_proof_age_seconds{mailbox=\"lab\"}");
     assert!(
         age.is_some_and(|a| a >= 1.0),

@@ -69,7 +69,9 @@ impl Cadence {
         ];
         keys.into_iter().find_map(|(k, d)| {
             d.filter(|d| *d > MAX_CADENCE).map(|_| {
-                format!("cadence.{k} is longer than 7d; set it to at most 7d (0 proves it on every run)")
+                format!(
+                    "cadence.{k} is longer than 7d; set it to at most 7d (0 proves it on every run)"
+                )
             })
         })
     }
@@ -146,7 +148,9 @@ impl ProofStore {
         let mut all = self.proofs.lock().unwrap_or_else(|e| e.into_inner());
         match proof {
             Some(p) => {
-                all.entry(mailbox.to_string()).or_default().insert(plugin, p);
+                all.entry(mailbox.to_string())
+                    .or_default()
+                    .insert(plugin, p);
             }
             None => {
                 if let Some(m) = all.get_mut(mailbox) {
@@ -250,20 +254,18 @@ impl CheckPlugin for Cadenced {
             let identity = Identity::of(cx);
             let at = SystemTime::now();
             let out = self.inner.run(cx).await;
-            let mut results: Vec<RequirementResult> = ids
-                .iter()
-                .filter_map(|id| cx.result(id).cloned())
-                .collect();
+            let mut results: Vec<RequirementResult> =
+                ids.iter().filter_map(|id| cx.result(id).cloned()).collect();
             let proof = (out.is_ok() && !results.is_empty() && results.iter().all(definitive))
-            .then(|| {
-                let redactor = Redactor::new(cx.target.password.expose());
-                crate::runner::sanitize(&redactor, &mut results, &mut [], &mut []);
-                Proof {
-                    at,
-                    identity,
-                    results,
-                }
-            });
+                .then(|| {
+                    let redactor = Redactor::new(cx.target.password.expose());
+                    crate::runner::sanitize(&redactor, &mut results, &mut [], &mut []);
+                    Proof {
+                        at,
+                        identity,
+                        results,
+                    }
+                });
             self.store.put(&self.mailbox, self.name, proof);
             out
         })
@@ -298,8 +300,8 @@ mod tests {
 
     #[test]
     fn each_group_names_its_plugin() {
-        let c = parse("cadence:\n  tls_versions: 6h\n  certificate: 1h\n  connections: 90\n")
-            .unwrap();
+        let c =
+            parse("cadence:\n  tls_versions: 6h\n  certificate: 1h\n  connections: 90\n").unwrap();
         assert_eq!(
             c.cadence.groups(),
             vec![

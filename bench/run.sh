@@ -351,8 +351,13 @@ plain_sessions() {
 import imaplib, os, ssl, sys
 port, ca, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 ctx = ssl.create_default_context(cafile=ca)
+class Client(imaplib.IMAP4_SSL):
+    # Connects to 127.0.0.1 and verifies the certificate for mail.lab.test, as the probe does.
+    def _create_socket(self, timeout):
+        sock = imaplib.IMAP4._create_socket(self, timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname="mail.lab.test")
 for _ in range(n):
-    c = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx, server_hostname="mail.lab.test", timeout=10)
+    c = Client("127.0.0.1", port, ssl_context=ctx, timeout=10)
     c.login("alice@lab.test", os.environ["BENCH_PASSWORD"])
     c.select("INBOX")
     c.logout()

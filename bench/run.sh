@@ -48,6 +48,7 @@ PLAIN_SESSIONS=${PLAIN_SESSIONS:-100}
 CADENCE_HOURS=${CADENCE_HOURS:-6}
 LAG_WINDOW=${LAG_WINDOW:-120}
 FULL_ROUND_TIMEOUT=${FULL_ROUND_TIMEOUT:-1200}
+ROUND_SIZE=${ROUND_SIZE:-10000}
 FULL_ROUND_INTERVAL=${FULL_ROUND_INTERVAL:-4m}
 FLEET_SIZES=${FLEET_SIZES:-100 1000}
 # The fleet parts' mailboxes belong to this many lab users (user01@lab.test ...): the probe
@@ -478,12 +479,12 @@ import json, sys
 print(sum(1 for m in json.load(sys.stdin).get("mailboxes", []) if m.get("last_check")))'
 }
 if want round; then
-  log "round: 10,000 mailboxes (IMAP only, interval $FULL_ROUND_INTERVAL, timeout 20 s) until each has a result (at most ${FULL_ROUND_TIMEOUT} s)"
-  write_config "$work/round.yml" 10000 "$FULL_ROUND_INTERVAL" 20s fleet10k
+  log "round: $ROUND_SIZE mailboxes (IMAP only, interval $FULL_ROUND_INTERVAL, timeout 20 s) until each has a result (at most ${FULL_ROUND_TIMEOUT} s)"
+  write_config "$work/round.yml" "$ROUND_SIZE" "$FULL_ROUND_INTERVAL" 20s fleet10k
   t0=$SECONDS
   start_daemon "$work/round.yml" 180
   ready_rss=$(rss_kib "$daemon_pid" VmRSS)
-  wait_for "$FULL_ROUND_TIMEOUT" have_checks 10000 || log "round: not every mailbox finished in time"
+  wait_for "$FULL_ROUND_TIMEOUT" have_checks "$ROUND_SIZE" || log "round: not every mailbox finished in time"
   round_s=$((SECONDS - t0))
   sleep 2
   judged=$(judged_count)
@@ -493,8 +494,8 @@ if want round; then
   stop_daemon
   round_done=$(awk '/^mailprobe_checks_total\{/ {s += $2} END {print s + 0}' "$work/round.metrics")
   per=$(python3 -c "print(f'{($round_rss - $ready_rss) * 1024 / max($judged, 1) / 1000:.1f}')")
-  met=no; [ "$judged" -ge 10000 ] && [ "$round_hwm" -le $((64 * 1024)) ] && met=yes
-  row "RSS, 10,000 mailboxes after a full round (every mailbox holding a result)" \
+  met=no; [ "$judged" -ge "$ROUND_SIZE" ] && [ "$round_hwm" -le $((64 * 1024)) ] && met=yes
+  row "RSS, $ROUND_SIZE mailboxes after a full round (every mailbox holding a result)" \
       "$(mib "$round_rss") (heap and stacks $(mib "$round_anon")), peak $(mib "$round_hwm"); $judged mailboxes with a result, $round_done checks finished, ${round_s} s from start; $(mib "$ready_rss") when ready (≈ $per KB per stored result)" \
       "—" "≤ 64 MiB after every mailbox has a result" "$met"
 fi

@@ -573,11 +573,10 @@ impl RunSink for PrometheusExporter {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0.0, |d| d.as_secs_f64());
         // The daemon's runner keeps each mailbox's last transcript (redacted and bounded) in the
-        // process-wide store before the sinks hear of the run.
-        let mailbox = &event.outcome.report.mailbox;
-        let transcript = mailprobe_runtime::transcripts::TranscriptStore::shared().get(mailbox);
-        self.board
-            .record(&event.outcome.report, finished, transcript);
+        // process-wide store; the board reads it from there when a page asks, so a transcript
+        // the store's bound evicted is not kept alive here (at 10,000 mailboxes that was
+        // hundreds of MiB).
+        self.board.record(&event.outcome.report, finished, None);
     }
 
     fn forget(&self, mailbox: &str) {

@@ -2,16 +2,21 @@
 # Fleet-scale benchmark of mailprobe on the local lab (Dovecot + Postfix), measured, never asserted.
 #
 #   bash bench/run.sh                 # every part, one table at the end
-#   bash bench/run.sh scan rtt        # only some parts: scan | cpu | rss | rtt | fleet
+#   bash bench/run.sh scan rtt        # only some parts: scan | cpu | server | rss | round | rtt | fleet
 #
 # Parts:
 #   scan   TLS version scan of one port: `mailprobe check --only tls` vs sslscan (protocols only)
 #          vs `testssl -p`, wall and CPU, with hyperfine.
 #   cpu    daemon CPU per full check (IMAP+SMTP, and IMAP only) vs prometheus-blackbox-exporter CPU
 #          per TLS probe (/probe, tcp prober with TLS) of the same server, from /proc/PID/stat.
+#   server CPU the lab's Dovecot and Postfix spend (their process trees, reaped children
+#          included) per check of the daemon, without and with a cadence, next to one plain
+#          client session (Python imaplib: TLS, LOGIN, SELECT INBOX, LOGOUT).
 #   rss    daemon RSS idle with 4 mailboxes (and blackbox_exporter's), and with 10,000 mailboxes
 #          scheduled (5 min interval, IMAP only, against the lab); schedule lag p50/p99 from
 #          mailprobe_schedule_lag_seconds.
+#   round  10,000 mailboxes (IMAP only) until every one holds a result (mailprobe_checks_total
+#          reaches 10,000, at most FULL_ROUND_TIMEOUT s): RSS and peak RSS then.
 #   rtt    a full check through bench/delayproxy.py (50 ms RTT): wall time / RTT.
 #   fleet  100 and 1,000 mailboxes on one server behind the proxy (interval 120 s, timeout 10 s):
 #          how many were judged within one interval, and the requirements that fail although a
@@ -20,12 +25,12 @@
 # Installs sslscan, testssl.sh, hyperfine and prometheus-blackbox-exporter from Debian when they
 # are missing (as root), builds mailprobe in release, runs the lab from tests/lab/ on its own
 # ports, and stops everything it started on exit. Knobs (environment): SCAN_RUNS, TESTSSL_RUNS,
-# CPU_WINDOW, BB_PROBES, LAG_WINDOW, FLEET_SIZES, FLEET_USERS, FLEET_CAP, RTT_MS, RTT_RUNS.
+# CPU_WINDOW, BB_PROBES, SERVER_WINDOW, PLAIN_SESSIONS, CADENCE_HOURS, FULL_ROUND_TIMEOUT, LAG_WINDOW, FLEET_SIZES, FLEET_USERS, FLEET_CAP, RTT_MS, RTT_RUNS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-all=(scan cpu rss rtt fleet)
+all=(scan cpu server rss round rtt fleet)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=("${all[@]}")
 for p in "${parts[@]}"; do
@@ -37,7 +42,14 @@ SCAN_RUNS=${SCAN_RUNS:-20}
 TESTSSL_RUNS=${TESTSSL_RUNS:-3}
 CPU_WINDOW=${CPU_WINDOW:-30}
 BB_PROBES=${BB_PROBES:-300}
+SERVER_WINDOW=${SERVER_WINDOW:-30}
+PLAIN_SESSIONS=${PLAIN_SESSIONS:-100}
+# The cadence the `server` part assumes for its average over time (checks every 5 min).
+CADENCE_HOURS=${CADENCE_HOURS:-6}
 LAG_WINDOW=${LAG_WINDOW:-120}
+FULL_ROUND_TIMEOUT=${FULL_ROUND_TIMEOUT:-1200}
+ROUND_SIZE=${ROUND_SIZE:-10000}
+FULL_ROUND_INTERVAL=${FULL_ROUND_INTERVAL:-4m}
 FLEET_SIZES=${FLEET_SIZES:-100 1000}
 # The fleet parts' mailboxes belong to this many lab users (user01@lab.test ...): the probe
 # budgets connections per user and server address, as servers limit them, so one user's
@@ -132,12 +144,15 @@ checks_done() { http_get "http://127.0.0.1:$DAEMON_PORT/metrics" | awk '/^mailpr
 have_checks() { [ "$(checks_done)" -ge "$1" ]; }
 
 # write_config FILE COUNT INTERVAL TIMEOUT MODE : MODE = imap+smtp | imap | fleet10k | proxied
+# (CADENCE, when set, is the `cadence:` block's one line, e.g. "{ tls_versions: 1h }").
 write_config() {
-  python3 - "$@" "$certs/ca.pem" "$DAEMON_PORT" "$FLEET_USERS" "$FLEET_CAP" <<'PY'
+  python3 - "$@" "$certs/ca.pem" "$DAEMON_PORT" "$FLEET_USERS" "$FLEET_CAP" "${CADENCE:-}" <<'PY'
 import sys
-path, count, interval, timeout, mode, ca, port, users, cap = sys.argv[1:]
+path, count, interval, timeout, mode, ca, port, users, cap, cadence = sys.argv[1:]
 count, users = int(count), int(users)
 out = [f"interval: {interval}", f"timeout: {timeout}", f"listen: 127.0.0.1:{port}"]
+if cadence:
+    out.append(f"cadence: {cadence}")
 if mode in ("fleet10k", "proxied"):
     out.append(f"server_connections: {cap}")
 out.append("mailboxes:")
@@ -307,6 +322,90 @@ PY
       "blackbox_exporter $bb_ms ms" "≤ 1.0× blackbox_exporter" "$met"
 fi
 
+# --- server -------------------------------------------------------------------------------------
+# CPU ticks of the lab's Dovecot and Postfix: every live process under their masters, each with
+# its reaped children (utime+stime+cutime+cstime), so processes that ended in the window count.
+server_ticks() {
+  python3 - "$(cat "$state/dovecot/dovecot.pid")" "$(cat "$state/postfix/postfix.pid")" <<'PY'
+import os, sys
+roots = {int(p) for p in sys.argv[1:] if p.strip()}
+stat = {}
+for d in os.listdir("/proc"):
+    if d.isdigit():
+        try:
+            s = open(f"/proc/{d}/stat").read()
+        except OSError:
+            continue
+        f = s[s.rindex(")") + 2:].split()
+        # after the name: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based
+        stat[int(d)] = (int(f[1]), sum(int(x) for x in f[11:15]))
+tree, grew = set(roots) & set(stat), True
+while grew:
+    more = {p for p, (pp, _) in stat.items() if pp in tree and p not in tree}
+    tree |= more
+    grew = bool(more)
+print(sum(stat[p][1] for p in tree))
+PY
+}
+plain_sessions() {
+  python3 - "$IMAPS_PORT" "$certs/ca.pem" "$1" <<'PY'
+import imaplib, os, ssl, sys
+port, ca, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=ca)
+class Client(imaplib.IMAP4_SSL):
+    # Connects to 127.0.0.1 and verifies the certificate for mail.lab.test, as the probe does.
+    def _create_socket(self, timeout):
+        sock = imaplib.IMAP4._create_socket(self, timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname="mail.lab.test")
+for _ in range(n):
+    c = Client("127.0.0.1", port, ssl_context=ctx, timeout=10)
+    c.login("alice@lab.test", os.environ["BENCH_PASSWORD"])
+    c.select("INBOX")
+    c.logout()
+PY
+}
+# server_cpu_per_check : sets srv_ms and srv_n for the daemon of $work/server.yml.
+server_cpu_per_check() {
+  start_daemon "$work/server.yml"
+  wait_for 60 have_checks 4 || die "no checks finished"
+  sleep 1
+  local c0 n0 c1 n1
+  c0=$(server_ticks); n0=$(checks_done)
+  sleep "$SERVER_WINDOW"
+  c1=$(server_ticks); n1=$(checks_done)
+  stop_daemon
+  srv_n=$((n1 - n0))
+  srv_ms=$(python3 -c "print(f'{($c1 - $c0) * 1000 / $ticks / max($srv_n, 1):.2f}')")
+}
+if want server; then
+  log "server: $PLAIN_SESSIONS plain imaplib sessions"
+  plain_sessions 2 >&2
+  c0=$(server_ticks)
+  plain_sessions "$PLAIN_SESSIONS" >&2
+  c1=$(server_ticks)
+  plain_ms=$(python3 -c "print(f'{($c1 - $c0) * 1000 / $ticks / $PLAIN_SESSIONS:.2f}')")
+  log "server: daemon, 4 mailboxes (IMAP+SMTP) every 2 s, ${SERVER_WINDOW} s, no cadence"
+  write_config "$work/server.yml" 4 2s 20s imap+smtp
+  server_cpu_per_check; full_srv=$srv_ms full_srv_n=$srv_n
+  log "server: the same within a cadence"
+  CADENCE="{ tls_versions: 1h, certificate: 1h, connections: 1h }" \
+    write_config "$work/server.yml" 4 2s 20s imap+smtp
+  server_cpu_per_check; cad_srv=$srv_ms cad_srv_n=$srv_n
+  # Every 5 min with a cadence of CADENCE_HOURS: one full check, then the rest within it.
+  per_round=$((CADENCE_HOURS * 12))
+  avg_srv=$(python3 -c "print(f'{($full_srv + ($per_round - 1) * $cad_srv) / $per_round:.2f}')")
+  ratio_full=$(python3 -c "print(f'{$full_srv / $plain_ms:.1f}')")
+  ratio_avg=$(python3 -c "print(f'{$avg_srv / $plain_ms:.2f}')")
+  row "CPU of the lab's Dovecot+Postfix per full check, IMAP+SMTP, no cadence ($full_srv_n checks)" \
+      "$full_srv ms (${ratio_full}× one plain session)" \
+      "one plain imaplib session (TLS, LOGIN, SELECT INBOX, LOGOUT): $plain_ms ms ($PLAIN_SESSIONS sessions)" \
+      "≤ one plain session per scheduled check, averaged over time" "no"
+  met=no; python3 -c "import sys; sys.exit(0 if $avg_srv <= $plain_ms else 1)" && met=yes
+  row "same, within a cadence of 1h for versions, certificate, connections ($cad_srv_n checks)" \
+      "$cad_srv ms; averaged over time at 5 min with a ${CADENCE_HOURS}h cadence: $avg_srv ms (${ratio_avg}×)" \
+      "plain session $plain_ms ms" "≤ one plain session per scheduled check, averaged over time" "$met"
+fi
+
 # --- rss + schedule lag ---------------------------------------------------------------------------
 # Quantiles from the cumulative buckets, interpolated inside a bucket as histogram_quantile does.
 lag_quantiles() {
@@ -370,6 +469,35 @@ if want rss; then
   met=no; case $p99 in *n/a*|*">"*|*–*) ;; *) python3 -c "import sys; sys.exit(0 if ${p99% s} < 1 else 1)" && met=yes ;; esac
   row "schedule lag with 10,000 mailboxes (first ${LAG_WINDOW} s)" \
       "p50 ${p50}, p99 ${p99} over ${started} started runs (${done_n} finished)" "—" "p99 < 1 s" "$met"
+fi
+
+# --- round: 10,000 mailboxes until each holds a result ------------------------------------------
+# Mailboxes with a report: the status API lists each with `last_check` once it has one.
+judged_count() {
+  http_get "http://127.0.0.1:$DAEMON_PORT/api/v1/mailboxes" | python3 -c '
+import json, sys
+print(sum(1 for m in json.load(sys.stdin).get("mailboxes", []) if m.get("last_check")))'
+}
+if want round; then
+  log "round: $ROUND_SIZE mailboxes (IMAP only, interval $FULL_ROUND_INTERVAL, timeout 20 s) until each has a result (at most ${FULL_ROUND_TIMEOUT} s)"
+  write_config "$work/round.yml" "$ROUND_SIZE" "$FULL_ROUND_INTERVAL" 20s fleet10k
+  t0=$SECONDS
+  start_daemon "$work/round.yml" 180
+  ready_rss=$(rss_kib "$daemon_pid" VmRSS)
+  wait_for "$FULL_ROUND_TIMEOUT" have_checks "$ROUND_SIZE" || log "round: not every mailbox finished in time"
+  round_s=$((SECONDS - t0))
+  sleep 2
+  judged=$(judged_count)
+  round_rss=$(rss_kib "$daemon_pid" VmRSS); round_hwm=$(rss_kib "$daemon_pid" VmHWM)
+  round_anon=$(rss_kib "$daemon_pid" RssAnon)
+  http_get "http://127.0.0.1:$DAEMON_PORT/metrics" > "$work/round.metrics"
+  stop_daemon
+  round_done=$(awk '/^mailprobe_checks_total\{/ {s += $2} END {print s + 0}' "$work/round.metrics")
+  per=$(python3 -c "print(f'{($round_rss - $ready_rss) * 1024 / max($judged, 1) / 1000:.1f}')")
+  met=no; [ "$judged" -ge "$ROUND_SIZE" ] && [ "$round_hwm" -le $((64 * 1024)) ] && met=yes
+  row "RSS, $ROUND_SIZE mailboxes after a full round (every mailbox holding a result)" \
+      "$(mib "$round_rss") (heap and stacks $(mib "$round_anon")), peak $(mib "$round_hwm"); $judged mailboxes with a result, $round_done checks finished, ${round_s} s from start; $(mib "$ready_rss") when ready (≈ $per KB per stored result)" \
+      "—" "≤ 64 MiB after every mailbox has a result" "$met"
 fi
 
 # --- rtt ----------------------------------------------------------------------------------------

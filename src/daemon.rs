@@ -292,6 +292,10 @@ pub async fn run(loaded: Result<Loaded, String>, source: crate::reload::Source) 
             live: None,
             store: Some(mailprobe_runtime::transcripts::TranscriptStore::shared()),
         }),
+        cadence: Some(mailprobe_runtime::cadence::CadenceOptions {
+            cadence: config.cadence.clone(),
+            store: mailprobe_runtime::cadence::ProofStore::new(),
+        }),
     };
     let mut handle = scheduler::start_guarded(
         targets,
@@ -391,6 +395,9 @@ impl Run {
         } else {
             // Its transcript was stored as the run ended: it goes with the mailbox.
             mailprobe_runtime::transcripts::TranscriptStore::shared().retain(|m| m != name);
+            if let Some(c) = &self.options.cadence {
+                c.store.retain(|m| m != name);
+            }
         }
     }
 

@@ -190,6 +190,9 @@ pub struct RunContext {
     steps: Vec<Step>,
     plugin_runs: Vec<PluginRun>,
     current_plugin: String,
+    /// A digest of the leaf certificate of each port's first handshake in this run (see
+    /// [`RunContext::first_leaf`]).
+    leaves: BTreeMap<Protocol, u64>,
 }
 
 impl RunContext {
@@ -216,6 +219,7 @@ impl RunContext {
             steps: Vec::new(),
             plugin_runs: Vec::new(),
             current_plugin: String::new(),
+            leaves: BTreeMap::new(),
         }
     }
 
@@ -550,6 +554,11 @@ impl RunContext {
             attrs.insert("tls.cipher".into(), h.cipher.clone());
             attrs.insert("tls.established".into(), "true".into());
             attrs.insert("tls.resumed".into(), h.resumed.to_string());
+            if let Some(leaf) = h.chain.first() {
+                self.leaves
+                    .entry(endpoint.protocol)
+                    .or_insert_with(|| digest(leaf));
+            }
         }
         self.record_step(timer, "tls_handshake", Some(endpoint), outcome, attrs);
     }
@@ -590,6 +599,13 @@ impl RunContext {
         } else {
             "certificate.trust"
         })
+    }
+
+    /// A digest of the leaf certificate the port's first handshake of this run saw, to tell
+    /// whether the server's certificate changed since an earlier run (not a security check:
+    /// the certificate plugin judges the chain).
+    pub fn first_leaf(&self, protocol: Protocol) -> Option<u64> {
+        self.leaves.get(&protocol).copied()
     }
 
     // ---- for the runner ----
@@ -663,6 +679,13 @@ fn transcript_line(step: &Step, endpoint: Option<&Endpoint>) -> String {
         step.name,
         step.duration.as_millis()
     )
+}
+
+fn digest(der: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    der.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
-fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
 
@@ -249,6 +249,9 @@ pub struct Config {
     /// differ (see docs/client-model.md and docs/configuration.md).
     #[serde(default)]
     pub profiles: Vec<serde_json::Value>,
+    /// How long each requirement group's proof holds in the daemon (see `crate::cadence`).
+    #[serde(default)]
+    pub cadence: crate::cadence::Cadence,
     pub mailboxes: Vec<MailboxConfig>,
 }
 
@@ -444,6 +447,9 @@ impl Config {
         }
         if self.timeout > MAX_TIMEOUT {
             return Err(err(top("timeout"), "timeout must be at most 10m".into()));
+        }
+        if let Some(problem) = self.cadence.problem() {
+            return Err(err(top("cadence"), problem));
         }
         for (i, m) in self.mailboxes.iter().enumerate() {
             if let Some(t) = m.timeout

@@ -6,6 +6,7 @@
 //! It depends on `mailprobe-core` (the interface plugins see); plugins never depend on it.
 #![forbid(unsafe_code)]
 
+pub mod cadence;
 pub mod config;
 pub mod reference;
 pub mod runner;

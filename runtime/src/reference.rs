@@ -117,6 +117,13 @@ pub const SECTIONS: &[Section] = &[
                 "[]",
             ),
             key(
+                "cadence",
+                "none (everything proved on every run)",
+                "",
+                "how long a proof of what rarely changes holds in `run` (below); `check` always proves everything",
+                "{}",
+            ),
+            key(
                 "mailboxes",
                 "required",
                 "at least one; unique names",
@@ -230,6 +237,33 @@ pub const SECTIONS: &[Section] = &[
                 "any YAML value",
                 "the plugin's own configuration",
                 "{}",
+            ),
+        ],
+    },
+    Section {
+        title: "`cadence`",
+        path: "cadence",
+        keys: &[
+            key(
+                "tls_versions",
+                "`0` (every run)",
+                "`0` to `7d`",
+                "`*.tls_versions`: within this time of its last proof, the version probes are not run and the report repeats the proof with `proved_at` (RFC 3339). The probes run again at once when a run's own sessions see another leaf certificate or greeting than the proof's, when the mailbox's servers or profile change, when a prerequisite fails, or when the proof was not definitive; `mailprobe_proof_age_seconds` says how old each requirement's proof is",
+                "6h",
+            ),
+            key(
+                "certificate",
+                "`0` (every run)",
+                "`0` to `7d`",
+                "`*.certificate.name`, `.trust`, `.expiry`, the same way (the chain is read from the run's own handshake, so this saves the probe's work, not the server's; keep it shorter than the warning window of `cert_warn_days`)",
+                "1h",
+            ),
+            key(
+                "connections",
+                "`0` (every run)",
+                "`0` to `7d`",
+                "`connections.concurrent`, the same way: the extra IMAP and SMTP sessions are not opened within it",
+                "6h",
             ),
         ],
     },

@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub ip_version: IpVersion,
     /// Also record the run's protocol transcript; `live` gets each line as it happens.
     pub transcript: Option<TranscriptOptions>,
+    /// The daemon's cadence per requirement group: a group whose proof is fresh is not
+    /// proved again (see [`crate::cadence`]). `None` proves everything.
+    pub cadence: Option<crate::cadence::CadenceOptions>,
 }
 
 /// Where a run's transcript goes: each line to `live` as it is recorded, and the whole
@@ -112,6 +115,11 @@ pub async fn run_target_with(
                     .saturating_sub(spent)
                     .max(Duration::from_millis(100));
                 one = Arc::new(t);
+            }
+            // A cadence applies to one address: with several, everything is proved.
+            if let Some(c) = &options.cadence {
+                let plugins = c.wrap(&target, plugins);
+                return run_once(one, trust, budgets, &plugins).await;
             }
             return run_once(one, trust, budgets, plugins).await;
         }
@@ -798,6 +806,7 @@ mod tests {
                 })),
                 store: Some(store.clone()),
             }),
+            cadence: None,
         };
         run_target_with(
             t.clone(),

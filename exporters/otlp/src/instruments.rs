@@ -34,7 +34,7 @@ struct StoreGauge {
 }
 
 /// The store's gauge families, in the order they are registered.
-const STORE_GAUGES: [StoreGauge; 9] = [
+const STORE_GAUGES: [StoreGauge; 10] = [
     StoreGauge {
         name: names::COMPLIANT,
         description: "The last definitive verdict: 1 compliant, 0 non-compliant; an incomplete run neither sets nor clears it (the store decides).",
@@ -49,6 +49,11 @@ const STORE_GAUGES: [StoreGauge; 9] = [
         name: names::REQUIREMENT_STATUS,
         description: "Status of one requirement: 1 pass, 0.5 warn, 0 fail; absent when skipped.",
         samples: requirement_status,
+    },
+    StoreGauge {
+        name: names::PROOF_AGE,
+        description: "Age of the oldest earlier proof the latest verdict rests on (a cadence per requirement group), at that run; 0 when it proved everything.",
+        samples: proof_age,
     },
     StoreGauge {
         name: names::CERT_EXPIRY,
@@ -189,6 +194,10 @@ fn concurrent_achieved(m: &str, s: &MailboxSeries) -> Samples {
         .map(|v| (v, vec![mb(m)]))
         .into_iter()
         .collect()
+}
+
+fn proof_age(m: &str, s: &MailboxSeries) -> Samples {
+    s.proof_age.map(|v| (v, vec![mb(m)])).into_iter().collect()
 }
 
 fn last_check(m: &str, s: &MailboxSeries) -> Samples {

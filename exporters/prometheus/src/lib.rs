@@ -195,7 +195,7 @@ struct StoreGauge {
 }
 
 /// The store's gauge families, in the order `/metrics` shows them.
-const STORE_GAUGES: [StoreGauge; 9] = [
+const STORE_GAUGES: [StoreGauge; 10] = [
     StoreGauge {
         name: names::COMPLIANT,
         help: "The last definitive verdict: 1 compliant (no requirement fails), 0 non-compliant; an incomplete run neither sets nor clears it; no sample before the first definitive verdict.",
@@ -215,6 +215,11 @@ const STORE_GAUGES: [StoreGauge; 9] = [
         name: names::REQUIREMENT_STATUS,
         help: "Status of one requirement: 1 pass, 0.5 warn, 0 fail; no sample when skipped.",
         samples: requirement_status,
+    },
+    StoreGauge {
+        name: names::PROOF_AGE,
+        help: "Age of the oldest earlier proof the latest verdict rests on (a cadence per requirement group), at that run; 0 when it proved everything.",
+        samples: proof_age,
     },
     StoreGauge {
         name: names::CERT_EXPIRY,
@@ -281,6 +286,10 @@ fn requirement_status(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
         .iter()
         .map(|(r, v)| (vec![mb(m), ("requirement", r.to_string())], *v))
         .collect()
+}
+
+fn proof_age(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
+    s.proof_age.map(|v| (vec![mb(m)], v)).into_iter().collect()
 }
 
 fn cert_expiry(m: &str, s: &MailboxSeries) -> Vec<(Labels, f64)> {
@@ -568,11 +577,10 @@ impl RunSink for PrometheusExporter {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0.0, |d| d.as_secs_f64());
         // The daemon's runner keeps each mailbox's last transcript (redacted and bounded) in the
-        // process-wide store before the sinks hear of the run.
-        let mailbox = &event.outcome.report.mailbox;
-        let transcript = mailprobe_runtime::transcripts::TranscriptStore::shared().get(mailbox);
-        self.board
-            .record(&event.outcome.report, finished, transcript);
+        // process-wide store; the board reads it from there when a page asks, so a transcript
+        // the store's bound evicted is not kept alive here (at 10,000 mailboxes that was
+        // hundreds of MiB).
+        self.board.record(&event.outcome.report, finished, None);
     }
 
     fn forget(&self, mailbox: &str) {

@@ -14,6 +14,9 @@ pub const BUILD_INFO: &str = "mailprobe_build_info";
 pub const TLS_VERSION_ACCEPTED: &str = "mailprobe_tls_version_accepted";
 pub const CONCURRENT_ACHIEVED: &str = "mailprobe_concurrent_connections_achieved";
 /// Seconds the `mail.roundtrip` test message took to arrive.
+/// How old the oldest proof a mailbox's latest verdict rests on was at that run (a cadence per
+/// requirement group); 0 when the run proved everything itself.
+pub const PROOF_AGE: &str = "mailprobe_proof_age_seconds";
 pub const ROUNDTRIP_SECONDS: &str = "mailprobe_roundtrip_seconds";
 pub const CHECK_DURATION: &str = "mailprobe_check_duration_seconds";
 /// From when a mailbox's run was due to when it started (waiting for a concurrency slot).

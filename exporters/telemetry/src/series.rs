@@ -73,6 +73,9 @@ pub struct MailboxSeries {
     pub concurrent_achieved: Option<f64>,
     /// `mailprobe_roundtrip_seconds`, when the round trip ran and its message arrived.
     pub roundtrip_seconds: Option<f64>,
+    /// `mailprobe_proof_age_seconds`: the age of the oldest earlier proof (`proved_at`) the
+    /// latest run's results rest on, at that run; 0 when it proved everything itself.
+    pub proof_age: Option<f64>,
 }
 
 impl MailboxSeries {
@@ -93,6 +96,7 @@ impl MailboxSeries {
                 s.requirements.push((label(&r.id), v));
             }
         }
+        s.proof_age = Some(proof_age(report));
         for m in &report.measures {
             match m {
                 Measurement::CertificateExpiry {
@@ -155,6 +159,22 @@ impl MailboxSeries {
             .map(|v| (v.as_str(), if *v == latest { 1.0 } else { 0.0 }))
             .collect()
     }
+}
+
+/// Seconds from the oldest `proved_at` of the report's results to the run's start (0 when none).
+fn proof_age(report: &Report) -> f64 {
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    let Ok(run) = OffsetDateTime::parse(&report.started_at, &Rfc3339) else {
+        return 0.0;
+    };
+    report
+        .requirements
+        .iter()
+        .filter_map(|r| r.evidence.get("proved_at")?.as_str())
+        .filter_map(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+        .map(|at| (run - at).as_seconds_f64().max(0.0))
+        .fold(0.0, f64::max)
 }
 
 /// The longest certificate label value kept: a hostile certificate's subject must not make

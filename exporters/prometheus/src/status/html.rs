@@ -395,6 +395,7 @@ pub fn mailbox(name: &str, status: &MailboxStatus, build: &BuildInfo, now: f64) 
     body.push_str("<h2 id=\"transcript-h\">Transcript of the last run</h2>\n");
     match &status.transcript {
         Some(t) => {
+            // Focusable: a transcript taller than its box scrolls, and a keyboard must reach it.
             let _ = writeln!(
                 body,
                 "<pre class=\"transcript\" tabindex=\"0\" aria-labelledby=\"transcript-h\">{}</pre>",

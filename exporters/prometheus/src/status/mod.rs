@@ -77,9 +77,17 @@ impl StatusBoard {
         map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    /// One mailbox; its transcript, when the board was given none, from the daemon's bounded
+    /// store of last transcripts.
     pub fn get(&self, mailbox: &str) -> Option<MailboxStatus> {
         let map = self.mailboxes.read().unwrap_or_else(|e| e.into_inner());
-        map.get(mailbox).cloned()
+        let mut status = map.get(mailbox).cloned()?;
+        drop(map);
+        if status.transcript.is_none() && status.report.is_some() {
+            status.transcript =
+                mailprobe_runtime::transcripts::TranscriptStore::shared().get(mailbox);
+        }
+        Some(status)
     }
 }
 

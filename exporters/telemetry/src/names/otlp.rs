@@ -71,6 +71,7 @@ pub const ALL: &[Instrument] = &[
         Kind::Gauge,
         "mailprobe_last_check_timestamp_seconds",
     ),
+    i("mailprobe.proof.age", "s", Kind::Gauge, PROOF_AGE),
     i(
         "mailprobe.requirement.status",
         "{requirement}",

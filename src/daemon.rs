@@ -224,7 +224,7 @@ pub async fn run(loaded: Result<Loaded, String>, source: crate::reload::Source) 
     }
     // After the telemetry, which hears of the plugins' overruns.
     let health = mailprobe_plugin_host::HealthHook(telemetry.clone());
-    let plugins: Arc<Vec<_>> = match crate::builtins::registry_with_health(
+    let plugins: Arc<mailprobe_core::Selection> = match crate::builtins::registry_with_health(
         &loaded.config,
         Some(health),
     )
@@ -347,7 +347,7 @@ fn panic_handler(feed: Arc<Telemetry>) -> scheduler::PanicHandler {
 
 /// What one scheduled run needs.
 struct Run {
-    plugins: Arc<Vec<Arc<dyn mailprobe_core::CheckPlugin>>>,
+    plugins: Arc<mailprobe_core::Selection>,
     budgets: Arc<Budgets>,
     states: crate::reload::LiveStates,
     feed: Arc<Telemetry>,

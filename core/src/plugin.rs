@@ -108,10 +108,64 @@ pub trait CheckPlugin: Send + Sync {
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>>;
 }
 
-/// The plugins of this process.
+/// The plugins of this process, with what each declares (asked once, at registration) and
+/// the catalogue of their requirements (built once per registration, not per run).
 #[derive(Clone, Default)]
 pub struct Registry {
     plugins: Vec<Arc<dyn CheckPlugin>>,
+    infos: Vec<Arc<PluginInfo>>,
+    catalog: Arc<Catalog>,
+}
+
+/// Plugins to run, in run order, with their [`PluginInfo`] and their [`Catalog`] computed
+/// once ([`Registry::select`]); the runner reads both from here on every run. It derefs to
+/// the plugins.
+#[derive(Clone, Default)]
+pub struct Selection {
+    plugins: Vec<Arc<dyn CheckPlugin>>,
+    infos: Vec<Arc<PluginInfo>>,
+    catalog: Arc<Catalog>,
+}
+
+impl Selection {
+    /// `plugins` in this order, each asked for its info once.
+    pub fn new(plugins: Vec<Arc<dyn CheckPlugin>>) -> Self {
+        let infos: Vec<Arc<PluginInfo>> = plugins.iter().map(|p| Arc::new(p.info())).collect();
+        let catalog = Arc::new(catalog_from_infos(infos.iter().map(Arc::as_ref)));
+        Selection {
+            plugins,
+            infos,
+            catalog,
+        }
+    }
+
+    /// The plugins, in run order.
+    pub fn plugins(&self) -> &[Arc<dyn CheckPlugin>] {
+        &self.plugins
+    }
+
+    /// Each plugin with what it declared.
+    pub fn with_info(&self) -> impl Iterator<Item = (&Arc<dyn CheckPlugin>, &PluginInfo)> {
+        self.plugins.iter().zip(self.infos.iter().map(Arc::as_ref))
+    }
+
+    /// What the selected plugins declare.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+}
+
+impl From<Vec<Arc<dyn CheckPlugin>>> for Selection {
+    fn from(plugins: Vec<Arc<dyn CheckPlugin>>) -> Self {
+        Selection::new(plugins)
+    }
+}
+
+impl std::ops::Deref for Selection {
+    type Target = [Arc<dyn CheckPlugin>];
+    fn deref(&self) -> &Self::Target {
+        &self.plugins
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -158,8 +212,7 @@ impl Registry {
     /// its dependencies may be registered later (see [`Registry::validate`]).
     pub fn register(&mut self, plugin: Arc<dyn CheckPlugin>) -> Result<(), RegistryError> {
         let info = plugin.info();
-        for existing in &self.plugins {
-            let other = existing.info();
+        for other in &self.infos {
             if other.name == info.name {
                 return Err(RegistryError::DuplicateName(info.name));
             }
@@ -170,12 +223,14 @@ impl Registry {
             {
                 return Err(RegistryError::RequirementClash {
                     id: id.clone(),
-                    first: other.name,
+                    first: other.name.clone(),
                     second: info.name,
                 });
             }
         }
         self.plugins.push(plugin);
+        self.infos.push(Arc::new(info));
+        self.catalog = Arc::new(catalog_from_infos(self.infos.iter().map(Arc::as_ref)));
         Ok(())
     }
 
@@ -198,7 +253,7 @@ impl Registry {
                 if let Some(missing) = spec
                     .prerequisites
                     .iter()
-                    .find(|p| !infos.iter().any(|i| i.requirements.contains(p)))
+                    .find(|p| !self.catalog.contains(p))
                 {
                     return Err(RegistryError::UnknownPrerequisite {
                         id: spec.id.clone(),
@@ -232,18 +287,19 @@ impl Registry {
         &self.plugins
     }
 
-    pub fn infos(&self) -> Vec<PluginInfo> {
-        self.plugins.iter().map(|p| p.info()).collect()
+    /// What each registered plugin declared when it was registered.
+    pub fn infos(&self) -> Vec<&PluginInfo> {
+        self.infos.iter().map(Arc::as_ref).collect()
     }
 
     /// Every requirement the registered plugins declare.
-    pub fn catalog(&self) -> Catalog {
-        catalog_of(&self.plugins)
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// The plugins named in `only` and those they depend on, in run order; all when `only` is
     /// empty.
-    pub fn select(&self, only: &[String]) -> Result<Vec<Arc<dyn CheckPlugin>>, RegistryError> {
+    pub fn select(&self, only: &[String]) -> Result<Selection, RegistryError> {
         let infos = self.infos();
         let mut wanted: BTreeSet<String> = BTreeSet::new();
         if only.is_empty() {
@@ -266,31 +322,43 @@ impl Registry {
             }
         }
         let order = run_order(&infos)?;
-        Ok(order
+        let (plugins, infos): (Vec<_>, Vec<_>) = order
             .into_iter()
             .filter(|&i| wanted.contains(&infos[i].name))
-            .map(|i| self.plugins[i].clone())
-            .collect())
+            .map(|i| (self.plugins[i].clone(), self.infos[i].clone()))
+            .unzip();
+        let catalog = Arc::new(catalog_from_infos(infos.iter().map(Arc::as_ref)));
+        Ok(Selection {
+            plugins,
+            infos,
+            catalog,
+        })
     }
 }
 
-/// The catalogue of what `plugins` declare.
+/// The catalogue of what `plugins` declare (asks each for its info; a [`Selection`] or a
+/// [`Registry`] holds one built once).
 pub fn catalog_of(plugins: &[Arc<dyn CheckPlugin>]) -> Catalog {
+    let infos: Vec<PluginInfo> = plugins.iter().map(|p| p.info()).collect();
+    catalog_from_infos(infos.iter())
+}
+
+/// The catalogue of what `infos` declare.
+fn catalog_from_infos<'a>(infos: impl Iterator<Item = &'a PluginInfo>) -> Catalog {
     let mut entries = Vec::new();
-    for p in plugins {
-        let info = p.info();
+    for info in infos {
         let origin = match info.kind {
             PluginKind::Builtin => Origin::Builtin,
             PluginKind::Dynamic => Origin::Dynamic,
         };
-        entries.extend(info.specs.into_iter().map(|s| (s, origin)));
+        entries.extend(info.specs.iter().cloned().map(|s| (s, origin)));
     }
     Catalog::new(entries)
 }
 
 /// Indexes of `infos` in an order where each plugin comes after those it depends on or runs
 /// after (Kahn's algorithm; ties keep registration order, so the order is stable).
-fn run_order(infos: &[PluginInfo]) -> Result<Vec<usize>, RegistryError> {
+fn run_order(infos: &[&PluginInfo]) -> Result<Vec<usize>, RegistryError> {
     let before = |i: usize| -> Vec<usize> {
         infos[i]
             .depends_on
@@ -342,6 +410,44 @@ mod tests {
 
     fn names(plugins: &[Arc<dyn CheckPlugin>]) -> Vec<String> {
         plugins.iter().map(|p| p.info().name).collect()
+    }
+
+    /// Counts the calls of `info()`.
+    struct Counting(std::sync::atomic::AtomicUsize, &'static str);
+    impl CheckPlugin for Counting {
+        fn info(&self) -> PluginInfo {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            PluginInfo::builtin(
+                self.1,
+                vec![RequirementSpec::new(format!("{}.x", self.1), "d")],
+            )
+        }
+        fn run<'a>(&'a self, _cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[test]
+    fn info_and_catalogue_are_computed_once_per_registration() {
+        let plugins: Vec<Arc<Counting>> = ["a", "b", "c", "d"]
+            .into_iter()
+            .map(|n| Arc::new(Counting(Default::default(), n)))
+            .collect();
+        let mut r = Registry::new();
+        for p in &plugins {
+            r.register(p.clone()).unwrap();
+        }
+        r.validate().unwrap();
+        for _ in 0..3 {
+            let selection = r.select(&[]).unwrap();
+            assert_eq!(selection.catalog().specs().count(), 4);
+            assert_eq!(selection.with_info().count(), 4);
+            assert!(r.catalog().contains("d.x"));
+            assert_eq!(r.infos().len(), 4);
+        }
+        for p in &plugins {
+            assert_eq!(p.0.load(std::sync::atomic::Ordering::SeqCst), 1, "{}", p.1);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use mailprobe_core::context::{PluginRun, RunContext, Step};
 use mailprobe_core::model::{Protocol, Target};
 use mailprobe_core::net::{self, Budgets, IpVersion};
-use mailprobe_core::plugin::{CheckPlugin, catalog_of};
+use mailprobe_core::plugin::{CheckPlugin, Selection};
 use mailprobe_core::redact::Redactor;
 use mailprobe_core::report::Report;
 use mailprobe_core::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
@@ -67,7 +67,7 @@ pub async fn run_target(
     target: Arc<Target>,
     trust: Trust,
     budgets: Arc<Budgets>,
-    plugins: &[Arc<dyn CheckPlugin>],
+    plugins: &Selection,
 ) -> RunOutcome {
     run_target_with(target, trust, budgets, plugins, &RunOptions::default()).await
 }
@@ -82,7 +82,7 @@ pub async fn run_target_with(
     target: Arc<Target>,
     trust: Trust,
     budgets: Arc<Budgets>,
-    plugins: &[Arc<dyn CheckPlugin>],
+    plugins: &Selection,
     options: &RunOptions,
 ) -> RunOutcome {
     let transcript = options
@@ -234,16 +234,15 @@ async fn run_once(
     target: Arc<Target>,
     trust: Trust,
     budgets: Arc<Budgets>,
-    plugins: &[Arc<dyn CheckPlugin>],
+    plugins: &Selection,
 ) -> RunOutcome {
     let started_at = SystemTime::now();
     let start = Instant::now();
-    let catalog = Arc::new(catalog_of(plugins));
+    let catalog = plugins.catalog().clone();
     let mut cx = RunContext::new(target.clone(), trust, budgets).with_catalog(catalog.clone());
     cx.reserve_slots().await;
 
-    for plugin in plugins {
-        let info = plugin.info();
+    for (plugin, info) in plugins.with_info() {
         cx.set_current_plugin(&info.name);
         let wall = SystemTime::now();
         let t0 = Instant::now();
@@ -329,9 +328,9 @@ fn merge_by_address(
     started_at: SystemTime,
     duration: Duration,
     runs: Vec<(Addresses, RunOutcome)>,
-    plugins: &[Arc<dyn CheckPlugin>],
+    plugins: &Selection,
 ) -> RunOutcome {
-    let catalog = catalog_of(plugins);
+    let catalog = plugins.catalog();
     let mut merged: Vec<RequirementResult> = Vec::new();
     // Each requirement's addresses in the order checked, with its worst result at each (a
     // server with fewer addresses than the other is checked at one of them more than once).
@@ -703,7 +702,7 @@ mod tests {
     }
 
     async fn run(how: Misbehave, smtp: bool) -> Report {
-        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(Test(how))];
+        let plugins = Selection::from(vec![Arc::new(Test(how)) as Arc<dyn CheckPlugin>]);
         let trust = Trust::load(None).unwrap();
         run_target(target(smtp), trust, Arc::new(Budgets::new(8)), &plugins)
             .await
@@ -742,7 +741,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_failing_address_fails_the_requirement_and_is_named() {
-        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(ByAddress)];
+        let plugins = Selection::from(vec![Arc::new(ByAddress) as Arc<dyn CheckPlugin>]);
         let trust = Trust::load(None).unwrap();
         let budgets = Arc::new(Budgets::new(8));
         let mut runs = Vec::new();
@@ -782,7 +781,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_keeps_its_transcript_redacted_only_when_asked() {
-        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(ByAddress)];
+        let plugins = Selection::from(vec![Arc::new(ByAddress) as Arc<dyn CheckPlugin>]);
         let trust = Trust::load(None).unwrap();
         let mut t = (*target(false)).clone();
         t.imap.connect_to = Some("127.0.0.1".into());
@@ -844,7 +843,7 @@ mod tests {
         use mailprobe_core::plugin::Registry;
         let mut registry = Registry::new();
         registry.register(Arc::new(Test(Misbehave::Panic))).unwrap();
-        let plugins = Arc::new(registry.plugins().to_vec());
+        let plugins = Arc::new(registry.select(&[]).unwrap());
         let trust = Trust::load(None).unwrap();
         let verdicts = Arc::new(std::sync::Mutex::new(Vec::new()));
         let v = verdicts.clone();

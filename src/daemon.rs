@@ -372,11 +372,7 @@ impl Run {
         let panicked = outcome
             .plugin_runs
             .iter()
-            .filter(|p| {
-                p.error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(runner::PANICKED))
-            })
+            .filter(|p| p.outcome.is_panic())
             .count();
         if panicked > 0 {
             self.feed.probe_error_n(&name, "panic", panicked as u64);

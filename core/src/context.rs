@@ -95,14 +95,21 @@ impl StepTimer {
     }
 }
 
-/// How a plugin ran, for the plugin's span.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// How a plugin ran, for the plugin's span and the daemon's counters.
+#[derive(Clone, Debug)]
 pub struct PluginRun {
     pub plugin: String,
-    #[serde(with = "system_time_ms")]
     pub start: SystemTime,
     pub duration: Duration,
-    pub error: Option<String>,
+    /// How it ended.
+    pub outcome: crate::plugin::PluginOutcome,
+}
+
+impl PluginRun {
+    /// What went wrong, in the words of a report; `None` when it ran to its end.
+    pub fn error(&self) -> Option<String> {
+        self.outcome.error()
+    }
 }
 
 /// A serializable view of a [`NetError`].

@@ -33,7 +33,7 @@ pub use context::{Handshake, RunContext, Step};
 pub use error::NetError;
 pub use fact::{Fact, Facts};
 pub use model::{Endpoint, Protocol, Security, Target};
-pub use plugin::{CheckPlugin, PluginInfo, Registry, Selection};
+pub use plugin::{CheckPlugin, PluginError, PluginInfo, PluginOutcome, Registry, Selection};
 pub use profile::{Profile, TlsVersion};
 pub use requirement::{Measure, RequirementResult, RequirementSpec, Status, Verdict};
 pub use secret::Secret;

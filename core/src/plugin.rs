@@ -88,6 +88,9 @@ pub enum PluginError {
     /// The plugin could not be called (its process could not start, its context not built).
     #[error("{0}")]
     Unavailable(String),
+    /// The plugin panicked and caught it itself (a dynamic plugin's SDK does): the message.
+    #[error("{0}")]
+    Panicked(String),
 }
 
 impl PluginError {
@@ -97,7 +100,78 @@ impl PluginError {
             PluginError::Crashed(_) => "plugin_crashed",
             PluginError::BadAnswer(_) => "plugin_bad_answer",
             PluginError::Unavailable(_) => "plugin_unavailable",
+            PluginError::Panicked(_) => "plugin_panicked",
         }
+    }
+
+    /// The error's text, to be scrubbed in place.
+    pub fn message_mut(&mut self) -> &mut String {
+        match self {
+            PluginError::Crashed(m)
+            | PluginError::BadAnswer(m)
+            | PluginError::Unavailable(m)
+            | PluginError::Panicked(m) => m,
+        }
+    }
+}
+
+/// How one plugin's run ended, as the runner saw it; carried as such to the spans and the
+/// daemon's counters (no text to parse).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginOutcome {
+    /// It returned normally.
+    Done,
+    /// It returned an error: it could not evaluate its requirements.
+    Failed(PluginError),
+    /// It panicked (in this process, or a dynamic plugin's SDK caught it): the message.
+    Panicked(String),
+    /// It was still running at the check's deadline (the check's timeout).
+    TimedOut(std::time::Duration),
+    /// It was not started: the check's deadline (its timeout) had already passed.
+    NotRun(std::time::Duration),
+}
+
+impl PluginOutcome {
+    /// Whether the plugin panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, PluginOutcome::Panicked(_))
+    }
+
+    /// What went wrong, in the words of a report (`failed: …`, `panicked: …`, `timed out: …`,
+    /// `was not run: …`); `None` when it ran to its end.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            PluginOutcome::Done => None,
+            PluginOutcome::Failed(e) => Some(format!("failed: {e}")),
+            PluginOutcome::Panicked(m) => Some(format!("panicked: {m}")),
+            PluginOutcome::TimedOut(deadline) => Some(format!(
+                "timed out: the check did not finish within its deadline ({deadline:?})"
+            )),
+            PluginOutcome::NotRun(deadline) => Some(format!(
+                "was not run: the check's deadline ({deadline:?}) had passed"
+            )),
+        }
+    }
+
+    /// The span's `error.type`: `timeout`, `deadline_exceeded`, or `_OTHER`; `None` when it
+    /// ran to its end.
+    pub fn error_type(&self) -> Option<&'static str> {
+        match self {
+            PluginOutcome::Done => None,
+            PluginOutcome::TimedOut(_) => Some("timeout"),
+            PluginOutcome::NotRun(_) => Some("deadline_exceeded"),
+            PluginOutcome::Failed(_) | PluginOutcome::Panicked(_) => Some("_OTHER"),
+        }
+    }
+
+    /// Applies `clean` to every text the outcome holds (a panic message can quote a server).
+    pub fn clean_text(&mut self, clean: impl Fn(&str) -> String) {
+        let text = match self {
+            PluginOutcome::Failed(e) => e.message_mut(),
+            PluginOutcome::Panicked(m) => m,
+            _ => return,
+        };
+        *text = clean(text);
     }
 }
 

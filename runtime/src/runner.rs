@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use mailprobe_core::context::{PluginRun, RunContext, Step};
 use mailprobe_core::model::{Protocol, Target};
 use mailprobe_core::net::{self, Budgets, IpVersion};
-use mailprobe_core::plugin::{CheckPlugin, Selection};
+use mailprobe_core::plugin::{CheckPlugin, PluginError, PluginOutcome, Selection};
 use mailprobe_core::redact::Redactor;
 use mailprobe_core::report::Report;
 use mailprobe_core::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
@@ -19,13 +19,6 @@ use mailprobe_core::tls::Trust;
 use mailprobe_core::transcript::{LiveSink, Transcript};
 
 use crate::transcripts::TranscriptStore;
-
-/// How a [`PluginRun`]'s error starts when the plugin panicked (a dynamic plugin's host says
-/// the same of a panic it caught), so the daemon can count panics apart from other errors.
-pub const PANICKED: &str = "panicked: ";
-
-/// How the plugin SDK words a panic it caught inside a dynamic plugin.
-const DYNAMIC_PANIC: &str = "the plugin panicked: ";
 
 /// Everything a run produced: the report, and the steps and plugin runs that become spans.
 #[derive(Debug)]
@@ -251,7 +244,7 @@ async fn run_once(
             plugin: info.name.clone(),
             start: wall,
             duration: t0.elapsed(),
-            error: outcome.clone().err(),
+            outcome: outcome.clone(),
         });
         for id in &info.requirements {
             if cx.result(id).is_none() {
@@ -415,47 +408,36 @@ pub fn sanitize(
         }
     }
     for p in plugin_runs {
-        if let Some(e) = &mut p.error {
-            *e = redactor.clean(e);
-        }
+        p.outcome.clean_text(|t| redactor.clean(t));
     }
 }
 
 /// Runs one plugin within what is left of the deadline. A panicking plugin (a bug, or bytes
 /// from a hostile server it did not expect) costs only its own requirements, never the whole
 /// check or the daemon's loop. The error text is scrubbed of the password.
-async fn run_plugin(cx: &mut RunContext, plugin: &dyn CheckPlugin) -> Result<(), String> {
+async fn run_plugin(cx: &mut RunContext, plugin: &dyn CheckPlugin) -> PluginOutcome {
     let target = cx.target.clone();
     let wait = cx.deadline().saturating_duration_since(Instant::now());
     if wait.is_zero() {
-        return Err(format!(
-            "was not run: the check's deadline ({:?}) had passed",
-            target.timeout
-        ));
+        return PluginOutcome::NotRun(target.timeout);
     }
     let run = AssertUnwindSafe(plugin.run(cx)).catch_unwind();
     // A panic message can quote whatever bytes a server sent: the one redactor masks, escapes
     // and bounds it like every other text of the run.
     let redactor = Redactor::new(target.password.expose());
-    let scrub = |text: &str| redactor.clean(text);
     match tokio::time::timeout(wait, run).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        // A dynamic plugin's SDK catches its own panic and reports it as an error.
-        Ok(Ok(Err(e))) => {
-            let text = e.to_string();
-            match text.strip_prefix(DYNAMIC_PANIC) {
-                Some(message) => Err(format!("{PANICKED}{}", scrub(message))),
-                None => Err(format!("failed: {}", scrub(&text))),
-            }
+        Ok(Ok(Ok(()))) => PluginOutcome::Done,
+        // A dynamic plugin's SDK catches its own panic and says so.
+        Ok(Ok(Err(PluginError::Panicked(message)))) => {
+            PluginOutcome::Panicked(redactor.clean(&message))
         }
-        Ok(Err(panic)) => Err(format!(
-            "{PANICKED}{}",
-            scrub(&panic_message(panic.as_ref()))
-        )),
-        Err(_) => Err(format!(
-            "timed out: the check did not finish within its deadline ({:?})",
-            target.timeout
-        )),
+        Ok(Ok(Err(mut e))) => {
+            let clean = redactor.clean(e.message_mut());
+            *e.message_mut() = clean;
+            PluginOutcome::Failed(e)
+        }
+        Ok(Err(panic)) => PluginOutcome::Panicked(redactor.clean(&panic_message(panic.as_ref()))),
+        Err(_) => PluginOutcome::TimedOut(target.timeout),
     }
 }
 
@@ -467,20 +449,20 @@ fn unreported(
     catalog: &Catalog,
     plugin: &str,
     id: &str,
-    outcome: &Result<(), String>,
+    outcome: &PluginOutcome,
 ) -> RequirementResult {
     if let Some(p) = catalog.get(id).and_then(|s| s.server)
         && cx.target.endpoint(p).is_none()
     {
         return RequirementResult::not_configured(id, not_configured_summary(p));
     }
-    match (cx.blocked_by(id), outcome) {
+    match (cx.blocked_by(id), outcome.error()) {
         (Some(p), _) => RequirementResult::skip(id, &p, format!("not evaluated: {p} did not pass")),
-        (None, Err(why)) => {
+        (None, Some(why)) => {
             RequirementResult::not_verified(id, format!("not verified: plugin {plugin} {why}"))
-                .with("error", why.clone())
+                .with("error", why)
         }
-        (None, Ok(())) => RequirementResult::not_verified(
+        (None, None) => RequirementResult::not_verified(
             id,
             format!(
                 "not verified: plugin {plugin} did not evaluate this requirement (a bug in the plugin; report it with the JSON report attached)"
@@ -635,6 +617,8 @@ mod tests {
         /// Panics quoting a server's reply: a terminal escape, the password, and much more.
         PanicWith,
         Error,
+        /// Says it panicked, as a dynamic plugin's SDK does of a panic it caught.
+        SdkPanic,
         Hang,
         Nothing,
     }
@@ -667,6 +651,9 @@ mod tests {
                         )
                     }
                     Misbehave::Error => Err(PluginError::Crashed("the plugin's own error".into())),
+                    Misbehave::SdkPanic => Err(PluginError::Panicked(format!(
+                        "caught by the SDK, with {PANIC_PASSWORD}"
+                    ))),
                     Misbehave::Hang => {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                         Ok(())
@@ -835,6 +822,50 @@ mod tests {
                 assert!(x.remedy.is_none());
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_plugin_run_ends_in_a_typed_outcome() {
+        let secs = Duration::from_secs(10);
+        for (how, expected) in [
+            (
+                Misbehave::Panic,
+                PluginOutcome::Panicked("boom from a test plugin".into()),
+            ),
+            (
+                Misbehave::SdkPanic,
+                PluginOutcome::Panicked("caught by the SDK, with [redacted]".into()),
+            ),
+            (
+                Misbehave::Error,
+                PluginOutcome::Failed(PluginError::Crashed("the plugin's own error".into())),
+            ),
+            (Misbehave::Hang, PluginOutcome::TimedOut(secs)),
+            (Misbehave::Nothing, PluginOutcome::Done),
+        ] {
+            let plugins = Selection::from(vec![Arc::new(Test(how)) as Arc<dyn CheckPlugin>]);
+            let trust = Trust::load(None).unwrap();
+            let out = run_target(target(true), trust, Arc::new(Budgets::new(8)), &plugins).await;
+            assert_eq!(out.plugin_runs.len(), 1);
+            let run = &out.plugin_runs[0];
+            assert_eq!(run.outcome, expected);
+            assert_eq!(
+                run.outcome.is_panic(),
+                matches!(expected, PluginOutcome::Panicked(_))
+            );
+            if let Some(why) = run.error() {
+                let x = get(&out.report, "imap.login");
+                assert_eq!(x.summary, format!("not verified: plugin test {why}"));
+            }
+        }
+        assert_eq!(
+            PluginOutcome::NotRun(secs).error().as_deref(),
+            Some("was not run: the check's deadline (10s) had passed")
+        );
+        assert_eq!(
+            PluginOutcome::NotRun(secs).error_type(),
+            Some("deadline_exceeded")
+        );
     }
 
     #[tokio::test(start_paused = true)]

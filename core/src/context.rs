@@ -630,8 +630,7 @@ impl RunContext {
 /// A `fail` or `warn` whose error is the probe's connection budget becomes `not_verified`,
 /// keeping its evidence and remedy.
 fn own_limit_is_not_a_verdict(result: RequirementResult) -> RequirementResult {
-    let budget = result.evidence.get("error_type").and_then(|v| v.as_str())
-        == Some(ErrorType::ConnectionBudget.as_str());
+    let budget = result.error_type() == Some(ErrorType::ConnectionBudget.as_str());
     if !budget || !matches!(result.status, Status::Fail | Status::Warn) {
         return result;
     }
@@ -641,6 +640,7 @@ fn own_limit_is_not_a_verdict(result: RequirementResult) -> RequirementResult {
         unverified.evidence.entry(k).or_insert(v);
     }
     unverified.remedy = result.remedy;
+    unverified.error_type = result.error_type;
     unverified
 }
 
@@ -753,7 +753,7 @@ mod tests {
             r.skip_reason(),
             Some(crate::requirement::SkipReason::NotVerified)
         );
-        assert_eq!(r.evidence["error_type"], "connection_budget");
+        assert_eq!(r.error_type(), Some("connection_budget"));
     }
 
     #[tokio::test(start_paused = true)]

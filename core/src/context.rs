@@ -599,30 +599,30 @@ impl RunContext {
         })
     }
 
-    // ---- for the runner ----
+    // ---- for the runner (through `RunDriver` only) ----
 
     /// Attributes the steps recorded from now on to `plugin`.
-    pub fn set_current_plugin(&mut self, plugin: &str) {
+    pub(crate) fn set_current_plugin(&mut self, plugin: &str) {
         self.current_plugin = plugin.to_string();
     }
 
     /// Records how a plugin ran, for its span.
-    pub fn push_plugin_run(&mut self, run: PluginRun) {
+    pub(crate) fn push_plugin_run(&mut self, run: PluginRun) {
         self.plugin_runs.push(run);
     }
 
     /// How every plugin ran, taken out of the context.
-    pub fn take_plugin_runs(&mut self) -> Vec<PluginRun> {
+    pub(crate) fn take_plugin_runs(&mut self) -> Vec<PluginRun> {
         std::mem::take(&mut self.plugin_runs)
     }
 
     /// Every result, taken out of the context.
-    pub fn take_results(&mut self) -> Vec<RequirementResult> {
+    pub(crate) fn take_results(&mut self) -> Vec<RequirementResult> {
         std::mem::take(&mut self.results)
     }
 
     /// Every step, taken out of the context.
-    pub fn take_steps(&mut self) -> Vec<Step> {
+    pub(crate) fn take_steps(&mut self) -> Vec<Step> {
         std::mem::take(&mut self.steps)
     }
 }

@@ -12,6 +12,7 @@
 pub mod client_model;
 pub mod context;
 pub mod contract;
+pub mod driver;
 pub mod error;
 pub mod fact;
 pub mod future;
@@ -30,6 +31,7 @@ pub mod tls;
 pub mod transcript;
 
 pub use context::{Handshake, RunContext, Step};
+pub use driver::{RunDriver, RunRecord};
 pub use error::NetError;
 pub use fact::{Fact, Facts};
 pub use model::{Endpoint, Protocol, Security, Target};

@@ -8,6 +8,7 @@ use futures::FutureExt;
 use tokio::time::Instant;
 
 use mailprobe_core::context::{PluginRun, RunContext, Step};
+use mailprobe_core::driver::RunDriver;
 use mailprobe_core::model::{Protocol, Target};
 use mailprobe_core::net::{self, Budgets, IpVersion};
 use mailprobe_core::plugin::{CheckPlugin, PluginError, PluginOutcome, Selection};
@@ -232,39 +233,36 @@ async fn run_once(
     let started_at = SystemTime::now();
     let start = Instant::now();
     let catalog = plugins.catalog().clone();
-    let mut cx = RunContext::new(target.clone(), trust, budgets).with_catalog(catalog.clone());
-    cx.reserve_slots().await;
+    let mut run = RunDriver::start(target.clone(), trust, budgets, catalog.clone()).await;
 
     for (plugin, info) in plugins.with_info() {
-        cx.set_current_plugin(&info.name);
         let wall = SystemTime::now();
         let t0 = Instant::now();
-        let outcome = run_plugin(&mut cx, plugin.as_ref()).await;
-        cx.push_plugin_run(PluginRun {
+        let outcome = run_plugin(&mut run.enter(&info.name), plugin.as_ref()).await;
+        run.record_run(PluginRun {
             plugin: info.name.clone(),
             start: wall,
             duration: t0.elapsed(),
             outcome: outcome.clone(),
         });
         for id in &info.requirements {
-            if cx.result(id).is_none() {
-                let r = unreported(&cx, &catalog, &info.name, id, &outcome);
-                cx.report(r);
+            if run.context().result(id).is_none() {
+                let r = unreported(run.context(), &catalog, &info.name, id, &outcome);
+                run.report(r);
             }
         }
     }
+    let record = run.finish();
 
     // Close the sessions plugins kept for each other and nobody took, all at once and briefly:
     // the run may already be at its deadline.
     let wait = Duration::from_secs(2);
-    let closing = std::mem::take(&mut cx.held)
-        .into_iter()
-        .map(|held| held.session.close(wait));
+    let closing = record.held.into_iter().map(|held| held.session.close(wait));
     let _ = tokio::time::timeout(wait, futures::future::join_all(closing)).await;
 
     let profile = target.profile.clone();
-    let detected = cx.target.clone();
-    let mut results = normalize_skips(cx.take_results());
+    let detected = record.target;
+    let mut results = normalize_skips(record.results);
     mark_detected_security(&detected, &catalog, &mut results);
     // Requirements the profile does not hold are left out; a dynamic plugin's own IDs are kept
     // after the profile's.
@@ -276,8 +274,8 @@ async fn run_once(
             .position(|p| p == &r.id)
             .unwrap_or(usize::MAX)
     });
-    let mut steps = cx.take_steps();
-    let mut plugin_runs = cx.take_plugin_runs();
+    let mut steps = record.steps;
+    let mut plugin_runs = record.plugin_runs;
     sanitize(
         &Redactor::new(target.password.expose()),
         &mut results,

@@ -640,7 +640,7 @@ fn own_limit_is_not_a_verdict(result: RequirementResult) -> RequirementResult {
         unverified.evidence.entry(k).or_insert(v);
     }
     unverified.remedy = result.remedy;
-    unverified.error_type = result.error_type;
+    unverified.typed.error_type = result.typed.error_type;
     unverified
 }
 

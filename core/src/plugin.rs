@@ -366,9 +366,9 @@ impl Registry {
         self.infos.iter().map(Arc::as_ref).collect()
     }
 
-    /// Every requirement the registered plugins declare.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// Every requirement the registered plugins declare (shared, built at registration).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.clone()
     }
 
     /// The plugins named in `only` and those they depend on, in run order; all when `only` is

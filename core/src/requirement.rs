@@ -89,6 +89,13 @@ pub struct RequirementResult {
     /// What the plugin found, for people and dashboards; nothing in the probe reads it.
     pub evidence: Map<String, Value>,
     pub remedy: Option<String>,
+    /// What the probe acts on (boxed: a result stays small enough to be a `Result`'s error).
+    pub(crate) typed: Box<Typed>,
+}
+
+/// The typed fields of a [`RequirementResult`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Typed {
     /// Why a `skip` was not evaluated (`evidence.reason`).
     pub(crate) reason: Option<SkipReason>,
     /// The requirement a `prerequisite` skip waits on (`evidence.prerequisite`).
@@ -116,13 +123,13 @@ const ERROR_TYPE: &str = "error_type";
 impl Serialize for RequirementResult {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut evidence = self.evidence.clone();
-        if let Some(r) = self.reason {
+        if let Some(r) = self.typed.reason {
             evidence.insert(REASON.into(), r.as_str().into());
         }
-        if let Some(p) = &self.waits_on {
+        if let Some(p) = &self.typed.waits_on {
             evidence.insert(PREREQUISITE.into(), p.clone().into());
         }
-        if let Some(t) = &self.error_type {
+        if let Some(t) = &self.typed.error_type {
             evidence.insert(ERROR_TYPE.into(), t.clone().into());
         }
         ResultJson {
@@ -160,9 +167,11 @@ impl<'de> Deserialize<'de> for RequirementResult {
             summary: j.summary,
             evidence: j.evidence,
             remedy: j.remedy,
-            reason,
-            waits_on,
-            error_type,
+            typed: Box::new(Typed {
+                reason,
+                waits_on,
+                error_type,
+            }),
         })
     }
 }
@@ -175,9 +184,7 @@ impl RequirementResult {
             summary: summary.into(),
             evidence: Map::new(),
             remedy: None,
-            reason: None,
-            waits_on: None,
-            error_type: None,
+            typed: Box::default(),
         }
     }
     pub fn pass(id: &str, summary: impl Into<String>) -> Self {
@@ -192,7 +199,7 @@ impl RequirementResult {
     /// Not evaluated because the requirement `prerequisite` (an ID) failed or was itself skipped.
     pub fn skip(id: &str, prerequisite: &str, why: impl Into<String>) -> Self {
         let mut r = Self::skipped(id, SkipReason::Prerequisite, why);
-        r.waits_on = Some(prerequisite.to_string());
+        r.typed.waits_on = Some(prerequisite.to_string());
         r
     }
     /// Not evaluated because the user left it out (no `--smtp`, `--only`).
@@ -206,7 +213,7 @@ impl RequirementResult {
     }
     fn skipped(id: &str, reason: SkipReason, why: impl Into<String>) -> Self {
         let mut r = Self::new(id, Status::Skip, why);
-        r.reason = Some(reason);
+        r.typed.reason = Some(reason);
         r
     }
     pub fn with_remedy(mut self, remedy: impl Into<String>) -> Self {
@@ -220,24 +227,24 @@ impl RequirementResult {
     /// Records an error on the result: its message (`error`) and its stable type
     /// (`error_type`, as on the step's span).
     pub fn with_error(mut self, e: &NetError) -> Self {
-        self.error_type = Some(e.error_type().to_string());
+        self.typed.error_type = Some(e.error_type().to_string());
         self.with("error", e.to_string())
     }
     /// As [`RequirementResult::with_error`], for an error seen through a [`NetErrorView`].
     pub fn with_error_view(mut self, e: &crate::context::NetErrorView) -> Self {
-        self.error_type = Some(e.error_type.clone());
+        self.typed.error_type = Some(e.error_type.clone());
         self.with("error", e.message.clone())
     }
     /// The stable type of the error that decided this result (see [`Self::with_error`]).
     pub fn error_type(&self) -> Option<&str> {
-        self.error_type.as_deref()
+        self.typed.error_type.as_deref()
     }
     /// The requirement ID a `prerequisite` skip waits on.
     pub fn prerequisite(&self) -> Option<&str> {
         if self.skip_reason() != Some(SkipReason::Prerequisite) {
             return None;
         }
-        self.waits_on.as_deref()
+        self.typed.waits_on.as_deref()
     }
     /// Why a `skip` was not evaluated; `None` for any other status. A skip that gives no known
     /// reason (an old or foreign plugin) counts as `prerequisite` when it names one, else as
@@ -246,17 +253,21 @@ impl RequirementResult {
         if self.status != Status::Skip {
             return None;
         }
-        Some(self.reason.unwrap_or(if self.waits_on.is_some() {
-            SkipReason::Prerequisite
-        } else {
-            SkipReason::NotVerified
-        }))
+        Some(
+            self.typed
+                .reason
+                .unwrap_or(if self.typed.waits_on.is_some() {
+                    SkipReason::Prerequisite
+                } else {
+                    SkipReason::NotVerified
+                }),
+        )
     }
     /// A skip that names no reason (a foreign or older plugin's) gets the one it is read as
     /// ([`Self::skip_reason`]), so every skip in the report says why.
     pub fn name_skip_reason(&mut self) {
-        if self.reason.is_none() {
-            self.reason = self.skip_reason();
+        if self.typed.reason.is_none() {
+            self.typed.reason = self.skip_reason();
         }
     }
     /// Turns this result into a skip for `reason` (`not_verified` or `not_configured`), keeping
@@ -264,16 +275,17 @@ impl RequirementResult {
     pub fn recast_skip(mut self, reason: SkipReason) -> Self {
         self.status = Status::Skip;
         if reason != SkipReason::Prerequisite {
-            self.waits_on = None;
+            self.typed.waits_on = None;
         }
-        self.reason = Some(reason);
+        self.typed.reason = Some(reason);
         self.remedy = None;
         self
     }
     /// Passes the typed fields' texts through `clean` (the redactor): a dynamic plugin's
     /// `error_type` or `prerequisite` is foreign text like its evidence.
     pub fn clean_typed(&mut self, clean: impl Fn(&str) -> String) {
-        for text in [&mut self.waits_on, &mut self.error_type]
+        let typed = &mut *self.typed;
+        for text in [&mut typed.waits_on, &mut typed.error_type]
             .into_iter()
             .flatten()
         {

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use mailprobe_core::Status;
 use mailprobe_core::model::Target;
 use mailprobe_core::net::Budgets;
-use mailprobe_core::plugin::CheckPlugin;
 use mailprobe_core::report::Report;
 use mailprobe_core::secret::ProcessEnv;
 use mailprobe_core::tls::Trust;
@@ -70,7 +69,7 @@ struct Batch {
     /// Each mailbox in the file's order: ready to check, or why it cannot be (its own
     /// UNKNOWN row, as `run` reports it incomplete, while the others are checked).
     targets: Vec<Result<(Arc<Target>, Trust), Unusable>>,
-    plugins: Arc<Vec<Arc<dyn CheckPlugin>>>,
+    plugins: Arc<mailprobe_core::Selection>,
     options: RunOptions,
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailprobe_core::model::{self, Protocol, SecurityMode, Target};
 use mailprobe_core::net::{Budgets, DEFAULT_SERVER_BUDGET};
-use mailprobe_core::plugin::CheckPlugin;
 use mailprobe_core::profile::{DEFAULT_PROFILE, Profile};
 use mailprobe_core::secret::{ProcessEnv, SecretSource};
 use mailprobe_core::tls::Trust;
@@ -376,7 +375,7 @@ pub struct PluginHostArgs {
 pub struct CheckSetup {
     pub target: Arc<Target>,
     pub trust: Trust,
-    pub plugins: Vec<Arc<dyn CheckPlugin>>,
+    pub plugins: mailprobe_core::Selection,
     pub budgets: Arc<Budgets>,
     pub options: runner::RunOptions,
 }

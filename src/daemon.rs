@@ -225,7 +225,7 @@ pub async fn run(loaded: Result<Loaded, String>, source: crate::reload::Source) 
     }
     // After the telemetry, which hears of the plugins' overruns.
     let health = mailprobe_plugin_host::HealthHook(telemetry.clone());
-    let plugins: Arc<Vec<_>> = match crate::builtins::registry_with_health(
+    let plugins: Arc<mailprobe_core::Selection> = match crate::builtins::registry_with_health(
         &loaded.config,
         Some(health),
     )
@@ -352,7 +352,7 @@ fn panic_handler(feed: Arc<Telemetry>) -> scheduler::PanicHandler {
 
 /// What one scheduled run needs.
 struct Run {
-    plugins: Arc<Vec<Arc<dyn mailprobe_core::CheckPlugin>>>,
+    plugins: Arc<mailprobe_core::Selection>,
     budgets: Arc<Budgets>,
     states: crate::reload::LiveStates,
     feed: Arc<Telemetry>,
@@ -377,11 +377,7 @@ impl Run {
         let panicked = outcome
             .plugin_runs
             .iter()
-            .filter(|p| {
-                p.error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(runner::PANICKED))
-            })
+            .filter(|p| p.outcome.is_panic())
             .count();
         if panicked > 0 {
             self.feed.probe_error_n(&name, "panic", panicked as u64);

@@ -258,7 +258,10 @@ fn plugins_list(args: &cli::PluginsListArgs) -> u8 {
             i.name,
             i.version,
             i.requirements.join(", "),
-            i.path.map(|p| format!("  ({p})")).unwrap_or_default()
+            i.path
+                .as_ref()
+                .map(|p| format!("  ({p})"))
+                .unwrap_or_default()
         ));
     }
     0

@@ -44,7 +44,7 @@ pub fn requirements(registry: &Registry, format: DocFormat) -> String {
 
 fn markdown(
     specs: &[(String, &mailprobe_core::RequirementSpec)],
-    infos: &[mailprobe_core::PluginInfo],
+    infos: &[&mailprobe_core::PluginInfo],
     order: &[String],
 ) -> String {
     let mut out = String::from(

@@ -41,7 +41,11 @@ fn tempdir() -> std::path::PathBuf {
 async fn every_plugin_keeps_the_contract_against_hostile_peers() {
     mailprobe_core::install_crypto_provider();
     let registry = registry_with_pop3();
-    let names: Vec<String> = registry.infos().into_iter().map(|i| i.name).collect();
+    let names: Vec<String> = registry
+        .infos()
+        .into_iter()
+        .map(|i| i.name.clone())
+        .collect();
     assert!(names.len() >= 7, "{names:?}");
     // Every plugin against every peer at once: each run is bounded by its own deadline.
     let mut runs = Vec::new();

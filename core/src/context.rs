@@ -95,14 +95,21 @@ impl StepTimer {
     }
 }
 
-/// How a plugin ran, for the plugin's span.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// How a plugin ran, for the plugin's span and the daemon's counters.
+#[derive(Clone, Debug)]
 pub struct PluginRun {
     pub plugin: String,
-    #[serde(with = "system_time_ms")]
     pub start: SystemTime,
     pub duration: Duration,
-    pub error: Option<String>,
+    /// How it ended.
+    pub outcome: crate::plugin::PluginOutcome,
+}
+
+impl PluginRun {
+    /// What went wrong, in the words of a report; `None` when it ran to its end.
+    pub fn error(&self) -> Option<String> {
+        self.outcome.error()
+    }
 }
 
 /// A serializable view of a [`NetError`].
@@ -608,30 +615,30 @@ impl RunContext {
         self.leaves.get(&protocol).copied()
     }
 
-    // ---- for the runner ----
+    // ---- for the runner (through `RunDriver` only) ----
 
     /// Attributes the steps recorded from now on to `plugin`.
-    pub fn set_current_plugin(&mut self, plugin: &str) {
+    pub(crate) fn set_current_plugin(&mut self, plugin: &str) {
         self.current_plugin = plugin.to_string();
     }
 
     /// Records how a plugin ran, for its span.
-    pub fn push_plugin_run(&mut self, run: PluginRun) {
+    pub(crate) fn push_plugin_run(&mut self, run: PluginRun) {
         self.plugin_runs.push(run);
     }
 
     /// How every plugin ran, taken out of the context.
-    pub fn take_plugin_runs(&mut self) -> Vec<PluginRun> {
+    pub(crate) fn take_plugin_runs(&mut self) -> Vec<PluginRun> {
         std::mem::take(&mut self.plugin_runs)
     }
 
     /// Every result, taken out of the context.
-    pub fn take_results(&mut self) -> Vec<RequirementResult> {
+    pub(crate) fn take_results(&mut self) -> Vec<RequirementResult> {
         std::mem::take(&mut self.results)
     }
 
     /// Every step, taken out of the context.
-    pub fn take_steps(&mut self) -> Vec<Step> {
+    pub(crate) fn take_steps(&mut self) -> Vec<Step> {
         std::mem::take(&mut self.steps)
     }
 }
@@ -639,8 +646,7 @@ impl RunContext {
 /// A `fail` or `warn` whose error is the probe's connection budget becomes `not_verified`,
 /// keeping its evidence and remedy.
 fn own_limit_is_not_a_verdict(result: RequirementResult) -> RequirementResult {
-    let budget = result.evidence.get("error_type").and_then(|v| v.as_str())
-        == Some(ErrorType::ConnectionBudget.as_str());
+    let budget = result.error_type() == Some(ErrorType::ConnectionBudget.as_str());
     if !budget || !matches!(result.status, Status::Fail | Status::Warn) {
         return result;
     }
@@ -650,6 +656,7 @@ fn own_limit_is_not_a_verdict(result: RequirementResult) -> RequirementResult {
         unverified.evidence.entry(k).or_insert(v);
     }
     unverified.remedy = result.remedy;
+    unverified.typed.error_type = result.typed.error_type;
     unverified
 }
 
@@ -769,7 +776,7 @@ mod tests {
             r.skip_reason(),
             Some(crate::requirement::SkipReason::NotVerified)
         );
-        assert_eq!(r.evidence["error_type"], "connection_budget");
+        assert_eq!(r.error_type(), Some("connection_budget"));
     }
 
     #[tokio::test(start_paused = true)]

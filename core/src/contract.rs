@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::context::RunContext;
+use crate::driver::RunDriver;
 use crate::model::{Endpoint, Protocol, Security, Target};
 use crate::net::Budgets;
 use crate::plugin::{CheckPlugin, catalog_of};
@@ -126,20 +126,28 @@ pub async fn check(
     let target = Arc::new(target((ports[0], ports[1]), security, timeout));
     let trust = Trust::load(None).map_err(|e| breach("-", e.to_string()))?;
     let catalog = Arc::new(catalog_of(plugins));
-    let mut cx = RunContext::new(target, trust, Arc::new(Budgets::default())).with_catalog(catalog);
-    cx.reserve_slots().await;
+    let mut run = RunDriver::start(target, trust, Arc::new(Budgets::default()), catalog).await;
     // The run's deadline plus the slack the runner gives closing sessions.
     let bound = timeout + Duration::from_secs(3);
     for plugin in plugins {
         let name = plugin.info().name;
-        let before: BTreeSet<String> = cx.results().iter().map(|r| r.id.clone()).collect();
-        match tokio::time::timeout(bound, plugin.run(&mut cx)).await {
+        let before: BTreeSet<String> = run
+            .context()
+            .results()
+            .iter()
+            .map(|r| r.id.clone())
+            .collect();
+        let mut cx = run.enter(&name);
+        let ran = tokio::time::timeout(bound, plugin.run(&mut cx)).await;
+        drop(cx);
+        match ran {
             Err(_) => return Err(breach(&name, format!("still running after {bound:?}"))),
             Ok(Err(e)) => return Err(breach(&name, format!("failed as a plugin: {e}"))),
             Ok(Ok(())) => {}
         }
         let declared: BTreeSet<String> = plugin.info().requirements.into_iter().collect();
-        let reported: BTreeSet<String> = cx
+        let reported: BTreeSet<String> = run
+            .context()
             .results()
             .iter()
             .map(|r| r.id.clone())
@@ -152,8 +160,7 @@ pub async fn check(
             return Err(breach(&name, format!("did not report `{missing}`")));
         }
     }
-    let held = std::mem::take(&mut cx.held);
-    for h in held {
+    for h in run.finish().held {
         h.session.close(Duration::from_millis(200)).await;
     }
     Ok(())

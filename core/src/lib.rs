@@ -12,6 +12,7 @@
 pub mod client_model;
 pub mod context;
 pub mod contract;
+pub mod driver;
 pub mod error;
 pub mod fact;
 pub mod file;
@@ -31,10 +32,11 @@ pub mod tls;
 pub mod transcript;
 
 pub use context::{Handshake, RunContext, Step};
+pub use driver::{RunDriver, RunRecord};
 pub use error::NetError;
 pub use fact::{Fact, Facts};
 pub use model::{Endpoint, Protocol, Security, Target};
-pub use plugin::{CheckPlugin, PluginInfo, Registry};
+pub use plugin::{CheckPlugin, PluginError, PluginInfo, PluginOutcome, Registry, Selection};
 pub use profile::{Profile, TlsVersion};
 pub use requirement::{Measure, RequirementResult, RequirementSpec, Status, Verdict};
 pub use secret::Secret;

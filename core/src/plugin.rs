@@ -88,6 +88,9 @@ pub enum PluginError {
     /// The plugin could not be called (its process could not start, its context not built).
     #[error("{0}")]
     Unavailable(String),
+    /// The plugin panicked and caught it itself (a dynamic plugin's SDK does): the message.
+    #[error("{0}")]
+    Panicked(String),
 }
 
 impl PluginError {
@@ -97,7 +100,78 @@ impl PluginError {
             PluginError::Crashed(_) => "plugin_crashed",
             PluginError::BadAnswer(_) => "plugin_bad_answer",
             PluginError::Unavailable(_) => "plugin_unavailable",
+            PluginError::Panicked(_) => "plugin_panicked",
         }
+    }
+
+    /// The error's text, to be scrubbed in place.
+    pub fn message_mut(&mut self) -> &mut String {
+        match self {
+            PluginError::Crashed(m)
+            | PluginError::BadAnswer(m)
+            | PluginError::Unavailable(m)
+            | PluginError::Panicked(m) => m,
+        }
+    }
+}
+
+/// How one plugin's run ended, as the runner saw it; carried as such to the spans and the
+/// daemon's counters (no text to parse).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginOutcome {
+    /// It returned normally.
+    Done,
+    /// It returned an error: it could not evaluate its requirements.
+    Failed(PluginError),
+    /// It panicked (in this process, or a dynamic plugin's SDK caught it): the message.
+    Panicked(String),
+    /// It was still running at the check's deadline (the check's timeout).
+    TimedOut(std::time::Duration),
+    /// It was not started: the check's deadline (its timeout) had already passed.
+    NotRun(std::time::Duration),
+}
+
+impl PluginOutcome {
+    /// Whether the plugin panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, PluginOutcome::Panicked(_))
+    }
+
+    /// What went wrong, in the words of a report (`failed: …`, `panicked: …`, `timed out: …`,
+    /// `was not run: …`); `None` when it ran to its end.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            PluginOutcome::Done => None,
+            PluginOutcome::Failed(e) => Some(format!("failed: {e}")),
+            PluginOutcome::Panicked(m) => Some(format!("panicked: {m}")),
+            PluginOutcome::TimedOut(deadline) => Some(format!(
+                "timed out: the check did not finish within its deadline ({deadline:?})"
+            )),
+            PluginOutcome::NotRun(deadline) => Some(format!(
+                "was not run: the check's deadline ({deadline:?}) had passed"
+            )),
+        }
+    }
+
+    /// The span's `error.type`: `timeout`, `deadline_exceeded`, or `_OTHER`; `None` when it
+    /// ran to its end.
+    pub fn error_type(&self) -> Option<&'static str> {
+        match self {
+            PluginOutcome::Done => None,
+            PluginOutcome::TimedOut(_) => Some("timeout"),
+            PluginOutcome::NotRun(_) => Some("deadline_exceeded"),
+            PluginOutcome::Failed(_) | PluginOutcome::Panicked(_) => Some("_OTHER"),
+        }
+    }
+
+    /// Applies `clean` to every text the outcome holds (a panic message can quote a server).
+    pub fn clean_text(&mut self, clean: impl Fn(&str) -> String) {
+        let text = match self {
+            PluginOutcome::Failed(e) => e.message_mut(),
+            PluginOutcome::Panicked(m) => m,
+            _ => return,
+        };
+        *text = clean(text);
     }
 }
 
@@ -108,10 +182,83 @@ pub trait CheckPlugin: Send + Sync {
     fn run<'a>(&'a self, cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>>;
 }
 
-/// The plugins of this process.
+/// The plugins of this process, with what each declares (asked once, at registration) and
+/// the catalogue of their requirements (built once per registration, not per run).
 #[derive(Clone, Default)]
 pub struct Registry {
     plugins: Vec<Arc<dyn CheckPlugin>>,
+    infos: Vec<Arc<PluginInfo>>,
+    catalog: Arc<Catalog>,
+}
+
+/// Plugins to run, in run order, with their [`PluginInfo`] and their [`Catalog`] computed
+/// once ([`Registry::select`]); the runner reads both from here on every run. It derefs to
+/// the plugins.
+#[derive(Clone, Default)]
+pub struct Selection {
+    plugins: Vec<Arc<dyn CheckPlugin>>,
+    infos: Vec<Arc<PluginInfo>>,
+    catalog: Arc<Catalog>,
+}
+
+impl Selection {
+    /// `plugins` in this order, each asked for its info once.
+    pub fn new(plugins: Vec<Arc<dyn CheckPlugin>>) -> Self {
+        let infos: Vec<Arc<PluginInfo>> = plugins.iter().map(|p| Arc::new(p.info())).collect();
+        let catalog = Arc::new(catalog_from_infos(infos.iter().map(Arc::as_ref)));
+        Selection {
+            plugins,
+            infos,
+            catalog,
+        }
+    }
+
+    /// The same selection with each plugin replaced by `f(plugin, its info)`: for a wrapper
+    /// that keeps the plugin's info (name, requirements, order), so neither the infos nor the
+    /// catalogue are computed again.
+    pub fn map_plugins(
+        &self,
+        mut f: impl FnMut(&Arc<dyn CheckPlugin>, &PluginInfo) -> Arc<dyn CheckPlugin>,
+    ) -> Selection {
+        Selection {
+            plugins: self
+                .plugins
+                .iter()
+                .zip(&self.infos)
+                .map(|(p, i)| f(p, i))
+                .collect(),
+            infos: self.infos.clone(),
+            catalog: self.catalog.clone(),
+        }
+    }
+
+    /// The plugins, in run order.
+    pub fn plugins(&self) -> &[Arc<dyn CheckPlugin>] {
+        &self.plugins
+    }
+
+    /// Each plugin with what it declared.
+    pub fn with_info(&self) -> impl Iterator<Item = (&Arc<dyn CheckPlugin>, &PluginInfo)> {
+        self.plugins.iter().zip(self.infos.iter().map(Arc::as_ref))
+    }
+
+    /// What the selected plugins declare.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+}
+
+impl From<Vec<Arc<dyn CheckPlugin>>> for Selection {
+    fn from(plugins: Vec<Arc<dyn CheckPlugin>>) -> Self {
+        Selection::new(plugins)
+    }
+}
+
+impl std::ops::Deref for Selection {
+    type Target = [Arc<dyn CheckPlugin>];
+    fn deref(&self) -> &Self::Target {
+        &self.plugins
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -158,8 +305,7 @@ impl Registry {
     /// its dependencies may be registered later (see [`Registry::validate`]).
     pub fn register(&mut self, plugin: Arc<dyn CheckPlugin>) -> Result<(), RegistryError> {
         let info = plugin.info();
-        for existing in &self.plugins {
-            let other = existing.info();
+        for other in &self.infos {
             if other.name == info.name {
                 return Err(RegistryError::DuplicateName(info.name));
             }
@@ -170,12 +316,14 @@ impl Registry {
             {
                 return Err(RegistryError::RequirementClash {
                     id: id.clone(),
-                    first: other.name,
+                    first: other.name.clone(),
                     second: info.name,
                 });
             }
         }
         self.plugins.push(plugin);
+        self.infos.push(Arc::new(info));
+        self.catalog = Arc::new(catalog_from_infos(self.infos.iter().map(Arc::as_ref)));
         Ok(())
     }
 
@@ -198,7 +346,7 @@ impl Registry {
                 if let Some(missing) = spec
                     .prerequisites
                     .iter()
-                    .find(|p| !infos.iter().any(|i| i.requirements.contains(p)))
+                    .find(|p| !self.catalog.contains(p))
                 {
                     return Err(RegistryError::UnknownPrerequisite {
                         id: spec.id.clone(),
@@ -232,18 +380,19 @@ impl Registry {
         &self.plugins
     }
 
-    pub fn infos(&self) -> Vec<PluginInfo> {
-        self.plugins.iter().map(|p| p.info()).collect()
+    /// What each registered plugin declared when it was registered.
+    pub fn infos(&self) -> Vec<&PluginInfo> {
+        self.infos.iter().map(Arc::as_ref).collect()
     }
 
-    /// Every requirement the registered plugins declare.
-    pub fn catalog(&self) -> Catalog {
-        catalog_of(&self.plugins)
+    /// Every requirement the registered plugins declare (shared, built at registration).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.clone()
     }
 
     /// The plugins named in `only` and those they depend on, in run order; all when `only` is
     /// empty.
-    pub fn select(&self, only: &[String]) -> Result<Vec<Arc<dyn CheckPlugin>>, RegistryError> {
+    pub fn select(&self, only: &[String]) -> Result<Selection, RegistryError> {
         let infos = self.infos();
         let mut wanted: BTreeSet<String> = BTreeSet::new();
         if only.is_empty() {
@@ -266,31 +415,43 @@ impl Registry {
             }
         }
         let order = run_order(&infos)?;
-        Ok(order
+        let (plugins, infos): (Vec<_>, Vec<_>) = order
             .into_iter()
             .filter(|&i| wanted.contains(&infos[i].name))
-            .map(|i| self.plugins[i].clone())
-            .collect())
+            .map(|i| (self.plugins[i].clone(), self.infos[i].clone()))
+            .unzip();
+        let catalog = Arc::new(catalog_from_infos(infos.iter().map(Arc::as_ref)));
+        Ok(Selection {
+            plugins,
+            infos,
+            catalog,
+        })
     }
 }
 
-/// The catalogue of what `plugins` declare.
+/// The catalogue of what `plugins` declare (asks each for its info; a [`Selection`] or a
+/// [`Registry`] holds one built once).
 pub fn catalog_of(plugins: &[Arc<dyn CheckPlugin>]) -> Catalog {
+    let infos: Vec<PluginInfo> = plugins.iter().map(|p| p.info()).collect();
+    catalog_from_infos(infos.iter())
+}
+
+/// The catalogue of what `infos` declare.
+fn catalog_from_infos<'a>(infos: impl Iterator<Item = &'a PluginInfo>) -> Catalog {
     let mut entries = Vec::new();
-    for p in plugins {
-        let info = p.info();
+    for info in infos {
         let origin = match info.kind {
             PluginKind::Builtin => Origin::Builtin,
             PluginKind::Dynamic => Origin::Dynamic,
         };
-        entries.extend(info.specs.into_iter().map(|s| (s, origin)));
+        entries.extend(info.specs.iter().cloned().map(|s| (s, origin)));
     }
     Catalog::new(entries)
 }
 
 /// Indexes of `infos` in an order where each plugin comes after those it depends on or runs
 /// after (Kahn's algorithm; ties keep registration order, so the order is stable).
-fn run_order(infos: &[PluginInfo]) -> Result<Vec<usize>, RegistryError> {
+fn run_order(infos: &[&PluginInfo]) -> Result<Vec<usize>, RegistryError> {
     let before = |i: usize| -> Vec<usize> {
         infos[i]
             .depends_on
@@ -342,6 +503,44 @@ mod tests {
 
     fn names(plugins: &[Arc<dyn CheckPlugin>]) -> Vec<String> {
         plugins.iter().map(|p| p.info().name).collect()
+    }
+
+    /// Counts the calls of `info()`.
+    struct Counting(std::sync::atomic::AtomicUsize, &'static str);
+    impl CheckPlugin for Counting {
+        fn info(&self) -> PluginInfo {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            PluginInfo::builtin(
+                self.1,
+                vec![RequirementSpec::new(format!("{}.x", self.1), "d")],
+            )
+        }
+        fn run<'a>(&'a self, _cx: &'a mut RunContext) -> BoxFuture<'a, Result<(), PluginError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[test]
+    fn info_and_catalogue_are_computed_once_per_registration() {
+        let plugins: Vec<Arc<Counting>> = ["a", "b", "c", "d"]
+            .into_iter()
+            .map(|n| Arc::new(Counting(Default::default(), n)))
+            .collect();
+        let mut r = Registry::new();
+        for p in &plugins {
+            r.register(p.clone()).unwrap();
+        }
+        r.validate().unwrap();
+        for _ in 0..3 {
+            let selection = r.select(&[]).unwrap();
+            assert_eq!(selection.catalog().specs().count(), 4);
+            assert_eq!(selection.with_info().count(), 4);
+            assert!(r.catalog().contains("d.x"));
+            assert_eq!(r.infos().len(), 4);
+        }
+        for p in &plugins {
+            assert_eq!(p.0.load(std::sync::atomic::Ordering::SeqCst), 1, "{}", p.1);
+        }
     }
 
     #[test]

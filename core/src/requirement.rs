@@ -76,15 +76,104 @@ impl Status {
 }
 
 /// One requirement's result, as it appears in the JSON report.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// What the probe acts on is typed: why a skip was not evaluated ([`Self::skip_reason`]), the
+/// requirement it waits on ([`Self::prerequisite`]) and the stable type of the error that
+/// decided it ([`Self::error_type`]). They are written into the JSON report's `evidence` under
+/// `reason`, `prerequisite` and `error_type` (as always), and read back from there.
+#[derive(Clone, Debug, PartialEq)]
 pub struct RequirementResult {
     pub id: String,
     pub status: Status,
     pub summary: String,
-    #[serde(default)]
+    /// What the plugin found, for people and dashboards; nothing in the probe reads it.
     pub evidence: Map<String, Value>,
-    #[serde(default)]
     pub remedy: Option<String>,
+    /// What the probe acts on (boxed: a result stays small enough to be a `Result`'s error).
+    pub(crate) typed: Box<Typed>,
+}
+
+/// The typed fields of a [`RequirementResult`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Typed {
+    /// Why a `skip` was not evaluated (`evidence.reason`).
+    pub(crate) reason: Option<SkipReason>,
+    /// The requirement a `prerequisite` skip waits on (`evidence.prerequisite`).
+    pub(crate) waits_on: Option<String>,
+    /// The stable type of the error that decided the result (`evidence.error_type`).
+    pub(crate) error_type: Option<String>,
+}
+
+/// [`RequirementResult`] as the JSON report has it: the typed fields inside `evidence`.
+#[derive(Serialize, Deserialize)]
+struct ResultJson {
+    id: String,
+    status: Status,
+    summary: String,
+    #[serde(default)]
+    evidence: Map<String, Value>,
+    #[serde(default)]
+    remedy: Option<String>,
+}
+
+const REASON: &str = "reason";
+const PREREQUISITE: &str = "prerequisite";
+const ERROR_TYPE: &str = "error_type";
+
+impl Serialize for RequirementResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut evidence = self.evidence.clone();
+        if let Some(r) = self.typed.reason {
+            evidence.insert(REASON.into(), r.as_str().into());
+        }
+        if let Some(p) = &self.typed.waits_on {
+            evidence.insert(PREREQUISITE.into(), p.clone().into());
+        }
+        if let Some(t) = &self.typed.error_type {
+            evidence.insert(ERROR_TYPE.into(), t.clone().into());
+        }
+        ResultJson {
+            id: self.id.clone(),
+            status: self.status,
+            summary: self.summary.clone(),
+            evidence,
+            remedy: self.remedy.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequirementResult {
+    /// Lifts `reason` (of a skip, when it is one this probe knows), `prerequisite` and
+    /// `error_type` (when they are strings) out of `evidence`: a dynamic plugin's result and a
+    /// stored report read back as the probe's own.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut j = ResultJson::deserialize(deserializer)?;
+        let mut take = |key: &str, keep: &dyn Fn(&str) -> bool| match j.evidence.get(key) {
+            Some(Value::String(v)) if keep(v) => j.evidence.remove(key).and_then(|v| match v {
+                Value::String(v) => Some(v),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let is_skip = j.status == Status::Skip;
+        let reason = take(REASON, &|v| is_skip && SkipReason::parse(v).is_some())
+            .and_then(|v| SkipReason::parse(&v));
+        let waits_on = take(PREREQUISITE, &|_| true);
+        let error_type = take(ERROR_TYPE, &|_| true);
+        Ok(RequirementResult {
+            id: j.id,
+            status: j.status,
+            summary: j.summary,
+            evidence: j.evidence,
+            remedy: j.remedy,
+            typed: Box::new(Typed {
+                reason,
+                waits_on,
+                error_type,
+            }),
+        })
+    }
 }
 
 impl RequirementResult {
@@ -95,6 +184,7 @@ impl RequirementResult {
             summary: summary.into(),
             evidence: Map::new(),
             remedy: None,
+            typed: Box::default(),
         }
     }
     pub fn pass(id: &str, summary: impl Into<String>) -> Self {
@@ -108,7 +198,9 @@ impl RequirementResult {
     }
     /// Not evaluated because the requirement `prerequisite` (an ID) failed or was itself skipped.
     pub fn skip(id: &str, prerequisite: &str, why: impl Into<String>) -> Self {
-        Self::skipped(id, SkipReason::Prerequisite, why).with("prerequisite", prerequisite)
+        let mut r = Self::skipped(id, SkipReason::Prerequisite, why);
+        r.typed.waits_on = Some(prerequisite.to_string());
+        r
     }
     /// Not evaluated because the user left it out (no `--smtp`, `--only`).
     pub fn not_configured(id: &str, why: impl Into<String>) -> Self {
@@ -120,7 +212,9 @@ impl RequirementResult {
         Self::skipped(id, SkipReason::NotVerified, why)
     }
     fn skipped(id: &str, reason: SkipReason, why: impl Into<String>) -> Self {
-        Self::new(id, Status::Skip, why).with("reason", reason.as_str())
+        let mut r = Self::new(id, Status::Skip, why);
+        r.typed.reason = Some(reason);
+        r
     }
     pub fn with_remedy(mut self, remedy: impl Into<String>) -> Self {
         self.remedy = Some(remedy.into());
@@ -132,21 +226,25 @@ impl RequirementResult {
     }
     /// Records an error on the result: its message (`error`) and its stable type
     /// (`error_type`, as on the step's span).
-    pub fn with_error(self, e: &NetError) -> Self {
+    pub fn with_error(mut self, e: &NetError) -> Self {
+        self.typed.error_type = Some(e.error_type().to_string());
         self.with("error", e.to_string())
-            .with("error_type", e.error_type())
     }
     /// As [`RequirementResult::with_error`], for an error seen through a [`NetErrorView`].
-    pub fn with_error_view(self, e: &crate::context::NetErrorView) -> Self {
+    pub fn with_error_view(mut self, e: &crate::context::NetErrorView) -> Self {
+        self.typed.error_type = Some(e.error_type.clone());
         self.with("error", e.message.clone())
-            .with("error_type", e.error_type.clone())
+    }
+    /// The stable type of the error that decided this result (see [`Self::with_error`]).
+    pub fn error_type(&self) -> Option<&str> {
+        self.typed.error_type.as_deref()
     }
     /// The requirement ID a `prerequisite` skip waits on.
     pub fn prerequisite(&self) -> Option<&str> {
         if self.skip_reason() != Some(SkipReason::Prerequisite) {
             return None;
         }
-        self.evidence.get("prerequisite").and_then(Value::as_str)
+        self.typed.waits_on.as_deref()
     }
     /// Why a `skip` was not evaluated; `None` for any other status. A skip that gives no known
     /// reason (an old or foreign plugin) counts as `prerequisite` when it names one, else as
@@ -155,30 +253,44 @@ impl RequirementResult {
         if self.status != Status::Skip {
             return None;
         }
-        let named = self
-            .evidence
-            .get("reason")
-            .and_then(Value::as_str)
-            .and_then(SkipReason::parse);
         Some(
-            named.unwrap_or(if self.evidence.contains_key("prerequisite") {
-                SkipReason::Prerequisite
-            } else {
-                SkipReason::NotVerified
-            }),
+            self.typed
+                .reason
+                .unwrap_or(if self.typed.waits_on.is_some() {
+                    SkipReason::Prerequisite
+                } else {
+                    SkipReason::NotVerified
+                }),
         )
+    }
+    /// A skip that names no reason (a foreign or older plugin's) gets the one it is read as
+    /// ([`Self::skip_reason`]), so every skip in the report says why.
+    pub fn name_skip_reason(&mut self) {
+        if self.typed.reason.is_none() {
+            self.typed.reason = self.skip_reason();
+        }
     }
     /// Turns this result into a skip for `reason` (`not_verified` or `not_configured`), keeping
     /// its summary: used when the probe finds that a skip's stated cause does not hold.
     pub fn recast_skip(mut self, reason: SkipReason) -> Self {
         self.status = Status::Skip;
         if reason != SkipReason::Prerequisite {
-            self.evidence.remove("prerequisite");
+            self.typed.waits_on = None;
         }
-        self.evidence
-            .insert("reason".into(), Value::String(reason.as_str().into()));
+        self.typed.reason = Some(reason);
         self.remedy = None;
         self
+    }
+    /// Passes the typed fields' texts through `clean` (the redactor): a dynamic plugin's
+    /// `error_type` or `prerequisite` is foreign text like its evidence.
+    pub fn clean_typed(&mut self, clean: impl Fn(&str) -> String) {
+        let typed = &mut *self.typed;
+        for text in [&mut typed.waits_on, &mut typed.error_type]
+            .into_iter()
+            .flatten()
+        {
+            *text = clean(text);
+        }
     }
 }
 
@@ -549,9 +661,10 @@ mod tests {
 
     #[test]
     fn skip_reasons_are_typed_and_in_evidence() {
+        let json = |r: &RequirementResult| serde_json::to_value(r).unwrap();
         let r = RequirementResult::not_configured("smtp.login", "no --smtp");
         assert_eq!(r.skip_reason(), Some(SkipReason::NotConfigured));
-        assert_eq!(r.evidence["reason"], "not_configured");
+        assert_eq!(json(&r)["evidence"]["reason"], "not_configured");
         assert_eq!(r.prerequisite(), None);
         let r = RequirementResult::not_verified("imap.login", "deadline");
         assert_eq!(r.skip_reason(), Some(SkipReason::NotVerified));
@@ -560,15 +673,48 @@ mod tests {
             None
         );
         // A foreign skip without a reason: a named prerequisite, else a gap.
-        let mut r = RequirementResult::skip("imap.folders", "imap.login", "x");
-        r.evidence.remove("reason");
+        let foreign = |evidence: serde_json::Value| -> RequirementResult {
+            serde_json::from_value(serde_json::json!({
+                "id": "imap.folders", "status": "skip", "summary": "x", "evidence": evidence
+            }))
+            .unwrap()
+        };
+        let r = foreign(serde_json::json!({"prerequisite": "imap.login"}));
         assert_eq!(r.skip_reason(), Some(SkipReason::Prerequisite));
-        r.evidence.remove("prerequisite");
+        assert_eq!(r.prerequisite(), Some("imap.login"));
+        let mut r = foreign(serde_json::json!({}));
         assert_eq!(r.skip_reason(), Some(SkipReason::NotVerified));
+        r.name_skip_reason();
+        assert_eq!(json(&r)["evidence"]["reason"], "not_verified");
         let r = RequirementResult::skip("imap.folders", "imap.login", "x")
             .recast_skip(SkipReason::NotVerified);
         assert_eq!(r.skip_reason(), Some(SkipReason::NotVerified));
-        assert!(!r.evidence.contains_key("prerequisite"));
+        assert!(json(&r)["evidence"].get("prerequisite").is_none());
+    }
+
+    #[test]
+    fn typed_fields_round_trip_through_the_json_evidence() {
+        let e = NetError::Timeout {
+            waiting_for: "the greeting".into(),
+            after: std::time::Duration::from_secs(1),
+        };
+        for r in [
+            RequirementResult::skip("imap.folders", "imap.login", "x").with("count", 3),
+            RequirementResult::fail("imap.reachable", "no", "fix").with_error(&e),
+            // A `reason` that is not a skip's stays evidence (the certificate's trust reason).
+            RequirementResult::fail("imap.certificate.trust", "no", "fix")
+                .with("reason", "self_signed"),
+        ] {
+            let text = serde_json::to_string(&r).unwrap();
+            let back: RequirementResult = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, r, "{text}");
+            assert!(!back.evidence.contains_key("error_type"), "{text}");
+            assert!(!back.evidence.contains_key("prerequisite"), "{text}");
+        }
+        let r = RequirementResult::fail("imap.reachable", "no", "fix").with_error(&e);
+        assert_eq!(r.error_type(), Some(e.error_type()));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["evidence"]["error_type"], e.error_type());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use mailprobe_core::context::RunContext;
 use mailprobe_core::model::{Protocol, Target};
-use mailprobe_core::plugin::{BoxFuture, CheckPlugin, PluginError, PluginInfo};
+use mailprobe_core::plugin::{BoxFuture, CheckPlugin, PluginError, PluginInfo, Selection};
 use mailprobe_core::redact::Redactor;
 use mailprobe_core::requirement::{RequirementResult, SkipReason, Status};
 
@@ -177,28 +177,20 @@ pub struct CadenceOptions {
 impl CadenceOptions {
     /// `plugins` with each plugin of a group that has a cadence wrapped so that it reports its
     /// fresh proof instead of running (see the module's documentation).
-    pub fn wrap(
-        &self,
-        target: &Target,
-        plugins: &[Arc<dyn CheckPlugin>],
-    ) -> Vec<Arc<dyn CheckPlugin>> {
+    pub fn wrap(&self, target: &Target, plugins: &Selection) -> Selection {
         let groups = self.cadence.groups();
-        plugins
-            .iter()
-            .map(|p| {
-                let info = p.info();
-                match groups.iter().find(|(name, _)| *name == info.name) {
-                    Some((name, every)) => Arc::new(Cadenced {
-                        inner: p.clone(),
-                        name,
-                        every: *every,
-                        mailbox: target.mailbox.clone(),
-                        store: self.store.clone(),
-                    }) as Arc<dyn CheckPlugin>,
-                    None => p.clone(),
-                }
-            })
-            .collect()
+        plugins.map_plugins(
+            |p, info| match groups.iter().find(|(name, _)| *name == info.name) {
+                Some((name, every)) => Arc::new(Cadenced {
+                    inner: p.clone(),
+                    name,
+                    every: *every,
+                    mailbox: target.mailbox.clone(),
+                    store: self.store.clone(),
+                }) as Arc<dyn CheckPlugin>,
+                None => p.clone(),
+            },
+        )
     }
 }
 

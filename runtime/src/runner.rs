@@ -8,9 +8,10 @@ use futures::FutureExt;
 use tokio::time::Instant;
 
 use mailprobe_core::context::{PluginRun, RunContext, Step};
+use mailprobe_core::driver::RunDriver;
 use mailprobe_core::model::{Protocol, Target};
 use mailprobe_core::net::{self, Budgets, IpVersion};
-use mailprobe_core::plugin::{CheckPlugin, catalog_of};
+use mailprobe_core::plugin::{CheckPlugin, PluginError, PluginOutcome, Selection};
 use mailprobe_core::redact::Redactor;
 use mailprobe_core::report::Report;
 use mailprobe_core::requirement::{Catalog, Origin, RequirementResult, SkipReason, Status};
@@ -19,13 +20,6 @@ use mailprobe_core::tls::Trust;
 use mailprobe_core::transcript::{LiveSink, Transcript};
 
 use crate::transcripts::TranscriptStore;
-
-/// How a [`PluginRun`]'s error starts when the plugin panicked (a dynamic plugin's host says
-/// the same of a panic it caught), so the daemon can count panics apart from other errors.
-pub const PANICKED: &str = "panicked: ";
-
-/// How the plugin SDK words a panic it caught inside a dynamic plugin.
-const DYNAMIC_PANIC: &str = "the plugin panicked: ";
 
 /// Everything a run produced: the report, and the steps and plugin runs that become spans.
 #[derive(Debug)]
@@ -70,7 +64,7 @@ pub async fn run_target(
     target: Arc<Target>,
     trust: Trust,
     budgets: Arc<Budgets>,
-    plugins: &[Arc<dyn CheckPlugin>],
+    plugins: &Selection,
 ) -> RunOutcome {
     run_target_with(target, trust, budgets, plugins, &RunOptions::default()).await
 }
@@ -85,7 +79,7 @@ pub async fn run_target_with(
     target: Arc<Target>,
     trust: Trust,
     budgets: Arc<Budgets>,
-    plugins: &[Arc<dyn CheckPlugin>],
+    plugins: &Selection,
     options: &RunOptions,
 ) -> RunOutcome {
     let transcript = options
@@ -242,45 +236,41 @@ async fn run_once(
     target: Arc<Target>,
     trust: Trust,
     budgets: Arc<Budgets>,
-    plugins: &[Arc<dyn CheckPlugin>],
+    plugins: &Selection,
 ) -> RunOutcome {
     let started_at = SystemTime::now();
     let start = Instant::now();
-    let catalog = Arc::new(catalog_of(plugins));
-    let mut cx = RunContext::new(target.clone(), trust, budgets).with_catalog(catalog.clone());
-    cx.reserve_slots().await;
+    let catalog = plugins.catalog().clone();
+    let mut run = RunDriver::start(target.clone(), trust, budgets, catalog.clone()).await;
 
-    for plugin in plugins {
-        let info = plugin.info();
-        cx.set_current_plugin(&info.name);
+    for (plugin, info) in plugins.with_info() {
         let wall = SystemTime::now();
         let t0 = Instant::now();
-        let outcome = run_plugin(&mut cx, plugin.as_ref()).await;
-        cx.push_plugin_run(PluginRun {
+        let outcome = run_plugin(&mut run.enter(&info.name), plugin.as_ref()).await;
+        run.record_run(PluginRun {
             plugin: info.name.clone(),
             start: wall,
             duration: t0.elapsed(),
-            error: outcome.clone().err(),
+            outcome: outcome.clone(),
         });
         for id in &info.requirements {
-            if cx.result(id).is_none() {
-                let r = unreported(&cx, &catalog, &info.name, id, &outcome);
-                cx.report(r);
+            if run.context().result(id).is_none() {
+                let r = unreported(run.context(), &catalog, &info.name, id, &outcome);
+                run.report(r);
             }
         }
     }
+    let record = run.finish();
 
     // Close the sessions plugins kept for each other and nobody took, all at once and briefly:
     // the run may already be at its deadline.
     let wait = Duration::from_secs(2);
-    let closing = std::mem::take(&mut cx.held)
-        .into_iter()
-        .map(|held| held.session.close(wait));
+    let closing = record.held.into_iter().map(|held| held.session.close(wait));
     let _ = tokio::time::timeout(wait, futures::future::join_all(closing)).await;
 
     let profile = target.profile.clone();
-    let detected = cx.target.clone();
-    let mut results = normalize_skips(cx.take_results());
+    let detected = record.target;
+    let mut results = normalize_skips(record.results);
     mark_detected_security(&detected, &catalog, &mut results);
     // Requirements the profile does not hold are left out; a dynamic plugin's own IDs are kept
     // after the profile's.
@@ -292,8 +282,8 @@ async fn run_once(
             .position(|p| p == &r.id)
             .unwrap_or(usize::MAX)
     });
-    let mut steps = cx.take_steps();
-    let mut plugin_runs = cx.take_plugin_runs();
+    let mut steps = record.steps;
+    let mut plugin_runs = record.plugin_runs;
     sanitize(
         &Redactor::new(target.password.expose()),
         &mut results,
@@ -337,9 +327,9 @@ fn merge_by_address(
     started_at: SystemTime,
     duration: Duration,
     runs: Vec<(Addresses, RunOutcome)>,
-    plugins: &[Arc<dyn CheckPlugin>],
+    plugins: &Selection,
 ) -> RunOutcome {
-    let catalog = catalog_of(plugins);
+    let catalog = plugins.catalog();
     let mut merged: Vec<RequirementResult> = Vec::new();
     // Each requirement's addresses in the order checked, with its worst result at each (a
     // server with fewer addresses than the other is checked at one of them more than once).
@@ -414,6 +404,7 @@ pub fn sanitize(
             *remedy = redactor.clean(remedy);
         }
         redactor.clean_map(&mut r.evidence);
+        r.clean_typed(|t| redactor.clean(t));
     }
     for s in steps {
         for text in [&mut s.error, &mut s.error_type].into_iter().flatten() {
@@ -424,47 +415,36 @@ pub fn sanitize(
         }
     }
     for p in plugin_runs {
-        if let Some(e) = &mut p.error {
-            *e = redactor.clean(e);
-        }
+        p.outcome.clean_text(|t| redactor.clean(t));
     }
 }
 
 /// Runs one plugin within what is left of the deadline. A panicking plugin (a bug, or bytes
 /// from a hostile server it did not expect) costs only its own requirements, never the whole
 /// check or the daemon's loop. The error text is scrubbed of the password.
-async fn run_plugin(cx: &mut RunContext, plugin: &dyn CheckPlugin) -> Result<(), String> {
+async fn run_plugin(cx: &mut RunContext, plugin: &dyn CheckPlugin) -> PluginOutcome {
     let target = cx.target.clone();
     let wait = cx.deadline().saturating_duration_since(Instant::now());
     if wait.is_zero() {
-        return Err(format!(
-            "was not run: the check's deadline ({:?}) had passed",
-            target.timeout
-        ));
+        return PluginOutcome::NotRun(target.timeout);
     }
     let run = AssertUnwindSafe(plugin.run(cx)).catch_unwind();
     // A panic message can quote whatever bytes a server sent: the one redactor masks, escapes
     // and bounds it like every other text of the run.
     let redactor = Redactor::new(target.password.expose());
-    let scrub = |text: &str| redactor.clean(text);
     match tokio::time::timeout(wait, run).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        // A dynamic plugin's SDK catches its own panic and reports it as an error.
-        Ok(Ok(Err(e))) => {
-            let text = e.to_string();
-            match text.strip_prefix(DYNAMIC_PANIC) {
-                Some(message) => Err(format!("{PANICKED}{}", scrub(message))),
-                None => Err(format!("failed: {}", scrub(&text))),
-            }
+        Ok(Ok(Ok(()))) => PluginOutcome::Done,
+        // A dynamic plugin's SDK catches its own panic and says so.
+        Ok(Ok(Err(PluginError::Panicked(message)))) => {
+            PluginOutcome::Panicked(redactor.clean(&message))
         }
-        Ok(Err(panic)) => Err(format!(
-            "{PANICKED}{}",
-            scrub(&panic_message(panic.as_ref()))
-        )),
-        Err(_) => Err(format!(
-            "timed out: the check did not finish within its deadline ({:?})",
-            target.timeout
-        )),
+        Ok(Ok(Err(mut e))) => {
+            let clean = redactor.clean(e.message_mut());
+            *e.message_mut() = clean;
+            PluginOutcome::Failed(e)
+        }
+        Ok(Err(panic)) => PluginOutcome::Panicked(redactor.clean(&panic_message(panic.as_ref()))),
+        Err(_) => PluginOutcome::TimedOut(target.timeout),
     }
 }
 
@@ -476,20 +456,20 @@ fn unreported(
     catalog: &Catalog,
     plugin: &str,
     id: &str,
-    outcome: &Result<(), String>,
+    outcome: &PluginOutcome,
 ) -> RequirementResult {
     if let Some(p) = catalog.get(id).and_then(|s| s.server)
         && cx.target.endpoint(p).is_none()
     {
         return RequirementResult::not_configured(id, not_configured_summary(p));
     }
-    match (cx.blocked_by(id), outcome) {
+    match (cx.blocked_by(id), outcome.error()) {
         (Some(p), _) => RequirementResult::skip(id, &p, format!("not evaluated: {p} did not pass")),
-        (None, Err(why)) => {
+        (None, Some(why)) => {
             RequirementResult::not_verified(id, format!("not verified: plugin {plugin} {why}"))
-                .with("error", why.clone())
+                .with("error", why)
         }
-        (None, Ok(())) => RequirementResult::not_verified(
+        (None, None) => RequirementResult::not_verified(
             id,
             format!(
                 "not verified: plugin {plugin} did not evaluate this requirement (a bug in the plugin; report it with the JSON report attached)"
@@ -618,11 +598,7 @@ fn normalize_skips(mut results: Vec<RequirementResult>) -> Vec<RequirementResult
     // A skip from a plugin that names no reason (a foreign or older one) gets the one it is
     // read as, so every skip in the report says why.
     for r in &mut results {
-        if let Some(reason) = r.skip_reason()
-            && !r.evidence.contains_key("reason")
-        {
-            r.evidence.insert("reason".into(), reason.as_str().into());
-        }
+        r.name_skip_reason();
     }
     results
 }
@@ -644,6 +620,8 @@ mod tests {
         /// Panics quoting a server's reply: a terminal escape, the password, and much more.
         PanicWith,
         Error,
+        /// Says it panicked, as a dynamic plugin's SDK does of a panic it caught.
+        SdkPanic,
         Hang,
         Nothing,
     }
@@ -676,6 +654,9 @@ mod tests {
                         )
                     }
                     Misbehave::Error => Err(PluginError::Crashed("the plugin's own error".into())),
+                    Misbehave::SdkPanic => Err(PluginError::Panicked(format!(
+                        "caught by the SDK, with {PANIC_PASSWORD}"
+                    ))),
                     Misbehave::Hang => {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                         Ok(())
@@ -711,7 +692,7 @@ mod tests {
     }
 
     async fn run(how: Misbehave, smtp: bool) -> Report {
-        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(Test(how))];
+        let plugins = Selection::from(vec![Arc::new(Test(how)) as Arc<dyn CheckPlugin>]);
         let trust = Trust::load(None).unwrap();
         run_target(target(smtp), trust, Arc::new(Budgets::new(8)), &plugins)
             .await
@@ -750,7 +731,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_failing_address_fails_the_requirement_and_is_named() {
-        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(ByAddress)];
+        let plugins = Selection::from(vec![Arc::new(ByAddress) as Arc<dyn CheckPlugin>]);
         let trust = Trust::load(None).unwrap();
         let budgets = Arc::new(Budgets::new(8));
         let mut runs = Vec::new();
@@ -790,7 +771,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_keeps_its_transcript_redacted_only_when_asked() {
-        let plugins: Vec<Arc<dyn CheckPlugin>> = vec![Arc::new(ByAddress)];
+        let plugins = Selection::from(vec![Arc::new(ByAddress) as Arc<dyn CheckPlugin>]);
         let trust = Trust::load(None).unwrap();
         let mut t = (*target(false)).clone();
         t.imap.connect_to = Some("127.0.0.1".into());
@@ -848,12 +829,56 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_plugin_run_ends_in_a_typed_outcome() {
+        let secs = Duration::from_secs(10);
+        for (how, expected) in [
+            (
+                Misbehave::Panic,
+                PluginOutcome::Panicked("boom from a test plugin".into()),
+            ),
+            (
+                Misbehave::SdkPanic,
+                PluginOutcome::Panicked("caught by the SDK, with [redacted]".into()),
+            ),
+            (
+                Misbehave::Error,
+                PluginOutcome::Failed(PluginError::Crashed("the plugin's own error".into())),
+            ),
+            (Misbehave::Hang, PluginOutcome::TimedOut(secs)),
+            (Misbehave::Nothing, PluginOutcome::Done),
+        ] {
+            let plugins = Selection::from(vec![Arc::new(Test(how)) as Arc<dyn CheckPlugin>]);
+            let trust = Trust::load(None).unwrap();
+            let out = run_target(target(true), trust, Arc::new(Budgets::new(8)), &plugins).await;
+            assert_eq!(out.plugin_runs.len(), 1);
+            let run = &out.plugin_runs[0];
+            assert_eq!(run.outcome, expected);
+            assert_eq!(
+                run.outcome.is_panic(),
+                matches!(expected, PluginOutcome::Panicked(_))
+            );
+            if let Some(why) = run.error() {
+                let x = get(&out.report, "imap.login");
+                assert_eq!(x.summary, format!("not verified: plugin test {why}"));
+            }
+        }
+        assert_eq!(
+            PluginOutcome::NotRun(secs).error().as_deref(),
+            Some("was not run: the check's deadline (10s) had passed")
+        );
+        assert_eq!(
+            PluginOutcome::NotRun(secs).error_type(),
+            Some("deadline_exceeded")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_scheduler_keeps_checking_a_mailbox_whose_plugin_panics() {
         use crate::scheduler::{self, SchedulerConfig};
         use mailprobe_core::plugin::Registry;
         let mut registry = Registry::new();
         registry.register(Arc::new(Test(Misbehave::Panic))).unwrap();
-        let plugins = Arc::new(registry.plugins().to_vec());
+        let plugins = Arc::new(registry.select(&[]).unwrap());
         let trust = Trust::load(None).unwrap();
         let verdicts = Arc::new(std::sync::Mutex::new(Vec::new()));
         let v = verdicts.clone();
@@ -881,7 +906,8 @@ mod tests {
         let x = get(&r, "smtp.reachable");
         assert_eq!(x.skip_reason(), Some(SkipReason::NotConfigured));
         assert_eq!(x.prerequisite(), None);
-        assert!(!x.evidence.contains_key("prerequisite"));
+        let json = serde_json::to_value(x).unwrap();
+        assert!(json["evidence"].get("prerequisite").is_none(), "{json}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -928,13 +954,10 @@ mod tests {
             RequirementResult::not_verified("smtp.encryption", "x"),
             RequirementResult::skip("smtp.tls_versions", "smtp.encryption", "x"),
             // A foreign skip that gives no reason and names nothing: a gap, said so.
-            RequirementResult {
-                id: "pop3.login".into(),
-                status: Status::Skip,
-                summary: "x".into(),
-                evidence: Default::default(),
-                remedy: None,
-            },
+            serde_json::from_value(serde_json::json!(
+                {"id": "pop3.login", "status": "skip", "summary": "x"}
+            ))
+            .unwrap(),
         ]);
         let reason = |id: &str| rs.iter().find(|r| r.id == id).unwrap().skip_reason();
         assert_eq!(reason("imap.encryption"), Some(SkipReason::Prerequisite));
@@ -950,7 +973,7 @@ mod tests {
         assert!(
             rs.iter()
                 .filter(|r| r.status == Status::Skip)
-                .all(|r| r.evidence.contains_key("reason"))
+                .all(|r| serde_json::to_value(r).unwrap()["evidence"]["reason"].is_string())
         );
         // Every prerequisite named is a requirement of the run.
         assert!(

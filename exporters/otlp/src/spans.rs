@@ -45,17 +45,6 @@ fn step_attributes(step: &Step) -> Vec<KeyValue> {
     attrs
 }
 
-/// A plugin error's `error.type`: low-cardinality, as the conventions ask.
-fn plugin_error_type(message: &str) -> &'static str {
-    if message.starts_with("timed out") {
-        "timeout"
-    } else if message.starts_with("not run") {
-        "deadline_exceeded"
-    } else {
-        "_OTHER"
-    }
-}
-
 fn end(start: SystemTime, duration: Duration) -> SystemTime {
     start.checked_add(duration).unwrap_or(start)
 }
@@ -115,9 +104,9 @@ where
             }
         }
         let span = plugin_cx.span();
-        if let Some(e) = &run.error {
-            span.set_attribute(KeyValue::new("error.type", plugin_error_type(e)));
-            span.set_status(Status::error(e.clone()));
+        if let (Some(e), Some(kind)) = (run.error(), run.outcome.error_type()) {
+            span.set_attribute(KeyValue::new("error.type", kind));
+            span.set_status(Status::error(e));
         }
         span.end_with_timestamp(end(run.start, run.duration));
     }

@@ -465,6 +465,7 @@ impl DynamicPlugin {
                 .insert(name.clone(), out.facts);
         }
         match out.error {
+            Some(e) if out.panicked => Err(PluginError::Panicked(e)),
             Some(e) => Err(PluginError::Crashed(e)),
             None => Ok(()),
         }

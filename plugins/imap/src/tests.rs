@@ -164,7 +164,8 @@ fn status(cx: &RunContext, id: &str) -> St {
 }
 
 fn evidence(cx: &RunContext, id: &str, key: &str) -> String {
-    cx.result(id).unwrap().evidence[key].to_string()
+    // Through the JSON report: `error_type` and the like are typed fields of the result.
+    serde_json::to_value(cx.result(id).unwrap()).unwrap()["evidence"][key].to_string()
 }
 
 fn assert_no_password(cx: &RunContext) {

@@ -302,7 +302,7 @@ mod tests {
                 .unwrap()
                 .contains("allowlist the probe's address 198.51.100.7")
         );
-        assert_eq!(r.evidence["error_type"], "timeout");
+        assert_eq!(r.error_type(), Some("timeout"));
     }
 
     /// A reachability-only run verifies no certificate, so it must not pay for parsing the

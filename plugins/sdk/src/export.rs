@@ -173,9 +173,7 @@ unsafe extern "C" fn run(config: *const c_char, context: *const c_char) -> *mut 
         };
         exported.plugin.run_json(config, context)
     }))
-    .unwrap_or_else(|payload| {
-        ResultJson::error(format!("the plugin panicked: {}", panic_message(&*payload)))
-    });
+    .unwrap_or_else(|payload| ResultJson::panicked(panic_message(&*payload)));
     let json = serde_json::to_string(&result).unwrap_or_else(|e| {
         serde_json::json!({ "error": format!("the plugin's result cannot be serialized: {e}") })
             .to_string()

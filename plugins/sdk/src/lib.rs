@@ -200,6 +200,7 @@ impl Output {
             steps: self.steps,
             facts: self.facts,
             error,
+            panicked: false,
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct ResultJson {
     pub facts: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `error` is the message of a panic the SDK caught (not the plugin's own error). Absent
+    /// (false) from an answer of an SDK older than this field: its panics read as failures.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub panicked: bool,
 }
 
 impl ResultJson {
@@ -65,6 +69,14 @@ impl ResultJson {
         ResultJson {
             error: Some(message.into()),
             ..ResultJson::default()
+        }
+    }
+
+    /// The answer of a run that panicked, with the panic's message.
+    pub fn panicked(message: impl Into<String>) -> Self {
+        ResultJson {
+            panicked: true,
+            ..ResultJson::error(message)
         }
     }
 }

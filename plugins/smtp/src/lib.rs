@@ -311,12 +311,7 @@ async fn establish(
         Err(NoTls::Failed(r)) => {
             // A failed handshake is already shared; what failed before it was the preamble.
             let view = NetErrorView {
-                error_type: r
-                    .evidence
-                    .get("error_type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("starttls_failed")
-                    .to_string(),
+                error_type: r.error_type().unwrap_or("starttls_failed").to_string(),
                 message: r.summary.clone(),
                 step: Some("starttls".into()),
             };

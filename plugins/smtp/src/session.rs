@@ -96,13 +96,7 @@ async fn open(
     if ep.security == Security::Tls {
         greet(&mut client, &ehlo, wait).await?;
     } else {
-        let r = client
-            .command(&format!("EHLO {ehlo}"), wait)
-            .await
-            .map_err(|e| SessionRefusal::at(SessionStep::Ehlo, e.to_string()))?;
-        if r.code != 250 {
-            return Err(SessionRefusal::at(SessionStep::Ehlo, reply_text(&r)));
-        }
+        say_ehlo(&mut client, &ehlo, wait).await?;
     }
     let password = p.target.password.expose();
     let user = &p.target.user;
@@ -140,6 +134,18 @@ where
     if g.code != 220 {
         return Err(SessionRefusal::at(SessionStep::Greeting, reply_text(&g)));
     }
+    say_ehlo(client, ehlo, wait).await
+}
+
+/// Says EHLO and wants 250 (after the greeting, and again after STARTTLS).
+async fn say_ehlo<S>(
+    client: &mut SmtpClient<S>,
+    ehlo: &str,
+    wait: Duration,
+) -> Result<(), SessionRefusal>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let r = client
         .command(&format!("EHLO {ehlo}"), wait)
         .await

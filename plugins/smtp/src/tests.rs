@@ -162,7 +162,7 @@ async fn silence_is_a_timeout_not_a_hang() {
     assert!(t0.elapsed() < Duration::from_secs(3));
     let enc = result(&cx, ENCRYPTION);
     assert_eq!(enc.status, Status::Fail);
-    assert_eq!(enc.evidence["error_type"], "timeout");
+    assert_eq!(enc.error_type(), Some("timeout"));
     assert_eq!(result(&cx, LOGIN).status, Status::Skip);
     assert_eq!(result(&cx, LOGIN).prerequisite(), Some(ENCRYPTION));
     assert_eq!(step_names(&cx), vec!["connect", "greeting"]);
@@ -180,7 +180,7 @@ async fn endless_line_is_cut_off() {
     let cx = run(port, Security::Starttls, false).await;
     let enc = result(&cx, ENCRYPTION);
     assert_eq!(enc.status, Status::Fail);
-    assert_eq!(enc.evidence["error_type"], "protocol");
+    assert_eq!(enc.error_type(), Some("protocol"));
 }
 
 #[tokio::test]
@@ -211,7 +211,7 @@ async fn garbage_is_a_protocol_error() {
     let cx = run(port, Security::Starttls, false).await;
     let enc = result(&cx, ENCRYPTION);
     assert_eq!(enc.status, Status::Fail);
-    assert_eq!(enc.evidence["error_type"], "protocol", "{enc:?}");
+    assert_eq!(enc.error_type(), Some("protocol"), "{enc:?}");
     // Control characters never reach the report.
     assert!(!enc.evidence["error"].as_str().unwrap().contains('\x1b'));
 }
@@ -229,7 +229,7 @@ async fn reset_after_ehlo_is_reported() {
     let cx = run(port, Security::Starttls, false).await;
     let enc = result(&cx, ENCRYPTION);
     assert_eq!(enc.status, Status::Fail);
-    let et = enc.evidence["error_type"].as_str().unwrap();
+    let et = enc.error_type().unwrap();
     assert!(
         et == "connection_reset" || et == "connection_closed",
         "{et}"
@@ -331,7 +331,7 @@ async fn implicit_tls_to_a_plain_port_suggests_starttls() {
     let cx = run(port, Security::Tls, false).await;
     let enc = result(&cx, ENCRYPTION);
     assert_eq!(enc.status, Status::Fail, "{enc:?}");
-    assert_eq!(enc.evidence["error_type"], "tls_handshake");
+    assert_eq!(enc.error_type(), Some("tls_handshake"));
     assert!(
         enc.remedy
             .as_deref()

@@ -245,6 +245,7 @@ pub fn unknown_versions() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mailprobe_core::requirement::SkipReason;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -309,7 +310,7 @@ mod tests {
             accepted(TlsVersion::Tls13),
         ]);
         assert_eq!(r.status, Status::Skip, "{r:?}");
-        assert_eq!(r.evidence["reason"], "not_verified");
+        assert_eq!(r.skip_reason(), Some(SkipReason::NotVerified));
         assert!(r.remedy.is_none());
         assert_eq!(r.evidence["versions"]["TLSv1.2"], serde_json::Value::Null);
         assert_eq!(r.evidence["versions"]["TLSv1.3"], true);

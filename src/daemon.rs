@@ -398,18 +398,10 @@ impl Run {
     }
 
     async fn outcome(&self, target: Arc<Target>, state: &MailboxState) -> runner::RunOutcome {
-        let budgets = self.budgets.clone();
-        match state {
-            MailboxState::Ready(trust) => {
-                runner::run_target_with(
-                    target,
-                    trust.clone(),
-                    budgets,
-                    &self.plugins,
-                    &self.options,
-                )
-                .await
-            }
+        let (target, trust) = match state {
+            MailboxState::Ready(trust) => (target, trust.clone()),
+            // Read again at each run, bounded in size and time: a hostile file costs this
+            // mailbox only.
             MailboxState::SecretMissing { trust, source } => {
                 match source.load_async(&ProcessEnv).await {
                     Ok(password) => {
@@ -417,34 +409,35 @@ impl Run {
                             password,
                             ..(*target).clone()
                         });
-                        runner::run_target_with(
-                            target,
-                            trust.clone(),
-                            budgets,
-                            &self.plugins,
-                            &self.options,
-                        )
-                        .await
+                        (target, trust.clone())
                     }
                     Err(e) => {
                         self.feed.probe_error(&target.mailbox, "config");
-                        runner::unverified_outcome(
+                        return runner::unverified_outcome(
                             &target,
                             &format!("not verified: the mailbox's password cannot be read: {e}"),
-                        )
+                        );
                     }
                 }
             }
             MailboxState::Broken(error) => {
                 self.feed.probe_error(&target.mailbox, "config");
-                runner::unverified_outcome(
+                return runner::unverified_outcome(
                     &target,
                     &format!(
                         "not verified: the mailbox's configuration entry cannot be used: {error}"
                     ),
-                )
+                );
             }
-        }
+        };
+        runner::run_target_with(
+            target,
+            trust,
+            self.budgets.clone(),
+            &self.plugins,
+            &self.options,
+        )
+        .await
     }
 }
 

@@ -25,7 +25,7 @@ mod conn;
 #[cfg(feature = "legacy-tls")]
 mod legacy;
 
-pub use client::{ClientPolicy, LeafNames, every_algorithm, is_name_refusal};
+pub use client::{ClientPolicy, LeafNames, every_algorithm, is_name_refusal, is_trust_anchor};
 
 pub use conn::{
     LEGACY_SWITCH, TlsConn, TlsEngine, connect, legacy_engine, legacy_engine_available,

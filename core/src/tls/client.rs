@@ -529,7 +529,7 @@ fn rsa_bits(c: &X509Certificate<'_>) -> Option<u32> {
 
 /// The leaf is itself a trust anchor (same subject and key): a pinned self-signed certificate
 /// given with `--ca-file`, which a JVM trust store accepts as it is.
-fn is_trust_anchor(cert: &X509Certificate<'_>, roots: &RootCertStore) -> bool {
+pub fn is_trust_anchor(cert: &X509Certificate<'_>, roots: &RootCertStore) -> bool {
     let tbs = &cert.tbs_certificate;
     let (Some(subject), Some(spki)) = (
         der_contents(tbs.subject.as_raw()),

@@ -11,6 +11,8 @@ use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
+use mailprobe_core::tls::is_trust_anchor;
+
 use super::der::{SelfSignature, der_contents, self_signature, webpki_algorithms};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,21 +160,6 @@ pub fn verify_trust_with(
 
 /// The most certificates of a chain that are looked at (the leaf included).
 pub const MAX_CHAIN: usize = 16;
-
-fn is_trust_anchor(cert: &X509Certificate<'_>, roots: &RootCertStore) -> bool {
-    let tbs = &cert.tbs_certificate;
-    // TrustAnchor stores the *contents* of the Name and SPKI SEQUENCEs.
-    let (Some(subject), Some(spki)) = (
-        der_contents(tbs.subject.as_raw()),
-        der_contents(tbs.subject_pki.raw),
-    ) else {
-        return false;
-    };
-    roots
-        .roots
-        .iter()
-        .any(|ta| ta.subject.as_ref() == subject && ta.subject_public_key_info.as_ref() == spki)
-}
 
 fn evaluation_times(leaf: &X509Certificate<'_>, sent: &[X509Certificate<'_>]) -> Vec<UnixTime> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
